@@ -1,0 +1,431 @@
+"""Layer 4 — audit: ex post IC / IR / budget / efficiency checks, per profile and per block.
+
+Single-profile functions (:func:`utility`, :func:`regret`) read like the paper;
+:func:`block_stats` vmaps them over a block of profiles and loops (``lax.scan``)
+over misreports, reducing to sums, sums of squares, counts and maxima with
+their witnesses. The engine (layer 5) streams blocks and adds the per-block
+results up; :func:`finalize` turns the totals into an :class:`AuditReport`
+with standard errors.
+
+Definitions (design.md): ``u_i = v_i(f(m), s) - t_i(m)``; regret of agent ``i``
+at profile ``s`` is ``max(0, max_{m_i} u_i(m_i, s_-i; s) - u_i(s; s))`` (ex post
+IC, CE Def 2); IR violation ``max(0, -u_i(s; s))`` (reservation utility 0, the
+seller's CE Sec. 4 level in net terms); deficit ``cost(f(s)) - sum_i t_i(s)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmech._src import priors
+from jaxmech._src.environments import Environment
+from jaxmech._src.mechanisms import Mechanism
+
+Array = jax.Array
+
+Z95 = 1.959963984540054
+
+
+class Misreports(NamedTuple):
+    """Misreport strategies; all enabled ones are combined (the best deviation counts).
+
+    Attributes:
+      grid: points per signal dimension of a full grid over ``S_i`` (0: off).
+      max_grid: cap on the grid size ``grid ** d_i`` (the per-dimension count is
+        lowered to fit).
+      random: uniform draws from ``S_i`` per profile and agent (0: off).
+      kinks: try ``b - eps`` and ``b + eps`` (along the diagonal) for each kink
+        point ``b`` the mechanism exposes (``Mechanism.kinks``).
+      kink_eps: ``eps`` relative to the width of ``S_i``.
+      gradient_steps: Adam steps of gradient ascent on ``u_i(m_i)`` (0: off),
+        from the best point found so far plus ``gradient_restarts - 1`` random
+        starts.
+      gradient_restarts: number of ascent starts (>= 1).
+      gradient_lr: Adam learning rate, relative to the width of ``S_i``.
+      grid_chunk: misreports evaluated per ``scan`` step.
+    """
+
+    grid: int = 16
+    max_grid: int = 4096
+    random: int = 8
+    kinks: bool = True
+    kink_eps: float = 1e-4
+    gradient_steps: int = 0
+    gradient_restarts: int = 2
+    gradient_lr: float = 0.02
+    grid_chunk: int = 32
+
+
+def grid_points(lo: np.ndarray, hi: np.ndarray, points: int, max_points: int) -> np.ndarray:
+    """Full grid over the box ``[lo, hi]`` (shape ``(G, d)``), ``points`` per dimension, ``G <= max_points``."""
+    d = len(lo)
+    k = points
+    while k > 2 and k**d > max_points:
+        k -= 1
+    axes = [np.linspace(lo[j], hi[j], k) for j in range(d)]
+    return np.array(list(itertools.product(*axes)), dtype=np.float64).reshape(-1, d)
+
+
+def utility(env: Environment, mech: Mechanism, params, s: Array, m: Array, i: int) -> Array:
+    """``u_i`` of an agent with true profile ``s`` when reports are ``m`` (one profile)."""
+    q = mech.decide(params, m)
+    t = mech.pay(params, m)
+    return env.value(q, s)[i] - t[i]
+
+
+def regret(env: Environment, mech: Mechanism, params, s: Array, m_i: Array, i: int) -> Array:
+    """Gain of agent ``i`` from reporting ``m_i`` instead of ``s_i`` (others truthful), clipped at 0."""
+    deviate = utility(env, mech, params, s, priors.replace_signal(s, env.dims, i, m_i), i)
+    return jnp.maximum(0.0, deviate - utility(env, mech, params, s, s, i))
+
+
+class Truthful(NamedTuple):
+    """Per-profile quantities at truthful reports (fields have a leading batch axis when vmapped)."""
+
+    outcome_probs: Array  # (k,)
+    payments: Array  # (n,)
+    utility: Array  # (n,)
+    deficit: Array  # ()
+    welfare: Array  # ()
+    first_best: Array  # ()
+
+
+def truthful(env: Environment, mech: Mechanism, params, s: Array) -> Truthful:
+    q = mech.decide(params, s)
+    t = mech.pay(params, s)
+    v = env.value(q, s)
+    q_fb = env.efficient(s)
+    return Truthful(
+        outcome_probs=env.outcome_probs(q),
+        payments=t,
+        utility=v - t,
+        deficit=env.cost(q) - jnp.sum(t),
+        welfare=env.welfare(q, s),
+        first_best=env.welfare(q_fb, s),
+    )
+
+
+def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i):
+    """Best misreport of agent ``i`` at each profile of a block: ``(best_u (B,), best_m (B, d_i))``."""
+    dims = env.dims
+    sl = priors.agent_slice(dims, i)
+    d = dims[i]
+    dtype = profiles.dtype
+    lo_np, hi_np = env.lo[sl], env.hi[sl]
+    lo, hi = jnp.asarray(lo_np, dtype), jnp.asarray(hi_np, dtype)
+    batch = profiles.shape[0]
+
+    def u_at(s, m_i):
+        return utility(env, mech, params, s, priors.replace_signal(s, dims, i, m_i), i)
+
+    u_matrix = jax.vmap(jax.vmap(u_at, in_axes=(None, 0)), in_axes=(0, 0))  # (B,), (B, C, d) -> (B, C)
+
+    best_u = jnp.full((batch,), -jnp.inf, dtype)
+    best_m = profiles[:, sl]
+
+    def take_better(best_u, best_m, u, cands):
+        # u: (B, C); cands: (B, C, d) or (C, d) shared by all profiles
+        j = jnp.argmax(u, axis=1)
+        uj = jnp.take_along_axis(u, j[:, None], axis=1)[:, 0]
+        mj = cands[j] if cands.ndim == 2 else jnp.take_along_axis(cands, j[:, None, None], axis=1)[:, 0]
+        better = uj > best_u
+        return jnp.where(better, uj, best_u), jnp.where(better[:, None], mj, best_m)
+
+    if misreports.grid > 0:
+        grid = grid_points(lo_np, hi_np, misreports.grid, misreports.max_grid)
+        c = max(1, min(misreports.grid_chunk, len(grid)))
+        pad = (-len(grid)) % c
+        grid = np.concatenate([grid, np.repeat(grid[:1], pad, axis=0)]) if pad else grid
+        chunks = jnp.asarray(grid.reshape(-1, c, d), dtype)
+        u_shared = jax.vmap(jax.vmap(u_at, in_axes=(None, 0)), in_axes=(0, None))  # (B,D),(c,d) -> (B,c)
+
+        def step(carry, chunk):
+            bu, bm = carry
+            return take_better(bu, bm, u_shared(profiles, chunk), chunk), None
+
+        (best_u, best_m), _ = jax.lax.scan(step, (best_u, best_m), chunks)
+
+    rand_key, grad_key = jax.random.split(jax.random.fold_in(key, i))
+    per_profile = []
+    if misreports.random > 0:
+        per_profile.append(jax.random.uniform(rand_key, (batch, misreports.random, d), dtype, lo, hi))
+    if misreports.kinks and mech.kinks is not None:
+        b = jax.vmap(lambda s: mech.kinks(params, s, i))(profiles)  # (B, K, d)
+        eps = misreports.kink_eps * (hi - lo)
+        per_profile.append(jnp.clip(jnp.concatenate([b - eps, b + eps], axis=1), lo, hi))
+    if per_profile:
+        cands = jnp.concatenate(per_profile, axis=1)
+        best_u, best_m = take_better(best_u, best_m, u_matrix(profiles, cands), cands)
+
+    if misreports.gradient_steps > 0:
+        r = max(1, misreports.gradient_restarts)
+        starts = jnp.concatenate(
+            [best_m[:, None, :], jax.random.uniform(grad_key, (batch, r - 1, d), dtype, lo, hi)], axis=1
+        )
+        opt = optax.adam(misreports.gradient_lr)
+        scale = hi - lo
+
+        def ascend(s, m0):
+            # optimize z in [0, 1]^d, m = lo + scale * z: one learning rate for every domain
+            grad_u = jax.grad(lambda z: -u_at(s, lo + scale * z))
+            z0 = (m0 - lo) / scale
+
+            def body(carry, _):
+                z, state, bz, bu = carry
+                g = grad_u(z)
+                upd, state = opt.update(g, state, z)
+                z = jnp.clip(optax.apply_updates(z, upd), 0.0, 1.0)
+                u = u_at(s, lo + scale * z)
+                better = u > bu
+                return (z, state, jnp.where(better, z, bz), jnp.where(better, u, bu)), None
+
+            u0 = u_at(s, m0)
+            (_, _, bz, bu), _ = jax.lax.scan(body, (z0, opt.init(z0), z0, u0), None, misreports.gradient_steps)
+            return bu, lo + scale * bz
+
+        gu, gm = jax.vmap(jax.vmap(ascend, in_axes=(None, 0)), in_axes=(0, 0))(profiles, starts)
+        best_u, best_m = take_better(best_u, best_m, gu, gm)
+
+    return best_u, best_m
+
+
+def _masked_argext(x, valid, largest: bool):
+    fill = -jnp.inf if largest else jnp.inf
+    xm = jnp.where(valid, x, fill)
+    j = jnp.argmax(xm) if largest else jnp.argmin(xm)
+    return xm[j], j
+
+
+def block_stats(
+    env: Environment,
+    mech: Mechanism,
+    params,
+    misreports: Misreports,
+    profiles: Array,
+    n_valid: Array,
+    key: Array,
+    tol: Array,
+) -> dict[str, Array]:
+    """Reduce one block of profiles (``(B, D)``, first ``n_valid`` real) to sums / counts / extrema.
+
+    Keys ending in ``_sum`` / ``_sumsq`` / ``_count`` are added across blocks;
+    ``*_max`` / ``*_min`` keep the extreme with its witnesses (``*_at_*``),
+    earliest block winning ties.
+    """
+    batch = profiles.shape[0]
+    dtype = profiles.dtype
+    valid = jnp.arange(batch) < n_valid
+    w = valid.astype(dtype)
+    tr = jax.vmap(lambda s: truthful(env, mech, params, s))(profiles)
+
+    out: dict[str, Array] = {"n_sum": jnp.sum(w)}
+
+    def moments(name, x):
+        wx = w.reshape((batch,) + (1,) * (x.ndim - 1)) * x
+        out[f"{name}_sum"] = jnp.sum(wx, axis=0)
+        out[f"{name}_sumsq"] = jnp.sum(wx * x, axis=0)
+
+    n = env.n_agents
+    dmax = max(env.dims)
+    regrets, reg_max, reg_j, reg_m = [], [], [], []
+    for i in range(n):
+        best_u, best_m = _best_deviation(env, mech, params, misreports, profiles, key, i)
+        r = jnp.maximum(0.0, best_u - tr.utility[:, i])
+        regrets.append(r)
+        mx, j = _masked_argext(r, valid, True)
+        reg_max.append(mx)
+        reg_j.append(j)
+        reg_m.append(jnp.pad(best_m[j], (0, dmax - env.dims[i])))
+    reg = jnp.stack(regrets, axis=1)  # (B, n)
+    moments("regret", reg)
+    out["regret_count"] = jnp.sum(w[:, None] * (reg > tol), axis=0)
+    out["regret_max"] = jnp.stack(reg_max)
+    out["regret_max_at_index"] = jnp.stack(reg_j).astype(jnp.int32)
+    out["regret_max_at_profile"] = profiles[jnp.stack(reg_j)]
+    out["regret_max_at_misreport"] = jnp.stack(reg_m)
+
+    ir = jnp.maximum(0.0, -tr.utility)
+    moments("ir_violation", ir)
+    moments("utility", tr.utility)
+    moments("payment", tr.payments)
+    out["ir_violation_count"] = jnp.sum(w[:, None] * (ir > tol), axis=0)
+    ir_ext = [_masked_argext(ir[:, i], valid, True) for i in range(n)]
+    out["ir_violation_max"] = jnp.stack([e[0] for e in ir_ext])
+    out["ir_violation_max_at_index"] = jnp.stack([e[1] for e in ir_ext]).astype(jnp.int32)
+    out["ir_violation_max_at_profile"] = profiles[jnp.stack([e[1] for e in ir_ext])]
+
+    moments("deficit", tr.deficit)
+    out["deficit_count"] = jnp.sum(w * (tr.deficit > tol))
+    for name, largest in (("deficit_max", True), ("deficit_min", False)):
+        x, j = _masked_argext(tr.deficit, valid, largest)
+        out[name] = x
+        out[f"{name}_at_index"] = j.astype(jnp.int32)
+        out[f"{name}_at_profile"] = profiles[j]
+
+    moments("welfare", tr.welfare)
+    moments("first_best", tr.first_best)
+    out["welfare_x_first_best_sum"] = jnp.sum(w * tr.welfare * tr.first_best)
+    moments("outcome", tr.outcome_probs)
+    return out
+
+
+# --------------------------------------------------------------------------
+# host-side accumulation (float64, block by block in block order)
+
+
+class Accumulator:
+    """Adds per-block statistics in block order, in float64 on the host.
+
+    The order of additions is the block order whatever the chunk size or the
+    number of devices, so totals are bit-identical across both.
+    """
+
+    def __init__(self):
+        self.totals: dict[str, Any] = {}
+
+    def add_chunk(self, stats: dict[str, np.ndarray], first_block: int, block_size: int) -> None:
+        nb = len(stats["n_sum"])
+        for b in range(nb):
+            if stats["n_sum"][b] == 0:
+                continue
+            self._add_block({k: v[b] for k, v in stats.items()}, first_block + b, block_size)
+
+    def _add_block(self, blk: dict[str, np.ndarray], block: int, block_size: int) -> None:
+        tot = self.totals
+        for k, v in blk.items():
+            if k.endswith(("_sum", "_sumsq", "_count")):
+                v = np.asarray(v, np.float64)
+                tot[k] = tot[k] + v if k in tot else v
+        for k in blk:
+            if not (k.endswith("_max") or k.endswith("_min")):
+                continue
+            largest = k.endswith("_max")
+            v = np.asarray(blk[k], np.float64)
+            wit = {w: np.asarray(blk[w]) for w in blk if w.startswith(k + "_at_")}
+            gidx = block * block_size + np.asarray(blk[f"{k}_at_index"], np.int64)
+            wit[f"{k}_at_index"] = gidx
+            if k not in tot:
+                tot[k] = v.copy()
+                for w, x in wit.items():
+                    tot[w] = np.array(x, copy=True)
+                continue
+            better = v > tot[k] if largest else v < tot[k]
+            if not np.any(better):
+                continue
+            tot[k] = np.where(better, v, tot[k])
+            for w, x in wit.items():
+                mask = better.reshape(better.shape + (1,) * (x.ndim - better.ndim))
+                tot[w] = np.where(mask, x, tot[w])
+
+
+def _mean_se(total_sum, total_sumsq, n):
+    mean = total_sum / n
+    var = np.maximum(total_sumsq / n - mean**2, 0.0) * (n / max(n - 1, 1))
+    se = np.sqrt(var / n)
+    return mean, se
+
+
+def _stat(total_sum, total_sumsq, n) -> dict:
+    mean, se = _mean_se(total_sum, total_sumsq, n)
+    return {"mean": mean, "se": se, "ci95": [mean - Z95 * se, mean + Z95 * se]}
+
+
+def finalize(totals: dict[str, Any], env: Environment, tol: float) -> dict:
+    """The audit report (JSON-ready nested dict) from accumulated totals."""
+    n = totals["n_sum"]
+    agents = env.agent_names or tuple(f"agent{i}" for i in range(env.n_agents))
+    rep: dict[str, Any] = {"profiles": int(n), "tol": float(tol), "agents": list(agents)}
+
+    def per_agent(prefix, extra):
+        rows = []
+        st = _stat(totals[f"{prefix}_sum"], totals[f"{prefix}_sumsq"], n)
+        for i in range(env.n_agents):
+            row = {"mean": st["mean"][i], "se": st["se"][i], "ci95": [st["ci95"][0][i], st["ci95"][1][i]]}
+            row.update(extra(i))
+            rows.append(row)
+        return rows
+
+    def regret_extra(i):
+        cnt = totals["regret_count"][i]
+        return {
+            "max": totals["regret_max"][i],
+            "p_above_tol": _prob(cnt, n),
+            "worst_profile": totals["regret_max_at_profile"][i].tolist(),
+            "worst_misreport": totals["regret_max_at_misreport"][i][: env.dims[i]].tolist(),
+            "worst_index": int(totals["regret_max_at_index"][i]),
+        }
+
+    def ir_extra(i):
+        return {
+            "max": totals["ir_violation_max"][i],
+            "p_above_tol": _prob(totals["ir_violation_count"][i], n),
+            "worst_profile": totals["ir_violation_max_at_profile"][i].tolist(),
+        }
+
+    rep["regret"] = per_agent("regret", regret_extra)
+    rep["ir_violation"] = per_agent("ir_violation", ir_extra)
+    rep["utility"] = per_agent("utility", lambda i: {})
+    rep["payment"] = per_agent("payment", lambda i: {})
+    deficit = _stat(totals["deficit_sum"], totals["deficit_sumsq"], n)
+    deficit.update(
+        {
+            "max": totals["deficit_max"],
+            "min": totals["deficit_min"],
+            "p_above_tol": _prob(totals["deficit_count"], n),
+            "max_profile": totals["deficit_max_at_profile"].tolist(),
+            "min_profile": totals["deficit_min_at_profile"].tolist(),
+        }
+    )
+    rep["deficit"] = deficit
+    w = _stat(totals["welfare_sum"], totals["welfare_sumsq"], n)
+    fb = _stat(totals["first_best_sum"], totals["first_best_sumsq"], n)
+    rep["welfare"] = w
+    rep["first_best_welfare"] = fb
+    rep["efficiency"] = _ratio(totals, n)
+    out = _stat(totals["outcome_sum"], totals["outcome_sumsq"], n)
+    rep["outcomes"] = {
+        name: {"p": out["mean"][k], "se": out["se"][k], "ci95": [out["ci95"][0][k], out["ci95"][1][k]]}
+        for k, name in enumerate(env.outcome_names)
+    }
+    return _jsonable(rep)
+
+
+def _prob(count, n) -> dict:
+    p = count / n
+    se = math.sqrt(max(p * (1 - p), 0.0) / n)
+    return {"p": p, "se": se, "count": int(count)}
+
+
+def _ratio(totals, n) -> dict:
+    """``E[W] / E[W*]`` with a delta-method standard error."""
+    mw, mf = totals["welfare_sum"] / n, totals["first_best_sum"] / n
+    if mf == 0:
+        return {"mean": float("nan"), "se": float("nan"), "ci95": [float("nan"), float("nan")]}
+    vw = totals["welfare_sumsq"] / n - mw**2
+    vf = totals["first_best_sumsq"] / n - mf**2
+    cov = totals["welfare_x_first_best_sum"] / n - mw * mf
+    r = mw / mf
+    var = max((vw - 2 * r * cov + r**2 * vf) / mf**2, 0.0) / max(n - 1, 1)
+    se = math.sqrt(var)
+    return {"mean": r, "se": se, "ci95": [r - Z95 * se, r + Z95 * se]}
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return float(x)
+    if isinstance(x, (np.integer, int)) and not isinstance(x, bool):
+        return int(x)
+    return x

@@ -1,0 +1,279 @@
+"""Layer 3 — mechanisms: a decision rule and a payment rule as pure functions.
+
+A :class:`Mechanism` is a NamedTuple of pure functions of ``(params, reports)``
+for ONE report profile (flat, shape ``(D,)``); ``params`` is a pytree that search
+may change. The audit vmaps them over profiles and misreports.
+
+Mechanisms may also expose *kinks*: for agent ``i`` at a report profile, the
+points of ``S_i`` where agent ``i``'s allocation changes (pivots, thresholds,
+the boundary of a pivotal class). The audit tries misreports just below and
+above them: a coarse misreport grid alone misses deviations that sit at a
+threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from jaxmech._src import priors
+from jaxmech._src.environments import Environment
+
+Array = jax.Array
+Params = Any
+
+
+class Mechanism(NamedTuple):
+    """A direct mechanism ``(f, t)``.
+
+    Attributes:
+      name: short identifier.
+      decide: ``decide(params, m) -> q``, the decision rule ``f``.
+      pay: ``pay(params, m) -> t``, payments ``t_i`` from agent ``i`` to the
+        designer, shape ``(n_agents,)``.
+      params: default parameters (a pytree; ``()`` when there are none).
+      kinks: optional ``kinks(params, m, i) -> (K, d_i)``: points of agent
+        ``i``'s signal space where its allocation changes, given ``m_-i``
+        (``i`` is a static Python int).
+    """
+
+    name: str
+    decide: Callable[[Params, Array], Array]
+    pay: Callable[[Params, Array], Array]
+    params: Params = ()
+    kinks: Optional[Callable[[Params, Array, int], Array]] = None
+
+
+def bisect(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> Array:
+    """``inf{x in [lo, hi] : pred(x)}`` for a monotone predicate (False ... False True ... True).
+
+    Returns ``hi`` when ``pred`` is nowhere true and ``lo`` when it holds at ``lo``.
+    """
+    lo = jnp.asarray(lo)
+    hi = jnp.asarray(hi, lo.dtype)
+    at_lo = pred(lo)
+
+    def body(_, bounds):
+        a, b = bounds
+        mid = 0.5 * (a + b)
+        ok = pred(mid)
+        return jnp.where(ok, a, mid), jnp.where(ok, mid, b)
+
+    _, b = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return jnp.where(at_lo, lo, b)
+
+
+def _bisect_iters(dtype) -> int:
+    return 64 if jnp.dtype(dtype) == jnp.float64 else 32
+
+
+def pivot_payments(
+    env: Environment,
+    decide: Callable[[Params, Array], Array],
+    *,
+    params: Params = (),
+    pivot: Optional[Callable[[Params, Array, int], Array]] = None,
+    name: str = "pivot",
+) -> Mechanism:
+    """Generalized VCG (pivot) payments for a monotone deterministic rule (CE Sec. 3.3, eqs. (5)-(6)).
+
+    For a separable environment with one-dimensional signals, fix ``m_-i`` and
+    let ``h(x) = h_i(f(x, m_-i))`` take the two values ``h_lo = h(lo_i)`` and
+    ``h_hi = h(hi_i)`` with pivot ``g = inf{x : h(x) = h_hi}`` (found by bisection
+    on the rule, or from ``pivot(params, m, i)`` when a closed form is known).
+    Ex post IC pins utility down up to a constant (CE Thm 3):
+    ``U(x) = U(lo) + D(x)``, ``D(x) = h_lo (V(min(x, g)) - V(lo)) + h_hi (V(max(x, g)) - V(g))``
+    with ``V = V_i(., m_-i)``. Revenue is maximal subject to ex post IR when
+    ``min_x U(x) = 0``, attained at ``x in {lo, g, hi}`` (the "lowest type",
+    CE Sec. 3.4). The payment ``t_i = h_i(f(m)) V_i(m) - U(m_i)`` is::
+
+        t_i = h_lo V(lo) + 1[h = h_hi] (h_hi - h_lo) V(g) + min(D(lo), D(g), D(hi)).
+
+    For bilateral trade this is CE eqs. (5)-(6): ``t_beta = v_beta(g_beta(s_sigma), s_sigma)``
+    and ``t_sigma = -v_sigma(s_beta, g_sigma(s_beta))`` in trading states, 0 otherwise.
+    The rule must be monotone (CE Thm 2) for the result to be ex post IC; the
+    audit tells you if it is not.
+    """
+    if not env.is_separable:
+        raise ValueError(f"pivot_payments: environment {env.name!r} is not separable (CE Def 6)")
+    if any(d != 1 for d in env.dims):
+        raise ValueError(f"pivot_payments: needs one-dimensional signals, got dims={list(env.dims)}")
+    n = env.n_agents
+
+    def h_of(p, m, i, x):
+        return env.weights(decide(p, priors.replace_signal(m, env.dims, i, x[None])))[i]
+
+    def find_pivot(p, m, i):
+        if pivot is not None:
+            return jnp.asarray(pivot(p, m, i), m.dtype)
+        lo = jnp.asarray(env.lo[i], m.dtype)
+        hi = jnp.asarray(env.hi[i], m.dtype)
+        h_lo, h_hi = h_of(p, m, i, lo), h_of(p, m, i, hi)
+        mid = 0.5 * (h_lo + h_hi)
+        # h is non-decreasing for a monotone rule; where it never switches, g = hi.
+        g = bisect(lambda x: (h_of(p, m, i, x) > mid) & (h_hi > h_lo), lo, hi, _bisect_iters(m.dtype))
+        return g
+
+    def pay_i(p, m, i):
+        lo = jnp.asarray(env.lo[i], m.dtype)
+        hi = jnp.asarray(env.hi[i], m.dtype)
+        g = find_pivot(p, m, i)
+
+        def V(x):
+            return env.values(priors.replace_signal(m, env.dims, i, x[None]))[i]
+
+        h_lo, h_hi = h_of(p, m, i, lo), h_of(p, m, i, hi)
+        v_lo, v_g, v_hi = V(lo), V(g), V(hi)
+        d_g = h_lo * (v_g - v_lo)
+        d_hi = d_g + h_hi * (v_hi - v_g)
+        min_d = jnp.minimum(0.0, jnp.minimum(d_g, d_hi))
+        h = env.weights(decide(p, m))[i]
+        switched = (h_hi > h_lo) & (h > 0.5 * (h_lo + h_hi))
+        return h_lo * v_lo + jnp.where(switched, (h_hi - h_lo) * v_g, 0.0) + min_d
+
+    def pay(p, m):
+        return jnp.stack([pay_i(p, m, i) for i in range(n)])
+
+    def kinks(p, m, i):
+        return find_pivot(p, m, i).reshape(1, 1)
+
+    return Mechanism(name, decide, pay, params, kinks)
+
+
+def efficient_rule(env: Environment) -> Callable[[Params, Array], Array]:
+    """The first-best decision rule of ``env`` as a decision rule of reports."""
+
+    def decide(params, m):
+        del params
+        return env.efficient(m)
+
+    return decide
+
+
+def generalized_vcg(env: Environment, *, pivot=None) -> Mechanism:
+    """The efficient rule with its generalized VCG payments (CE Sec. 3.3; bilateral trade CE eqs. (5)-(6))."""
+    return pivot_payments(env, efficient_rule(env), pivot=pivot, name="generalized_vcg")
+
+
+def linear_trade_pivot(a: float):
+    """Closed-form pivots of the efficient trading rule for ``v_i = s_i + a s_-i``, ``a < 1`` (CE Sec. 4.4).
+
+    Trade iff ``s_beta > s_sigma``, so ``g_beta(s_sigma) = s_sigma`` and ``g_sigma(s_beta) = s_beta``.
+    """
+    if not a < 1:
+        raise ValueError(f"linear_trade_pivot: needs a < 1 (trade iff s_beta > s_sigma), got a={a}")
+
+    def pivot(params, m, i):
+        del params
+        return m[1 - i]
+
+    return pivot
+
+
+# --------------------------------------------------------------------------
+# personalized prices (Bikhchandani 2005)
+
+
+def personalized_prices(
+    env: Environment,
+    prices: Callable[[Params, Array], Array],
+    *,
+    params: Params = (),
+    name: str = "personalized_prices",
+) -> Mechanism:
+    """The allocation rule implementing personalized prices (B eq. (4)); winners pay their price.
+
+    ``prices(params, m) -> (n,)`` gives buyer ``i``'s price ``t_i(m_-i)``; it must
+    not depend on ``m_i`` (B Sec. 2). Buyer ``i`` gets the object iff
+    ``V_i(m) > t_i(m_-i)``. If the prices are admissible (B eq. (3)) at most one
+    buyer clears his price and the mechanism is ex post IC (B Lemma 1). For
+    non-admissible prices several may clear; the object then goes to the largest
+    ``V_i - t_i`` (lowest index on ties), and the audit shows the regret.
+
+    Kinks for buyer ``i``: points of the boundary ``{x : V_i(x, m_-i) = t_i}`` on
+    the diagonal of ``S_i`` and on each coordinate line through ``m_i``.
+    """
+    if not env.is_separable:
+        raise ValueError(f"personalized_prices: environment {env.name!r} is not separable")
+    n = env.n_agents
+
+    def decide(p, m):
+        surplus = env.values(m) - prices(p, m)
+        win = jnp.argmax(surplus)
+        return jax.nn.one_hot(win, n, dtype=m.dtype) * (surplus[win] > 0)
+
+    def pay(p, m):
+        return decide(p, m) * prices(p, m)
+
+    def kinks(p, m, i):
+        sl = priors.agent_slice(env.dims, i)
+        d = env.dims[i]
+        lo = jnp.asarray(env.lo[sl], m.dtype)
+        hi = jnp.asarray(env.hi[sl], m.dtype)
+        price = prices(p, m)[i]
+        mi = m[sl]
+        iters = _bisect_iters(m.dtype)
+
+        def on_line(start, direction):
+            # boundary point on the segment start + r * direction, r in [0, 1]
+            def wins(r):
+                x = start + r * direction
+                return env.values(priors.replace_signal(m, env.dims, i, x))[i] > price
+
+            return start + bisect(wins, jnp.zeros((), m.dtype), jnp.ones((), m.dtype), iters) * direction
+
+        points = [on_line(lo, hi - lo)]
+        for k in range(d):
+            start = mi.at[k].set(lo[k])
+            direction = jnp.zeros(d, m.dtype).at[k].set(hi[k] - lo[k])
+            points.append(on_line(start, direction))
+        return jnp.stack(points)
+
+    return Mechanism(name, decide, pay, params, kinks)
+
+
+def example1_prices(params, m):
+    """B Example 1 prices: ``t_i(p_j, c_j) = p_j + c_j^2`` (admissible, B Sec. 3)."""
+    del params
+    p1, c1, p2, c2 = m[0], m[1], m[2], m[3]
+    return jnp.stack([p2 + c2**2, p1 + c1**2])
+
+
+def own_signal_prices(params, m):
+    """``t_i = p_j``: NOT admissible (both buyers can clear their price; B eq. (3) fails)."""
+    del params
+    return jnp.stack([m[2], m[0]])
+
+
+# --------------------------------------------------------------------------
+# a deliberately non-IC threshold rule, for testing misreport strategies
+
+
+def threshold_with_rebate(env: Environment, *, cutoff: float, window: float, rebate: float) -> Mechanism:
+    """Bilateral trade at a fixed cutoff with a rebate just above it — NOT ex post IC.
+
+    Trade iff ``m_beta > cutoff``; the buyer pays ``v_beta(cutoff, m_sigma)`` less
+    ``rebate`` when ``m_beta`` lies in ``(cutoff, cutoff + window)``; the seller's
+    payment is 0. Buyers with signals
+    just below the cutoff gain by reporting inside the narrow window: the
+    profitable deviations sit at the threshold, where a coarse grid misses them
+    and kink candidates find them.
+    """
+
+    def decide(params, m):
+        del params
+        return (m[0] > cutoff).astype(m.dtype)
+
+    def pay(params, m):
+        q = decide(params, m)
+        base = env.values(m.at[0].set(cutoff))[0]
+        in_window = (m[0] > cutoff) & (m[0] < cutoff + window)
+        return jnp.stack([q * (base - rebate * in_window), jnp.zeros((), m.dtype)])
+
+    def kinks(params, m, i):
+        del params
+        return jnp.full((1, 1), cutoff if i == 0 else 0.5, m.dtype)
+
+    return Mechanism("threshold_with_rebate", decide, pay, (), kinks)

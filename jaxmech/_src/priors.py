@@ -1,0 +1,237 @@
+"""Layer 1 — priors: distributions over signal profiles that can be sampled.
+
+A *profile* is stored flat: one array of shape ``(D,)`` with ``D = sum(dims)``,
+agent ``i`` owning the slice ``offsets[i] : offsets[i] + dims[i]``
+(:func:`agent_slice`). A batch of profiles has shape ``(batch, D)``.
+
+Every prior is a frozen value built by a factory that validates its
+parameters in Python (``ValueError`` naming the parameter), and samples with an
+explicit key: ``prior.sample(key, batch)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import betainc, ndtr
+
+Array = jax.Array
+
+
+# --------------------------------------------------------------------------
+# profile layout
+
+
+def offsets(dims: Sequence[int]) -> tuple[int, ...]:
+    """Start index of each agent's signal in the flat profile."""
+    out, acc = [], 0
+    for d in dims:
+        out.append(acc)
+        acc += d
+    return tuple(out)
+
+
+def agent_slice(dims: Sequence[int], i: int) -> slice:
+    """The slice of agent ``i``'s signal in a flat profile."""
+    start = offsets(dims)[i]
+    return slice(start, start + dims[i])
+
+
+def replace_signal(profile: Array, dims: Sequence[int], i: int, signal: Array) -> Array:
+    """``(m_i, s_-i)``: the profile with agent ``i``'s signal replaced by ``signal``."""
+    return profile.at[..., agent_slice(dims, i)].set(signal)
+
+
+def validate_dims(dims: Sequence[int], name: str = "dims") -> tuple[int, ...]:
+    dims = tuple(dims)
+    if len(dims) < 1:
+        raise ValueError(f"{name}: need at least one agent, got {dims!r}")
+    for i, d in enumerate(dims):
+        if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:
+            raise ValueError(f"{name}[{i}]: signal dimension must be an integer >= 1, got {d!r}")
+    return tuple(int(d) for d in dims)
+
+
+# --------------------------------------------------------------------------
+# marginals (one coordinate)
+
+
+class Uniform(NamedTuple):
+    """Uniform(lo, hi) on one coordinate."""
+
+    lo: float = 0.0
+    hi: float = 1.0
+
+    def ppf(self, u: Array) -> Array:
+        return self.lo + (self.hi - self.lo) * u
+
+    def sample(self, key: Array, shape: tuple[int, ...], dtype) -> Array:
+        return jax.random.uniform(key, shape, dtype, minval=self.lo, maxval=self.hi)
+
+    @property
+    def mean(self) -> float:
+        return 0.5 * (self.lo + self.hi)
+
+
+class Beta(NamedTuple):
+    """Beta(a, b) scaled to the support [lo, hi]: ``lo + (hi - lo) * X``, X ~ Beta(a, b)."""
+
+    a: float
+    b: float
+    lo: float = 0.0
+    hi: float = 1.0
+
+    def ppf(self, u: Array) -> Array:
+        # Quantile by bisection on the regularized incomplete beta function
+        # (monotone); 60 halvings reach float64 resolution on [0, 1].
+        u = jnp.asarray(u)
+        a = jnp.asarray(self.a, u.dtype)
+        b = jnp.asarray(self.b, u.dtype)
+
+        def body(_, bounds):
+            lo, hi = bounds
+            mid = 0.5 * (lo + hi)
+            below = betainc(a, b, mid) < u
+            return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, 60, body, (jnp.zeros_like(u), jnp.ones_like(u)))
+        return self.lo + (self.hi - self.lo) * 0.5 * (lo + hi)
+
+    def sample(self, key: Array, shape: tuple[int, ...], dtype) -> Array:
+        x = jax.random.beta(key, self.a, self.b, shape, dtype)
+        return self.lo + (self.hi - self.lo) * x
+
+    @property
+    def mean(self) -> float:
+        return self.lo + (self.hi - self.lo) * self.a / (self.a + self.b)
+
+
+Marginal = Union[Uniform, Beta]
+
+
+def uniform(lo: float = 0.0, hi: float = 1.0) -> Uniform:
+    """Uniform marginal; raises ``ValueError`` unless ``lo < hi`` (finite)."""
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"uniform: lo and hi must be finite, got lo={lo}, hi={hi}")
+    if not lo < hi:
+        raise ValueError(f"uniform: lo must be < hi, got lo={lo}, hi={hi}")
+    return Uniform(lo, hi)
+
+
+def beta(a: float, b: float, lo: float = 0.0, hi: float = 1.0) -> Beta:
+    """Beta(a, b) marginal on [lo, hi]; raises ``ValueError`` for a <= 0, b <= 0, lo >= hi."""
+    a, b = float(a), float(b)
+    if not (math.isfinite(a) and a > 0):
+        raise ValueError(f"beta: a must be > 0, got a={a}")
+    if not (math.isfinite(b) and b > 0):
+        raise ValueError(f"beta: b must be > 0, got b={b}")
+    u = uniform(lo, hi)
+    return Beta(a, b, u.lo, u.hi)
+
+
+# --------------------------------------------------------------------------
+# priors over profiles
+
+
+class Prior(NamedTuple):
+    """A distribution over flat profiles ``s`` of shape ``(D,)``.
+
+    Attributes:
+      dims: signal dimension ``d_i`` of each agent (static).
+      marginals: one marginal per coordinate, ``len == D``.
+      cholesky: ``None`` for independent coordinates, else the lower Cholesky
+        factor ``(D, D)`` of the Gaussian-copula correlation matrix.
+    """
+
+    dims: tuple[int, ...]
+    marginals: tuple[Marginal, ...]
+    cholesky: np.ndarray | None = None
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.dims)
+
+    @property
+    def size(self) -> int:
+        return sum(self.dims)
+
+    @property
+    def lo(self) -> np.ndarray:
+        """Lower end of the support, per coordinate, shape ``(D,)``."""
+        return np.array([m.lo for m in self.marginals])
+
+    @property
+    def hi(self) -> np.ndarray:
+        """Upper end of the support, per coordinate, shape ``(D,)``."""
+        return np.array([m.hi for m in self.marginals])
+
+    def sample(self, key: Array, batch: int, dtype=jnp.float32) -> Array:
+        """Draw ``batch`` profiles, shape ``(batch, D)``."""
+        if self.cholesky is None:
+            cols = [m.sample(jax.random.fold_in(key, j), (batch,), dtype) for j, m in enumerate(self.marginals)]
+            return jnp.stack(cols, axis=-1)
+        z = jax.random.normal(key, (batch, self.size), dtype)
+        z = z @ jnp.asarray(self.cholesky, dtype).T
+        # Keep u strictly inside (0, 1) so quantiles stay finite.
+        tiny = jnp.finfo(dtype).eps
+        u = jnp.clip(ndtr(z), tiny, 1 - tiny)
+        cols = [m.ppf(u[:, j]) for j, m in enumerate(self.marginals)]
+        return jnp.stack(cols, axis=-1).astype(dtype)
+
+
+def _expand_marginals(dims: tuple[int, ...], marginals) -> tuple[Marginal, ...]:
+    size = sum(dims)
+    if isinstance(marginals, (Uniform, Beta)):
+        return (marginals,) * size
+    marginals = tuple(marginals)
+    if len(marginals) != size:
+        raise ValueError(
+            f"marginals: need one marginal per signal coordinate ({size} for dims={list(dims)}), got {len(marginals)}"
+        )
+    for j, m in enumerate(marginals):
+        if not isinstance(m, (Uniform, Beta)):
+            raise ValueError(f"marginals[{j}]: expected a Uniform or Beta marginal, got {m!r}")
+    return marginals
+
+
+def independent(dims: Sequence[int], marginals: Marginal | Sequence[Marginal] = Uniform()) -> Prior:
+    """Independent coordinates, each with its own marginal (one marginal = the same for all)."""
+    dims = validate_dims(dims)
+    return Prior(dims, _expand_marginals(dims, marginals), None)
+
+
+def gaussian_copula(dims: Sequence[int], marginals: Marginal | Sequence[Marginal], correlation) -> Prior:
+    """Gaussian copula with correlation matrix ``correlation`` (D x D) over the given marginals.
+
+    ``s_j = F_j^{-1}(Phi(z_j))`` with ``z ~ N(0, correlation)``.
+    Raises ``ValueError`` for a matrix of the wrong size, not symmetric, without
+    unit diagonal, or not positive semi-definite.
+    """
+    dims = validate_dims(dims)
+    marginals = _expand_marginals(dims, marginals)
+    size = sum(dims)
+    corr = np.asarray(correlation, dtype=np.float64)
+    if corr.shape != (size, size):
+        raise ValueError(f"correlation: expected a {size}x{size} matrix for dims={list(dims)}, got shape {corr.shape}")
+    if not np.all(np.isfinite(corr)):
+        raise ValueError("correlation: entries must be finite")
+    if not np.allclose(corr, corr.T, atol=1e-10):
+        raise ValueError("correlation: matrix must be symmetric")
+    if not np.allclose(np.diag(corr), 1.0, atol=1e-10):
+        raise ValueError(f"correlation: diagonal must be all ones, got {np.diag(corr).tolist()}")
+    eig = np.linalg.eigvalsh(corr)
+    if eig.min() < -1e-10:
+        raise ValueError(f"correlation: matrix must be positive semi-definite (smallest eigenvalue {eig.min():.3g})")
+    # Cholesky of a PSD (possibly singular) matrix: a tiny jitter keeps it defined.
+    chol = np.linalg.cholesky(corr + 1e-12 * np.eye(size))
+    return Prior(dims, marginals, chol)
+
+
+def equicorrelation(size: int, rho: float) -> np.ndarray:
+    """The ``size x size`` matrix with unit diagonal and ``rho`` off the diagonal."""
+    return (1 - rho) * np.eye(size) + rho * np.ones((size, size))
