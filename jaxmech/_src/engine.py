@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from jaxmech._src import audit as audit_lib
 from jaxmech._src.environments import Environment
@@ -44,7 +46,7 @@ class StreamInfo(NamedTuple):
     run_s: float
 
 
-def _mesh(devices: Optional[Sequence[Any]]) -> Mesh:
+def _mesh(devices: Sequence[Any] | None) -> Mesh:
     devs = list(devices) if devices is not None else jax.devices()
     return Mesh(np.array(devs), ("blocks",))
 
@@ -56,8 +58,8 @@ def stream(
     n_profiles: int,
     block_size: int,
     chunk_size: int,
-    devices: Optional[Sequence[Any]] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
+    devices: Sequence[Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[audit_lib.Accumulator, StreamInfo]:
     """Stream ``n_profiles`` profiles through ``block_fn`` and add up its per-block outputs.
 
@@ -92,7 +94,9 @@ def stream(
         return jax.lax.map(one, (block_ids, n_valid))
 
     sharded = jax.jit(
-        jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("blocks"), P("blocks")), out_specs=P("blocks"), check_vma=False)
+        jax.shard_map(
+            per_device, mesh=mesh, in_specs=(P(), P("blocks"), P("blocks")), out_specs=P("blocks"), check_vma=False
+        )
     )
 
     def args_for(c):
@@ -156,9 +160,9 @@ def audit(
     block_size: int = 4096,
     chunk_size: int = 1 << 16,
     dtype=jnp.float32,
-    rtol: Optional[float] = None,
-    devices: Optional[Sequence[Any]] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
+    rtol: float | None = None,
+    devices: Sequence[Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AuditResult:
     """Audit ``mech`` in ``env`` on ``n_profiles`` profiles drawn from ``prior``, streamed in blocks.
 
@@ -171,7 +175,9 @@ def audit(
     if prior.dims != env.dims:
         raise ValueError(f"prior dims {list(prior.dims)} do not match environment dims {list(env.dims)}")
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.read("jax_enable_x64"):
-        raise ValueError("float64 needs jax_enable_x64: set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True)")
+        raise ValueError(
+            "float64 needs jax_enable_x64: set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True)"
+        )
     params = mech.params if params is None else params
     pilot_key, stream_key = jax.random.split(key)
     scale = value_scale(env, prior, pilot_key, dtype)

@@ -18,7 +18,8 @@ deterministic and randomized rules alike.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,8 +57,8 @@ class Environment(NamedTuple):
     outcome_probs: Callable[[Array], Array]
     lo: np.ndarray
     hi: np.ndarray
-    values: Optional[Callable[[Array], Array]] = None
-    weights: Optional[Callable[[Array], Array]] = None
+    values: Callable[[Array], Array] | None = None
+    weights: Callable[[Array], Array] | None = None
     agent_names: tuple[str, ...] = ()
 
     @property
@@ -167,9 +168,7 @@ def bilateral_trade(values: Callable[[Array], Array], *, name: str = "bilateral_
 # single object, n buyers (Bikhchandani 2005)
 
 
-def single_object(
-    dims: Sequence[int], values: Callable[[Array], Array], *, name: str = "single_object"
-) -> Environment:
+def single_object(dims: Sequence[int], values: Callable[[Array], Array], *, name: str = "single_object") -> Environment:
     """One indivisible object, ``n`` buyers, no consumption externalities (B Sec. 2).
 
     Outcome ``q = x`` is the allocation vector (shape ``(n,)``, ``x_i`` = probability

@@ -13,7 +13,8 @@ threshold.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ class Mechanism(NamedTuple):
     decide: Callable[[Params, Array], Array]
     pay: Callable[[Params, Array], Array]
     params: Params = ()
-    kinks: Optional[Callable[[Params, Array, int], Array]] = None
+    kinks: Callable[[Params, Array, int], Array] | None = None
 
 
 def bisect(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> Array:
@@ -74,7 +75,7 @@ def pivot_payments(
     decide: Callable[[Params, Array], Array],
     *,
     params: Params = (),
-    pivot: Optional[Callable[[Params, Array, int], Array]] = None,
+    pivot: Callable[[Params, Array, int], Array] | None = None,
     name: str = "pivot",
 ) -> Mechanism:
     """Generalized VCG (pivot) payments for a monotone deterministic rule (CE Sec. 3.3, eqs. (5)-(6)).

@@ -12,7 +12,8 @@ explicit key: ``prior.sample(key, batch)``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence, Union
+from collections.abc import Sequence
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,5 @@
+import sys
+
+from jaxmech._src.cli import main
+
+sys.exit(main())

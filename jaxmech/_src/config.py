@@ -1,0 +1,275 @@
+"""Layer 7 — typed, validated, frozen settings read from TOML.
+
+Every section is a frozen dataclass; :func:`parse` checks a plain mapping
+against it and raises :class:`ConfigError` with a one-line message naming the
+key path (``audit.misreports.grid``), the bad value, and — for unknown keys —
+the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+
+class ConfigError(ValueError):
+    """A config problem, reported as one line naming the key path."""
+
+
+def _meta(default=dataclasses.MISSING, *, doc: str = "", min=None, max=None, choices=None, factory=None):
+    md = {"doc": doc, "min": min, "max": max, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(default=default, metadata=md)
+
+
+# --------------------------------------------------------------------------
+# sections
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarginalSettings:
+    kind: str = _meta("uniform", doc="uniform | beta", choices=("uniform", "beta"))
+    lo: float = _meta(0.0, doc="lower end of the support")
+    hi: float = _meta(1.0, doc="upper end of the support")
+    a: float = _meta(1.0, doc="beta shape a (> 0)")
+    b: float = _meta(1.0, doc="beta shape b (> 0)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriorSettings:
+    marginal: MarginalSettings = _meta(factory=MarginalSettings, doc="marginal of every coordinate")
+    marginals: tuple[MarginalSettings, ...] | None = _meta(None, doc="one marginal per coordinate (overrides marginal)")
+    correlation: tuple[tuple[float, ...], ...] | None = _meta(None, doc="Gaussian-copula correlation matrix (D x D)")
+    rho: float | None = _meta(None, doc="Gaussian copula with equicorrelation rho", min=-1.0, max=1.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentSettings:
+    kind: str = _meta(doc="environment kind (see `jaxmech list`)")
+    values: str = _meta("linear", doc="value family name or 'module:function' / 'file.py:function'")
+    a: float = _meta(0.5, doc="interdependence a in v_i = s_i + a s_-i")
+    dims: tuple[int, ...] | None = _meta(None, doc="signal dimension per agent (single_object)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MechanismSettings:
+    kind: str = _meta(doc="mechanism kind (see `jaxmech list`)")
+    pivot: str = _meta("bisection", doc="how pivots are found", choices=("bisection", "closed_form"))
+    decide: str | None = _meta(None, doc="'module:function' decision rule decide(params, m) -> q")
+    pay: str | None = _meta(None, doc="'module:function' payment rule pay(params, m) -> t")
+    prices: str = _meta("example1", doc="personalized prices: example1 | own_signal | 'module:function'")
+    cutoff: float = _meta(0.5, doc="threshold_with_rebate: trade cutoff")
+    window: float = _meta(0.002, doc="threshold_with_rebate: width of the rebate window", min=0.0)
+    rebate: float = _meta(0.01, doc="threshold_with_rebate: rebate size", min=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MisreportSettings:
+    grid: int = _meta(16, doc="grid points per signal dimension (0: off)", min=0)
+    max_grid: int = _meta(4096, doc="cap on grid size per agent", min=1)
+    random: int = _meta(8, doc="random misreports per profile and agent (0: off)", min=0)
+    kinks: bool = _meta(True, doc="misreports just below/above the mechanism's kinks")
+    kink_eps: float = _meta(1e-4, doc="kink offset relative to the signal range", min=0.0)
+    gradient_steps: int = _meta(0, doc="Adam steps of gradient ascent on the misreport (0: off)", min=0)
+    gradient_restarts: int = _meta(2, doc="ascent starts (best point so far + random)", min=1)
+    gradient_lr: float = _meta(0.02, doc="Adam learning rate (relative to the signal range)", min=0.0)
+    grid_chunk: int = _meta(32, doc="misreports per scan step", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSettings:
+    profiles: int = _meta(100_000, doc="number of sampled profiles", min=1)
+    block_size: int = _meta(4096, doc="profiles per block (fixes the sample)", min=1)
+    chunk_size: int = _meta(65536, doc="profiles per compiled call", min=1)
+    rtol: float | None = _meta(None, doc="tolerance relative to the value scale (default 1e-5 f32, 1e-10 f64)", min=0.0)
+    misreports: MisreportSettings = _meta(factory=MisreportSettings, doc="misreport strategies")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    name: str = _meta("run", doc="run name (results folder prefix)")
+    seed: int = _meta(0, doc="root PRNG seed", min=0)
+    precision: str = _meta("float32", doc="float32 | float64", choices=("float32", "float64"))
+    environment: EnvironmentSettings = _meta(doc="value model")
+    prior: PriorSettings = _meta(factory=PriorSettings, doc="distribution of signals")
+    mechanism: MechanismSettings = _meta(doc="decision and payment rule")
+    audit: AuditSettings = _meta(factory=AuditSettings, doc="audit sizes and misreports")
+
+
+# --------------------------------------------------------------------------
+# parsing
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _check(value, tp, path: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check(value, inner[0], path)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {value!r}")
+        return parse(tp, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        elem = args[0]
+        return tuple(_check(v, elem, f"{path}[{k}]") for k, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def parse(cls, data: dict, path: str = ""):
+    """Validate ``data`` against the dataclass ``cls``; return a frozen instance."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{path}." if path else ""
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid keys: {', '.join(fields)})"
+            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        kp = f"{prefix}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{kp}: required key is missing")
+            continue
+        value = _check(data[name], hints[name], kp)
+        md = f.metadata
+        if md.get("choices") and value not in md["choices"]:
+            close = difflib.get_close_matches(str(value), md["choices"], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{kp}: must be one of {', '.join(md['choices'])}; got {value!r}{hint}")
+        if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if md.get("min") is not None and value < md["min"]:
+                raise ConfigError(f"{kp}: must be >= {md['min']}, got {value!r}")
+            if md.get("max") is not None and value > md["max"]:
+                raise ConfigError(f"{kp}: must be <= {md['max']}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def set_path(data: dict, dotted: str, raw: str) -> None:
+    """Apply one ``--set a.b.c=value`` override (value parsed as TOML, else taken as a string)."""
+    keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {dotted}={raw}: bad key path")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    node = data
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: '{k}' is not a table")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def load(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[Settings, dict]:
+    """Read, override and validate a TOML config; returns ``(settings, raw mapping)``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected path.to.key=value")
+        k, v = item.split("=", 1)
+        set_path(data, k.strip(), v.strip())
+    return parse(Settings, data), data
+
+
+def to_dict(settings) -> dict:
+    """Settings as plain data (``None`` dropped), for the resolved config copy."""
+
+    def conv(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x) if getattr(x, f.name) is not None}
+        if isinstance(x, tuple):
+            return [conv(v) for v in x]
+        return x
+
+    return conv(settings)
+
+
+def dump_toml(data: dict) -> str:
+    """A small TOML writer for settings (tables, scalars, lists, lists of tables)."""
+    lines: list[str] = []
+
+    def scalar(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + " }"
+        raise TypeError(v)
+
+    def table(d: dict, name: str):
+        plain = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        subs = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if name and plain:
+            lines.append(f"\n[{name}]")
+        for k, v in plain.items():
+            lines.append(f"{k} = {scalar(v)}")
+        for k, v in subs.items():
+            table(v, f"{name}.{k}" if name else k)
+
+    table(data, "")
+    return "\n".join(lines).lstrip() + "\n"
+
+
+def describe(cls, indent: str = "") -> list[str]:
+    """Human-readable reference of a settings dataclass (for README / `jaxmech list`)."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.append(f"{indent}[{f.name}]  {f.metadata.get('doc', '')}")
+            out.extend(describe(tp, indent + "  "))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        out.append(f"{indent}{f.name} = {default!r}  # {f.metadata.get('doc', '')}")
+    return out
