@@ -158,8 +158,8 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
         per_profile.append(jax.random.uniform(rand_key, (batch, misreports.random, d), dtype, lo, hi))
     if misreports.kinks and mech.kinks is not None:
         b = jax.vmap(lambda s: mech.kinks(params, s, i))(profiles)  # (B, K, d)
-        eps = misreports.kink_eps * (hi - lo)
-        per_profile.append(jnp.clip(jnp.concatenate([b - eps, b + eps], axis=1), lo, hi))
+        eps = (misreports.kink_eps * (hi - lo))[None, None, :]
+        per_profile.append(jnp.clip(jnp.concatenate([b - eps, b + eps], axis=1), lo[None, None, :], hi[None, None, :]))
     if per_profile:
         cands = jnp.concatenate(per_profile, axis=1)
         best_u, best_m = take_better(best_u, best_m, u_matrix(profiles, cands), cands)
@@ -245,7 +245,7 @@ def block_stats(
         reg_m.append(jnp.pad(best_m[j], (0, dmax - env.dims[i])))
     reg = jnp.stack(regrets, axis=1)  # (B, n)
     moments("regret", reg)
-    out["regret_count"] = jnp.sum(w[:, None] * (reg > tol), axis=0)
+    out["regret_count"] = jnp.sum(w[:, None] * (reg > tol).astype(dtype), axis=0)
     out["regret_max"] = jnp.stack(reg_max)
     out["regret_max_at_index"] = jnp.stack(reg_j).astype(jnp.int32)
     out["regret_max_at_profile"] = profiles[jnp.stack(reg_j)]
@@ -255,14 +255,14 @@ def block_stats(
     moments("ir_violation", ir)
     moments("utility", tr.utility)
     moments("payment", tr.payments)
-    out["ir_violation_count"] = jnp.sum(w[:, None] * (ir > tol), axis=0)
+    out["ir_violation_count"] = jnp.sum(w[:, None] * (ir > tol).astype(dtype), axis=0)
     ir_ext = [_masked_argext(ir[:, i], valid, True) for i in range(n)]
     out["ir_violation_max"] = jnp.stack([e[0] for e in ir_ext])
     out["ir_violation_max_at_index"] = jnp.stack([e[1] for e in ir_ext]).astype(jnp.int32)
     out["ir_violation_max_at_profile"] = profiles[jnp.stack([e[1] for e in ir_ext])]
 
     moments("deficit", tr.deficit)
-    out["deficit_count"] = jnp.sum(w * (tr.deficit > tol))
+    out["deficit_count"] = jnp.sum(w * (tr.deficit > tol).astype(dtype))
     for name, largest in (("deficit_max", True), ("deficit_min", False)):
         x, j = _masked_argext(tr.deficit, valid, largest)
         out[name] = x

@@ -189,7 +189,7 @@ def single_object(dims: Sequence[int], values: Callable[[Array], Array], *, name
     def efficient(s):
         v = values(s)
         win = jnp.argmax(v)
-        return jax.nn.one_hot(win, n, dtype=s.dtype) * (v[win] > 0)
+        return jax.nn.one_hot(win, n, dtype=s.dtype) * (v[win] > 0).astype(s.dtype)
 
     def outcome_probs(x):
         return jnp.concatenate([1 - jnp.sum(x, keepdims=True), x])

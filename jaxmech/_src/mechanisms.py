@@ -203,7 +203,7 @@ def personalized_prices(
     def decide(p, m):
         surplus = env.values(m) - prices(p, m)
         win = jnp.argmax(surplus)
-        return jax.nn.one_hot(win, n, dtype=m.dtype) * (surplus[win] > 0)
+        return jax.nn.one_hot(win, n, dtype=m.dtype) * (surplus[win] > 0).astype(m.dtype)
 
     def pay(p, m):
         return decide(p, m) * prices(p, m)
@@ -271,7 +271,7 @@ def threshold_with_rebate(env: Environment, *, cutoff: float, window: float, reb
         q = decide(params, m)
         base = env.values(m.at[0].set(cutoff))[0]
         in_window = (m[0] > cutoff) & (m[0] < cutoff + window)
-        return jnp.stack([q * (base - rebate * in_window), jnp.zeros((), m.dtype)])
+        return jnp.stack([q * (base - rebate * in_window.astype(m.dtype)), jnp.zeros((), m.dtype)])
 
     def kinks(params, m, i):
         del params

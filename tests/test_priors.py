@@ -1,0 +1,87 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import betainc
+
+import jaxmech as jm
+
+
+def test_layout_helpers():
+    s = jnp.arange(5.0)
+    dims = (2, 1, 2)
+    assert jm.agent_slice(dims, 2) == slice(3, 5)
+    out = jm.replace_signal(s, dims, 0, jnp.array([9.0, 8.0]))
+    np.testing.assert_array_equal(out, [9.0, 8.0, 2.0, 3.0, 4.0])
+
+
+class TestSampling(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_shapes_dtype_and_support(self):
+        prior = jm.independent((2, 1, 3), [jm.uniform(-1, 2)] * 3 + [jm.beta(2, 5, 0, 4)] * 3)
+        sample = self.variant(lambda k: prior.sample(k, 1000))
+        s = sample(jax.random.PRNGKey(0))
+        chex.assert_shape(s, (1000, 6))
+        chex.assert_type(s, jnp.float32)
+        assert np.all(np.asarray(s) >= prior.lo) and np.all(np.asarray(s) <= prior.hi)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_copula_shapes(self):
+        prior = jm.gaussian_copula((1, 1), jm.beta(2, 3), jm.equicorrelation(2, 0.5))
+        s = self.variant(lambda k: prior.sample(k, 64))(jax.random.PRNGKey(1))
+        chex.assert_shape(s, (64, 2))
+
+
+def test_jit_equals_nojit(key):
+    prior = jm.gaussian_copula((1, 2), jm.uniform(0, 1), jm.equicorrelation(3, 0.3))
+    a = prior.sample(key, 256)
+    b = jax.jit(prior.sample, static_argnums=1)(key, 256)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_moments(key):
+    n = 200_000
+    prior = jm.independent((1, 1), [jm.uniform(2, 5), jm.beta(2, 3, 0, 2)])
+    s = np.asarray(prior.sample(key, n), np.float64)
+    se = s.std(axis=0) / np.sqrt(n)
+    assert abs(s[:, 0].mean() - 3.5) < 4 * se[0]
+    assert abs(s[:, 1].mean() - 2 * 2 / 5) < 4 * se[1]
+
+
+def test_beta_quantile_inverts_cdf():
+    u = jnp.linspace(0.01, 0.99, 50)
+    x = jm.beta(2.5, 0.7).ppf(u)
+    np.testing.assert_allclose(betainc(2.5, 0.7, x), u, atol=1e-5)
+
+
+def test_copula_correlation_and_marginals(key):
+    rho = 0.6
+    prior = jm.gaussian_copula((1, 1), jm.beta(2, 2), jm.equicorrelation(2, rho))
+    s = np.asarray(prior.sample(key, 100_000), np.float64)
+    # Beta(2, 2) marginals: mean 1/2, variance 1/20
+    np.testing.assert_allclose(s.mean(axis=0), 0.5, atol=0.005)
+    np.testing.assert_allclose(s.var(axis=0), 0.05, atol=0.002)
+    # Spearman rank correlation of a Gaussian copula: (6 / pi) asin(rho / 2)
+    ranks = s.argsort(axis=0).argsort(axis=0)
+    spearman = np.corrcoef(ranks.T)[0, 1]
+    assert abs(spearman - 6 / np.pi * np.arcsin(rho / 2)) < 0.01
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: jm.uniform(1.0, 1.0), "lo must be < hi"),
+        (lambda: jm.uniform(2.0, 1.0), "lo must be < hi"),
+        (lambda: jm.beta(0.0, 1.0), "a must be > 0"),
+        (lambda: jm.beta(1.0, -2.0), "b must be > 0"),
+        (lambda: jm.gaussian_copula((1, 1), jm.uniform(), [[1, 2], [2, 1]]), "positive semi-definite"),
+        (lambda: jm.gaussian_copula((1, 1), jm.uniform(), np.eye(3)), "expected a 2x2 matrix"),
+        (lambda: jm.gaussian_copula((1, 1), jm.uniform(), [[1, 0.2], [0.3, 1]]), "symmetric"),
+        (lambda: jm.independent((1, 0)), "dims[1]"),
+        (lambda: jm.independent((1, 1), [jm.uniform()] * 3), "one marginal per signal coordinate"),
+    ],
+)
+def test_invalid_parameters_raise_naming_the_parameter(make, name):
+    with pytest.raises(ValueError, match=name.replace("[", r"\[").replace("]", r"\]")):
+        make()
