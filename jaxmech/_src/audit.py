@@ -180,7 +180,8 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
             def body(carry, _):
                 z, state, bz, bu = carry
                 g = grad_u(z)
-                upd, state = opt.update(g, state, z)
+                with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
+                    upd, state = opt.update(g, state, z)
                 z = jnp.clip(optax.apply_updates(z, upd), 0.0, 1.0)
                 u = u_at(s, lo + scale * z)
                 better = u > bu
@@ -221,7 +222,7 @@ def block_stats(
     """
     batch = profiles.shape[0]
     dtype = profiles.dtype
-    valid = jnp.arange(batch) < n_valid
+    valid = jnp.arange(batch, dtype=jnp.int32) < jnp.asarray(n_valid, jnp.int32)
     w = valid.astype(dtype)
     tr = jax.vmap(lambda s: truthful(env, mech, params, s))(profiles)
 
