@@ -117,3 +117,10 @@ def test_float64_switch(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["audit"]["tol"] < 1e-8
     assert json.loads((out / "manifest.json").read_text())["precision"] == "float64"
+
+
+def test_config_defaults_match_library_defaults():
+    """The config layer mirrors audit.Misreports; one set of defaults, checked here."""
+    from jaxmech import Misreports
+
+    assert cfg.to_dict(cfg.MisreportSettings()) == Misreports()._asdict()
