@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmech._src import priors
+from jaxmech._src import mechanisms, priors
 from jaxmech._src.environments import Environment
 from jaxmech._src.mechanisms import Mechanism
 
@@ -60,7 +60,7 @@ class Misreports(NamedTuple):
     gradient_steps: int = 0
     gradient_restarts: int = 2
     gradient_lr: float = 0.02
-    grid_chunk: int = 32
+    grid_chunk: int = 16
 
 
 def grid_points(lo: np.ndarray, hi: np.ndarray, points: int, max_points: int) -> np.ndarray:
@@ -122,10 +122,21 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
     lo, hi = jnp.asarray(lo_np, dtype), jnp.asarray(hi_np, dtype)
     batch = profiles.shape[0]
 
-    def u_at(s, m_i):
-        return utility(env, mech, params, s, priors.replace_signal(s, dims, i, m_i), i)
+    def deviation_utility(s):
+        # m_i -> u_i(m_i, s_-i; s): the menu does the s_-i-only work once per profile
+        respond = mechanisms.agent_menu(mech, dims, params, s, i)
 
-    u_matrix = jax.vmap(jax.vmap(u_at, in_axes=(None, 0)), in_axes=(0, 0))  # (B,), (B, C, d) -> (B, C)
+        def u(m_i):
+            q, t_i = respond(m_i)
+            return env.value(q, s)[i] - t_i
+
+        return u
+
+    def u_at(s, m_i):
+        return deviation_utility(s)(m_i)
+
+    def u_matrix(profiles, cands):  # (B, D), (B, C, d) -> (B, C)
+        return jax.vmap(lambda s, c: jax.vmap(deviation_utility(s))(c))(profiles, cands)
 
     best_u = jnp.full((batch,), -jnp.inf, dtype)
     best_m = profiles[:, sl]
@@ -144,7 +155,8 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
         pad = (-len(grid)) % c
         grid = np.concatenate([grid, np.repeat(grid[:1], pad, axis=0)]) if pad else grid
         chunks = jnp.asarray(grid.reshape(-1, c, d), dtype)
-        u_shared = jax.vmap(jax.vmap(u_at, in_axes=(None, 0)), in_axes=(0, None))  # (B,D),(c,d) -> (B,c)
+        def u_shared(profiles, chunk):  # (B, D), (c, d) -> (B, c)
+            return jax.vmap(lambda s: jax.vmap(deviation_utility(s))(chunk))(profiles)
 
         def step(carry, chunk):
             bu, bm = carry

@@ -4,6 +4,14 @@ A :class:`Mechanism` is a NamedTuple of pure functions of ``(params, reports)``
 for ONE report profile (flat, shape ``(D,)``); ``params`` is a pytree that search
 may change. The audit vmaps them over profiles and misreports.
 
+Mechanisms may also expose a *menu*: for agent ``i`` and the others' reports
+``m_-i``, the function ``m_i -> (q, t_i)`` with everything that depends on
+``m_-i`` alone (pivots, personalized prices) computed once. This is the
+taxation-principle view of a mechanism from one agent's seat; the audit
+evaluates many misreports ``m_i`` against one menu, so the ``m_-i`` work is
+not repeated per misreport. :func:`agent_menu` falls back to evaluating the
+whole mechanism when a mechanism has no menu.
+
 Mechanisms may also expose *kinks*: for agent ``i`` at a report profile, the
 points of ``S_i`` where agent ``i``'s allocation changes (pivots, thresholds,
 the boundary of a pivotal class). The audit tries misreports just below and
@@ -38,6 +46,11 @@ class Mechanism(NamedTuple):
       kinks: optional ``kinks(params, m, i) -> (K, d_i)``: points of agent
         ``i``'s signal space where its allocation changes, given ``m_-i``
         (``i`` is a static Python int).
+      menu: optional ``menu(params, m, i) -> respond`` with
+        ``respond(m_i) -> (q, t_i)``: the outcome and agent ``i``'s payment
+        when ``i`` reports ``m_i`` and the others ``m_-i`` (``m_i`` in ``m``
+        is ignored). Must agree with ``decide`` / ``pay``; it only moves the
+        ``m_-i``-only work out of the per-misreport path.
     """
 
     name: str
@@ -45,6 +58,19 @@ class Mechanism(NamedTuple):
     pay: Callable[[Params, Array], Array]
     params: Params = ()
     kinks: Callable[[Params, Array, int], Array] | None = None
+    menu: Callable[[Params, Array, int], Callable[[Array], tuple[Array, Array]]] | None = None
+
+
+def agent_menu(mech: Mechanism, dims: tuple[int, ...], params: Params, m: Array, i: int):
+    """Agent ``i``'s menu at ``m_-i``: ``respond(m_i) -> (q, t_i)`` (see :class:`Mechanism`)."""
+    if mech.menu is not None:
+        return mech.menu(params, m, i)
+
+    def respond(m_i):
+        mm = priors.replace_signal(m, dims, i, m_i)
+        return mech.decide(params, mm), mech.pay(params, mm)[i]
+
+    return respond
 
 
 def bisect(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> Array:
@@ -117,7 +143,8 @@ def pivot_payments(
         g = bisect(lambda x: (h_of(p, m, i, x) > mid) & (h_hi > h_lo), lo, hi, _bisect_iters(m.dtype))
         return g
 
-    def pay_i(p, m, i):
+    def menu(p, m, i):
+        # everything that depends on m_-i only: pivot, h at the ends, D at lo / g / hi
         lo = jnp.asarray(env.lo[i], m.dtype)
         hi = jnp.asarray(env.hi[i], m.dtype)
         g = find_pivot(p, m, i)
@@ -129,18 +156,24 @@ def pivot_payments(
         v_lo, v_g, v_hi = V(lo), V(g), V(hi)
         d_g = h_lo * (v_g - v_lo)
         d_hi = d_g + h_hi * (v_hi - v_g)
-        min_d = jnp.minimum(0.0, jnp.minimum(d_g, d_hi))
-        h = env.weights(decide(p, m))[i]
-        switched = (h_hi > h_lo) & (h > 0.5 * (h_lo + h_hi))
-        return h_lo * v_lo + jnp.where(switched, (h_hi - h_lo) * v_g, 0.0) + min_d
+        base = h_lo * v_lo + jnp.minimum(0.0, jnp.minimum(d_g, d_hi))
+        step = jnp.where(h_hi > h_lo, (h_hi - h_lo) * v_g, 0.0)
+        mid = 0.5 * (h_lo + h_hi)
+
+        def respond(m_i):
+            q = decide(p, priors.replace_signal(m, env.dims, i, m_i))
+            h = env.weights(q)[i]
+            return q, base + jnp.where(h > mid, step, 0.0)
+
+        return respond
 
     def pay(p, m):
-        return jnp.stack([pay_i(p, m, i) for i in range(n)])
+        return jnp.stack([menu(p, m, i)(m[i : i + 1])[1] for i in range(n)])
 
     def kinks(p, m, i):
         return find_pivot(p, m, i).reshape(1, 1)
 
-    return Mechanism(name, decide, pay, params, kinks)
+    return Mechanism(name, decide, pay, params, kinks, menu)
 
 
 def efficient_rule(env: Environment) -> Callable[[Params, Array], Array]:
@@ -208,6 +241,15 @@ def personalized_prices(
     def pay(p, m):
         return decide(p, m) * prices(p, m)
 
+    def menu(p, m, i):
+        price = prices(p, m)[i]  # t_i(m_-i): does not move with m_i
+
+        def respond(m_i):
+            q = decide(p, priors.replace_signal(m, env.dims, i, m_i))
+            return q, q[i] * price
+
+        return respond
+
     def kinks(p, m, i):
         sl = priors.agent_slice(env.dims, i)
         d = env.dims[i]
@@ -232,7 +274,7 @@ def personalized_prices(
             points.append(on_line(start, direction))
         return jnp.stack(points)
 
-    return Mechanism(name, decide, pay, params, kinks)
+    return Mechanism(name, decide, pay, params, kinks, menu)
 
 
 def example1_prices(params, m):

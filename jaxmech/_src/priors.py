@@ -44,7 +44,10 @@ def agent_slice(dims: Sequence[int], i: int) -> slice:
 
 def replace_signal(profile: Array, dims: Sequence[int], i: int, signal: Array) -> Array:
     """``(m_i, s_-i)``: the profile with agent ``i``'s signal replaced by ``signal``."""
-    return profile.at[..., agent_slice(dims, i)].set(signal)
+    sl = agent_slice(dims, i)
+    signal = jnp.broadcast_to(jnp.asarray(signal, profile.dtype), profile.shape[:-1] + (sl.stop - sl.start,))
+    # a concatenation of static slices fuses into the consumer (a scatter would not)
+    return jnp.concatenate([profile[..., : sl.start], signal, profile[..., sl.stop :]], axis=-1)
 
 
 def validate_dims(dims: Sequence[int], name: str = "dims") -> tuple[int, ...]:
