@@ -53,8 +53,14 @@ class PriorSettings:
 @dataclass(frozen=True, kw_only=True)
 class EnvironmentSettings:
     kind: str = _meta(doc="environment kind (see `jaxmech list`)")
-    values: str = _meta("linear", doc="value family name or 'module:function' / 'file.py:function'")
-    a: float = _meta(0.5, doc="interdependence a in v_i = s_i + a s_-i")
+    values: str = _meta(
+        "linear", doc="linear | multiplicative | deadzone (bilateral trade) or 'module:function' / 'file.py:function'"
+    )
+    a: float = _meta(0.5, doc="interdependence a (linear: v_i = s_i + a s_-i; multiplicative)")
+    b: float = _meta(0.4, doc="multiplicative: coefficient of s_beta s_sigma in v_beta")
+    gamma: float = _meta(0.1, doc="multiplicative: the seller's premium")
+    w: float = _meta(0.2, doc="deadzone: half-width of the band of ties |s_beta - s_sigma| <= w")
+    k: float = _meta(0.5, doc="deadzone: slope of the gain from trade outside the band")
     dims: tuple[int, ...] | None = _meta(None, doc="signal dimension per agent (single_object)")
 
 
@@ -68,6 +74,12 @@ class MechanismSettings:
     cutoff: float = _meta(0.5, doc="threshold_with_rebate: trade cutoff")
     window: float = _meta(0.002, doc="threshold_with_rebate: width of the rebate window", min=0.0)
     rebate: float = _meta(0.01, doc="threshold_with_rebate: rebate size", min=0.0)
+    tie_break: str = _meta("no_trade", doc="efficient_trade: no_trade | trade", choices=("no_trade", "trade"))
+    shift: float = _meta(0.0, doc="shifted_cutoff: trade iff m_beta > m_sigma + shift")
+    width: float = _meta(0.5, doc="band_trade / randomized_ramp / lemma5_reduction: band width", min=0.0)
+    table_points: int = _meta(1025, doc="deficit_minimizing: grid points for g_*", min=3)
+    cells: int = _meta(1024, doc="randomized_ramp: Riemann-Stieltjes cells of the envelope payments", min=1)
+    inner: int = _meta(65536, doc="interim: profiles for the interim expectation of payments", min=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +105,31 @@ class AuditSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CaseSettings:
+    name: str = _meta(doc="case label")
+    set: tuple[str, ...] = _meta((), doc="overrides 'path.to.key=value' applied to this config")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentSettings:
+    kind: str = _meta(
+        "audit",
+        doc="audit | sweep | compare_deficits | interim | double_auction",
+        choices=("audit", "sweep", "compare_deficits", "interim", "double_auction"),
+    )
+    parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
+    values: tuple[float, ...] = _meta((), doc="sweep: values of the parameter")
+    cases: tuple[CaseSettings, ...] = _meta((), doc="sweep: named cases, each a list of overrides")
+    against: tuple[MechanismSettings, ...] = _meta((), doc="compare_deficits: mechanisms compared to [mechanism]")
+    types: int = _meta(33, doc="interim: type grid points per agent", min=2)
+    misreports: int = _meta(129, doc="interim: misreport grid points", min=2)
+    inner: int = _meta(16384, doc="interim: profiles for the interim check", min=1)
+    signals: int = _meta(21, doc="double_auction: signal grid points per agent", min=2)
+    bids: int = _meta(41, doc="double_auction: bid grid points", min=2)
+    plots: bool = _meta(True, doc="write PNG plots into the results folder (needs matplotlib)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     name: str = _meta("run", doc="run name (results folder prefix)")
     seed: int = _meta(0, doc="root PRNG seed", min=0)
@@ -101,6 +138,7 @@ class Settings:
     prior: PriorSettings = _meta(factory=PriorSettings, doc="distribution of signals")
     mechanism: MechanismSettings = _meta(doc="decision and payment rule")
     audit: AuditSettings = _meta(factory=AuditSettings, doc="audit sizes and misreports")
+    experiment: ExperimentSettings = _meta(factory=ExperimentSettings, doc="what the run does with the model")
 
 
 # --------------------------------------------------------------------------

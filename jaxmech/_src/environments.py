@@ -128,7 +128,84 @@ def linear_trade_values(a: float) -> Callable[[Array], Array]:
     return values
 
 
-def bilateral_trade(values: Callable[[Array], Array], *, name: str = "bilateral_trade") -> Environment:
+def multiplicative_trade_values(a: float = 0.3, b: float = 0.4, gamma: float = 0.1) -> Callable[[Array], Array]:
+    """A nonlinear family: ``v_beta = s_beta + a s_sigma + b s_beta s_sigma``, ``v_sigma = gamma + s_sigma + a s_beta``.
+
+    Values increase weakly in all signals for ``a, b >= 0`` and strictly in the
+    own signal; ``gamma`` is the seller's premium. The gain from trade
+    ``(1 - a)(s_beta - s_sigma) + b s_beta s_sigma - gamma`` increases in
+    ``s_beta`` and decreases in ``s_sigma`` when ``0 <= b < 1 - a``: strong single
+    crossing (CE Def 7) holds and the trade region has a curved boundary
+    ``s_beta = ((1 - a) s_sigma + gamma) / (1 - a + b s_sigma)``.
+    """
+    if not (a < 1 and 0 <= b < 1 - a and gamma >= 0):
+        raise ValueError(f"multiplicative values: need a < 1, 0 <= b < 1 - a, gamma >= 0; got a={a}, b={b}, gamma={gamma}")
+
+    def values(s):
+        return jnp.stack([s[0] + a * s[1] + b * s[0] * s[1], gamma + s[1] + a * s[0]])
+
+    return values
+
+
+def deadzone_trade_values(w: float = 0.2, k: float = 0.5) -> Callable[[Array], Array]:
+    """Common values with a band of ties: ``v_i = s_beta + s_sigma + k max(0, s_i - s_-i - w)``.
+
+    The gain from trade is ``k deadzone_w(s_beta - s_sigma)``: zero on the band
+    ``|s_beta - s_sigma| <= w``, a set of positive measure. Single crossing
+    (CE Def 9) holds, strong single crossing (CE Def 7) fails on the band, and
+    efficient rules differ there: the family for CE Thm 6 (the deficit-minimizing
+    cutoff ``g_*(s_sigma) = min(1, s_sigma + w)``) and CE Lemma 5 (randomizing
+    on the band). Values increase weakly in all signals for ``0 < k <= 1``.
+    """
+    if not (0 < w < 1 and 0 < k <= 1):
+        raise ValueError(f"deadzone values: need 0 < w < 1 and 0 < k <= 1; got w={w}, k={k}")
+
+    def values(s):
+        common = s[0] + s[1]
+        return jnp.stack(
+            [common + k * jnp.maximum(0.0, s[0] - s[1] - w), common + k * jnp.maximum(0.0, s[1] - s[0] - w)]
+        )
+
+    return values
+
+
+def check_own_monotone(values: Callable[[Array], Array], dims: Sequence[int], lo, hi, *, points: int = 33) -> None:
+    """Raise ``ValueError`` (with a witness) unless each ``V_i`` strictly increases in ``s_i`` on a grid (CE Def 6).
+
+    One-dimensional signals: for every agent ``i``, ``V_i`` is evaluated along
+    ``s_i`` on a ``points``-point grid at ``points`` grid values of each other
+    coordinate (all other coordinates moved together along their diagonal, so
+    the cost stays ``points**2`` per agent).
+    """
+    dims = priors.validate_dims(dims)
+    if any(d != 1 for d in dims):
+        return
+    lo, hi = np.broadcast_to(np.asarray(lo, float), (len(dims),)), np.broadcast_to(np.asarray(hi, float), (len(dims),))
+    t = np.linspace(0.0, 1.0, points)
+    vals = jax.jit(jax.vmap(jax.vmap(values)))
+    for i in range(len(dims)):
+        own = lo[i] + t * (hi[i] - lo[i])  # (P,)
+        others = lo[None, :] + t[:, None] * (hi - lo)[None, :]  # (P, n): diagonal of the others
+        prof = np.repeat(others[:, None, :], points, axis=1)
+        prof[:, :, i] = own[None, :]
+        v = np.asarray(vals(jnp.asarray(prof, jnp.float32)))  # (P others, P own, n)
+        if v.shape[-1] != len(dims):
+            raise ValueError(f"values: expected {len(dims)} values (one per agent), got shape {v.shape[2:]}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError("values: not finite on the signal grid")
+        dv = np.diff(v[:, :, i], axis=1)
+        scale = max(1.0, float(np.max(np.abs(v))))
+        bad = dv <= 1e-6 * scale
+        if np.any(bad):
+            r, c = np.argwhere(bad)[0]
+            s_lo, s_hi = prof[r, c].copy(), prof[r, c + 1].copy()
+            raise ValueError(
+                f"values: V_{i} must be strictly increasing in agent {i}'s own signal (CE Def 6), but "
+                f"V_{i}({s_lo.tolist()}) = {v[r, c, i]:.6g} >= V_{i}({s_hi.tolist()}) = {v[r, c + 1, i]:.6g}"
+            )
+
+
+def bilateral_trade(values: Callable[[Array], Array], *, name: str = "bilateral_trade", check: bool = True) -> Environment:
     """Bilateral trade (CE Sec. 4): agent 0 is the buyer beta, agent 1 the seller sigma.
 
     Signals ``s = (s_beta, s_sigma)`` in ``[0, 1]^2``; ``values(s) = (v_beta(s), v_sigma(s))``.
@@ -143,7 +220,15 @@ def bilateral_trade(values: Callable[[Array], Array], *, name: str = "bilateral_
     Welfare is the gain from trade ``q (v_beta - v_sigma)``; the deficit is
     ``-(t_beta + t_sigma)`` (CE Sec. 4.1). The first-best rule trades iff
     ``v_beta(s) > v_sigma(s)`` (ties: no trade).
+
+    CE Sec. 4 assumes values continuous, weakly increasing, and strictly
+    increasing in the own signal; the last is checked on a grid (``check``) and
+    a violation raises ``ValueError`` with a witness. Weak monotonicity in the
+    other signal is NOT required (CE Sec. 4.4 drops it); see
+    :mod:`jaxmech._src.conditions` for that and the single crossing checks.
     """
+    if check:
+        check_own_monotone(values, (1, 1), 0.0, 1.0)
 
     def weights(q):
         return jnp.stack([q, -q])

@@ -188,6 +188,24 @@ class Prior(NamedTuple):
         return jnp.stack(cols, axis=-1).astype(dtype)
 
 
+    def latin_hypercube(self, key: Array, n: int, dtype=jnp.float32) -> Array:
+        """``n`` profiles, each coordinate at the marginal quantiles of the midpoints ``(k + 1/2) / n``.
+
+        The coordinates are paired by independent random permutations (a Latin
+        hypercube). Independent priors only. Expectations of a function of one
+        coordinate are midpoint-rule exact to ``O(1/n)`` (``O(1/n^2)`` if smooth),
+        far below the ``O(1/sqrt(n))`` of plain draws: used for the inner
+        expectations of interim (Bayesian) quantities.
+        """
+        if self.cholesky is not None:
+            raise ValueError("latin_hypercube: needs an independent prior")
+        mid = (jnp.arange(n, dtype=dtype) + 0.5) / n
+        cols = [
+            m.ppf(jax.random.permutation(jax.random.fold_in(key, j), mid)) for j, m in enumerate(self.marginals)
+        ]
+        return jnp.stack(cols, axis=-1).astype(dtype)
+
+
 def _expand_marginals(dims: tuple[int, ...], marginals) -> tuple[Marginal, ...]:
     size = sum(dims)
     if isinstance(marginals, (Uniform, Beta)):

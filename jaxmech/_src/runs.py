@@ -13,19 +13,21 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmech._src import audit as audit_lib
+from jaxmech._src import conditions, engine, plots, priors, trading
 from jaxmech._src import config as cfg
-from jaxmech._src import engine, priors
 from jaxmech._src import environments as envs
 from jaxmech._src import mechanisms as mechs
 
@@ -41,9 +43,11 @@ class Entry(NamedTuple):
 
 ENVIRONMENTS = {
     "bilateral_trade": Entry(
-        ("values", "a"),
+        ("values", "a", "b", "gamma", "w", "k"),
         "CE Sec. 4: buyer (agent 0) and seller (agent 1), s in [0,1]^2; values = 'linear' "
-        "(v_i = s_i + a s_-i, CE Sec. 4.4) or 'module:function' returning (v_beta, v_sigma)",
+        "(v_i = s_i + a s_-i, CE Sec. 4.4) | 'multiplicative' (v_beta = s_beta + a s_sigma + b s_beta s_sigma, "
+        "v_sigma = gamma + s_sigma + a s_beta) | 'deadzone' (common value s_beta + s_sigma plus k max(0, s_i - s_-i - w): "
+        "ties on a band) | 'module:function' returning (v_beta, v_sigma)",
     ),
     "example1": Entry((), "B Example 1: two buyers, s_i = (p_i, c_i) in [0,1]^2, V_i = p_i + c_i c_j"),
     "single_object": Entry(
@@ -71,7 +75,45 @@ MECHANISMS = {
         "NOT ex post IC: trade iff m_beta > cutoff, rebate for reports just above it (tests kink misreports)",
     ),
     "custom": Entry(("decide", "pay"), "your decide(params, m) -> q and pay(params, m) -> t, as 'module:function'"),
+    "efficient_trade": Entry(
+        ("tie_break",), "bilateral trade: trade iff v_beta > v_sigma (tie_break = no_trade) or >= (trade); pivot payments"
+    ),
+    "deficit_minimizing": Entry(
+        ("table_points",), "CE Thm 6: cutoff g_* = sup of the monotone efficient cutoffs, generalized VCG payments"
+    ),
+    "shifted_cutoff": Entry(("shift",), "bilateral trade: trade iff m_beta > m_sigma + shift, generalized VCG payments"),
+    "band_trade": Entry(("width",), "NOT monotone (CE Thm 2): trade iff 0 < m_beta - m_sigma < width"),
+    "randomized_ramp": Entry(
+        ("width", "cells"),
+        "CE Lemma 5: trade with probability clip((m_beta - m_sigma + width) / (2 width), 0, 1), envelope payments",
+    ),
+    "lemma5_reduction": Entry(("width",), "CE Lemma 5: the randomized_ramp rule reduced to T = f^{-1}(1)"),
+    "interim": Entry(
+        ("inner",),
+        "CE Sec. 3.4 / Cor. 1: generalized VCG with each payment replaced by its interim expectation "
+        "(Bayesian IC, not ex post IC); independent prior",
+    ),
 }
+
+EXPERIMENTS = {
+    "audit": Entry((), "ex post IC / IR / budget / efficiency audit of [mechanism] (the default)"),
+    "sweep": Entry(
+        ("parameter", "values", "cases"),
+        "the audit repeated over parameter values or named cases (lists of overrides); table + deficit plot",
+    ),
+    "compare_deficits": Entry(
+        ("against",), "CE Lemma 5 / Thm 6: deficits of [mechanism] vs each [[experiment.against]] state by state"
+    ),
+    "interim": Entry(
+        ("types", "misreports", "inner"),
+        "CE Cor. 1: [mechanism] vs its interim-payment version: ex post regret, Bayesian IC, interim IR, deficits",
+    ),
+    "double_auction": Entry(
+        ("signals", "bids"), "CE Sec. 4.3: iterated elimination of ex post weakly dominated bids on a grid"
+    ),
+}
+
+VALUE_FAMILIES = {"linear": None, "multiplicative": None, "deadzone": None}
 
 PRIORS = {
     "uniform": Entry(("lo", "hi"), "independent Uniform(lo, hi) per coordinate"),
@@ -155,9 +197,22 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
     if e.kind not in ENVIRONMENTS:
         raise cfg.ConfigError(_unknown("environment.kind", e.kind, ENVIRONMENTS))
     if e.kind == "bilateral_trade":
-        if e.values == "linear":
-            return envs.bilateral_trade(envs.linear_trade_values(e.a), name=f"bilateral_trade(a={e.a})")
-        return envs.bilateral_trade(load_callable(e.values, base_dir, "environment.values"))
+        try:
+            if e.values == "linear":
+                return envs.bilateral_trade(envs.linear_trade_values(e.a), name=f"bilateral_trade(a={e.a})")
+            if e.values == "multiplicative":
+                fn = envs.multiplicative_trade_values(e.a, e.b, e.gamma)
+                return envs.bilateral_trade(fn, name=f"bilateral_trade(multiplicative a={e.a}, b={e.b}, gamma={e.gamma})")
+            if e.values == "deadzone":
+                fn = envs.deadzone_trade_values(e.w, e.k)
+                return envs.bilateral_trade(fn, name=f"bilateral_trade(deadzone w={e.w}, k={e.k})")
+            if ":" not in e.values:
+                raise cfg.ConfigError(_unknown("environment.values", e.values, VALUE_FAMILIES))
+            return envs.bilateral_trade(load_callable(e.values, base_dir, "environment.values"))
+        except cfg.ConfigError:
+            raise
+        except ValueError as err:
+            raise cfg.ConfigError(f"environment.{err}") from None
     if e.kind == "example1":
         return envs.example1()
     if e.dims is None:
@@ -170,7 +225,12 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
 
 
 def build_mechanism(
-    m: cfg.MechanismSettings, env: envs.Environment, e: cfg.EnvironmentSettings, base_dir
+    m: cfg.MechanismSettings,
+    env: envs.Environment,
+    e: cfg.EnvironmentSettings,
+    base_dir,
+    prior: priors.Prior | None = None,
+    seed: int = 0,
 ) -> mechs.Mechanism:
     if m.kind not in MECHANISMS:
         raise cfg.ConfigError(_unknown("mechanism.kind", m.kind, MECHANISMS))
@@ -205,6 +265,30 @@ def build_mechanism(
             if env.dims != (1, 1):
                 raise cfg.ConfigError("mechanism.kind: threshold_with_rebate needs bilateral trade")
             return mechs.threshold_with_rebate(env, cutoff=m.cutoff, window=m.window, rebate=m.rebate)
+        trade = {
+            "efficient_trade", "deficit_minimizing", "shifted_cutoff", "band_trade", "randomized_ramp",
+            "lemma5_reduction", "interim",
+        }  # fmt: skip
+        if m.kind in trade and env.dims != (1, 1):
+            raise cfg.ConfigError(f"mechanism.kind: {m.kind} needs bilateral trade")
+        if m.kind == "efficient_trade":
+            return trading.efficient_trade(env, tie_break=m.tie_break)
+        if m.kind == "deficit_minimizing":
+            return trading.deficit_minimizing(env, points=m.table_points)
+        if m.kind == "shifted_cutoff":
+            return trading.shifted_cutoff(env, m.shift)
+        if m.kind == "band_trade":
+            return trading.band_trade(env, m.width)
+        if m.kind == "randomized_ramp":
+            return trading.randomized_ramp(env, m.width, cells=m.cells)
+        if m.kind == "lemma5_reduction":
+            return trading.lemma5_reduction(env, m.width)
+        if m.kind == "interim":
+            if prior is None or prior.cholesky is not None:
+                raise cfg.ConfigError("mechanism.kind: interim needs an independent prior (no correlation / rho)")
+            base = mechs.generalized_vcg(env)
+            key = jax.random.PRNGKey(seed)
+            return trading.interim_payments(env, base, prior, jax.random.fold_in(key, 7), inner=m.inner)
         if m.decide is None or m.pay is None:
             raise cfg.ConfigError("mechanism: kind 'custom' needs both decide and pay ('module:function')")
         return mechs.Mechanism(
@@ -238,7 +322,7 @@ def build(settings: cfg.Settings, base_dir: Path | None = None) -> Built:
     """Everything a run needs, validated; raises ``ConfigError`` (one line) on bad input."""
     env = build_environment(settings.environment, base_dir)
     prior = build_prior(settings.prior, env.dims)
-    mech = build_mechanism(settings.mechanism, env, settings.environment, base_dir)
+    mech = build_mechanism(settings.mechanism, env, settings.environment, base_dir, prior, settings.seed)
     mis = audit_lib.Misreports(**cfg.to_dict(settings.audit.misreports))
     dtype = jnp.float64 if settings.precision == "float64" else jnp.float32
     _smoke_check(env, mech, prior, dtype)
@@ -326,28 +410,303 @@ def execute(settings: cfg.Settings, built: Built, *, progress=None) -> engine.Au
     )
 
 
-def run(settings: cfg.Settings, out_dir: Path, *, base_dir: Path | None = None, progress=None) -> dict:
-    """Build, audit and write ``config.toml``, ``metrics.json``, ``manifest.json`` into ``out_dir``.
+def _settings_with(settings: cfg.Settings, overrides: Sequence[str]) -> cfg.Settings:
+    """The settings with ``path=value`` overrides applied (as ``--set`` does), the experiment reset to an audit."""
+    data = cfg.to_dict(settings)
+    data.pop("experiment", None)
+    for item in overrides:
+        if "=" not in item:
+            raise cfg.ConfigError(f"experiment case override {item!r}: expected path.to.key=value")
+        k, v = item.split("=", 1)
+        cfg.set_path(data, k.strip(), v.strip())
+    return cfg.parse(cfg.Settings, data)
 
-    Returns the metrics dict. Nothing is written if the settings do not build.
-    """
-    t0 = time.perf_counter()
-    built = build(settings, base_dir)
-    result = execute(settings, built, progress=progress)
-    wall = time.perf_counter() - t0
-    metrics = {
-        "schema_version": METRICS_SCHEMA_VERSION,
-        "name": settings.name,
+
+def _sweep_cases(settings: cfg.Settings) -> list[tuple[str, float | None, cfg.Settings]]:
+    ex = settings.experiment
+    cases: list[tuple[str, float | None, cfg.Settings]] = []
+    if ex.parameter is not None:
+        if not ex.values:
+            raise cfg.ConfigError("experiment.values: a sweep over experiment.parameter needs a list of values")
+        for v in ex.values:
+            try:
+                cases.append((f"{ex.parameter}={v:g}", v, _settings_with(settings, [f"{ex.parameter}={v!r}"])))
+            except cfg.ConfigError as e:
+                raise cfg.ConfigError(f"experiment.parameter: {e}") from None
+    for k, c in enumerate(ex.cases):
+        try:
+            cases.append((c.name, None, _settings_with(settings, c.set)))
+        except cfg.ConfigError as e:
+            raise cfg.ConfigError(f"experiment.cases[{k}] ({c.name}): {e}") from None
+    if not cases:
+        raise cfg.ConfigError("experiment: a sweep needs parameter + values, or cases")
+    return cases
+
+
+def _is_trade(env: envs.Environment) -> bool:
+    return env.dims == (1, 1) and env.outcome_names == ("no_trade", "trade")
+
+
+def _trade_figures(built: Built, out_dir: Path, title: str) -> list[str]:
+    """Trade region with the cutoff and one profile's pivots, and the deficit over the square (CE Sec. 4)."""
+    env, mech = built.env, built.mechanism
+    dtype = built.dtype
+    grid = np.linspace(0.0, 1.0, 201)
+    sb, ss = np.meshgrid(grid, grid, indexing="ij")
+    prof = jnp.asarray(np.stack([sb, ss], -1).reshape(-1, 2), dtype)
+    p = mech.params
+    trade = np.asarray(jax.jit(jax.vmap(lambda m: mech.decide(p, m)))(prof)).reshape(sb.shape)
+    deficit = np.asarray(
+        jax.jit(jax.vmap(lambda m: env.cost(mech.decide(p, m)) - jnp.sum(mech.pay(p, m))))(prof)
+    ).reshape(sb.shape)
+    cutoff = pivots = None
+    profile = (0.7, 0.3)
+    if mech.kinks is not None:
+        col = jnp.asarray(np.stack([np.full_like(grid, 0.5), grid], -1), dtype)
+        cutoff = np.asarray(jax.jit(jax.vmap(lambda m: mech.kinks(p, m, 0)[0, 0]))(col))
+        m0 = jnp.asarray(profile, dtype)
+        pivots = (float(mech.kinks(p, m0, 0)[0, 0]), float(mech.kinks(p, m0, 1)[0, 0]))
+    files = [
+        plots.trade_region(out_dir / "trade_region.png", grid, trade, cutoff, profile, pivots, title),
+        plots.heatmap(out_dir / "deficit.png", grid, deficit, "deficit  -(t_beta + t_sigma)", f"deficit — {title}"),
+    ]
+    return [f.name for f in files]
+
+
+def _audit_metrics(built: Built, result: engine.AuditResult) -> dict:
+    return {
         "environment": built.env.name,
         "mechanism": built.mechanism.name,
         "outcome_names": list(built.env.outcome_names),
         "audit": result.report,
     }
+
+
+def _conditions(built: Built) -> dict | None:
+    if not (_is_trade(built.env) and built.env.values is not None):
+        return None
+    return conditions.check_bilateral(built.env.values)
+
+
+def _run_audit(settings, base_dir, progress, out_dir):
+    built = build(settings, base_dir)
+    result = execute(settings, built, progress=progress)
+    metrics = _audit_metrics(built, result)
+    cond = _conditions(built)
+    if cond is not None:
+        metrics["conditions"] = cond
+    figs = []
+    if settings.experiment.plots and plots.available() and _is_trade(built.env):
+        figs = _trade_figures(built, out_dir, f"{built.mechanism.name} in {built.env.name}")
+    return metrics, result.info, figs
+
+
+def _closed_form_deficit(s: cfg.Settings) -> float | None:
+    """``(1 + a) / 6`` where it applies: linear values, a < 1, independent U[0, 1] signals, an efficient rule (CE Sec. 4.4)."""
+    e, p, m = s.environment, s.prior, s.mechanism
+    uniform01 = p.marginal.kind == "uniform" and p.marginal.lo == 0.0 and p.marginal.hi == 1.0
+    if (
+        e.kind == "bilateral_trade" and e.values == "linear" and e.a < 1 and uniform01 and p.marginals is None
+        and p.correlation is None and p.rho is None
+        and m.kind in ("generalized_vcg", "efficient_trade", "deficit_minimizing")
+    ):  # fmt: skip
+        return trading.linear_uniform_deficit(e.a)
+    return None
+
+
+def _row(name, value, settings, built, rep) -> dict:
+    d = rep["deficit"]
+    row = {
+        "case": name,
+        "environment": built.env.name,
+        "mechanism": built.mechanism.name,
+        "deficit": {k: d[k] for k in ("mean", "se", "ci95", "min", "max")},
+        "regret_max": max(r["max"] for r in rep["regret"]),
+        "regret": [
+            {k: r[k] for k in ("mean", "se", "max", "p_above_tol", "worst_profile", "worst_misreport")}
+            for r in rep["regret"]
+        ],
+        "p_deficit_above_tol": d["p_above_tol"],
+        "ir_violation_max": max(r["max"] for r in rep["ir_violation"]),
+        "welfare": rep["welfare"],
+        "outcomes": rep["outcomes"],
+    }
+    if value is not None:
+        row["value"] = value
+    closed = _closed_form_deficit(settings)
+    if closed is not None:
+        row["deficit_closed_form"] = closed
+    return row
+
+
+def _run_sweep(settings, base_dir, progress, out_dir):
+    cases = _sweep_cases(settings)
+    builts = [(name, value, s, build(s, base_dir)) for name, value, s in cases]  # validate all before running
+    rows, info = [], None
+    for name, value, s, built in builts:
+        result = execute(s, built, progress=progress)
+        info = result.info
+        row = _row(name, value, s, built, result.report)
+        cond = _conditions(built)
+        if cond is not None:
+            row["conditions"] = {k: v["holds"] for k, v in cond.items()}
+        rows.append(row)
+    metrics = {"sweep": {"parameter": settings.experiment.parameter, "rows": rows}}
+    figs = []
+    if settings.experiment.plots and plots.available():
+        x = np.array([r.get("value", k) for k, r in enumerate(rows)], float)
+        mean = np.array([r["deficit"]["mean"] for r in rows])
+        se = np.array([r["deficit"]["se"] for r in rows])
+        if settings.experiment.parameter is not None and len(cases) == len(settings.experiment.values):
+            ref = None
+            if all("deficit_closed_form" in r for r in rows):
+                ref = (x, np.array([r["deficit_closed_form"] for r in rows]), "closed form (1 + a) / 6, uniform signals")
+            f = plots.curve_with_band(
+                out_dir / "deficit_sweep.png", x, mean, se, xlabel=settings.experiment.parameter,
+                ylabel="expected deficit", title=f"{settings.name}: expected deficit (mean, 95% CI)", reference=ref,
+            )  # fmt: skip
+        else:
+            f = plots.bars(
+                out_dir / "deficit_sweep.png", [r["case"] for r in rows], mean, se, ylabel="expected deficit",
+                title=f"{settings.name}: expected deficit (mean, 95% CI)",
+            )  # fmt: skip
+        figs.append(f.name)
+    return metrics, info, figs
+
+
+def _run_compare(settings, base_dir, progress, out_dir):
+    ex = settings.experiment
+    if not ex.against:
+        raise cfg.ConfigError("experiment.against: compare_deficits needs at least one [[experiment.against]] mechanism")
+    built = build(settings, base_dir)
+    others = []
+    for k, m in enumerate(ex.against):
+        try:
+            others.append(build_mechanism(m, built.env, settings.environment, base_dir, built.prior, settings.seed))
+        except cfg.ConfigError as e:
+            raise cfg.ConfigError(f"experiment.against[{k}]: {e}") from None
+    a = settings.audit
+    result = engine.compare_deficits(
+        built.env, [built.mechanism, *others], built.prior, key=jax.random.PRNGKey(settings.seed),
+        n_profiles=a.profiles, block_size=a.block_size, chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol,
+        progress=progress,
+    )  # fmt: skip
+    metrics = {"environment": built.env.name, "mechanism": built.mechanism.name, "comparison": result.report}
+    cond = _conditions(built)
+    if cond is not None:
+        metrics["conditions"] = cond
+    figs = []
+    if ex.plots and plots.available():
+        rows = result.report["mechanisms"]
+        f = plots.bars(
+            out_dir / "deficits.png", [r["mechanism"] for r in rows], np.array([r["deficit"]["mean"] for r in rows]),
+            np.array([r["deficit"]["se"] for r in rows]), ylabel="expected deficit",
+            title=f"{built.env.name}: deficit of each mechanism (baseline first)",
+        )  # fmt: skip
+        figs.append(f.name)
+        if _is_trade(built.env):
+            figs += _trade_figures(built, out_dir, f"{built.mechanism.name} in {built.env.name}")
+    return metrics, result.info, figs
+
+
+def _run_interim(settings, base_dir, progress, out_dir):
+    """CE Cor. 1: generalized VCG vs its interim-payment version (Bayesian IC, interim IR, not ex post IC)."""
+    ex = settings.experiment
+    built = build(settings, base_dir)
+    if built.prior.cholesky is not None:
+        raise cfg.ConfigError("prior: the interim experiment needs independent signals (CE Cor. 1)")
+    if built.env.dims != (1, 1) and any(d != 1 for d in built.env.dims):
+        raise cfg.ConfigError("environment: the interim experiment needs one-dimensional signals")
+    key = jax.random.PRNGKey(settings.seed)
+    vcg = built.mechanism
+    interim = trading.interim_payments(
+        built.env, vcg, built.prior, jax.random.fold_in(key, 7), inner=settings.mechanism.inner
+    )
+    out = {"environment": built.env.name, "mechanism": vcg.name, "interim_mechanism": interim.name}
+    info = None
+    for label, mech in (("ex_post", vcg), ("interim", interim)):
+        result = execute(settings, built._replace(mechanism=mech), progress=progress)
+        info = result.info
+        out[f"{label}_audit"] = result.report
+        out[f"{label}_bayesian"] = audit_lib.interim_check(
+            built.env, mech, built.prior, jax.random.fold_in(key, 11), types=ex.types, misreports=ex.misreports,
+            inner=ex.inner, dtype=built.dtype,
+        )  # fmt: skip
+    a = settings.audit
+    cmp = engine.compare_deficits(
+        built.env, [vcg, interim], built.prior, key=key, n_profiles=a.profiles, block_size=a.block_size,
+        chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol, progress=progress,
+    )  # fmt: skip
+    out["comparison"] = cmp.report
+    figs = []
+    if ex.plots and plots.available() and _is_trade(built.env):
+        figs += _trade_figures(built._replace(mechanism=interim), out_dir, f"{interim.name} in {built.env.name}")
+    return out, info, figs
+
+
+def _run_double_auction(settings, base_dir, progress, out_dir):
+    from jaxmech._src import double_auction
+
+    env = build_environment(settings.environment, base_dir)
+    if not _is_trade(env):
+        raise cfg.ConfigError("environment.kind: the double auction needs bilateral_trade")
+    ex = settings.experiment
+    t0 = time.perf_counter()
+    res = double_auction.solve_double_auction(env.values, n_signals=ex.signals, n_bids=ex.bids)
+    metrics = {
+        "environment": env.name,
+        "double_auction": double_auction.result_to_metrics(res),
+        "conditions": conditions.check_bilateral(env.values),
+        "solve_s": time.perf_counter() - t0,
+    }
+    figs = []
+    if ex.plots and plots.available():
+        f = plots.strategies(
+            out_dir / "double_auction.png", np.asarray(res.signals), np.asarray(res.bids),
+            [np.asarray(res.buyer_surviving), np.asarray(res.seller_surviving)],
+            [np.asarray(res.buyer_predicted), np.asarray(res.seller_predicted)],
+            f"CE Sec. 4.3 double auction in {env.name}: surviving bids after {res.rounds} rounds",
+        )  # fmt: skip
+        figs.append(f.name)
+    return metrics, None, figs
+
+
+EXPERIMENT_RUNNERS = {
+    "audit": _run_audit,
+    "sweep": _run_sweep,
+    "compare_deficits": _run_compare,
+    "interim": _run_interim,
+    "double_auction": _run_double_auction,
+}
+
+
+def run(settings: cfg.Settings, out_dir: Path, *, base_dir: Path | None = None, progress=None) -> dict:
+    """Run the experiment the settings describe; write ``config.toml``, ``metrics.json``, ``manifest.json``, plots.
+
+    Returns the metrics dict. Nothing is written if the settings do not build.
+    """
+    t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / ".plots-tmp"
+    runner = EXPERIMENT_RUNNERS[settings.experiment.kind]
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        body, info, figs = runner(settings, base_dir, progress, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if out_dir.exists() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+    for f in figs:
+        (staging / f).replace(out_dir / f)
+    shutil.rmtree(staging, ignore_errors=True)
+    wall = time.perf_counter() - t0
+    metrics = {"schema_version": METRICS_SCHEMA_VERSION, "name": settings.name, "experiment": settings.experiment.kind}
+    metrics.update(body)
+    metrics["plots"] = figs if figs or not settings.experiment.plots or plots.available() else "matplotlib not installed"
     (out_dir / "config.toml").write_text(cfg.dump_toml(cfg.to_dict(settings)))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-    (out_dir / "manifest.json").write_text(json.dumps(manifest(settings, wall, result.info), indent=2) + "\n")
+    (out_dir / "manifest.json").write_text(json.dumps(manifest(settings, wall, info), indent=2) + "\n")
     return metrics
 
 
@@ -356,6 +715,96 @@ def _pm(x: dict, digits: int = 4) -> str:
 
 
 def summary(metrics: dict) -> str:
+    """A readable summary of any experiment's metrics."""
+    kind = metrics.get("experiment", "audit")
+    text = {
+        "audit": _audit_summary,
+        "sweep": _sweep_summary,
+        "compare_deficits": _compare_summary,
+        "interim": _interim_summary,
+        "double_auction": _double_auction_summary,
+    }[kind](metrics)
+    if "conditions" in metrics:
+        text += "\nconditions   " + "   ".join(f"{k} {'yes' if v['holds'] else 'NO'}" for k, v in metrics["conditions"].items())
+    if metrics.get("plots"):
+        text += f"\nplots        {metrics['plots']}"
+    return text
+
+
+def _sweep_summary(metrics: dict) -> str:
+    rows = metrics["sweep"]["rows"]
+    lines = [
+        f"{metrics['name']}: sweep over {metrics['sweep']['parameter'] or 'cases'} ({len(rows)} cases)",
+        "",
+        f"{'case':<34} {'deficit mean ± se':>22} {'closed form':>12} {'min':>9} {'P(trade)':>9} {'regret max':>11}",
+    ]
+    worst = []
+    for r in rows:
+        for name, g in zip(("buyer", "seller"), r["regret"], strict=False):
+            if g["p_above_tol"]["count"] > 0:
+                worst.append(
+                    f"  {r['case']}: {name} gains {g['max']:.4g} at profile {[round(x, 4) for x in g['worst_profile']]} "
+                    f"by reporting {[round(x, 4) for x in g['worst_misreport']]}"
+                )
+    for r in rows:
+        cf = f"{r['deficit_closed_form']:.5g}" if "deficit_closed_form" in r else "—"
+        pt = r["outcomes"].get("trade", {}).get("p", float("nan"))
+        lines.append(
+            f"{r['case'][:34]:<34} {_pm(r['deficit']):>22} {cf:>12} {r['deficit']['min']:>9.3g} {pt:>9.4g} "
+            f"{r['regret_max']:>11.3g}"
+        )
+    if worst:
+        lines += ["", "worst IC violations:"] + worst
+    return "\n".join(lines)
+
+
+def _compare_summary(metrics: dict) -> str:
+    c = metrics["comparison"]
+    lines = [
+        f"{metrics['name']}: deficits state by state in {metrics['environment']}, {c['profiles']:,} profiles, "
+        f"baseline {c['baseline']}",
+        "",
+        f"{'mechanism':<30} {'deficit mean ± se':>22} {'min':>9} {'minus baseline ± se':>22} {'worst':>10} "
+        f"{'P(< -tol)':>10}",
+    ]
+    for r in c["mechanisms"]:
+        mb = r["minus_baseline"]
+        lines.append(
+            f"{r['mechanism'][:30]:<30} {_pm(r['deficit']):>22} {r['deficit_min']:>9.3g} {_pm(mb):>22} "
+            f"{mb['min']:>10.3g} {mb['p_below_minus_tol']['p']:>10.3g}"
+        )
+    return "\n".join(lines)
+
+
+def _interim_summary(metrics: dict) -> str:
+    lines = [f"{metrics['name']}: {metrics['mechanism']} vs {metrics['interim_mechanism']} in {metrics['environment']}", ""]
+    lines.append(
+        f"{'mechanism':<10} {'agent':<8} {'ex post regret max':>19} {'P(regret>tol)':>14} {'interim regret ± se':>22} "
+        f"{'min interim U':>14} {'deficit mean ± se':>22}"
+    )
+    for label in ("ex_post", "interim"):
+        a, b = metrics[f"{label}_audit"], metrics[f"{label}_bayesian"]
+        for i, name in enumerate(a["agents"]):
+            r, bi = a["regret"][i], b["agents"][i]
+            lines.append(
+                f"{label:<10} {name:<8} {r['max']:>19.4g} {r['p_above_tol']['p']:>14.4g} "
+                f"{bi['max_interim_regret']:>11.3g} ± {bi['se_at_max']:<8.2g} {bi['min_interim_utility']:>14.3g} "
+                f"{_pm(a['deficit']):>22}"
+            )
+    mb = metrics["comparison"]["mechanisms"][1]["minus_baseline"]
+    lines.append(f"\ndeficit(interim) - deficit(ex post): {_pm(mb)} (paired, same profiles)")
+    return "\n".join(lines)
+
+
+def _double_auction_summary(metrics: dict) -> str:
+    d = metrics["double_auction"]
+    keys = [k for k in d if not isinstance(d[k], (list, dict))]
+    return f"{metrics['name']}: CE Sec. 4.3 double auction in {metrics['environment']}\n" + "\n".join(
+        f"  {k:<28} {d[k]}" for k in keys
+    )
+
+
+def _audit_summary(metrics: dict) -> str:
     """A readable table of the audit."""
     a = metrics["audit"]
     lines = [

@@ -1,0 +1,175 @@
+"""Layer 2 — the papers' assumptions on values, checked on grids (with witnesses when they fail).
+
+Bilateral trade (CE Sec. 4), values ``values(s) = (v_beta(s), v_sigma(s))`` on
+``[0, 1]^2``:
+
+- :func:`value_monotonicity`: strictly increasing in the own signal (CE Def 6),
+  weakly increasing in the other's (CE Sec. 4, needed by Thm 5 / Lemma 4; CE
+  Sec. 4.4 drops it).
+- :func:`single_crossing`: CE Def 9 — if ``s'_beta >= s_beta``, ``s'_sigma <=
+  s_sigma`` and ``v_beta(s) > v_sigma(s)`` then ``v_beta(s') >= v_sigma(s')``.
+  Some efficient trading rule is monotone (hence ex post IC) iff it holds.
+- :func:`strong_single_crossing`: CE Def 7 specialised to trade
+  (``h = (q, -q)``, ``q in {0, 1}``): at every tie ``v_beta(s) = v_sigma(s)``,
+  ``d(v_beta - v_sigma)/d s_beta > 0`` and ``d(v_beta - v_sigma)/d s_sigma < 0``.
+  Then every efficient trading rule is monotone.
+
+Each returns a :class:`Check`: whether the property held on the grid, how many
+grid cells failed, and a witness (the profiles and values that break it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+class Check(NamedTuple):
+    """Outcome of a grid check: ``holds``, the share of checked points that fail, and a witness."""
+
+    name: str
+    holds: bool
+    fail_share: float
+    witness: dict[str, Any] | None
+
+    def as_dict(self) -> dict:
+        return {"holds": bool(self.holds), "fail_share": float(self.fail_share), "witness": self.witness}
+
+
+def _grid_values(values: Callable[[Array], Array], points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``t`` (P,) and ``V[i, j] = values(t_i, t_j)`` (P, P, 2) in float64 when enabled, else float32."""
+    t = np.linspace(0.0, 1.0, points)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    sb, ss = np.meshgrid(t, t, indexing="ij")
+    prof = jnp.asarray(np.stack([sb, ss], -1), dtype)
+    v = np.asarray(jax.jit(jax.vmap(jax.vmap(values)))(prof), np.float64)
+    return t, v
+
+
+def _tol(v: np.ndarray) -> float:
+    return 1e-5 * max(1.0, float(np.max(np.abs(v))))
+
+
+def value_monotonicity(values: Callable[[Array], Array], *, points: int = 65) -> dict[str, Check]:
+    """Own-signal strict and other-signal weak monotonicity of ``(v_beta, v_sigma)`` on a grid."""
+    t, v = _grid_values(values, points)
+    tol = _tol(v)
+    out = {}
+    # axis 0 is s_beta, axis 1 is s_sigma; agent 0 owns axis 0, agent 1 axis 1
+    for label, strict in (("own_strict", True), ("others_weak", False)):
+        fails, witness, total = 0, None, 0
+        for i in range(2):
+            axis = i if strict else 1 - i
+            d = np.diff(v[..., i], axis=axis)
+            bad = d <= tol if strict else d < -tol
+            fails += int(bad.sum())
+            total += bad.size
+            if witness is None and bad.any():
+                r, c = np.argwhere(bad)[0]
+                a = (r, c)
+                b = (r + 1, c) if axis == 0 else (r, c + 1)
+                witness = {
+                    "agent": ["buyer", "seller"][i],
+                    "from_profile": [float(t[a[0]]), float(t[a[1]])],
+                    "to_profile": [float(t[b[0]]), float(t[b[1]])],
+                    "values": [float(v[a][i]), float(v[b][i])],
+                }
+        out[label] = Check(label, fails == 0, fails / total, witness)
+    return out
+
+
+def single_crossing(values: Callable[[Array], Array], *, points: int = 129) -> Check:
+    """CE Def 9 on a ``points x points`` grid, with a violating pair ``(s, s')`` as witness."""
+    t, v = _grid_values(values, points)
+    tol = _tol(v)
+    gain = v[..., 0] - v[..., 1]
+    # m[i, j] = min over i' >= i (s'_beta >= s_beta) and j' <= j (s'_sigma <= s_sigma) of gain
+    m = np.minimum.accumulate(gain[::-1], axis=0)[::-1]
+    m = np.minimum.accumulate(m, axis=1)
+    bad = (gain > tol) & (m < -tol)
+    witness = None
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        sub = gain[i:, : j + 1]
+        i2, j2 = np.unravel_index(np.argmin(sub), sub.shape)
+        i2 += i
+        witness = {
+            "s": [float(t[i]), float(t[j])],
+            "gain_at_s": float(gain[i, j]),
+            "s_prime": [float(t[i2]), float(t[j2])],
+            "gain_at_s_prime": float(gain[i2, j2]),
+        }
+    return Check("single_crossing", not bad.any(), float(bad.mean()), witness)
+
+
+def strong_single_crossing(values: Callable[[Array], Array], *, points: int = 129) -> Check:
+    """CE Def 7 for trade: the gain's slopes at ties (grid ties and bisected crossings), witness if it fails.
+
+    Ties are the grid points with ``|gain| <= tol`` and, on each row of fixed
+    ``s_sigma``, the zero of the gain between neighbours where it changes sign
+    (found by bisection). The slopes come from ``jax.grad`` of the gain.
+    """
+    t, v = _grid_values(values, points)
+    tol = _tol(v)
+    gain = v[..., 0] - v[..., 1]
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+    def g(s):
+        vv = values(s)
+        return vv[0] - vv[1]
+
+    ties = [np.stack([t[i], t[j]]) for i, j in np.argwhere(np.abs(gain) <= tol)]
+    # sign changes along s_beta at fixed s_sigma: bisect between the two grid points
+    sgn = np.sign(np.where(np.abs(gain) <= tol, 0.0, gain))
+    change = (sgn[:-1] * sgn[1:]) < 0
+    if change.any():
+        idx = np.argwhere(change)
+        a = jnp.asarray(t[idx[:, 0]], dtype)
+        b = jnp.asarray(t[idx[:, 0] + 1], dtype)
+        ss = jnp.asarray(t[idx[:, 1]], dtype)
+        ga = jnp.asarray(gain[idx[:, 0], idx[:, 1]], dtype)
+
+        def root(a, b, s_s, g_a):
+            def body(_, ab):
+                lo_, hi_ = ab
+                mid = 0.5 * (lo_ + hi_)
+                same = jnp.sign(g(jnp.stack([mid, s_s]))) == jnp.sign(g_a)
+                return jnp.where(same, mid, lo_), jnp.where(same, hi_, mid)
+
+            lo_, hi_ = jax.lax.fori_loop(0, 40, body, (a, b))
+            return 0.5 * (lo_ + hi_)
+
+        roots = np.asarray(jax.jit(jax.vmap(root))(a, b, ss, ga))
+        ties += [np.stack([r, float(s)]) for r, s in zip(roots, np.asarray(ss), strict=True)]
+    if not ties:
+        return Check("strong_single_crossing", True, 0.0, None)
+    pts = jnp.asarray(np.stack(ties), dtype)
+    grads = np.asarray(jax.jit(jax.vmap(jax.grad(g)))(pts), np.float64)
+    slope_tol = 1e-6 * max(1.0, float(np.max(np.abs(v))))
+    bad = (grads[:, 0] <= slope_tol) | (grads[:, 1] >= -slope_tol)
+    witness = None
+    if bad.any():
+        k = int(np.argmax(bad))
+        witness = {
+            "tie_profile": np.asarray(pts[k], np.float64).tolist(),
+            "d_gain_d_s_beta": float(grads[k, 0]),
+            "d_gain_d_s_sigma": float(grads[k, 1]),
+        }
+    return Check("strong_single_crossing", not bad.any(), float(bad.mean()), witness)
+
+
+def check_bilateral(values: Callable[[Array], Array], *, points: int = 129) -> dict[str, dict]:
+    """All four checks as a JSON-ready dict."""
+    mono = value_monotonicity(values, points=min(points, 65))
+    return {
+        "own_strict": mono["own_strict"].as_dict(),
+        "others_weak": mono["others_weak"].as_dict(),
+        "single_crossing": single_crossing(values, points=points).as_dict(),
+        "strong_single_crossing": strong_single_crossing(values, points=points).as_dict(),
+    }
