@@ -663,9 +663,9 @@ def _run_double_auction(settings, base_dir, progress, out_dir):
     if ex.plots and plots.available():
         f = plots.strategies(
             out_dir / "double_auction.png", np.asarray(res.signals), np.asarray(res.bids),
-            [np.asarray(res.buyer_surviving), np.asarray(res.seller_surviving)],
-            [np.asarray(res.buyer_predicted), np.asarray(res.seller_predicted)],
-            f"CE Sec. 4.3 double auction in {env.name}: surviving bids after {res.rounds} rounds",
+            [np.asarray(res.alive[0]), np.asarray(res.alive[1])],
+            [np.asarray(res.predicted[0]), np.asarray(res.predicted[1])],
+            f"CE Sec. 4.3 double auction in {env.name}: surviving bids after {int(res.rounds)} rounds",
         )  # fmt: skip
         figs.append(f.name)
     return metrics, None, figs
@@ -798,7 +798,7 @@ def _interim_summary(metrics: dict) -> str:
 
 def _double_auction_summary(metrics: dict) -> str:
     d = metrics["double_auction"]
-    keys = [k for k in d if not isinstance(d[k], (list, dict))]
+    keys = [k for k in d if not isinstance(d[k], dict) and not (isinstance(d[k], list) and len(d[k]) > 2)]
     return f"{metrics['name']}: CE Sec. 4.3 double auction in {metrics['environment']}\n" + "\n".join(
         f"  {k:<28} {d[k]}" for k in keys
     )
