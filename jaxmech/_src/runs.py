@@ -798,10 +798,17 @@ def _interim_summary(metrics: dict) -> str:
 
 def _double_auction_summary(metrics: dict) -> str:
     d = metrics["double_auction"]
-    keys = [k for k in d if not isinstance(d[k], dict) and not (isinstance(d[k], list) and len(d[k]) > 2)]
-    return f"{metrics['name']}: CE Sec. 4.3 double auction in {metrics['environment']}\n" + "\n".join(
-        f"  {k:<28} {d[k]}" for k in keys
-    )
+    def fmt(v):
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {fmt(x)}" for k, x in v.items())
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    def short(v):
+        return not isinstance(v, (list, dict)) or (isinstance(v, dict) and all(isinstance(x, float) for x in v.values()))
+
+    lines = [f"{metrics['name']}: CE Sec. 4.3 double auction in {metrics['environment']}"]
+    lines += [f"  {k:<24} {fmt(v)}" for k, v in d.items() if short(v)]
+    return "\n".join(lines)
 
 
 def _audit_summary(metrics: dict) -> str:

@@ -1,0 +1,95 @@
+"""Every CE Section 4 config in configs/ runs end to end (small sizes) and shows its result in metrics.json."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jaxmech._src import config as cfg
+from jaxmech._src import runs
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SMALL = ("audit.profiles=8192", "audit.block_size=2048", "audit.chunk_size=8192")
+
+
+def _run(tmp_path, name, *overrides):
+    settings, _ = cfg.load(CONFIGS / f"{name}.toml", SMALL + overrides)
+    out = tmp_path / name
+    metrics = runs.run(settings, out)
+    assert json.loads((out / "metrics.json").read_text())["experiment"] == settings.experiment.kind
+    for f in ("config.toml", "manifest.json"):
+        assert (out / f).exists()
+    for f in metrics["plots"]:
+        assert (out / f).stat().st_size > 1000
+    assert runs.summary(metrics)  # renders
+    return metrics
+
+
+def test_sec44_deficit_curve(tmp_path):
+    m = _run(tmp_path, "ce_sec44_deficit_curve", "experiment.values=[-2.0, -1.0]")
+    rows = m["sweep"]["rows"]
+    for r in rows:
+        d = r["deficit"]
+        assert abs(d["mean"] - r["deficit_closed_form"]) <= 4 * d["se"] + 1e-6
+    assert rows[0]["deficit"]["max"] <= 1e-5  # a = -2: a surplus in every trading state
+    assert abs(rows[1]["deficit"]["max"]) <= 1e-5 and abs(rows[1]["deficit"]["min"]) <= 1e-5  # a = -1: balance
+    assert m["plots"] == ["deficit_sweep.png"]
+
+
+def test_thm2_monotonicity(tmp_path):
+    settings, _ = cfg.load(CONFIGS / "ce_thm2_monotonicity.toml")
+    assert len(settings.experiment.cases) == 5
+    keep = [c for c in settings.experiment.cases if "ramp" in c.name or "NOT" in c.name]
+    cases = "[" + ", ".join(f'{{name="{c.name}", set={list(c.set)!r}}}'.replace("'", '"') for c in keep) + "]"
+    m = _run(tmp_path, "ce_thm2_monotonicity", "audit.misreports.grid=16", f"experiment.cases={cases}")
+    rows = m["sweep"]["rows"]
+    assert [r["regret_max"] > 1e-3 for r in rows] == [False, True]
+    bad = rows[-1]["regret"][0]
+    assert bad["p_above_tol"]["count"] > 0 and len(bad["worst_misreport"]) == 1
+
+
+def test_thm5_deficit(tmp_path):
+    cases = '[{name="linear", set=[]}, {name="mult copula", set=["environment.values=multiplicative", "environment.a=0.3", "prior.rho=0.5"]}]'
+    m = _run(tmp_path, "ce_thm5_deficit", f"experiment.cases={cases}")
+    for r in m["sweep"]["rows"]:
+        assert r["deficit"]["min"] >= -1e-5  # Lemma 4: never a surplus
+        assert r["deficit"]["ci95"][0] > 0  # Thm 5: a deficit in expectation
+        assert r["conditions"]["others_weak"]
+
+
+@pytest.mark.parametrize("name", ["ce_thm6_deficit_minimizing", "ce_lemma5_randomized"])
+def test_state_by_state_minimizers(tmp_path, name):
+    m = _run(tmp_path, name)
+    c = m["comparison"]
+    for row in c["mechanisms"][1:]:
+        assert row["minus_baseline"]["min"] >= -c["tol"]
+        assert row["minus_baseline"]["mean"] > 0
+    assert not m["conditions"]["strong_single_crossing"]["holds"]  # ties on a band
+    assert {"deficits.png", "trade_region.png", "deficit.png"} <= set(m["plots"])
+
+
+def test_cor1_bayesian(tmp_path):
+    m = _run(
+        tmp_path, "ce_cor1_bayesian", "mechanism.inner=4096", "experiment.types=9", "experiment.misreports=33",
+        "experiment.inner=2048", "audit.misreports.grid=16",
+    )  # fmt: skip
+    assert all(r["max"] <= 1e-5 for r in m["ex_post_audit"]["regret"])
+    assert all(r["p_above_tol"]["p"] > 0.5 for r in m["interim_audit"]["regret"])
+    assert all(r["max_interim_regret"] <= 1e-3 for r in m["interim_bayesian"]["agents"])
+    mb = m["comparison"]["mechanisms"][1]["minus_baseline"]
+    assert abs(mb["mean"]) <= 4 * mb["se"]
+
+
+def test_sec43_double_auction(tmp_path):
+    m = _run(tmp_path, "ce_sec43_double_auction")
+    d = m["double_auction"]
+    assert d["efficient_share"] > 0.95 and d["min_deficit"] >= 0 and max(d["equilibrium_gain"].values()) <= d["bid_step"]
+
+
+def test_bad_case_override_is_a_one_line_config_error(tmp_path):
+    settings, _ = cfg.load(CONFIGS / "ce_thm5_deficit.toml", ('experiment.cases=[{name="x", set=["prior.rhoo=0.5"]}]',))
+    with pytest.raises(
+        cfg.ConfigError, match=r"experiment.cases\[0\] \(x\): prior.rhoo: unknown key \(did you mean 'prior.rho'\?\)"
+    ):
+        runs.run(settings, tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
