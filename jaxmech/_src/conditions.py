@@ -173,3 +173,76 @@ def check_bilateral(values: Callable[[Array], Array], *, points: int = 129) -> d
         "single_crossing": single_crossing(values, points=points).as_dict(),
         "strong_single_crossing": strong_single_crossing(values, points=points).as_dict(),
     }
+
+
+# --------------------------------------------------------------------------
+# public goods (CE Sec. 5)
+
+
+class DifferenceClass(NamedTuple):
+    """CE Def 11: ``increasing`` / ``decreasing`` differences, ``common`` values, or ``mixed`` (with a witness)."""
+
+    kind: str
+    shares: dict[str, float]
+    witness: dict[str, Any] | None
+
+    def as_dict(self) -> dict:
+        return {"class": self.kind, "shares": self.shares, "witness": self.witness}
+
+
+def difference_class(
+    values: Callable[[Array], Array], n: int, *, points: int = 33, bases: int = 64, seed: int = 0
+) -> DifferenceClass:
+    """Classify ``v_i(s) - v_j(s)`` as strictly increasing / strictly decreasing / constant in ``s_i`` (CE Def 11).
+
+    For every ordered pair ``i != j``, the difference is evaluated along a
+    ``points``-point grid of ``s_i`` at ``bases`` base profiles of the other
+    signals (a grid for ``n = 2``, uniform draws otherwise). ``shares`` gives
+    the fraction of grid steps that rise, fall or stay flat; the class is the
+    one that holds for every step, else ``mixed`` with a rising and a falling
+    step as witness.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, points)
+    if n == 2:
+        base = np.linspace(0.0, 1.0, bases)[:, None] * np.ones((1, n))
+    else:
+        base = rng.random((bases, n))
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    vals = jax.jit(jax.vmap(jax.vmap(values)))
+    steps, where = [], []
+    for i in range(n):
+        prof = np.repeat(base[:, None, :], points, axis=1)
+        prof[:, :, i] = t[None, :]
+        v = np.asarray(vals(jnp.asarray(prof, dtype)), np.float64)  # (bases, points, n)
+        for j in range(n):
+            if j == i:
+                continue
+            d = np.diff(v[:, :, i] - v[:, :, j], axis=1)  # (bases, points - 1)
+            steps.append(d.ravel())
+            where.extend((i, j, b, k) for b in range(bases) for k in range(points - 1))
+    d = np.concatenate(steps)
+    tol = 1e-6 * max(1.0, float(np.max(np.abs(d))) * points)
+    up, down = d > tol, d < -tol
+    flat = ~(up | down)
+    shares = {"rising": float(up.mean()), "falling": float(down.mean()), "flat": float(flat.mean())}
+    if up.all():
+        return DifferenceClass("increasing", shares, None)
+    if down.all():
+        return DifferenceClass("decreasing", shares, None)
+    if flat.all():
+        return DifferenceClass("common", shares, None)
+
+    def describe(idx):
+        i, j, b, k = where[idx]
+        s0 = base[b].copy()
+        s0[i] = t[k]
+        s1 = s0.copy()
+        s1[i] = t[k + 1]
+        return {"pair": [i, j], "from_profile": s0.tolist(), "to_profile": s1.tolist(), "change": float(d[idx])}
+
+    witness = {}
+    for label, mask in (("rising", up), ("falling", down), ("flat", flat)):
+        if mask.any():
+            witness[label] = describe(int(np.argmax(mask)))
+    return DifferenceClass("mixed", shares, witness)

@@ -62,6 +62,9 @@ class EnvironmentSettings:
     w: float = _meta(0.2, doc="deadzone: half-width of the band of ties |s_beta - s_sigma| <= w")
     k: float = _meta(0.5, doc="deadzone: slope of the gain from trade outside the band")
     dims: tuple[int, ...] | None = _meta(None, doc="signal dimension per agent (single_object)")
+    n: int = _meta(2, doc="public_good: number of agents", min=2)
+    cost: float = _meta(1.0, doc="public_good: cost c of the project")
+    weights: tuple[float, ...] | None = _meta(None, doc="public_good linear values: own-signal weights w_i (default 1)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +83,8 @@ class MechanismSettings:
     table_points: int = _meta(1025, doc="deficit_minimizing: grid points for g_*", min=3)
     cells: int = _meta(1024, doc="randomized_ramp: Riemann-Stieltjes cells of the envelope payments", min=1)
     inner: int = _meta(65536, doc="interim: profiles for the interim expectation of payments", min=1)
+    thresholds: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: pivotal valuations vbar (one per agent)")
+    sbar: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: boundary profile, vbar = v(sbar) (CE Thm 9)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +110,26 @@ class AuditSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    family: str = _meta("threshold", doc="threshold (CE Def 12 pivotal valuations)", choices=("threshold",))
+    init: tuple[float, ...] | None = _meta(None, doc="initial parameters (default: c/n each)")
+    steps: int = _meta(400, doc="optimizer steps", min=1)
+    batch: int = _meta(4096, doc="fresh profiles per step", min=16)
+    optimizer: str = _meta("adam", doc="optax optimizer", choices=("adam", "sgd", "adamw", "rmsprop"))
+    learning_rate: float = _meta(0.01, doc="peak learning rate", min=0.0)
+    schedule: str = _meta("cosine", doc="learning-rate schedule", choices=("constant", "cosine", "exponential"))
+    temperature_start: float = _meta(0.1, doc="relaxation temperature at the start", min=1e-9)
+    temperature_end: float = _meta(0.002, doc="relaxation temperature at the end", min=1e-9)
+    penalty_start: float = _meta(10.0, doc="augmented-Lagrangian penalty rho at the start", min=0.0)
+    penalty_growth: float = _meta(1.02, doc="rho grows by this factor per step", min=1.0)
+    dual_every: int = _meta(10, doc="steps between multiplier updates", min=1)
+    softmax_temperature: float = _meta(0.005, doc="smooth max over the batch of the constraint violations", min=1e-9)
+    objective: str = _meta("welfare", doc="welfare | revenue", choices=("welfare", "revenue"))
+    grid_points: int = _meta(201, doc="grid search along the budget line: points per free coordinate", min=2)
+    grid_profiles: int = _meta(131072, doc="common profiles for the grid search and the comparison", min=16)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CaseSettings:
     name: str = _meta(doc="case label")
     set: tuple[str, ...] = _meta((), doc="overrides 'path.to.key=value' applied to this config")
@@ -114,8 +139,8 @@ class CaseSettings:
 class ExperimentSettings:
     kind: str = _meta(
         "audit",
-        doc="audit | sweep | compare_deficits | interim | double_auction",
-        choices=("audit", "sweep", "compare_deficits", "interim", "double_auction"),
+        doc="audit | sweep | compare_deficits | interim | double_auction | search",
+        choices=("audit", "sweep", "compare_deficits", "interim", "double_auction", "search"),
     )
     parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
     values: tuple[float, ...] = _meta((), doc="sweep: values of the parameter")
@@ -139,6 +164,7 @@ class Settings:
     mechanism: MechanismSettings = _meta(doc="decision and payment rule")
     audit: AuditSettings = _meta(factory=AuditSettings, doc="audit sizes and misreports")
     experiment: ExperimentSettings = _meta(factory=ExperimentSettings, doc="what the run does with the model")
+    search: SearchSettings = _meta(factory=SearchSettings, doc="gradient search (experiment.kind = search)")
 
 
 # --------------------------------------------------------------------------

@@ -250,6 +250,70 @@ def bilateral_trade(values: Callable[[Array], Array], *, name: str = "bilateral_
 
 
 # --------------------------------------------------------------------------
+# public goods (CE Sec. 5)
+
+
+def linear_public_values(a: float, n: int = 2, weights: Sequence[float] | None = None) -> Callable[[Array], Array]:
+    """``v_i(s) = w_i s_i + a sum_{j != i} s_j`` (CE Sec. 5 with ``n`` agents; ``w_i = 1`` by default).
+
+    The differences ``v_i - v_j = (w_i - a) s_i - (w_j - a) s_j + ...`` make the
+    environment one of increasing differences for ``a < min w``, pure common
+    values for ``a = w_i`` (all equal), decreasing differences for ``a > max w``
+    (CE Def 11). Values increase weakly in all signals for ``a >= 0``.
+    """
+    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    if w.shape != (n,) or np.any(w <= 0):
+        raise ValueError(f"linear public values: need {n} positive own-signal weights, got {weights!r}")
+
+    def values(s):
+        total = jnp.sum(s)
+        return jnp.asarray(w, s.dtype) * s + a * (total - s)
+
+    return values
+
+
+def public_good(
+    values: Callable[[Array], Array], cost: float, n: int = 2, *, name: str = "public_good", check: bool = True
+) -> Environment:
+    """Provision of a public project of cost ``c`` (CE Sec. 5), ``n`` agents with signals in ``[0, 1]``.
+
+    The outcome ``q`` (shape ``()``) is the probability of provision; ``h_i(q) = q``
+    for every agent and the designer's cost is ``c q``, so the deficit is
+    ``c q - sum_i t_i``: budget balance (CE Sec. 5) is ``deficit <= 0`` whenever
+    the project is provided, exact budget balance is ``deficit = 0``. The
+    efficient rule provides iff ``V(s) = sum_i v_i(s) > c`` (ties: no provision);
+    by CE Thm 7 it is monotone, hence ex post IC, when values are weakly
+    increasing. Own-signal strict monotonicity is checked on a grid (``check``).
+    """
+    if n < 2:
+        raise ValueError(f"public_good: needs n >= 2 agents, got {n}")
+    if not np.isfinite(cost):
+        raise ValueError(f"public_good: cost must be finite, got {cost}")
+    dims = (1,) * n
+    if check:
+        check_own_monotone(values, dims, 0.0, 1.0)
+    c = float(cost)
+
+    def weights(q):
+        return jnp.broadcast_to(q, (n,))
+
+    def cost_fn(q):
+        return c * q
+
+    def efficient(s):
+        return (jnp.sum(values(s)) > c).astype(s.dtype)
+
+    def outcome_probs(q):
+        return jnp.stack([1 - q, q])
+
+    env = separable(
+        name, dims, values, weights, cost_fn, efficient, ("not_provided", "provided"), outcome_probs,
+        agent_names=tuple(f"agent{i + 1}" for i in range(n)),
+    )  # fmt: skip
+    return env
+
+
+# --------------------------------------------------------------------------
 # single object, n buyers (Bikhchandani 2005)
 
 

@@ -95,6 +95,7 @@ def curve_with_band(
     ylabel: str,
     title: str,
     reference: tuple[np.ndarray, np.ndarray, str] | None = None,
+    marker: tuple[float, float, str] | None = None,
 ) -> Path:
     """A Monte Carlo curve with its 95% band (``mean ± 1.96 se``) and an optional closed-form reference."""
     plt = _plt()
@@ -104,7 +105,10 @@ def curve_with_band(
     if reference is not None:
         rx, ry, rlabel = reference
         ax.plot(rx, ry, "--", color="k", lw=1, label=rlabel)
-    ax.axhline(0.0, color="grey", lw=0.6)
+    if marker is not None:
+        ax.plot([marker[0]], [marker[1]], "*", color="crimson", ms=12, label=marker[2])
+    if np.min(mean - 1.96 * se) <= 0 <= np.max(mean + 1.96 * se):
+        ax.axhline(0.0, color="grey", lw=0.6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
@@ -151,6 +155,61 @@ def strategies(
         ax.legend(fontsize=8)
     axes[0].set_ylabel("bid")
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def search_trajectory(path: Path, log: dict, title: str) -> Path:
+    """Objective, constraint, multiplier / penalty, temperature and parameters over the search steps."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6))
+    st = np.asarray(log["step"])
+    axes[0, 0].plot(st, log["objective"], color="C0")
+    axes[0, 0].set_title("relaxed objective", fontsize=9)
+    axes[0, 1].plot(st, log["constraint"], color="C3", label="soft max violation")
+    axes[0, 1].plot(st, log["violation_max"], color="C1", lw=0.8, label="batch max violation")
+    axes[0, 1].axhline(0.0, color="grey", lw=0.6)
+    axes[0, 1].set_title("constraint (<= 0 feasible)", fontsize=9)
+    axes[0, 1].legend(fontsize=7)
+    ax = axes[1, 0]
+    ax.semilogy(st, np.maximum(np.asarray(log["multiplier"]), 1e-12), label="multiplier", color="C2")
+    ax.semilogy(st, log["penalty"], label="penalty", color="C4")
+    ax.semilogy(st, log["temperature"], label="temperature", color="C5")
+    ax.legend(fontsize=7)
+    ax.set_title("multiplier, penalty, temperature", fontsize=9)
+    ax = axes[1, 1]
+    vb = np.asarray([p["vbar"] for p in log["params"]])
+    for i in range(vb.shape[1]):
+        ax.plot(st, vb[:, i], label=f"vbar_{i + 1}")
+    ax.plot(st, [p["sum_minus_cost"] for p in log["params"]], "--", color="k", lw=0.8, label="sum vbar - c")
+    ax.legend(fontsize=7)
+    ax.set_title("parameters", fontsize=9)
+    for a in axes.flat:
+        a.set_xlabel("step", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def regions(
+    path: Path, grid: np.ndarray, rule: np.ndarray, first_best: np.ndarray, point, title: str, labels=("s_1", "s_2")
+) -> Path:
+    """A rule's region (filled) against the first-best region (contour) on the unit square, with a marked point."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    ext = (grid[0], grid[-1], grid[0], grid[-1])
+    ax.imshow(rule.T, origin="lower", extent=ext, cmap="Greens", vmin=0, vmax=1.6, aspect="equal")
+    ax.contour(grid, grid, first_best.T, levels=[0.5], colors="k", linewidths=1.2)
+    if point is not None:
+        ax.plot([point[0]], [point[1]], "o", color="crimson", label=f"sbar = ({point[0]:.3f}, {point[1]:.3f})")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title + "\n(green: rule provides; black line: first-best boundary)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -24,12 +24,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxmech._src import audit as audit_lib
-from jaxmech._src import conditions, engine, plots, priors, trading
+from jaxmech._src import conditions, engine, plots, priors, provision, trading
 from jaxmech._src import config as cfg
 from jaxmech._src import environments as envs
 from jaxmech._src import mechanisms as mechs
+from jaxmech._src import search as search_lib
 
 METRICS_SCHEMA_VERSION = 1
 
@@ -50,6 +52,11 @@ ENVIRONMENTS = {
         "ties on a band) | 'module:function' returning (v_beta, v_sigma)",
     ),
     "example1": Entry((), "B Example 1: two buyers, s_i = (p_i, c_i) in [0,1]^2, V_i = p_i + c_i c_j"),
+    "public_good": Entry(
+        ("values", "a", "weights", "n", "cost"),
+        "CE Sec. 5: n agents, project of cost c; values = 'linear' (v_i = w_i s_i + a sum_{j != i} s_j: increasing "
+        "differences for a < min w, common values a = w, decreasing a > max w) | 'module:function' returning v (n,)",
+    ),
     "single_object": Entry(
         ("dims", "values"),
         "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,)",
@@ -88,6 +95,11 @@ MECHANISMS = {
         "CE Lemma 5: trade with probability clip((m_beta - m_sigma + width) / (2 width), 0, 1), envelope payments",
     ),
     "lemma5_reduction": Entry(("width",), "CE Lemma 5: the randomized_ramp rule reduced to T = f^{-1}(1)"),
+    "threshold_contribution": Entry(
+        ("thresholds", "sbar"),
+        "CE Def 12 / Thm 9: provide iff v_i(m) >= vbar_i for all i, generalized VCG payments; vbar = thresholds "
+        "or v(sbar)",
+    ),
     "interim": Entry(
         ("inner",),
         "CE Sec. 3.4 / Cor. 1: generalized VCG with each payment replaced by its interim expectation "
@@ -110,6 +122,11 @@ EXPERIMENTS = {
     ),
     "double_auction": Entry(
         ("signals", "bids"), "CE Sec. 4.3: iterated elimination of ex post weakly dominated bids on a grid"
+    ),
+    "search": Entry(
+        ("[search]",),
+        "layer 6: optax search over a mechanism family (augmented Lagrangian, annealed relaxation), exact audit of "
+        "the result, grid search over the same family for comparison (CE Thm 9)",
     ),
 }
 
@@ -215,6 +232,19 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
             raise cfg.ConfigError(f"environment.{err}") from None
     if e.kind == "example1":
         return envs.example1()
+    if e.kind == "public_good":
+        try:
+            if e.values == "linear":
+                fn = envs.linear_public_values(e.a, e.n, e.weights)
+                w = "" if e.weights is None else f", w={list(e.weights)}"
+                return envs.public_good(fn, e.cost, e.n, name=f"public_good(n={e.n}, a={e.a}{w}, c={e.cost})")
+            if ":" not in e.values:
+                raise cfg.ConfigError(f"environment.values: public_good takes 'linear' or 'module:function', got {e.values!r}")
+            return envs.public_good(load_callable(e.values, base_dir, "environment.values"), e.cost, e.n)
+        except cfg.ConfigError:
+            raise
+        except ValueError as err:
+            raise cfg.ConfigError(f"environment.{err}") from None
     if e.dims is None:
         raise cfg.ConfigError("environment.dims: required for single_object (one signal dimension per buyer)")
     fn = load_callable(e.values, base_dir, "environment.values")
@@ -283,6 +313,20 @@ def build_mechanism(
             return trading.randomized_ramp(env, m.width, cells=m.cells)
         if m.kind == "lemma5_reduction":
             return trading.lemma5_reduction(env, m.width)
+        if m.kind == "threshold_contribution":
+            if env.outcome_names != ("not_provided", "provided"):
+                raise cfg.ConfigError("mechanism.kind: threshold_contribution needs public_good")
+            if (m.thresholds is None) == (m.sbar is None):
+                raise cfg.ConfigError("mechanism: threshold_contribution needs exactly one of thresholds or sbar")
+            if m.thresholds is not None:
+                vbar = m.thresholds
+            else:
+                if len(m.sbar) != env.n_agents:
+                    raise cfg.ConfigError(f"mechanism.sbar: need {env.n_agents} signals, got {len(m.sbar)}")
+                vbar = [float(x) for x in provision.budget_line_point(env, jnp.asarray(m.sbar, jnp.float32))]
+            if len(vbar) != env.n_agents:
+                raise cfg.ConfigError(f"mechanism.thresholds: need {env.n_agents} values, got {len(vbar)}")
+            return provision.threshold_contribution(env, vbar)
         if m.kind == "interim":
             if prior is None or prior.cholesky is not None:
                 raise cfg.ConfigError("mechanism.kind: interim needs an independent prior (no correlation / rho)")
@@ -482,10 +526,20 @@ def _audit_metrics(built: Built, result: engine.AuditResult) -> dict:
     }
 
 
+def _is_public(env: envs.Environment) -> bool:
+    return env.outcome_names == ("not_provided", "provided")
+
+
 def _conditions(built: Built) -> dict | None:
-    if not (_is_trade(built.env) and built.env.values is not None):
-        return None
-    return conditions.check_bilateral(built.env.values)
+    if _is_trade(built.env) and built.env.values is not None:
+        return conditions.check_bilateral(built.env.values)
+    if _is_public(built.env):
+        mono = conditions.value_monotonicity(built.env.values) if built.env.n_agents == 2 else None
+        out = {"difference_class": conditions.difference_class(built.env.values, built.env.n_agents).as_dict()}
+        if mono is not None:
+            out.update({k: v.as_dict() for k, v in mono.items()})
+        return out
+    return None
 
 
 def _run_audit(settings, base_dir, progress, out_dir):
@@ -549,7 +603,7 @@ def _run_sweep(settings, base_dir, progress, out_dir):
         row = _row(name, value, s, built, result.report)
         cond = _conditions(built)
         if cond is not None:
-            row["conditions"] = {k: v["holds"] for k, v in cond.items()}
+            row["conditions"] = {k: v.get("holds", v.get("class")) for k, v in cond.items()}
         rows.append(row)
     metrics = {"sweep": {"parameter": settings.experiment.parameter, "rows": rows}}
     figs = []
@@ -671,12 +725,128 @@ def _run_double_auction(settings, base_dir, progress, out_dir):
     return metrics, None, figs
 
 
+def _search_config(s: cfg.SearchSettings) -> search_lib.SearchConfig:
+    fields = search_lib.SearchConfig._fields
+    return search_lib.SearchConfig(**{k: v for k, v in cfg.to_dict(s).items() if k in fields})
+
+
+def _boundary_point(env: envs.Environment, vbar: np.ndarray) -> tuple[list[float], float]:
+    """A profile ``sbar`` in ``[0, 1]^n`` minimizing ``|v(sbar) - vbar|`` (CE Thm 9 condition 2) and the residual."""
+    target = jnp.asarray(vbar, jnp.float32)
+
+    def loss(z):
+        return jnp.sum((env.values(jax.nn.sigmoid(z)) - target) ** 2)
+
+    z = jnp.zeros(env.n_agents, jnp.float32)
+    opt = optax.adam(0.05)
+    state = opt.init(z)
+
+    @jax.jit
+    def step(z, state):
+        g = jax.grad(loss)(z)
+        with jax.numpy_dtype_promotion("standard"):
+            upd, state = opt.update(g, state, z)
+        return optax.apply_updates(z, upd), state
+
+    for _ in range(2000):
+        z, state = step(z, state)
+    sbar = jax.nn.sigmoid(z)
+    return [float(x) for x in sbar], float(jnp.sqrt(loss(z)))
+
+
+def _run_search(settings, base_dir, progress, out_dir):
+    built = build(settings, base_dir)
+    env = built.env
+    sc = settings.search
+    if not _is_public(env):
+        raise cfg.ConfigError("environment.kind: search with family 'threshold' needs public_good")
+    init = sc.init
+    if init is not None and len(init) != env.n_agents:
+        raise cfg.ConfigError(f"search.init: need {env.n_agents} values, got {len(init)}")
+    family = search_lib.threshold_family(env, init)
+    key = jax.random.PRNGKey(settings.seed)
+    t0 = time.perf_counter()
+    found = search_lib.search(env, family, built.prior, jax.random.fold_in(key, 1), _search_config(sc), dtype=built.dtype, progress=progress)
+    search_s = time.perf_counter() - t0
+    c = float(env.cost(jnp.ones(())))
+    raw = np.asarray(found.params, np.float64)
+    restored = np.asarray(found.restored, np.float64)
+    # the same family on a grid along the budget line, on one common sample with the found rule
+    grid = search_lib.budget_line_grid(env, sc.grid_points if env.n_agents == 2 else min(sc.grid_points, 61))
+    rows = np.concatenate([restored[None], grid])
+    mean, se, per = search_lib.welfare_table(
+        env, rows, provision.threshold_rule(env), built.prior, jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype
+    )
+    best = int(np.argmax(mean[1:])) + 1
+    diff = per[0] - per[best]
+    sbar, resid = _boundary_point(env, restored)
+    audit_res = execute(settings, built._replace(mechanism=found.mechanism), progress=progress)
+    first_best = audit_res.report["first_best_welfare"]
+    body = {
+        "environment": env.name,
+        "mechanism": found.mechanism.name,
+        "search": {
+            "family": family.name,
+            "steps": found.steps,
+            "seconds": search_s,
+            "vbar_found": raw.tolist(),
+            "sum_minus_cost_found": float(raw.sum() - c),
+            "vbar_restored": restored.tolist(),
+            "sum_minus_cost_restored": float(restored.sum() - c),
+            "boundary_point": {"sbar": sbar, "residual": resid},
+            "welfare": {"mean": float(mean[0]), "se": float(se[0])},
+            "log": found.log,
+        },
+        "grid": {
+            "points": int(len(grid)),
+            "profiles": sc.grid_profiles,
+            "best_vbar": rows[best].tolist(),
+            "best_welfare": {"mean": float(mean[best]), "se": float(se[best])},
+            "search_minus_best": {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(len(diff)))},
+            "vbar": grid.tolist(),
+            "welfare": mean[1:].tolist(),
+            "welfare_se": se[1:].tolist(),
+        },
+        "first_best_welfare": first_best,
+        "audit": audit_res.report,
+    }
+    cond = _conditions(built)
+    if cond is not None:
+        body["conditions"] = cond
+    figs = []
+    if settings.experiment.plots and plots.available():
+        figs.append(plots.search_trajectory(out_dir / "search_trajectory.png", found.log, f"{settings.name}: search").name)
+        if env.n_agents == 2:
+            figs.append(
+                plots.curve_with_band(
+                    out_dir / "welfare_budget_line.png", grid[:, 0], mean[1:], se[1:],
+                    xlabel="vbar_1 (vbar_2 = c - vbar_1)", ylabel="expected welfare",
+                    title=f"{env.name}: threshold rules on the budget line; found vbar_1 = {restored[0]:.4f}",
+                    marker=(restored[0], mean[0], "search result"),
+                ).name
+            )  # fmt: skip
+            gx = np.linspace(0.0, 1.0, 201)
+            s1, s2 = np.meshgrid(gx, gx, indexing="ij")
+            prof = jnp.asarray(np.stack([s1, s2], -1).reshape(-1, 2), built.dtype)
+            decide = provision.threshold_rule(env)
+            fb = np.asarray(jax.vmap(env.efficient)(prof)).reshape(s1.shape)
+            tr = np.asarray(jax.vmap(lambda m: decide(jnp.asarray(restored, built.dtype), m))(prof)).reshape(s1.shape)
+            figs.append(
+                plots.regions(
+                    out_dir / "provision_region.png", gx, tr, fb, sbar, f"{env.name}: threshold rule vs first best",
+                    ("s_1", "s_2"),
+                ).name
+            )  # fmt: skip
+    return body, audit_res.info, figs
+
+
 EXPERIMENT_RUNNERS = {
     "audit": _run_audit,
     "sweep": _run_sweep,
     "compare_deficits": _run_compare,
     "interim": _run_interim,
     "double_auction": _run_double_auction,
+    "search": _run_search,
 }
 
 
@@ -723,9 +893,13 @@ def summary(metrics: dict) -> str:
         "compare_deficits": _compare_summary,
         "interim": _interim_summary,
         "double_auction": _double_auction_summary,
+        "search": _search_summary,
     }[kind](metrics)
     if "conditions" in metrics:
-        text += "\nconditions   " + "   ".join(f"{k} {'yes' if v['holds'] else 'NO'}" for k, v in metrics["conditions"].items())
+        text += "\nconditions   " + "   ".join(
+            f"{k} {v['class']}" if "class" in v else f"{k} {'yes' if v['holds'] else 'NO'}"
+            for k, v in metrics["conditions"].items()
+        )
     if metrics.get("plots"):
         text += f"\nplots        {metrics['plots']}"
     return text
@@ -809,6 +983,27 @@ def _double_auction_summary(metrics: dict) -> str:
     lines = [f"{metrics['name']}: CE Sec. 4.3 double auction in {metrics['environment']}"]
     lines += [f"  {k:<24} {fmt(v)}" for k, v in d.items() if short(v)]
     return "\n".join(lines)
+
+
+def _search_summary(metrics: dict) -> str:
+    s, g, a = metrics["search"], metrics["grid"], metrics["audit"]
+    fmt = lambda v: "(" + ", ".join(f"{x:.4f}" for x in v) + ")"  # noqa: E731
+    d = a["deficit"]
+    return "\n".join(
+        [
+            f"{metrics['name']}: {s['family']} search in {metrics['environment']} ({s['steps']} steps, {s['seconds']:.1f} s)",
+            "",
+            f"found vbar      {fmt(s['vbar_found'])}   sum - c = {s['sum_minus_cost_found']:+.2e}",
+            f"restored vbar   {fmt(s['vbar_restored'])}   sum - c = {s['sum_minus_cost_restored']:+.2e}   "
+            f"boundary sbar {fmt(s['boundary_point']['sbar'])} (|v(sbar) - vbar| = {s['boundary_point']['residual']:.1e})",
+            f"welfare         search {_pm(s['welfare'])}   grid best {_pm(g['best_welfare'])} at {fmt(g['best_vbar'])}   "
+            f"search - grid {_pm(g['search_minus_best'])} (paired, {g['profiles']:,} profiles)",
+            f"first best      {_pm(metrics['first_best_welfare'])}",
+            f"exact audit     regret max {max(r['max'] for r in a['regret']):.3g}   IR violation max "
+            f"{max(r['max'] for r in a['ir_violation']):.3g}   deficit max {d['max']:.3g} (budget balance: <= tol "
+            f"{a['tol']:.1g})   P(provided) {a['outcomes']['provided']['p']:.4f}",
+        ]
+    )
 
 
 def _audit_summary(metrics: dict) -> str:
