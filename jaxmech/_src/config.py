@@ -121,7 +121,9 @@ class SearchSettings:
     temperature_start: float = _meta(0.1, doc="relaxation temperature at the start", min=1e-9)
     temperature_end: float = _meta(0.002, doc="relaxation temperature at the end", min=1e-9)
     penalty_start: float = _meta(10.0, doc="augmented-Lagrangian penalty rho at the start", min=0.0)
-    penalty_growth: float = _meta(1.02, doc="rho grows by this factor per step", min=1.0)
+    penalty_growth: float = _meta(1.01, doc="rho grows by this factor per step", min=1.0)
+    penalty_max: float = _meta(100.0, doc="cap on rho (large rho + a noisy batch max biases to the feasible side)", min=0.0)
+    average_tail: float = _meta(0.3, doc="Polyak-average the iterates over this last fraction of steps", min=0.0, max=1.0)
     dual_every: int = _meta(10, doc="steps between multiplier updates", min=1)
     softmax_temperature: float = _meta(0.005, doc="smooth max over the batch of the constraint violations", min=1e-9)
     objective: str = _meta("welfare", doc="welfare | revenue", choices=("welfare", "revenue"))
@@ -139,8 +141,8 @@ class CaseSettings:
 class ExperimentSettings:
     kind: str = _meta(
         "audit",
-        doc="audit | sweep | compare_deficits | interim | double_auction | search",
-        choices=("audit", "sweep", "compare_deficits", "interim", "double_auction", "search"),
+        doc="audit | sweep | compare_deficits | interim | double_auction | search | contributions",
+        choices=("audit", "sweep", "compare_deficits", "interim", "double_auction", "search", "contributions"),
     )
     parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
     values: tuple[float, ...] = _meta((), doc="sweep: values of the parameter")
@@ -149,8 +151,8 @@ class ExperimentSettings:
     types: int = _meta(33, doc="interim: type grid points per agent", min=2)
     misreports: int = _meta(129, doc="interim: misreport grid points", min=2)
     inner: int = _meta(16384, doc="interim: profiles for the interim check", min=1)
-    signals: int = _meta(21, doc="double_auction: signal grid points per agent", min=2)
-    bids: int = _meta(41, doc="double_auction: bid grid points", min=2)
+    signals: int = _meta(21, doc="double_auction / contributions: signal grid points per agent", min=2)
+    bids: int = _meta(41, doc="double_auction: bid grid points; contributions: deviation grid per (d, p) axis", min=2)
     plots: bool = _meta(True, doc="write PNG plots into the results folder (needs matplotlib)")
 
 

@@ -214,3 +214,20 @@ def regions(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def contribution_strategies(path: Path, signals: np.ndarray, d: np.ndarray, p: np.ndarray, phi: np.ndarray, title: str) -> Path:
+    """CE Sec. 5.3 strategies per type: pledge ``p_i``, demand ``d_i`` and the cutoff ``phi_-i``, one panel per agent."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    for k, ax in enumerate(axes):
+        ax.plot(signals, p[k], label=f"pledge p_{k + 1}")
+        ax.plot(signals, d[k], label=f"demand d_{k + 1}")
+        ax.plot(signals, phi[k], ":", color="grey", label=f"phi_-{k + 1}(s_{k + 1})")
+        ax.set_xlabel(f"s_{k + 1}")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

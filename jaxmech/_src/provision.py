@@ -110,3 +110,29 @@ def threshold_payments(env: Environment, vbar: Array, m: Array) -> Array:
 def budget_line_point(env: Environment, sbar: Array) -> Array:
     """``vbar = v(sbar)`` (CE Thm 9 condition 2): the pivotal valuations through the boundary profile ``sbar``."""
     return env.values(jnp.asarray(sbar))
+
+
+def equal_shares(env: Environment, *, name: str = "equal_shares") -> Mechanism:
+    """The efficient rule with equal cost shares ``t_i = c / n`` when provided: exactly budget balanced.
+
+    Under pure common values (CE Def 11) every agent's own preference over
+    provision agrees with efficiency (provide iff ``v(s) > c / n``), so this
+    mechanism is ex post IC and IR and exactly budget balanced: CE Thm 8(3).
+    The *generalized VCG* payments of the same rule are not: ``t_i = v_i`` at
+    agent ``i``'s pivot exceeds ``c / n`` wherever the project is provided even
+    at ``s_i = 0`` (e.g. ``v_i = s_1 + s_2``, ``c = 1``, ``s = (0.9, 0.9)``:
+    ``t = (0.9, 0.9)``, a surplus of 0.8), so Thm 8(3) needs these payments.
+    Outside common values the audit shows the regret of this mechanism.
+    """
+    _check_public(env, "equal_shares")
+    n = env.n_agents
+    c = env.cost(jnp.ones(()))
+
+    def decide(params, m):
+        del params
+        return env.efficient(m)
+
+    def pay(params, m):
+        return jnp.full((n,), c / n, m.dtype) * decide(params, m)
+
+    return Mechanism(name, decide, pay)

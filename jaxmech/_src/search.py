@@ -72,8 +72,9 @@ class SearchConfig(NamedTuple):
     temperature_start: float = 0.1
     temperature_end: float = 0.002
     penalty_start: float = 10.0
-    penalty_growth: float = 1.02
-    penalty_max: float = 1e5
+    penalty_growth: float = 1.01
+    penalty_max: float = 100.0
+    average_tail: float = 0.3
     dual_every: int = 10
     softmax_temperature: float = 0.005
     objective: str = "welfare"
@@ -161,6 +162,10 @@ def search(
 
     params = family.init
     opt_state = opt.init(params)
+    # Polyak averaging over the last ``average_tail`` of the steps: the batch-max constraint is noisy, and
+    # the average sits on the constraint boundary where single iterates scatter around it.
+    tail_start = int(steps * (1.0 - cfg.average_tail))
+    avg, n_avg = None, 0
     lam, rho = 0.0, cfg.penalty_start
     log: dict[str, list] = {k: [] for k in ("step", "objective", "constraint", "violation_max", "multiplier", "penalty", "temperature", "params")}
     for k in range(steps):
@@ -171,6 +176,9 @@ def search(
                 jnp.asarray(rho, dtype),
             )  # fmt: skip
         con = float(con)
+        if k >= tail_start:
+            n_avg += 1
+            avg = params if avg is None else jax.tree.map(lambda a, p, w=1.0 / n_avg: a + (p - a) * w, avg, params)
         if (k + 1) % cfg.dual_every == 0:
             lam = max(0.0, lam + rho * con)
             rho = min(rho * cfg.penalty_growth**cfg.dual_every, cfg.penalty_max)
@@ -185,6 +193,8 @@ def search(
             log["params"].append(family.describe(params))
         if progress is not None:
             progress(k + 1, steps)
+    if avg is not None:
+        params = avg
     restored = family.restore(params)
     return SearchResult(params, restored, family.mechanism(restored), log, steps)
 
