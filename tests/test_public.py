@@ -175,3 +175,33 @@ def test_sec53_contributions_config(tmp_path):
     assert c["agent1"]["gain"] <= c["tol"] and c["agent2"]["gain"] <= c["tol"]  # ex post equilibrium
     assert c["budget_margin"] >= -c["tol"]  # taxes cover the cost whenever funded
     assert m["plots"] == ["contribution_strategies.png"]
+
+
+def test_richer_family_does_not_beat_threshold_rules(tmp_path):
+    settings, _ = cfg.load(
+        CONFIGS / "ce_thm9_richer_family.toml",
+        ("search.steps=300", "search.grid_points=61", "search.grid_profiles=32768", "audit.profiles=8192"),
+    )
+    m = runs.run(settings, tmp_path / "r")
+    d = m["threshold_rules"]["search_minus_best"]
+    assert d["mean"] <= 2 * d["se"]  # CE Thm 9: no budget-balanced monotone rule beats the best threshold rule
+    assert m["audit"]["deficit"]["max"] <= m["audit"]["tol"]  # budget balance enforced exactly (restoration)
+    assert max(r["max"] for r in m["audit"]["regret"]) <= m["audit"]["tol"]
+
+
+def test_bilateral_second_best_private_values(tmp_path):
+    """Private values: the budget-balanced ex post IC/IR trading rules are posted prices; best p = 1/2, gains 1/8."""
+    settings, _ = cfg.load(
+        CONFIGS / "ce_bilateral_second_best.toml",
+        ("search.steps=500", "search.grid_points=51", "search.grid_profiles=32768", "audit.profiles=8192"),
+    )
+    m = runs.run(settings, tmp_path / "b")
+    pp = m["posted_prices"]
+    assert abs(pp["best_price"] - 0.5) <= 0.04
+    assert abs(pp["best_welfare"]["mean"] - 0.125) <= 4 * pp["best_welfare"]["se"] + 0.002
+    a = m["audit"]
+    assert a["deficit"]["max"] <= a["tol"] and max(r["max"] for r in a["regret"]) <= a["tol"]
+    w = m["search"]["welfare"]["mean"]
+    assert (
+        0.8 * 0.125 <= w <= pp["best_welfare"]["mean"] + 3 * pp["best_welfare"]["se"]
+    )  # near, never above, the optimum

@@ -111,8 +111,15 @@ class AuditSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class SearchSettings:
-    family: str = _meta("threshold", doc="threshold (CE Def 12 pivotal valuations)", choices=("threshold",))
-    init: tuple[float, ...] | None = _meta(None, doc="initial parameters (default: c/n each)")
+    family: str = _meta(
+        "threshold",
+        doc="threshold (CE Def 12 pivotal valuations) | monotone_boundary (public good, n = 2) | monotone_cutoff "
+        "(bilateral trade)",
+        choices=("threshold", "monotone_boundary", "monotone_cutoff"),
+    )
+    init: tuple[float, ...] | None = _meta(None, doc="initial parameters (threshold: vbar; boundary families: knot values)")
+    knots: int = _meta(17, doc="boundary families: knots of the piecewise-linear boundary", min=2)
+    constraint_grid: int = _meta(33, doc="support grid points per coordinate added to every constraint batch", min=0)
     steps: int = _meta(400, doc="optimizer steps", min=1)
     batch: int = _meta(4096, doc="fresh profiles per step", min=16)
     optimizer: str = _meta("adam", doc="optax optimizer", choices=("adam", "sgd", "adamw", "rmsprop"))

@@ -180,12 +180,22 @@ def search_trajectory(path: Path, log: dict, title: str) -> Path:
     ax.legend(fontsize=7)
     ax.set_title("multiplier, penalty, temperature", fontsize=9)
     ax = axes[1, 1]
-    vb = np.asarray([p["vbar"] for p in log["params"]])
-    for i in range(vb.shape[1]):
-        ax.plot(st, vb[:, i], label=f"vbar_{i + 1}")
-    ax.plot(st, [p["sum_minus_cost"] for p in log["params"]], "--", color="k", lw=0.8, label="sum vbar - c")
+    first = log["params"][0]
+    if "vbar" in first:
+        vb = np.asarray([p["vbar"] for p in log["params"]])
+        for i in range(vb.shape[1]):
+            ax.plot(st, vb[:, i], label=f"vbar_{i + 1}")
+        ax.plot(st, [p["sum_minus_cost"] for p in log["params"]], "--", color="k", lw=0.8, label="sum vbar - c")
+        ax.set_title("parameters", fontsize=9)
+    else:  # a boundary at knots: show it at a few steps (light = early)
+        name = next(k for k in first if k != "knots")
+        picks = np.unique(np.linspace(0, len(st) - 1, 6).astype(int))
+        for j, k in enumerate(picks):
+            ax.plot(first["knots"], log["params"][k][name], color=plt.cm.viridis(j / max(len(picks) - 1, 1)),
+                    label=f"step {st[k]}")  # fmt: skip
+        ax.set_ylim(-0.05, 1.5)
+        ax.set_title(f"boundary {name}(x) during the search", fontsize=9)
     ax.legend(fontsize=7)
-    ax.set_title("parameters", fontsize=9)
     for a in axes.flat:
         a.set_xlabel("step", fontsize=8)
     fig.suptitle(title, fontsize=9)

@@ -764,10 +764,123 @@ def _boundary_point(env: envs.Environment, vbar: np.ndarray) -> tuple[list[float
     return [float(x) for x in sbar], float(jnp.sqrt(loss(z)))
 
 
+def _paired(a: np.ndarray, b: np.ndarray) -> dict:
+    d = a - b
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+
+
+def _mc(x: np.ndarray) -> dict:
+    return {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(len(x)))}
+
+
+def _run_boundary_search(settings, built, progress, out_dir):
+    """Search over a monotone piecewise-linear boundary (bilateral cutoff or two-agent provision boundary)."""
+    env, sc = built.env, settings.search
+    key = jax.random.PRNGKey(settings.seed)
+    if sc.family == "monotone_cutoff":
+        if not _is_trade(env):
+            raise cfg.ConfigError("search.family: monotone_cutoff needs bilateral_trade")
+        make = search_lib.trade_cutoff_family
+    else:
+        if not (_is_public(env) and env.n_agents == 2):
+            raise cfg.ConfigError("search.family: monotone_boundary needs public_good with n = 2")
+        make = search_lib.provision_boundary_family
+    if sc.init is not None and len(sc.init) != sc.knots:
+        raise cfg.ConfigError(f"search.init: need one value per knot ({sc.knots}), got {len(sc.init)}")
+    family = make(env, built.prior, jax.random.fold_in(key, 3), knots=sc.knots, init=sc.init)
+    t0 = time.perf_counter()
+    found = search_lib.search(
+        env, family, built.prior, jax.random.fold_in(key, 1), _search_config(sc), dtype=built.dtype, progress=progress
+    )
+    search_s = time.perf_counter() - t0
+    mech = found.mechanism
+    audit_res = execute(settings, built._replace(mechanism=mech), progress=progress)
+    s = built.prior.sample(jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype)
+    w_found = np.asarray(jax.jit(jax.vmap(lambda x: env.welfare(mech.decide(mech.params, x), x)))(s), np.float64)
+    grid_pts = search_lib.support_grid(built.prior, 129, built.dtype)
+    body = {
+        "environment": env.name,
+        "mechanism": mech.name,
+        "search": {
+            "family": family.name,
+            "steps": found.steps,
+            "seconds": search_s,
+            "found": family.describe(found.params),
+            "restored": family.describe(found.restored),
+            "welfare": _mc(w_found),
+            "log": found.log,
+        },
+        "first_best_welfare": audit_res.report["first_best_welfare"],
+        "audit": audit_res.report,
+    }
+    figs = []
+    if sc.family == "monotone_cutoff":
+        # baseline: posted prices p (trade iff s_b > p > s_s), the budget-balanced rules of private values
+        prices = np.linspace(0.0, 1.0, sc.grid_points)
+        def welfare_and_worst(p):
+            def dec(x):
+                return ((x[0] > p) & (x[1] < p)).astype(x.dtype)
+
+            def deficit(x):
+                t = dec(x)
+                vb = env.values(jnp.stack([p, x[1]]))[0]
+                vs = env.values(jnp.stack([x[0], p]))[1]
+                return t * (vs - vb)
+
+            w = jax.vmap(lambda x: env.welfare(dec(x), x))(s)
+            return w, jnp.max(jax.vmap(deficit)(grid_pts))
+
+        ws, worst = jax.jit(lambda ps: jax.lax.map(welfare_and_worst, ps))(jnp.asarray(prices, built.dtype))
+        ws, worst = np.asarray(ws, np.float64), np.asarray(worst, np.float64)
+        feasible = worst <= 1e-6
+        means = ws.mean(axis=1)
+        body["posted_prices"] = {
+            "prices": prices.tolist(),
+            "welfare": means.tolist(),
+            "max_deficit": worst.tolist(),
+            "feasible_share": float(feasible.mean()),
+        }
+        if feasible.any():
+            b = int(np.argmax(np.where(feasible, means, -np.inf)))
+            body["posted_prices"].update(
+                {"best_price": float(prices[b]), "best_welfare": _mc(ws[b]), "search_minus_best": _paired(w_found, ws[b])}
+            )
+        if settings.experiment.plots and plots.available():
+            figs += _trade_figures(built._replace(mechanism=mech), out_dir, f"searched cutoff in {env.name}")
+    else:
+        grid = search_lib.budget_line_grid(env, sc.grid_points)
+        mean, se, per = search_lib.welfare_table(
+            env, grid, provision.threshold_rule(env), built.prior, jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype
+        )
+        b = int(np.argmax(mean))
+        body["threshold_rules"] = {
+            "best_vbar": grid[b].tolist(),
+            "best_welfare": {"mean": float(mean[b]), "se": float(se[b])},
+            "search_minus_best": _paired(w_found, per[b]),
+        }
+        if settings.experiment.plots and plots.available():
+            gx = np.linspace(0.0, 1.0, 201)
+            s1, s2 = np.meshgrid(gx, gx, indexing="ij")
+            prof = jnp.asarray(np.stack([s1, s2], -1).reshape(-1, 2), built.dtype)
+            thr = np.asarray(jax.vmap(lambda m: provision.threshold_rule(env)(jnp.asarray(grid[b], built.dtype), m))(prof))
+            rule = np.asarray(jax.vmap(lambda m: mech.decide(mech.params, m))(prof))
+            figs.append(
+                plots.regions(
+                    out_dir / "provision_region.png", gx, rule.reshape(s1.shape), thr.reshape(s1.shape), None,
+                    f"searched monotone boundary vs best threshold rule (line) in {env.name}",
+                ).name
+            )  # fmt: skip
+    if settings.experiment.plots and plots.available():
+        figs.insert(0, plots.search_trajectory(out_dir / "search_trajectory.png", found.log, f"{settings.name}: search").name)
+    return body, audit_res.info, figs
+
+
 def _run_search(settings, base_dir, progress, out_dir):
     built = build(settings, base_dir)
     env = built.env
     sc = settings.search
+    if sc.family != "threshold":
+        return _run_boundary_search(settings, built, progress, out_dir)
     if not _is_public(env):
         raise cfg.ConfigError("environment.kind: search with family 'threshold' needs public_good")
     init = sc.init
@@ -1049,7 +1162,38 @@ def _contributions_summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _boundary_search_summary(metrics: dict) -> str:
+    s, a = metrics["search"], metrics["audit"]
+    lines = [
+        f"{metrics['name']}: {s['family']} search in {metrics['environment']} ({s['steps']} steps, {s['seconds']:.1f} s)",
+        "",
+        "restored knots  " + ", ".join(f"{x:.3f}" for x in next(v for k, v in s["restored"].items() if k != "knots")),
+        f"welfare         search {_pm(s['welfare'])}   first best {_pm(metrics['first_best_welfare'])}",
+    ]
+    if "posted_prices" in metrics and "best_price" in metrics["posted_prices"]:
+        pp = metrics["posted_prices"]
+        lines.append(
+            f"posted prices   best budget-balanced p = {pp['best_price']:.3f}: welfare {_pm(pp['best_welfare'])}; "
+            f"search - best {_pm(pp['search_minus_best'])} (paired)"
+        )
+    elif "posted_prices" in metrics:
+        lines.append("posted prices   none is budget balanced here (interdependent values)")
+    if "threshold_rules" in metrics:
+        tr = metrics["threshold_rules"]
+        lines.append(
+            f"threshold rules best on the budget line {tuple(round(x, 4) for x in tr['best_vbar'])}: welfare "
+            f"{_pm(tr['best_welfare'])}; search - best {_pm(tr['search_minus_best'])} (paired)"
+        )
+    lines.append(
+        f"exact audit     regret max {max(r['max'] for r in a['regret']):.3g}   IR violation max "
+        f"{max(r['max'] for r in a['ir_violation']):.3g}   deficit max {a['deficit']['max']:.3g} (tol {a['tol']:.1g})"
+    )
+    return "\n".join(lines)
+
+
 def _search_summary(metrics: dict) -> str:
+    if "grid" not in metrics:
+        return _boundary_search_summary(metrics)
     s, g, a = metrics["search"], metrics["grid"], metrics["audit"]
     fmt = lambda v: "(" + ", ".join(f"{x:.4f}" for x in v) + ")"  # noqa: E731
     d = a["deficit"]
