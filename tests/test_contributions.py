@@ -150,19 +150,25 @@ def test_hand_interdependent_profile():
     np.testing.assert_allclose([cc.utility(values, s, d, p, i) for i in (0, 1)], [0.7 / 3, 0.07], atol=1e-6)
 
 
-def test_threshold_rule_and_mechanism():
-    """f(m) = 1 iff v(m) >= vbar (weak); the mechanism pays the generalized VCG payments."""
+def test_vcg_payments_agree_with_the_provision_module():
+    """Two constructions of the threshold rule's generalized VCG payments (CE Thm 9's proof) agree.
+
+    ``vcg_payments`` bisects on the rule itself; ``provision.threshold_payments`` takes the max of the
+    per-constraint roots. Hand value at m = (.9, .45), vbar = (.65, .65), v_i = s_i + .3 s_-i:
+    t_1 = v_1 at the pivot x = (.65 - .45) / .3 = 2/3 -> 2/3 + .135; t_2 = .65 (own constraint binds).
+    """
+    from jaxmech._src import environments, provision
+
     values = linear(0.3)
+    env = environments.public_good(environments.linear_public_values(0.3), 1.3)
     vbar = jnp.array([0.65, 0.65])
-    decide = cc.threshold_rule(values, vbar)
-    mech = cc.threshold_mechanism(values, vbar)
-    for m, want in [((0.9, 0.45), 1.0), ((0.9, 0.3), 0.0), ((0.5, 0.5), 1.0), ((0.3, 0.9), 0.0)]:
-        m = jnp.asarray(m, jnp.float32)
-        assert float(decide((), m)) == want and float(mech.decide(mech.params, m)) == want
-    np.testing.assert_allclose(mech.pay(mech.params, jnp.array([0.9, 0.45])), [2 / 3 + 0.135, 0.65], atol=1e-6)
-    np.testing.assert_array_equal(mech.pay(mech.params, jnp.array([0.9, 0.3])), [0.0, 0.0])
-    # vbar is a traced parameter of the mechanism: with vbar_2 = .75 > v_2(.9, .45) = .72 the project is off
-    np.testing.assert_array_equal(jax.jit(mech.decide)(jnp.array([0.65, 0.75]), jnp.array([0.9, 0.45])), 0.0)
+    np.testing.assert_allclose(cc.vcg_payments(values, vbar, jnp.array([0.9, 0.45])), [2 / 3 + 0.135, 0.65], atol=1e-6)
+    np.testing.assert_array_equal(cc.vcg_payments(values, vbar, jnp.array([0.9, 0.3])), [0.0, 0.0])
+    s = jax.random.uniform(jax.random.PRNGKey(3), (512, 2))
+    f = jax.vmap(lambda m: provision.threshold_rule(env)(vbar, m))(s)
+    a = jax.vmap(lambda m: cc.vcg_payments(values, vbar, m))(s)
+    b = jax.vmap(lambda m: provision.threshold_payments(env, vbar, m))(s) * f[:, None]
+    np.testing.assert_allclose(a, b, atol=2e-6)
 
 
 # --------------------------------------------------------------------------
@@ -314,7 +320,7 @@ def test_validation():
     with pytest.raises(ValueError, match="vbar"):
         cc.contribution_strategies(values, (0.5, np.nan), jnp.linspace(0, 1, 3))
     with pytest.raises(ValueError, match="shape"):
-        cc.threshold_rule(lambda s: s[:1], (0.5, 0.5))
+        cc.check_equilibrium(lambda s: s[:1], (0.5, 0.5), key=key)
     with pytest.raises(ValueError, match="n_types"):
         cc.check_equilibrium(values, (0.5, 0.5), n_types=1, key=key)
     with pytest.raises(ValueError, match="strategies"):

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src.mechanisms import Mechanism, bisect
+from jaxmech._src.mechanisms import bisect
 
 Array = jax.Array
 
@@ -111,44 +111,6 @@ def vcg_payments(values: Callable[[Array], Array], vbar: Array, s: Array) -> Arr
     """
     q = _provides(values, vbar, s).astype(s.dtype)
     return q * jnp.stack([_vcg_price(values, vbar, 0, s[1]), _vcg_price(values, vbar, 1, s[0])])
-
-
-def threshold_rule(values: Callable[[Array], Array], vbar) -> Callable[[object, Array], Array]:
-    """The threshold contribution rule of CE Def 12 as ``decide(params, m) -> 1.0 / 0.0`` for one profile.
-
-    ``f(m) = 1`` iff ``v_i(m) >= vbar_i`` for ``i = 1, 2``. ``params`` is unused (the
-    rule is fixed by ``vbar``); it keeps the signature of ``Mechanism.decide``. Use
-    :func:`threshold_mechanism` for ``vbar`` as traced parameters.
-
-    Args:
-      values: ``values(s) -> (v_1(s), v_2(s))`` for one profile ``s``, shape=(2,).
-      vbar: pivotal valuations ``(vbar_1, vbar_2)``.
-    """
-    vbar = _validate(values, vbar, "threshold_rule")
-
-    def decide(params, m):
-        del params
-        return _provides(values, jnp.asarray(vbar, m.dtype), m).astype(m.dtype)
-
-    return decide
-
-
-def threshold_mechanism(values: Callable[[Array], Array], vbar) -> Mechanism:
-    """The threshold rule (CE Def 12) with its generalized VCG payments (CE Thm 9), ``params = vbar``.
-
-    ``decide(vbar, m) = 1[v(m) >= vbar]`` and ``pay(vbar, m) =`` :func:`vcg_payments`;
-    ex post IC by CE Thm 2 (the rule is monotone) and budget balanced when
-    ``vbar_1 + vbar_2 >= c`` (CE Thm 9).
-    """
-    vbar = _validate(values, vbar, "threshold_mechanism")
-
-    def decide(params, m):
-        return _provides(values, jnp.asarray(params, m.dtype), m).astype(m.dtype)
-
-    def pay(params, m):
-        return vcg_payments(values, jnp.asarray(params, m.dtype), m)
-
-    return Mechanism("threshold_contribution", decide, pay, vbar)
 
 
 # --------------------------------------------------------------------------
