@@ -193,11 +193,12 @@ def test_bilateral_second_best_private_values(tmp_path):
     """Private values: the budget-balanced ex post IC/IR trading rules are posted prices; best p = 1/2, gains 1/8."""
     settings, _ = cfg.load(
         CONFIGS / "ce_bilateral_second_best.toml",
-        ("search.steps=500", "search.grid_points=51", "search.grid_profiles=32768", "audit.profiles=8192"),
+        ("search.steps=500", "search.grid_points=26", "search.grid_profiles=32768", "audit.profiles=8192"),
     )
     m = runs.run(settings, tmp_path / "b")
-    pp = m["posted_prices"]
-    assert abs(pp["best_price"] - 0.5) <= 0.04
+    pp = m["two_price_rules"]["best"]
+    assert abs(pp["buyer_price"] - 0.5) <= 0.04 and abs(pp["seller_price"] - 0.5) <= 0.04  # a posted price
+    pp = {"best_welfare": pp["welfare"]}
     assert abs(pp["best_welfare"]["mean"] - 0.125) <= 4 * pp["best_welfare"]["se"] + 0.002
     a = m["audit"]
     assert a["deficit"]["max"] <= a["tol"] and max(r["max"] for r in a["regret"]) <= a["tol"]
@@ -205,3 +206,19 @@ def test_bilateral_second_best_private_values(tmp_path):
     assert (
         0.8 * 0.125 <= w <= pp["best_welfare"]["mean"] + 3 * pp["best_welfare"]["se"]
     )  # near, never above, the optimum
+
+
+def test_bilateral_second_best_interdependent_two_prices(tmp_path):
+    """a = 0.3: no posted price is budget balanced; two-price rules with p_b - p_s >= a are (checked on the grid)."""
+    settings, _ = cfg.load(
+        CONFIGS / "ce_bilateral_second_best_interdependent.toml",
+        ("search.steps=200", "search.grid_points=26", "search.grid_profiles=32768", "audit.profiles=8192"),
+    )
+    m = runs.run(settings, tmp_path / "i")
+    tp = m["two_price_rules"]
+    assert "best_posted_price" not in tp or tp["best_posted_price"]["welfare"] == 0.0
+    b = tp["best"]
+    assert b["buyer_price"] - b["seller_price"] >= 0.3 - 1e-6 and b["welfare"]["mean"] > 0.04
+    a = m["audit"]
+    assert a["deficit"]["max"] <= a["tol"] and max(r["max"] for r in a["regret"]) <= a["tol"]
+    assert m["search"]["welfare"]["mean"] > 0.9 * b["welfare"]["mean"]  # warm start keeps it near

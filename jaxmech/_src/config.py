@@ -119,6 +119,7 @@ class SearchSettings:
     )
     init: tuple[float, ...] | None = _meta(None, doc="initial parameters (threshold: vbar; boundary families: knot values)")
     knots: int = _meta(17, doc="boundary families: knots of the piecewise-linear boundary", min=2)
+    warm_start: bool = _meta(False, doc="monotone_cutoff: start from the best budget-balanced two-price rule")
     constraint_grid: int = _meta(33, doc="support grid points per coordinate added to every constraint batch", min=0)
     steps: int = _meta(400, doc="optimizer steps", min=1)
     batch: int = _meta(4096, doc="fresh profiles per step", min=16)

@@ -773,6 +773,43 @@ def _mc(x: np.ndarray) -> dict:
     return {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(len(x)))}
 
 
+def _two_price_baseline(env, s, grid_pts, points, dtype) -> dict:
+    """Two-price trading rules: trade iff ``s_beta > p_b`` and ``s_sigma < p_s`` (``p_s <= p_b``), a monotone cutoff
+    rule (``g = p_b`` below ``p_s``, no trade above) whose generalized VCG payments are ``t_beta = v_beta(p_b, s_sigma)``
+    and ``-t_sigma = v_sigma(s_beta, p_s)``. ``p_b = p_s`` is a posted price (the budget-balanced rules of private
+    values). Each pair's budget balance is checked on the support grid; the best balanced pair is returned."""
+    pairs = np.array([(pb, ps) for pb in np.linspace(0, 1, points) for ps in np.linspace(0, 1, points) if ps <= pb + 1e-12])
+
+    def one(pp):
+        pb, ps = pp[0], pp[1]
+
+        def trade(x):
+            return ((x[0] > pb) & (x[1] < ps)).astype(x.dtype)
+
+        def deficit(x):
+            return trade(x) * (env.values(jnp.stack([x[0], ps]))[1] - env.values(jnp.stack([pb, x[1]]))[0])
+
+        w = jax.vmap(lambda x: env.welfare(trade(x), x))(s)
+        return jnp.mean(w), jnp.max(jax.vmap(deficit)(grid_pts))
+
+    means, worst = jax.jit(lambda ps: jax.lax.map(one, ps))(jnp.asarray(pairs, dtype))
+    means, worst = np.asarray(means, np.float64), np.asarray(worst, np.float64)
+    feasible = worst <= 1e-6
+    out = {"pairs": int(len(pairs)), "feasible_share": float(feasible.mean())}
+    posted = np.abs(pairs[:, 0] - pairs[:, 1]) < 1e-12
+    if (feasible & posted).any():
+        k = int(np.argmax(np.where(feasible & posted, means, -np.inf)))
+        out["best_posted_price"] = {"price": float(pairs[k, 0]), "welfare": float(means[k])}
+    if feasible.any():
+        k = int(np.argmax(np.where(feasible, means, -np.inf)))
+        pb, ps = pairs[k]
+        trade = (np.asarray(s[:, 0]) > pb) & (np.asarray(s[:, 1]) < ps)
+        w = np.asarray(jax.vmap(lambda x, t: env.welfare(t, x))(s, jnp.asarray(trade, dtype)), np.float64)
+        out["best"] = {"buyer_price": float(pb), "seller_price": float(ps), "welfare": _mc(w)}
+        out["_best_per_profile"] = w
+    return out
+
+
 def _run_boundary_search(settings, built, progress, out_dir):
     """Search over a monotone piecewise-linear boundary (bilateral cutoff or two-agent provision boundary)."""
     env, sc = built.env, settings.search
@@ -787,7 +824,15 @@ def _run_boundary_search(settings, built, progress, out_dir):
         make = search_lib.provision_boundary_family
     if sc.init is not None and len(sc.init) != sc.knots:
         raise cfg.ConfigError(f"search.init: need one value per knot ({sc.knots}), got {len(sc.init)}")
-    family = make(env, built.prior, jax.random.fold_in(key, 3), knots=sc.knots, init=sc.init)
+    s = built.prior.sample(jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype)
+    grid_pts = search_lib.support_grid(built.prior, 129, built.dtype)
+    baseline = _two_price_baseline(env, s, grid_pts, min(sc.grid_points, 51), built.dtype) if sc.family == "monotone_cutoff" else None
+    init = sc.init
+    if sc.warm_start and baseline is not None and "best" in baseline:
+        pb, ps = baseline["best"]["buyer_price"], baseline["best"]["seller_price"]
+        xs = np.linspace(0.0, 1.0, sc.knots)
+        init = np.where(xs < ps, pb, 1.05 + 0.5 * (xs - ps))  # g = p_b below p_s, no trade above
+    family = make(env, built.prior, jax.random.fold_in(key, 3), knots=sc.knots, init=init)
     t0 = time.perf_counter()
     found = search_lib.search(
         env, family, built.prior, jax.random.fold_in(key, 1), _search_config(sc), dtype=built.dtype, progress=progress
@@ -795,9 +840,7 @@ def _run_boundary_search(settings, built, progress, out_dir):
     search_s = time.perf_counter() - t0
     mech = found.mechanism
     audit_res = execute(settings, built._replace(mechanism=mech), progress=progress)
-    s = built.prior.sample(jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype)
     w_found = np.asarray(jax.jit(jax.vmap(lambda x: env.welfare(mech.decide(mech.params, x), x)))(s), np.float64)
-    grid_pts = search_lib.support_grid(built.prior, 129, built.dtype)
     body = {
         "environment": env.name,
         "mechanism": mech.name,
@@ -805,6 +848,7 @@ def _run_boundary_search(settings, built, progress, out_dir):
             "family": family.name,
             "steps": found.steps,
             "seconds": search_s,
+            "warm_start": bool(sc.warm_start and baseline is not None and "best" in baseline),
             "found": family.describe(found.params),
             "restored": family.describe(found.restored),
             "welfare": _mc(w_found),
@@ -814,37 +858,10 @@ def _run_boundary_search(settings, built, progress, out_dir):
         "audit": audit_res.report,
     }
     figs = []
-    if sc.family == "monotone_cutoff":
-        # baseline: posted prices p (trade iff s_b > p > s_s), the budget-balanced rules of private values
-        prices = np.linspace(0.0, 1.0, sc.grid_points)
-        def welfare_and_worst(p):
-            def dec(x):
-                return ((x[0] > p) & (x[1] < p)).astype(x.dtype)
-
-            def deficit(x):
-                t = dec(x)
-                vb = env.values(jnp.stack([p, x[1]]))[0]
-                vs = env.values(jnp.stack([x[0], p]))[1]
-                return t * (vs - vb)
-
-            w = jax.vmap(lambda x: env.welfare(dec(x), x))(s)
-            return w, jnp.max(jax.vmap(deficit)(grid_pts))
-
-        ws, worst = jax.jit(lambda ps: jax.lax.map(welfare_and_worst, ps))(jnp.asarray(prices, built.dtype))
-        ws, worst = np.asarray(ws, np.float64), np.asarray(worst, np.float64)
-        feasible = worst <= 1e-6
-        means = ws.mean(axis=1)
-        body["posted_prices"] = {
-            "prices": prices.tolist(),
-            "welfare": means.tolist(),
-            "max_deficit": worst.tolist(),
-            "feasible_share": float(feasible.mean()),
-        }
-        if feasible.any():
-            b = int(np.argmax(np.where(feasible, means, -np.inf)))
-            body["posted_prices"].update(
-                {"best_price": float(prices[b]), "best_welfare": _mc(ws[b]), "search_minus_best": _paired(w_found, ws[b])}
-            )
+    if baseline is not None:
+        if "best" in baseline:
+            baseline["search_minus_best"] = _paired(w_found, baseline.pop("_best_per_profile"))
+        body["two_price_rules"] = baseline
         if settings.experiment.plots and plots.available():
             figs += _trade_figures(built._replace(mechanism=mech), out_dir, f"searched cutoff in {env.name}")
     else:
@@ -1170,14 +1187,20 @@ def _boundary_search_summary(metrics: dict) -> str:
         "restored knots  " + ", ".join(f"{x:.3f}" for x in next(v for k, v in s["restored"].items() if k != "knots")),
         f"welfare         search {_pm(s['welfare'])}   first best {_pm(metrics['first_best_welfare'])}",
     ]
-    if "posted_prices" in metrics and "best_price" in metrics["posted_prices"]:
-        pp = metrics["posted_prices"]
-        lines.append(
-            f"posted prices   best budget-balanced p = {pp['best_price']:.3f}: welfare {_pm(pp['best_welfare'])}; "
-            f"search - best {_pm(pp['search_minus_best'])} (paired)"
-        )
-    elif "posted_prices" in metrics:
-        lines.append("posted prices   none is budget balanced here (interdependent values)")
+    if "two_price_rules" in metrics:
+        tp = metrics["two_price_rules"]
+        if "best_posted_price" in tp:
+            bp = tp["best_posted_price"]
+            lines.append(f"posted prices   best budget-balanced p = {bp['price']:.3f}: welfare {bp['welfare']:.4f}")
+        else:
+            lines.append("posted prices   none is budget balanced here")
+        if "best" in tp:
+            b = tp["best"]
+            lines.append(
+                f"two prices      best budget-balanced (p_b, p_s) = ({b['buyer_price']:.3f}, {b['seller_price']:.3f}): "
+                f"welfare {_pm(b['welfare'])}; search - best {_pm(tp['search_minus_best'])} (paired)"
+                + ("  [search warm-started there]" if s.get("warm_start") else "")
+            )
     if "threshold_rules" in metrics:
         tr = metrics["threshold_rules"]
         lines.append(

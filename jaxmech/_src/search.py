@@ -49,6 +49,8 @@ class Family(NamedTuple):
       mechanism: ``mechanism(params) -> Mechanism``: the hard mechanism to audit.
       restore: ``restore(params) -> params``: exact feasibility restoration.
       describe: ``describe(params) -> dict`` of JSON-ready numbers for the log.
+      revenue: ``revenue(params, s) -> ()``: ``sum_i t_i`` of the hard mechanism's payments if
+        the outcome happens (differentiable in ``params``), for ``objective = "revenue"``.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Family(NamedTuple):
     mechanism: Callable[[Params], Mechanism]
     restore: Callable[[Params], Params]
     describe: Callable[[Params], dict]
+    revenue: Callable[[Params, Array], Array] | None = None
 
 
 class SearchConfig(NamedTuple):
@@ -143,6 +146,10 @@ def search(
     progress: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Augmented-Lagrangian search (see module docstring); returns the parameters, the restored ones and the log."""
+    if cfg.objective not in ("welfare", "revenue"):
+        raise ValueError(f"objective: must be welfare or revenue, got {cfg.objective!r}")
+    if cfg.objective == "revenue" and family.revenue is None:
+        raise ValueError(f"objective: family {family.name!r} does not define revenue")
     opt = make_optimizer(cfg)
     steps = cfg.steps
     temps = cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** (
@@ -155,9 +162,8 @@ def search(
         q = jax.vmap(lambda x: family.soft_decide(params, x, temperature))(s)
         if cfg.objective == "welfare":
             obj = jnp.mean(jax.vmap(env.welfare)(q, s))
-        else:  # revenue: expected payments of the hard mechanism weighted by the soft outcome
-            mech = family.mechanism(params)
-            pay = jax.vmap(lambda x: jnp.sum(mech.pay(params, x)))(s)
+        else:  # revenue: the payments collected if the outcome happens, weighted by the soft outcome
+            pay = jax.vmap(lambda x: family.revenue(params, x))(s)
             obj = jnp.mean(q * pay)
         sc = jnp.concatenate([s, grid])  # constraints: the batch and the support grid
         viol = jax.vmap(lambda x: family.violation(params, x))(sc)
@@ -256,9 +262,12 @@ def threshold_family(env: Environment, init=None) -> Family:
     def describe(vbar):
         return {"vbar": [float(v) for v in vbar], "sum_minus_cost": float(jnp.sum(vbar)) - c}
 
+    def revenue(vbar, s):
+        return jnp.sum(provision.threshold_payments(env, vbar, s))
+
     return Family(
         "threshold_contribution", init, soft_decide, violation, weight,
-        lambda vbar: provision.threshold_contribution(env, vbar), restore, describe,
+        lambda vbar: provision.threshold_contribution(env, vbar), restore, describe, revenue,
     )  # fmt: skip
 
 
@@ -398,7 +407,10 @@ def trade_cutoff_family(
         ys = monotone_knots(params, kx, True)
         return {"knots": xs.tolist(), "g": [float(y) for y in ys]}
 
-    return Family("monotone_cutoff", params0, soft_decide, violation, weight, mechanism, restore, describe)
+    def revenue(params, s):  # the designer's net receipts t_beta + t_sigma = -deficit
+        return -violation(params, s)
+
+    return Family("monotone_cutoff", params0, soft_decide, violation, weight, mechanism, restore, describe, revenue)
 
 
 def provision_boundary_family(
@@ -461,4 +473,7 @@ def provision_boundary_family(
         ys = monotone_knots(params, kx, False)
         return {"knots": xs.tolist(), "b": [float(y) for y in ys]}
 
-    return Family("monotone_boundary", params0, soft_decide, violation, weight, mechanism, restore, describe)
+    def revenue(params, s):
+        return jnp.sum(payments(params, s))
+
+    return Family("monotone_boundary", params0, soft_decide, violation, weight, mechanism, restore, describe, revenue)
