@@ -81,7 +81,7 @@ class SearchConfig(NamedTuple):
     dual_every: int = 10
     softmax_temperature: float = 0.005
     objective: str = "welfare"
-    log_every: int = 10
+    log_every: int = 1
     constraint_grid: int = 33
 
 
