@@ -9,7 +9,10 @@ from jaxmech._src import config as cfg
 from jaxmech._src import runs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SMALL = ("audit.profiles=8192", "audit.block_size=2048", "audit.chunk_size=8192")
+SMALL = (
+    "audit.profiles=8192", "audit.block_size=2048", "audit.chunk_size=8192", "audit.misreports.grid=8",
+    "audit.misreports.random=2",
+)  # fmt: skip
 
 
 def _run(tmp_path, name, *overrides):
@@ -41,7 +44,7 @@ def test_thm2_monotonicity(tmp_path):
     assert len(settings.experiment.cases) == 5
     keep = [c for c in settings.experiment.cases if "ramp" in c.name or "NOT" in c.name]
     cases = "[" + ", ".join(f'{{name="{c.name}", set={list(c.set)!r}}}'.replace("'", '"') for c in keep) + "]"
-    m = _run(tmp_path, "ce_thm2_monotonicity", "audit.misreports.grid=16", f"experiment.cases={cases}")
+    m = _run(tmp_path, "ce_thm2_monotonicity", f"experiment.cases={cases}")
     rows = m["sweep"]["rows"]
     assert [r["regret_max"] > 1e-3 for r in rows] == [False, True]
     bad = rows[-1]["regret"][0]
@@ -70,8 +73,8 @@ def test_state_by_state_minimizers(tmp_path, name):
 
 def test_cor1_bayesian(tmp_path):
     m = _run(
-        tmp_path, "ce_cor1_bayesian", "mechanism.inner=4096", "experiment.types=9", "experiment.misreports=33",
-        "experiment.inner=2048", "audit.misreports.grid=16",
+        tmp_path, "ce_cor1_bayesian", "mechanism.inner=2048", "experiment.types=5", "experiment.misreports=17",
+        "experiment.inner=1024",
     )  # fmt: skip
     assert all(r["max"] <= 1e-5 for r in m["ex_post_audit"]["regret"])
     assert all(r["p_above_tol"]["p"] > 0.5 for r in m["interim_audit"]["regret"])
@@ -83,7 +86,9 @@ def test_cor1_bayesian(tmp_path):
 def test_sec43_double_auction(tmp_path):
     m = _run(tmp_path, "ce_sec43_double_auction")
     d = m["double_auction"]
-    assert d["efficient_share"] > 0.95 and d["min_deficit"] >= 0 and max(d["equilibrium_gain"].values()) <= d["bid_step"]
+    assert (
+        d["efficient_share"] > 0.95 and d["min_deficit"] >= 0 and max(d["equilibrium_gain"].values()) <= d["bid_step"]
+    )
 
 
 def test_bad_case_override_is_a_one_line_config_error(tmp_path):

@@ -143,7 +143,14 @@ def test_thm9_search_lands_on_the_budget_line_and_matches_the_grid():
 def test_search_config_end_to_end(tmp_path):
     settings, _ = cfg.load(
         CONFIGS / "ce_thm9_search_asymmetric.toml",
-        ("search.steps=150", "search.grid_points=41", "search.grid_profiles=16384", "audit.profiles=8192"),
+        (
+            "search.steps=120",
+            "search.grid_points=41",
+            "search.grid_profiles=8192",
+            "audit.profiles=4096",
+            "audit.misreports.grid=8",
+            "audit.misreports.random=2",
+        ),
     )
     m = runs.run(settings, tmp_path / "s")
     s = m["search"]
@@ -180,7 +187,14 @@ def test_sec53_contributions_config(tmp_path):
 def test_richer_family_does_not_beat_threshold_rules(tmp_path):
     settings, _ = cfg.load(
         CONFIGS / "ce_thm9_richer_family.toml",
-        ("search.steps=300", "search.grid_points=61", "search.grid_profiles=32768", "audit.profiles=8192"),
+        (
+            "search.steps=200",
+            "search.grid_points=61",
+            "search.grid_profiles=16384",
+            "audit.profiles=4096",
+            "audit.misreports.grid=8",
+            "audit.misreports.random=2",
+        ),
     )
     m = runs.run(settings, tmp_path / "r")
     d = m["threshold_rules"]["search_minus_best"]
@@ -193,7 +207,14 @@ def test_bilateral_second_best_private_values(tmp_path):
     """Private values: the budget-balanced ex post IC/IR trading rules are posted prices; best p = 1/2, gains 1/8."""
     settings, _ = cfg.load(
         CONFIGS / "ce_bilateral_second_best.toml",
-        ("search.steps=500", "search.grid_points=26", "search.grid_profiles=32768", "audit.profiles=8192"),
+        (
+            "search.steps=500",
+            "search.grid_points=26",
+            "search.grid_profiles=32768",
+            "audit.profiles=4096",
+            "audit.misreports.grid=8",
+            "audit.misreports.random=2",
+        ),
     )
     m = runs.run(settings, tmp_path / "b")
     pp = m["two_price_rules"]["best"]
@@ -212,7 +233,14 @@ def test_bilateral_second_best_interdependent_two_prices(tmp_path):
     """a = 0.3: no posted price is budget balanced; two-price rules with p_b - p_s >= a are (checked on the grid)."""
     settings, _ = cfg.load(
         CONFIGS / "ce_bilateral_second_best_interdependent.toml",
-        ("search.steps=200", "search.grid_points=26", "search.grid_profiles=32768", "audit.profiles=8192"),
+        (
+            "search.steps=100",
+            "search.grid_points=26",
+            "search.grid_profiles=16384",
+            "audit.profiles=4096",
+            "audit.misreports.grid=8",
+            "audit.misreports.random=2",
+        ),
     )
     m = runs.run(settings, tmp_path / "i")
     tp = m["two_price_rules"]
