@@ -1,0 +1,176 @@
+"""Pseudo-efficiency certificates (CE Lemma 1 / Thm 1) and payments from them (CE Thm 3)."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmech._src import certify as C
+from jaxmech._src import priors
+from jaxmech._src.environments import bilateral_trade, linear_trade_values
+from jaxmech._src.mechanisms import efficient_rule, generalized_vcg, linear_trade_pivot
+
+
+def test_finite_environment_validates():
+    with pytest.raises(ValueError, match="k must be"):
+        C.finite_environment("bad", (1,), 0, lambda s: jnp.zeros((1, 0)))
+    with pytest.raises(ValueError, match="outcome_names"):
+        C.finite_environment("bad", (1,), 2, lambda s: jnp.zeros((1, 2)), ("only_one",))
+
+
+@pytest.mark.parametrize(("a", "i"), [(0.0, 0), (0.5, 1)])
+def test_efficient_projects_certify_everywhere(key, a, i):
+    """Private values (a = 0): VCG exists, so CE Thm 1 holds at every s_-i; the symmetric common term keeps it so."""
+    env = C.project_choice(k=3, n=2, a=a)
+    prof_key, sample_key = jax.random.split(key)
+    profiles = jax.random.uniform(prof_key, (48, env.size))
+    samples = jax.random.uniform(sample_key, (300, 3))
+    rep = C.certify(env, efficient_rule(env), (), profiles, i, samples)
+    assert rep.fraction == 1.0
+    assert rep.max_walk.max() <= 1e-5
+    assert rep.worst_cycle[0] == rep.worst_cycle[-1]
+
+
+def test_cyclic_allocation_has_positive_cycle_and_profitable_misreport(key):
+    env = C.cyclic_allocation()
+    decide = efficient_rule(env)
+    grid = jnp.linspace(0.0, 1.0, 201)[:, None]
+    profiles = jnp.stack([jnp.zeros(11), jnp.linspace(0.0, 1.0, 11)], axis=1)
+    rep = C.certify(env, decide, (), profiles, 0, grid)
+    assert rep.fraction == 0.0  # CE Thm 1 fails at every s_-i
+    slack, cyc, xs = rep.worst_slack, rep.worst_cycle, rep.worst_signals
+    m = len(cyc) - 1
+    assert slack > 0.5
+    assert cyc[0] == cyc[-1] and len(set(cyc[:-1])) == m >= 2  # a simple cycle
+    s_minus = jnp.asarray(rep.worst_profile)
+    # the witnesses: x_j gets a_j and sum_j v(a_{j+1}, x_j) - v(a_j, x_j) is the slack
+    total = 0.0
+    for j in range(m):
+        s = priors.replace_signal(s_minus, env.dims, 0, jnp.asarray(xs[j]))
+        assert int(decide((), s)) == cyc[j]
+        v = np.asarray(env.value(jnp.arange(3), s))
+        total += float(v[0, cyc[j + 1]] - v[0, cyc[j]])
+    np.testing.assert_allclose(total, slack, atol=1e-6)
+
+    # brute force over (true x, report x') on the grid at the same s_-i, for several payment rules
+    def at(x):
+        s = priors.replace_signal(s_minus, env.dims, 0, x)
+        a = decide((), s)
+        return a, env.value(jnp.arange(3), s)  # (n, k)
+
+    a_x, vals = jax.jit(jax.vmap(at))(grid)  # (G,), (G, n, k)
+    a_x, v0 = np.asarray(a_x), np.asarray(vals[:, 0, :])
+    G = len(a_x)
+
+    def max_gain(t_report):  # t_report: (G,) payment when reporting grid point x'
+        u_true = v0[np.arange(G), a_x] - t_report  # truthful
+        u_lie = v0[:, a_x] - t_report[None, :]  # [x, x']
+        return float(np.max(u_lie - u_true[:, None]))
+
+    groves = -np.asarray(vals[:, 1, :])[np.arange(G), a_x]  # t_0(m) = -v_1(f(m), m) at the reports
+    menus = [np.zeros(3), *np.asarray(jax.random.normal(key, (10, 3)))]
+    gains = [max_gain(groves)] + [max_gain(t[a_x]) for t in menus]
+    # any outcome menu leaves some witness a gain of at least slack / cycle length
+    assert min(gains) >= slack / m - 1e-5
+    assert max_gain(groves) > 0
+
+
+def test_pseudo_efficient_rule_recovers_potentials(seed=0):
+    """f(x) = argmax_a v_i(a, x) + w(a) (CE Def 4): the certificate's payments are -w up to a constant."""
+    k = 4
+    env = C.project_choice(k=k, n=2, a=0.0)  # v_0(a, x) = x_a
+    w_key, s_key, x_key, p_key = jax.random.split(jax.random.PRNGKey(seed), 4)
+    w = jax.random.uniform(w_key, (k,), minval=-0.4, maxval=0.4)
+
+    def decide(w, m):
+        return jnp.argmax(m[:k] + w).astype(jnp.int32)
+
+    s_minus = jax.random.uniform(s_key, (2 * k,))
+    rand = jax.random.uniform(x_key, (1000, k))
+    pairs = jax.random.uniform(p_key, (2, 600, k))
+    edge = C.boundary_samples(env, decide, w, s_minus, 0, pairs[0], pairs[1])
+    samples = jnp.concatenate([rand, edge])
+    g = C.outcome_graph(env, decide, w, s_minus, 0, samples)
+    cert = C.solve_graph(g)
+    assert bool(cert.feasible) and bool(jnp.all(cert.occurs))
+    err = np.asarray(cert.payments + w)
+    assert np.ptp(err) < 1e-5, err
+    # z-bar: the lowest sampled utility is exactly 0
+    u = jnp.take_along_axis(g.values, g.outcome[:, None], 1)[:, 0] - cert.payments[g.outcome]
+    assert abs(float(jnp.min(u))) < 1e-6
+
+
+def test_certificate_payments_match_pivot_in_bilateral_trade(key):
+    env = bilateral_trade(linear_trade_values(0.5))
+    steps = 200
+    grid = jnp.linspace(0.0, 1.0, steps + 1)[:, None]
+    mech = C.certificate_payments(env, efficient_rule(env), grid, outcomes=jnp.array([0.0, 1.0]))
+    # closed-form pivots (CE Sec. 4.4); test_mechanisms checks them against bisection
+    vcg = generalized_vcg(env, pivot=linear_trade_pivot(0.5))
+    s = jax.random.uniform(key, (200, 2))
+    t_cert = jax.jit(jax.vmap(lambda m: mech.pay((), m)))(s)
+    t_vcg = jax.jit(jax.vmap(lambda m: vcg.pay((), m)))(s)
+    # V_i moves by 1 per unit of own signal: tolerance = one sample step of value
+    np.testing.assert_allclose(t_cert, t_vcg, atol=1.0 / steps + 1e-5)
+    # the menu agrees with pay
+    q, t0 = mech.menu((), s[0], 0)(s[0, :1])
+    np.testing.assert_allclose(t0, t_cert[0, 0], atol=1e-6)
+
+
+# ---------------------------------------------------------------- cycle detection vs brute force
+
+
+def _brute_max_cycle(d, occurs):
+    nodes = [a for a in range(len(occurs)) if occurs[a]]
+    best = -np.inf
+    for r in range(2, len(nodes) + 1):
+        for sub in itertools.combinations(nodes, r):
+            for perm in itertools.permutations(sub[1:]):
+                cyc = (sub[0], *perm, sub[0])
+                best = max(best, sum(d[cyc[j], cyc[j + 1]] for j in range(r)))
+    return best
+
+
+def test_cycle_detection_matches_brute_force():
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(240):
+        k = int(rng.integers(2, 5))
+        occurs = rng.random(k) < 0.85
+        if rng.random() < 0.5:  # feasible by construction: d(a, a') <= p(a') - p(a)
+            p = rng.normal(size=k)
+            d = p[None, :] - p[:, None] - rng.exponential(0.3, (k, k))
+        else:
+            d = rng.normal(size=(k, k)) - 0.8
+        np.fill_diagonal(d, 0.0)
+        d[~occurs, :] = -np.inf
+        cases.append((np.pad(d, ((0, 4 - k), (0, 4 - k)), constant_values=-np.inf), np.pad(occurs, (0, 4 - k)), k))
+
+    def graph(d, occurs):
+        d = jnp.asarray(d, jnp.float32)
+        return C.OutcomeGraph(d, jnp.zeros(d.shape, jnp.int32), jnp.asarray(occurs), jnp.zeros((1,), jnp.int32),
+                              jnp.zeros((1, d.shape[0]), jnp.float32))  # fmt: skip
+
+    batch = jax.tree.map(lambda *xs: jnp.stack(xs), *[graph(d, o) for d, o, _ in cases])
+    certs = jax.tree.map(np.asarray, jax.jit(jax.vmap(C.solve_graph))(batch))
+    one = C.solve_graph(graph(cases[3][0], cases[3][1]))
+    np.testing.assert_allclose(one.max_walk, certs.max_walk[3])  # vmap == single
+    for c, (d, occurs, _) in enumerate(cases):
+        brute = _brute_max_cycle(d, occurs)
+        slack, walk, m = float(certs.slack[c]), float(certs.max_walk[c]), int(certs.cycle_len[c])
+        if brute == -np.inf:
+            assert m == 0 and slack == -np.inf and bool(certs.feasible[c])
+            continue
+        cyc = [int(a) for a in certs.cycle[c, : m + 1]]
+        assert cyc[0] == cyc[-1] and len(set(cyc[:-1])) == m >= 2  # simple
+        np.testing.assert_allclose(slack, sum(d[cyc[j], cyc[j + 1]] for j in range(m)), atol=1e-5)
+        assert bool(certs.feasible[c]) == (brute <= 1e-5)
+        if brute <= 0:
+            np.testing.assert_allclose([slack, walk], [brute, brute], atol=1e-5)
+            t = np.asarray(certs.payments[c])
+            for a, b in itertools.product(np.flatnonzero(occurs), repeat=2):
+                assert t[b] - t[a] >= d[a, b] - 1e-5
+        else:
+            assert 0 < slack <= brute + 1e-5 and walk >= brute - 1e-5
