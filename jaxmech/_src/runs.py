@@ -961,7 +961,7 @@ def _run_search(settings, base_dir, progress, out_dir):
                 plots.curve_with_band(
                     out_dir / "welfare_budget_line.png", grid[:, 0], mean[1:], se[1:],
                     xlabel="vbar_1 (vbar_2 = c - vbar_1)", ylabel="expected welfare",
-                    title=f"{env.name}: threshold rules on the budget line; found vbar_1 = {restored[0]:.4f}",
+                    title=f"{env.name}: threshold rules on the budget line\nfound vbar_1 = {restored[0]:.4f}",
                     marker=(restored[0], mean[0], "search result"),
                 ).name
             )  # fmt: skip
