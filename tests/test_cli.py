@@ -125,3 +125,19 @@ def test_config_defaults_match_library_defaults():
     from jaxmech import Misreports
 
     assert cfg.to_dict(cfg.MisreportSettings()) == Misreports()._asdict()
+
+
+def test_certify_command(capsys):
+    """`jaxmech certify`: CE Thm 1 certificate per agent; exit 0 if certified, 1 with a cycle witness if not."""
+    from jaxmech._src import cli
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert cli.main(["certify", str(root / "bilateral_trade.toml"), "--profiles", "16", "--points", "17"]) == 0
+    assert "certified at every s_-i" in capsys.readouterr().out
+    code = cli.main(
+        ["certify", str(root / "bilateral_trade.toml"), "--set", "mechanism.kind=band_trade", "--profiles", "16",
+         "--points", "33", "--json"]
+    )  # fmt: skip
+    rep = json.loads(capsys.readouterr().out)
+    assert code == 1 and rep["agents"][0]["certified_share"] < 1.0 and rep["agents"][0]["worst_slack"] > 0
+    assert cli.main(["certify", str(root / "bilateral_trade.toml"), "--set", "audit.profils=3"]) == 2

@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--json", action="store_true", help="print metrics.json instead of the summary table")
     sub.add_parser("list", help="environments, priors, mechanisms and misreport strategies, with their options")
+    c = sub.add_parser("certify", help="CE Thm 1: is the configured decision rule ex post implementable? (exit 1 if not)")
+    c.add_argument("config", help="path to a TOML config")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    c.add_argument("--profiles", type=int, default=256, help="sampled s_-i per agent (default 256)")
+    c.add_argument("--points", type=int, default=65, help="own-signal grid points per dimension (default 65)")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -38,6 +44,7 @@ def _list() -> str:
         ("priors ([prior])", runs.PRIORS),
         ("mechanisms ([mechanism] kind = ...)", runs.MECHANISMS),
         ("misreport strategies ([audit.misreports], combined)", runs.MISREPORTS),
+        ("experiments ([experiment] kind = ...)", runs.EXPERIMENTS),
     ):
         out.append(title)
         for name, e in table.items():
@@ -54,12 +61,13 @@ def main(argv=None) -> int:
     if args.command == "list":
         print(_list())
         return EXIT_OK
-    # --- run ---
     try:
         settings, _ = cfg.load(args.config, tuple(args.set))
     except cfg.ConfigError as e:
         print(f"jaxmech: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command == "certify":
+        return _certify(args, settings)
     if settings.precision == "float64":
         import jax
 
@@ -83,6 +91,25 @@ def main(argv=None) -> int:
         print(runs.summary(metrics))
         print(f"\nresults: {out_dir}/ (config.toml, metrics.json, manifest.json)")
     return EXIT_OK
+
+
+def _certify(args, settings) -> int:
+    if args.profiles < 1 or args.points < 2:
+        print("jaxmech: usage error: --profiles must be >= 1 and --points >= 2", file=sys.stderr)
+        return EXIT_USAGE
+    if settings.precision == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    from jaxmech._src import runs
+
+    try:
+        rep = runs.certify_model(settings, Path(args.config).resolve().parent, profiles=args.profiles, points=args.points)
+    except cfg.ConfigError as e:
+        print(f"jaxmech: config error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(rep, indent=2) if args.json else runs.certify_summary(rep))
+    return EXIT_OK if all(r["certified_share"] == 1.0 for r in rep["agents"]) else EXIT_FAIL
 
 
 if __name__ == "__main__":  # pragma: no cover
