@@ -43,7 +43,12 @@ def test_thm2_monotonicity(tmp_path):
     settings, _ = cfg.load(CONFIGS / "ce_thm2_monotonicity.toml")
     assert len(settings.experiment.cases) == 5
     keep = [c for c in settings.experiment.cases if "ramp" in c.name or "NOT" in c.name]
-    cases = "[" + ", ".join(f'{{name="{c.name}", set={list(c.set)!r}}}'.replace("'", '"') for c in keep) + "]"
+    sets = [list(c.set) + (["mechanism.cells=256"] if "ramp" in c.name else []) for c in keep]
+    cases = (
+        "["
+        + ", ".join(f'{{name="{c.name}", set={st!r}}}'.replace("'", '"') for c, st in zip(keep, sets, strict=True))
+        + "]"
+    )
     m = _run(tmp_path, "ce_thm2_monotonicity", f"experiment.cases={cases}")
     rows = m["sweep"]["rows"]
     assert [r["regret_max"] > 1e-3 for r in rows] == [False, True]
@@ -52,7 +57,7 @@ def test_thm2_monotonicity(tmp_path):
 
 
 def test_thm5_deficit(tmp_path):
-    cases = '[{name="linear", set=[]}, {name="mult copula", set=["environment.values=multiplicative", "environment.a=0.3", "prior.rho=0.5"]}]'
+    cases = '[{name="mult copula", set=["environment.values=multiplicative", "environment.a=0.3", "prior.rho=0.5"]}]'
     m = _run(tmp_path, "ce_thm5_deficit", f"experiment.cases={cases}")
     for r in m["sweep"]["rows"]:
         assert r["deficit"]["min"] >= -1e-5  # Lemma 4: never a surplus
@@ -73,8 +78,8 @@ def test_state_by_state_minimizers(tmp_path, name):
 
 def test_cor1_bayesian(tmp_path):
     m = _run(
-        tmp_path, "ce_cor1_bayesian", "mechanism.inner=2048", "experiment.types=5", "experiment.misreports=17",
-        "experiment.inner=1024",
+        tmp_path, "ce_cor1_bayesian", "mechanism.inner=1024", "experiment.types=3", "experiment.misreports=9",
+        "experiment.inner=256", "audit.profiles=4096",
     )  # fmt: skip
     assert all(r["max"] <= 1e-5 for r in m["ex_post_audit"]["regret"])
     assert all(r["p_above_tol"]["p"] > 0.5 for r in m["interim_audit"]["regret"])

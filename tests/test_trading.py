@@ -162,12 +162,11 @@ def test_thm2_non_monotone_rule_has_regret_with_a_replayable_witness():
     assert float(gain) == pytest.approx(r["max"], rel=1e-5)
     # the buyer's best deviation is downward, into the band (a high type loses the trade)
     assert r["worst_misreport"][0] < r["worst_profile"][0]
-    for mono in (jm.efficient_trade(env), jm.randomized_ramp(env, 0.3, cells=256)):
-        rep = _audit(env, mono, n=4096, misreports=jm.Misreports(grid=16, random=2))
-        assert max(x["max"] for x in rep["regret"]) <= rep["tol"]
+    rep = _audit(env, jm.efficient_trade(env), n=4096, misreports=jm.Misreports(grid=16, random=2))
+    assert max(x["max"] for x in rep["regret"]) <= rep["tol"]  # the monotone control (the ramp: test_experiments)
 
 
-@pytest.mark.parametrize("prior_name", ["uniform", "copula+0.5", "copula-0.5", "beta"])
+@pytest.mark.parametrize("prior_name", ["uniform", "copula-0.5", "beta"])
 def test_thm5_deficit_multiplicative_matches_quadrature(prior_name):
     import reference as ref
 
