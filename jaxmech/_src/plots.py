@@ -30,6 +30,26 @@ def _plt():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    plt = _plt()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _signal_square(
+    ax, fig, grid: np.ndarray, z: np.ndarray, cmap: str, vmin: float, vmax: float, label: str, title: str
+):
+    """``z[i, j]`` at ``(s_beta, s_sigma) = (grid[i], grid[j])`` on the buyer/seller signal square, with a colour bar."""
+    ext = (grid[0], grid[-1], grid[0], grid[-1])
+    im = ax.imshow(z.T, origin="lower", extent=ext, cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_xlabel(r"buyer signal $s_\beta$")
+    ax.set_ylabel(r"seller signal $s_\sigma$")
+    ax.set_title(title, fontsize=9)
+
+
 def trade_region(
     path: Path,
     grid: np.ndarray,
@@ -43,10 +63,7 @@ def trade_region(
     ``s_beta = g(s_sigma)``, and for one profile its pivots ``g_beta(s_sigma)``, ``g_sigma(s_beta)`` (CE eqs. (5)-(6))."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    im = ax.imshow(
-        trade.T, origin="lower", extent=(grid[0], grid[-1], grid[0], grid[-1]), cmap="Blues", vmin=0, vmax=1, aspect="equal"
-    )
-    fig.colorbar(im, ax=ax, label="P(trade)")
+    _signal_square(ax, fig, grid, trade, "Blues", 0.0, 1.0, "P(trade)", title)
     if cutoff is not None:
         ax.plot(cutoff, grid, color="k", lw=1.5, label=r"cutoff $s_\beta = g(s_\sigma)$")
     if profile is not None and pivots is not None:
@@ -57,14 +74,8 @@ def trade_region(
         ax.plot([gb], [ss], ">", color="crimson", label=rf"$g_\beta(s_\sigma)$ = {gb:.3f}")
         ax.plot([sb, sb], [ss, gs], ":", color="darkorange", lw=1.2)
         ax.plot([sb], [gs], "^", color="darkorange", label=rf"$g_\sigma(s_\beta)$ = {gs:.3f}")
-    ax.set_xlabel(r"buyer signal $s_\beta$")
-    ax.set_ylabel(r"seller signal $s_\sigma$")
-    ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def heatmap(path: Path, grid: np.ndarray, z: np.ndarray, label: str, title: str) -> Path:
@@ -72,17 +83,8 @@ def heatmap(path: Path, grid: np.ndarray, z: np.ndarray, label: str, title: str)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     lim = float(np.max(np.abs(z))) or 1.0
-    im = ax.imshow(
-        z.T, origin="lower", extent=(grid[0], grid[-1], grid[0], grid[-1]), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="equal"
-    )
-    fig.colorbar(im, ax=ax, label=label)
-    ax.set_xlabel(r"buyer signal $s_\beta$")
-    ax.set_ylabel(r"seller signal $s_\sigma$")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    _signal_square(ax, fig, grid, z, "RdBu_r", -lim, lim, label, title)
+    return _save(fig, path)
 
 
 def curve_with_band(
@@ -113,10 +115,7 @@ def curve_with_band(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def bars(path: Path, labels: Sequence[str], mean: np.ndarray, se: np.ndarray, *, ylabel: str, title: str) -> Path:
@@ -129,10 +128,7 @@ def bars(path: Path, labels: Sequence[str], mean: np.ndarray, se: np.ndarray, *,
     ax.axhline(0.0, color="grey", lw=0.6)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def strategies(
@@ -155,10 +151,7 @@ def strategies(
         ax.legend(fontsize=8)
     axes[0].set_ylabel("bid")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def search_trajectory(path: Path, log: dict, title: str) -> Path:
@@ -199,10 +192,7 @@ def search_trajectory(path: Path, log: dict, title: str) -> Path:
     for a in axes.flat:
         a.set_xlabel("step", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def regions(
@@ -220,13 +210,12 @@ def regions(
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_title(title + "\n(green: rule provides; black line: first-best boundary)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def contribution_strategies(path: Path, signals: np.ndarray, d: np.ndarray, p: np.ndarray, phi: np.ndarray, title: str) -> Path:
+def contribution_strategies(
+    path: Path, signals: np.ndarray, d: np.ndarray, p: np.ndarray, phi: np.ndarray, title: str
+) -> Path:
     """CE Sec. 5.3 strategies per type: pledge ``p_i``, demand ``d_i`` and the cutoff ``phi_-i``, one panel per agent."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
@@ -237,7 +226,4 @@ def contribution_strategies(path: Path, signals: np.ndarray, d: np.ndarray, p: n
         ax.set_xlabel(f"s_{k + 1}")
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -679,7 +679,7 @@ def _run_interim(settings, base_dir, progress, out_dir):
     built = build(settings, base_dir)
     if built.prior.cholesky is not None:
         raise cfg.ConfigError("prior: the interim experiment needs independent signals (CE Cor. 1)")
-    if built.env.dims != (1, 1) and any(d != 1 for d in built.env.dims):
+    if any(d != 1 for d in built.env.dims):
         raise cfg.ConfigError("environment: the interim experiment needs one-dimensional signals")
     key = jax.random.PRNGKey(settings.seed)
     vcg = built.mechanism
