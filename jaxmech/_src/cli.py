@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,19 +20,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="audit the mechanism a TOML config describes and write a results folder")
-    r.add_argument("config", help="path to a TOML config (see configs/)")
+    r.add_argument("config", nargs="?", help="path to a TOML config (see configs/); omit with --resume")
     r.add_argument("--out", help="results folder (default: results/<name>-<time>)")
     r.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. audit.profiles=1e6"
     )
     r.add_argument("--json", action="store_true", help="print metrics.json instead of the summary table")
+    _scale_options(r)
     sub.add_parser("list", help="environments, priors, mechanisms and misreport strategies, with their options")
-    c = sub.add_parser("certify", help="CE Thm 1: is the configured decision rule ex post implementable? (exit 1 if not)")
+    c = sub.add_parser(
+        "certify", help="CE Thm 1: is the configured decision rule ex post implementable? (exit 1 if not)"
+    )
     c.add_argument("config", help="path to a TOML config")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     c.add_argument("--profiles", type=int, default=256, help="sampled s_-i per agent (default 256)")
     c.add_argument("--points", type=int, default=65, help="own-signal grid points per dimension (default 65)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
+    rp = sub.add_parser(
+        "reproduce",
+        help="run every paper experiment and write report.md / report.html (exit 1 if a claim fails)",
+        description="Run every registered paper experiment (configs/ + experiments/) and write report.md, a "
+        "self-contained report.html, summary.json and each experiment's results folder.",
+    )
+    size = rp.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="CI sizes: a few minutes on a 2-core CPU")
+    size.add_argument("--full", action="store_true", help="paper-grade sizes (1e8 profiles where it matters; a GPU)")
+    rp.add_argument(
+        "--only", action="append", default=[], metavar="PATTERN", help="experiments whose name matches (glob/substring)"
+    )
+    rp.add_argument("--out", default="results/reproduce", help="results folder (default results/reproduce)")
+    rp.add_argument("--root", help="checkout holding configs/ and experiments/ (default: here, else the install)")
+    rp.add_argument("--list", action="store_true", help="list the registered experiments and exit")
     return p
 
 
@@ -61,30 +80,99 @@ def main(argv=None) -> int:
     if args.command == "list":
         print(_list())
         return EXIT_OK
+    if args.command == "reproduce":
+        return _reproduce(args)
+    if args.command == "run":
+        return _run(args)
     try:
         settings, _ = cfg.load(args.config, tuple(args.set))
     except cfg.ConfigError as e:
         print(f"jaxmech: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command == "certify":
-        return _certify(args, settings)
-    if settings.precision == "float64":
-        import jax
+    return _certify(args, settings)
 
-        jax.config.update("jax_enable_x64", True)
+
+def _scale_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument("--resume", metavar="DIR", help="continue the interrupted audit run in DIR from its checkpoint")
+    r.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="save the running reductions to OUT/checkpoint/ this often (audit runs; default 300, 0: every chunk)",
+    )
+    for flag, env, kind, what in (
+        ("--coordinator", "JAXMECH_COORDINATOR", str, "host:port of process 0 (jax.distributed)"),
+        ("--num-processes", "JAXMECH_NUM_PROCESSES", int, "number of processes"),
+        ("--process-id", "JAXMECH_PROCESS_ID", int, "this process, 0 .. num-processes - 1"),
+    ):
+        r.add_argument(flag, type=kind, default=None, help=f"multi-process run: {what} (default: ${env})")
+
+
+def _distributed(args) -> tuple[str, int, int] | None:
+    """``(coordinator, num_processes, process_id)`` from the flags or ``JAXMECH_*``; ``None`` for one process."""
+    raw = [
+        args.coordinator or os.environ.get("JAXMECH_COORDINATOR"),
+        args.num_processes if args.num_processes is not None else os.environ.get("JAXMECH_NUM_PROCESSES"),
+        args.process_id if args.process_id is not None else os.environ.get("JAXMECH_PROCESS_ID"),
+    ]
+    if all(x is None for x in raw):
+        return None
+    if any(x is None for x in raw):
+        raise ValueError("a multi-process run needs --coordinator, --num-processes and --process-id (or JAXMECH_*)")
+    try:
+        n, pid = int(raw[1]), int(raw[2])
+    except ValueError:
+        raise ValueError(f"--num-processes / --process-id must be integers, got {raw[1]!r} / {raw[2]!r}") from None
+    if n < 1 or not 0 <= pid < n:
+        raise ValueError(f"need --num-processes >= 1 and 0 <= --process-id < num-processes, got {n} and {pid}")
+    return str(raw[0]), n, pid
+
+
+def _run(args) -> int:
+    """``jaxmech run``: fresh or resumed, in one process or as one of several (jax.distributed)."""
+    try:
+        dist = _distributed(args)
+        if args.resume and (args.config or args.set):
+            raise ValueError("--resume DIR continues with the config saved in DIR: give no CONFIG or --set")
+        if not args.resume and not args.config:
+            raise ValueError("give a CONFIG (or --resume DIR)")
+        if dist is not None and dist[1] > 1 and not (args.out or args.resume):
+            raise ValueError("a multi-process run needs --out (the same folder for every process)")
+        if args.checkpoint_every < 0:
+            raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    except ValueError as e:
+        print(f"jaxmech: usage error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    import jax
+
+    if dist is not None:
+        jax.distributed.initialize(*dist)  # before anything touches a device
     from jaxmech._src import engine, runs
 
-    out_dir = Path(args.out) if args.out else runs.default_out_dir(settings)
     try:
+        if args.resume:
+            settings, base_dir = runs.resume_settings(Path(args.resume))
+            out_dir = Path(args.resume)
+        else:
+            settings, _ = cfg.load(args.config, tuple(args.set))
+            base_dir = Path(args.config).resolve().parent
+            out_dir = Path(args.out) if args.out else runs.default_out_dir(settings)
+        if settings.precision == "float64":
+            jax.config.update("jax_enable_x64", True)
         metrics = runs.run(
             settings,
             out_dir,
-            base_dir=Path(args.config).resolve().parent,
+            base_dir=base_dir,
             progress=engine.terminal_progress(settings.name),
+            checkpoint_every=args.checkpoint_every,
+            resume=bool(args.resume),
         )
     except cfg.ConfigError as e:
         print(f"jaxmech: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if jax.process_index() != 0:
+        return EXIT_OK
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -104,12 +192,50 @@ def _certify(args, settings) -> int:
     from jaxmech._src import runs
 
     try:
-        rep = runs.certify_model(settings, Path(args.config).resolve().parent, profiles=args.profiles, points=args.points)
+        rep = runs.certify_model(
+            settings, Path(args.config).resolve().parent, profiles=args.profiles, points=args.points
+        )
     except cfg.ConfigError as e:
         print(f"jaxmech: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(rep, indent=2) if args.json else runs.certify_summary(rep))
     return EXIT_OK if all(r["certified_share"] == 1.0 for r in rep["agents"]) else EXIT_FAIL
+
+
+def _reproduce(args) -> int:
+    from jaxmech._src import reproduce as rep
+
+    try:
+        layout = rep.find_layout(args.root)
+        found = rep.discover(layout)
+        names = rep.select(found, args.only)
+    except cfg.ConfigError as e:
+        print(f"jaxmech: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.list:
+        for n in names:
+            print(f"{n:<44} {found[n][1].paper:<3} experiments/{found[n][0]}")
+        return EXIT_OK
+    from jaxmech._src import engine
+
+    size = "quick" if args.quick else "full" if args.full else "default"
+    out = Path(args.out)
+    print(f"jaxmech reproduce: {len(names)} experiments ({size} sizes) -> {out}/", flush=True)
+    summary = rep.reproduce(
+        layout,
+        out,
+        size=size,
+        only=args.only,
+        names=names,
+        log=lambda s: print(s, flush=True),
+        progress_factory=engine.terminal_progress,
+    )
+    t = summary["totals"]
+    print(
+        f"\n{t[rep.PASS]} PASS, {t[rep.FAIL]} FAIL, {t[rep.INFO]} INFO in {summary['wall_s']:.0f} s; "
+        f"report: {out / 'report.html'} (and report.md, summary.json)"
+    )
+    return rep.exit_code(summary)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,20 @@ writes report.md, report.html, summary.json and each experiment's results folder
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+import base64
+import datetime as _dt
+import fnmatch
+import html
+import importlib.util
+import json
+import platform
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from jaxmech._src import config as cfg
 
 PASS, FAIL, INFO = "PASS", "FAIL", "INFO"
 
@@ -56,14 +69,331 @@ class Experiment(NamedTuple):
       quick: ``--set``-style overrides for ``--quick`` (CI-sized: seconds on a 2-core CPU).
       full: overrides for ``--full`` (paper-grade sizes, meant for a GPU).
       paper: ``"CE"`` (Chung & Ely 2007) or ``"B"`` (Bikhchandani 2006), for grouping in the report.
+      captions: figure file name -> caption, overriding :data:`CAPTIONS`.
     """
 
     claims: Callable[[dict], list[Claim]]
     quick: Sequence[str] = ()
     full: Sequence[str] = ()
     paper: str = "CE"
+    captions: dict | None = None
 
 
 def pm(x: dict, digits: int = 4) -> str:
     """``mean ± se`` of a metrics dict with ``mean`` and ``se``."""
     return f"{x['mean']:.{digits}f} ± {x['se']:.{digits}f}"
+
+
+PAPERS = {
+    "CE": "Chung & Ely (2007), Ex post incentive compatible mechanism design",
+    "B": "Bikhchandani (2006), Ex post implementation in environments with private goods",
+}
+
+# Default figure captions by file name; an Experiment's ``captions`` override them.
+CAPTIONS = {
+    "trade_region.png": "Trade region over the signal square (buyer x, seller y) with the cutoff and one profile's pivots.",
+    "deficit.png": "Deficit of the mechanism over the signal square.",
+    "deficits.png": "Deficit of each compared mechanism on the same profiles.",
+    "deficit_sweep.png": "Expected deficit (± 2 SE) across the sweep's cases.",
+    "double_auction.png": "Double auction: surviving bid strategies after iterated elimination of weakly dominated bids.",
+    "search_trajectory.png": "Gradient search: welfare, deficit and the constraint along the optimizer's steps.",
+    "welfare_budget_line.png": "Welfare of threshold rules along the budget line sum vbar = c, with the searched rule.",
+    "provision_region.png": "Provision region of the found rule over the signal square.",
+    "contribution_strategies.png": "Equilibrium contribution strategies of the Sec. 5.3 scheme.",
+}
+
+
+class Layout(NamedTuple):
+    """Where the paper experiments live: ``root/configs/<name>.toml`` and ``root/experiments/*.py``."""
+
+    root: Path
+
+    @property
+    def configs(self) -> Path:
+        return self.root / "configs"
+
+    @property
+    def experiments(self) -> Path:
+        return self.root / "experiments"
+
+
+def find_layout(root: str | Path | None = None) -> Layout:
+    """The repository holding configs/ and experiments/: ``root``, else the working directory, else the checkout
+    this package was installed from (an editable install). Raises ``ConfigError`` when none has them."""
+    here = Path(__file__).resolve().parents[2]
+    for cand in [Path(root)] if root is not None else [Path.cwd(), here]:
+        lay = Layout(cand.resolve())
+        if lay.configs.is_dir() and lay.experiments.is_dir():
+            return lay
+    where = root if root is not None else f"{Path.cwd()} or {here}"
+    raise cfg.ConfigError(
+        f"no configs/ and experiments/ folders in {where} (run from a jaxmech checkout, or pass --root)"
+    )
+
+
+def _import(path: Path):
+    spec = importlib.util.spec_from_file_location(f"jaxmech_experiments_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def discover(layout: Layout) -> dict[str, tuple[str, Experiment]]:
+    """Every registered experiment, ``name -> (module, Experiment)``, in file then registration order.
+
+    Each ``experiments/*.py`` with an ``EXPERIMENTS`` dict contributes; a name registered twice or without
+    its ``configs/<name>.toml`` is a ``ConfigError``.
+    """
+    found: dict[str, tuple[str, Experiment]] = {}
+    for path in sorted(layout.experiments.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        table = getattr(_import(path), "EXPERIMENTS", None)
+        if table is None:
+            continue
+        for name, exp in table.items():
+            if name in found:
+                raise cfg.ConfigError(f"experiment {name!r} is registered in both {found[name][0]} and {path.name}")
+            if not (layout.configs / f"{name}.toml").is_file():
+                raise cfg.ConfigError(f"experiment {name!r} ({path.name}) has no configs/{name}.toml")
+            found[name] = (path.name, exp)
+    return found
+
+
+def select(found: dict, only: Sequence[str] = ()) -> list[str]:
+    """Names matching any of the glob patterns in ``only`` (substring match when a pattern has no wildcard)."""
+    if not only:
+        return list(found)
+    pats = [p if any(c in p for c in "*?[") else f"*{p}*" for p in only]
+    names = [n for n in found if any(fnmatch.fnmatchcase(n, p) for p in pats)]
+    if not names:
+        raise cfg.ConfigError(f"--only {' '.join(only)} matches no experiment; known: {', '.join(found)}")
+    return names
+
+
+def _versions() -> dict:
+    import jax
+
+    import jaxmech
+
+    return {
+        "jaxmech": jaxmech.__version__,
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(jax.devices()[0].device_kind),
+        "backend": jax.default_backend(),
+        "device_count": jax.device_count(),
+    }
+
+
+def run_one(layout: Layout, name: str, exp: Experiment, size: str, out: Path, progress=None) -> dict:
+    """Run one experiment; never raises. A failed run or claims function becomes one FAIL row with the error."""
+    from jaxmech._src import runs
+
+    t0 = time.perf_counter()
+    overrides = {"quick": exp.quick, "full": exp.full}.get(size, ())
+    rec = {"name": name, "paper": exp.paper, "size": size, "overrides": list(overrides), "figures": [], "error": None}
+    try:
+        settings, _ = cfg.load(layout.configs / f"{name}.toml", tuple(overrides))
+        import jax
+
+        x64 = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", settings.precision == "float64")
+        try:
+            metrics = runs.run(settings, out / name, base_dir=layout.configs, progress=progress)
+        finally:
+            jax.config.update("jax_enable_x64", x64)
+        rows = [Claim(*r) for r in exp.claims(metrics)]
+        figs = metrics.get("plots")
+        rec["figures"] = [
+            {"file": f"{name}/{f}", "caption": ((exp.captions or {}).get(f) or CAPTIONS.get(f) or f)}
+            for f in (figs if isinstance(figs, list) else [])
+        ]
+    except Exception as e:  # one experiment's failure is its row, the others go on
+        err = f"{type(e).__name__}: {e}".strip()
+        (out / name).mkdir(parents=True, exist_ok=True)
+        (out / name / "error.txt").write_text(traceback.format_exc())
+        rec["error"] = err
+        rows = [Claim(f"({exp.paper})", f"experiment {name} ran", err.splitlines()[0][:300], f"{name}/error.txt", FAIL)]
+    rec["wall_s"] = round(time.perf_counter() - t0, 2)
+    rec["claims"] = [r._asdict() for r in rows]
+    return rec
+
+
+def reproduce(
+    layout: Layout,
+    out: Path,
+    *,
+    size: str = "quick",
+    only: Sequence[str] = (),
+    names: Sequence[str] | None = None,
+    log=print,
+    progress_factory=None,
+) -> dict:
+    """Run the experiments (``names``, else those matching ``only``, else all) at ``size`` (``quick``: CI-sized,
+    ``default``: the configs' own sizes, ``full``: paper-grade) and write summary.json, report.md and report.html
+    into ``out``."""
+    found = discover(layout)
+    names = list(names) if names is not None else select(found, only)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    records = []
+    for k, name in enumerate(names, 1):
+        mod, exp = found[name]
+        log(f"[{k}/{len(names)}] {name} ({mod}, {size}) ...")
+        prog = progress_factory(name) if progress_factory else None
+        rec = run_one(layout, name, exp, size, out, prog)
+        records.append(rec)
+        counts = _counts(rec["claims"])
+        log(f"      {rec['wall_s']:.0f} s: " + ", ".join(f"{v} {k_}" for k_, v in counts.items() if v))
+        for c in rec["claims"]:
+            if c["status"] == FAIL:
+                log(f"      FAIL {c['source']}: {c['claim']} — {c['measured']}")
+    summary = {
+        "command": " ".join(["jaxmech reproduce", f"--{size}"] + [f"--only {p}" for p in only]),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "versions": _versions(),
+        "totals": _counts([c for r in records for c in r["claims"]]),
+        "experiments": records,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(summary))
+    (out / "report.html").write_text(render_html(summary, out))
+    return summary
+
+
+def _counts(claims: Sequence[dict]) -> dict:
+    return {s: sum(c["status"] == s for c in claims) for s in (PASS, FAIL, INFO)}
+
+
+def exit_code(summary: dict) -> int:
+    """0 when no claim failed, 1 otherwise."""
+    return 1 if summary["totals"][FAIL] else 0
+
+
+_COLUMNS = ("source", "claim", "measured", "reference", "status")
+
+
+def _md_cell(x: str) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(summary: dict) -> str:
+    """report.md: header, one table per paper (one row per claim), then each experiment's figures."""
+    t, v = summary["totals"], summary["versions"]
+    lines = [
+        "# jaxmech: reproducing the papers",
+        "",
+        f"`{summary['command']}` — {summary['date']}, {summary['wall_s']:.0f} s on {v['device']} ({v['backend']}), "
+        f"jaxmech {v['jaxmech']}, jax {v['jax']}, Python {v['python']}.",
+        "",
+        f"**{t[PASS]} PASS, {t[FAIL]} FAIL, {t[INFO]} INFO** (INFO rows are findings: where a paper's statement "
+        "does not hold as written, the row says so with the numbers).",
+        "",
+    ]
+    for paper, title in PAPERS.items():
+        recs = [r for r in summary["experiments"] if r["paper"] == paper]
+        if not recs:
+            continue
+        lines += [
+            f"## {title}",
+            "",
+            "| Source | Claim | Measured | Reference | Status | Experiment |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in recs:
+            for c in r["claims"]:
+                cells = [_md_cell(c[k]) for k in _COLUMNS]
+                cells[-1] = f"**{cells[-1]}**" if c["status"] != PASS else cells[-1]
+                lines.append("| " + " | ".join(cells + [f"`{r['name']}`"]) + " |")
+        lines.append("")
+    lines += ["## Figures", ""]
+    for r in summary["experiments"]:
+        if r["figures"]:
+            lines += [f"### {r['name']}", ""]
+            lines += [f"![{_md_cell(f['caption'])}]({f['file']})  \n*{f['caption']}*\n" for f in r["figures"]]
+    lines += ["## Experiments", "", "| Experiment | Paper | Wall (s) | Overrides | Results |", "|---|---|---|---|---|"]
+    for r in summary["experiments"]:
+        ov = ", ".join(f"`{o}`" for o in r["overrides"]) or "—"
+        lines.append(f"| `{r['name']}` | {r['paper']} | {r['wall_s']:.1f} | {ov} | [{r['name']}/]({r['name']}/) |")
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;line-height:1.4;padding:0 1em}
+table{border-collapse:collapse;width:100%;margin:1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}
+th{background:#f0f0f0} td.PASS{background:#e3f6e3;font-weight:bold} td.FAIL{background:#f9d6d6;font-weight:bold}
+td.INFO{background:#fff4cc;font-weight:bold} code{font-size:0.95em}
+figure{display:inline-block;margin:0.5em;max-width:46%;vertical-align:top} figure img{max-width:100%}
+figcaption{font-size:0.85em;color:#555} .totals span{margin-right:1.5em;font-weight:bold}
+"""
+
+
+def _img(out: Path, rel: str) -> str:
+    p = out / rel
+    if not p.is_file():
+        return "<em>(figure missing)</em>"
+    data = base64.b64encode(p.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(rel)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(summary: dict, out: Path) -> str:
+    """report.html: the same content as report.md, self-contained (figures embedded as data URIs, no scripts)."""
+    e = html.escape
+    t, v = summary["totals"], summary["versions"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>jaxmech: reproducing the papers</title>",
+        f"<style>{_CSS}</style></head><body><h1>jaxmech: reproducing the papers</h1>",
+        f"<p><code>{e(summary['command'])}</code> — {e(summary['date'])}, {summary['wall_s']:.0f} s on "
+        f"{e(v['device'])} ({e(v['backend'])}), jaxmech {e(v['jaxmech'])}, jax {e(v['jax'])}.</p>",
+        f"<p class='totals'><span class='p'>{t[PASS]} PASS</span><span>{t[FAIL]} FAIL</span><span>{t[INFO]} INFO</span>"
+        "</p><p>INFO rows are findings: where a paper's statement does not hold as written, the row says so with the "
+        "numbers.</p>",
+    ]
+    for paper, title in PAPERS.items():
+        recs = [r for r in summary["experiments"] if r["paper"] == paper]
+        if not recs:
+            continue
+        parts.append(f"<h2>{e(title)}</h2><table><tr>")
+        parts.append(
+            "".join(f"<th>{h}</th>" for h in ("Source", "Claim", "Measured", "Reference", "Status", "Experiment"))
+        )
+        parts.append("</tr>")
+        for r in recs:
+            for c in r["claims"]:
+                cells = "".join(f"<td>{e(str(c[k]))}</td>" for k in _COLUMNS[:-1])
+                parts.append(
+                    f"<tr>{cells}<td class='{e(c['status'])}'>{e(c['status'])}</td><td><code>{e(r['name'])}</code></td></tr>"
+                )
+        parts.append("</table>")
+    parts.append("<h2>Figures</h2>")
+    for r in summary["experiments"]:
+        if r["figures"]:
+            parts.append(f"<h3>{e(r['name'])}</h3>")
+            for f in r["figures"]:
+                parts.append(f"<figure>{_img(out, f['file'])}<figcaption>{e(f['caption'])}</figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def main_for(module_file: str, argv: Sequence[str] | None = None) -> int:
+    """``python experiments/<paper>.py [--quick|--full] [--only P] [--out DIR]``: reproduce one module's experiments."""
+    import argparse
+
+    stem = Path(module_file).stem
+    p = argparse.ArgumentParser(description=f"Run the experiments registered in experiments/{stem}.py")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true")
+    g.add_argument("--full", action="store_true")
+    p.add_argument("--only", action="append", default=[])
+    p.add_argument("--out", default=f"results/{stem}")
+    a = p.parse_args(argv)
+    layout = Layout(Path(module_file).resolve().parents[1])
+    mine = [n for n, (mod, _) in discover(layout).items() if mod == f"{stem}.py"]
+    names = select(dict.fromkeys(mine), a.only)
+    size = "quick" if a.quick else "full" if a.full else "default"
+    return exit_code(reproduce(layout, Path(a.out), size=size, names=names, only=a.only))
