@@ -149,8 +149,12 @@ class CaseSettings:
 class ExperimentSettings:
     kind: str = _meta(
         "audit",
-        doc="audit | sweep | compare_deficits | interim | double_auction | search | contributions",
-        choices=("audit", "sweep", "compare_deficits", "interim", "double_auction", "search", "contributions"),
+        doc="audit | sweep | compare_deficits | interim | double_auction | search | contributions | interim_audit | "
+        "thm4 | cremer_mclean",
+        choices=(
+            "audit", "sweep", "compare_deficits", "interim", "double_auction", "search", "contributions",
+            "interim_audit", "thm4", "cremer_mclean",
+        ),  # fmt: skip
     )
     parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
     values: tuple[float, ...] = _meta((), doc="sweep: values of the parameter")

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from jaxmech._src import audit as audit_lib
-from jaxmech._src import conditions, engine, plots, priors, provision, trading
+from jaxmech._src import bayesian, conditions, engine, plots, priors, provision, trading
 from jaxmech._src import config as cfg
 from jaxmech._src import environments as envs
 from jaxmech._src import mechanisms as mechs
@@ -106,6 +106,11 @@ MECHANISMS = {
         "CE Sec. 3.4 / Cor. 1: generalized VCG with each payment replaced by its interim expectation "
         "(Bayesian IC, not ex post IC); independent prior",
     ),
+    "expected_externality": Entry(
+        ("inner",),
+        "d'Aspremont-Gerard-Varet: efficient rule, expected-externality transfers from the interim envelope formula "
+        "(Bayesian IC, exactly budget balanced, not ex post IC); independent prior",
+    ),
 }
 
 EXPERIMENTS = {
@@ -120,6 +125,21 @@ EXPERIMENTS = {
     "interim": Entry(
         ("types", "misreports", "inner"),
         "CE Cor. 1: [mechanism] vs its interim-payment version: ex post regret, Bayesian IC, interim IR, deficits",
+    ),
+    "interim_audit": Entry(
+        ("types", "misreports", "inner", "cases"),
+        "CE Props 1-2: ex post and interim (Bayesian) IC / IR of [mechanism] by nested Monte Carlo under the "
+        "conditional prior, per [[experiment.cases]] (e.g. priors)",
+    ),
+    "thm4": Entry(
+        ("types", "misreports", "inner"),
+        "CE Thm 4 / Sec. 3.4: from the Bayesian IC [mechanism] with participation fees, the interim-payoff-equivalent "
+        "ex post IC and IR mechanism (generalized VCG anchored at the lowest type); budgets compared",
+    ),
+    "cremer_mclean": Entry(
+        ("signals",),
+        "CE fn. 6: Cremer-McLean full surplus extraction on the [prior] discretized to `signals` types per bidder "
+        "(single_object, two bidders): ex post IC, interim IR, NOT ex post IR; exact enumeration",
     ),
     "double_auction": Entry(
         ("signals", "bids"), "CE Sec. 4.3: iterated elimination of ex post weakly dominated bids on a grid"
@@ -343,6 +363,11 @@ def build_mechanism(
             base = mechs.generalized_vcg(env)
             key = jax.random.PRNGKey(seed)
             return trading.interim_payments(env, base, prior, jax.random.fold_in(key, 7), inner=m.inner)
+        if m.kind == "expected_externality":
+            if prior is None or prior.cholesky is not None:
+                raise cfg.ConfigError("mechanism.kind: expected_externality needs an independent prior (no correlation / rho)")
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), 17)
+            return bayesian.expected_externality(env, prior, key, inner=m.inner)
         if m.decide is None or m.pay is None:
             raise cfg.ConfigError("mechanism: kind 'custom' needs both decide and pay ('module:function')")
         return mechs.Mechanism(
@@ -1023,6 +1048,7 @@ EXPERIMENT_RUNNERS = {
     "double_auction": _run_double_auction,
     "search": _run_search,
     "contributions": _run_contributions,
+    **bayesian.RUNNERS,
 }
 
 
@@ -1131,6 +1157,7 @@ def summary(metrics: dict) -> str:
         "double_auction": _double_auction_summary,
         "search": _search_summary,
         "contributions": _contributions_summary,
+        **bayesian.SUMMARIES,
     }[kind](metrics)
     if "conditions" in metrics:
         text += "\nconditions   " + "   ".join(
