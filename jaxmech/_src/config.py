@@ -105,6 +105,9 @@ class AuditSettings:
     profiles: int = _meta(100_000, doc="number of sampled profiles", min=1)
     block_size: int = _meta(4096, doc="profiles per block (fixes the sample)", min=1)
     chunk_size: int = _meta(65536, doc="profiles per compiled call", min=1)
+    segment_blocks: int = _meta(
+        1024, doc="blocks per reduction segment (processes split on segments; totals equal for any process count)", min=1
+    )
     rtol: float | None = _meta(None, doc="tolerance relative to the value scale (default 1e-5 f32, 1e-10 f64)", min=0.0)
     misreports: MisreportSettings = _meta(factory=MisreportSettings, doc="misreport strategies")
 

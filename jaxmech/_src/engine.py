@@ -13,10 +13,14 @@ totals identical for every chunk size and device count.
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -35,7 +39,12 @@ BlockFn = Callable[[Array, Array, Array], dict]  # (block_key, block_index, n_va
 
 
 class StreamInfo(NamedTuple):
-    """What a streamed run did: sizes, devices and timings (seconds)."""
+    """What a streamed run did: sizes, devices and timings (seconds).
+
+    In a multi-process run the sizes and timings are this process's; ``n_processes``
+    is the process count. ``resumed_at_block`` is the block a resumed run started
+    from (0 for a fresh run).
+    """
 
     n_profiles: int
     block_size: int
@@ -44,11 +53,146 @@ class StreamInfo(NamedTuple):
     n_devices: int
     compile_s: float
     run_s: float
+    n_processes: int = 1
+    resumed_at_block: int = 0
+
+
+DEFAULT_SEGMENT_BLOCKS = 1024
+
+
+class Checkpoint(NamedTuple):
+    """Where and how often :func:`stream` saves its running reductions, and whether to resume from them.
+
+    Attributes:
+      path: the checkpoint file (``.npz``); one per process in a multi-process run.
+      every_s: seconds between saves (0: after every chunk).
+      fingerprint: what the numbers depend on (e.g. a hash of the resolved config);
+        resuming a checkpoint with another fingerprint is an error.
+      resume: start from ``path`` if it exists.
+      meta: extra JSON-ready data stored with the state (e.g. the config, to resume from).
+    """
+
+    path: Path
+    every_s: float = 300.0
+    fingerprint: str = ""
+    resume: bool = False
+    meta: dict | None = None
 
 
 def _mesh(devices: Sequence[Any] | None) -> Mesh:
-    devs = list(devices) if devices is not None else jax.devices()
+    devs = list(devices) if devices is not None else jax.local_devices()
     return Mesh(np.array(devs), ("blocks",))
+
+
+class _Reduction:
+    """Running reductions of one process: closed segments' totals (in segment order) and the open segment.
+
+    Totals are exact functions of the blocks: blocks add up in block order within a
+    segment, segments in segment order (:func:`_merge`), whatever the chunking, the
+    devices, the processes, or where a run was interrupted and resumed.
+    """
+
+    def __init__(self, segment_blocks: int, merge_closed: bool):
+        self.segment_blocks = segment_blocks
+        self.merge_closed = merge_closed  # single process: keep one running total (flat memory)
+        self.closed: list[dict] = []  # totals of closed segments, in order (merged into one when merge_closed)
+        self.open = audit_lib.Accumulator()
+        self.open_segment = -1
+
+    def add_chunk(self, stats: dict[str, np.ndarray], first_block: int, block_size: int) -> None:
+        nb = len(stats["n_sum"])
+        i = 0
+        while i < nb:
+            seg = (first_block + i) // self.segment_blocks
+            j = min(nb, (seg + 1) * self.segment_blocks - first_block)
+            if seg != self.open_segment:
+                self.close()
+                self.open_segment = seg
+            self.open.add_chunk({k: v[i:j] for k, v in stats.items()}, first_block + i, block_size)
+            i = j
+
+    def close(self) -> None:
+        if self.open.totals:
+            if self.merge_closed and self.closed:
+                _merge(self.closed[0], self.open.totals)
+            else:
+                self.closed.append(self.open.totals)
+        self.open = audit_lib.Accumulator()
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {f"closed{j}::{k}": v for j, tot in enumerate(self.closed) for k, v in tot.items()}
+        out.update({f"open::{k}": v for k, v in self.open.totals.items()})
+        out["open_segment"] = np.asarray(self.open_segment)
+        out["n_closed"] = np.asarray(len(self.closed))
+        return out
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        self.closed = [{} for _ in range(int(arrays["n_closed"]))]
+        self.open = audit_lib.Accumulator()
+        self.open_segment = int(arrays["open_segment"])
+        for name, v in arrays.items():
+            if "::" not in name:
+                continue
+            where, k = name.split("::", 1)
+            (self.open.totals if where == "open" else self.closed[int(where[6:])])[k] = np.array(v)
+
+
+def _merge(total: dict, later: dict) -> None:
+    """Add the totals of a later stretch of blocks into ``total`` (sums add; the earlier extremum wins ties)."""
+    acc = audit_lib.Accumulator()
+    acc.totals = total
+    acc._add_block(later, 0, 1)  # block 0: witness indices are already global
+
+
+def _save_state(ck: Checkpoint, red: _Reduction, meta: dict) -> None:
+    path = Path(ck.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, meta=np.asarray(json.dumps(meta)), **red.state())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint
+
+
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """The JSON metadata stored in a checkpoint file (fingerprint, next block, caller's ``meta``)."""
+    with np.load(path) as z:
+        return json.loads(str(z["meta"]))
+
+
+def _load_state(ck: Checkpoint, red: _Reduction, expect: dict) -> int:
+    """Restore ``red`` from ``ck.path``; returns the next block. Raises ``ValueError`` on a mismatch."""
+    with np.load(ck.path) as z:
+        meta = json.loads(str(z["meta"]))
+        for k, v in expect.items():
+            if meta.get(k) != v:
+                raise ValueError(f"checkpoint {ck.path}: {k} is {meta.get(k)!r}, this run has {v!r}; cannot resume")
+        red.load({k: z[k] for k in z.files if k != "meta"})
+    return int(meta["next_block"])
+
+
+def _gather_closed(closed: list[dict]) -> list[dict]:
+    """All processes' closed segment totals, in process order (an all-gather of serialized bytes)."""
+    from jax.experimental import multihost_utils
+
+    buf = io.BytesIO()
+    np.savez(buf, n=np.asarray(len(closed)), **{f"{j}::{k}": v for j, t in enumerate(closed) for k, v in t.items()})
+    raw = np.frombuffer(buf.getvalue(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([raw.size], np.int32))).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: raw.size] = raw
+    everything = np.asarray(multihost_utils.process_allgather(padded))
+    out: list[dict] = []
+    for p, size in enumerate(sizes):
+        with np.load(io.BytesIO(everything[p, : int(size)].tobytes())) as z:
+            part = [{} for _ in range(int(z["n"]))]
+            for name in z.files:
+                if name != "n":
+                    j, k = name.split("::", 1)
+                    part[int(j)][k] = np.array(z[name])
+        out.extend(part)
+    return out
 
 
 def stream(
@@ -60,8 +204,19 @@ def stream(
     chunk_size: int,
     devices: Sequence[Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[audit_lib.Accumulator, StreamInfo]:
     """Stream ``n_profiles`` profiles through ``block_fn`` and add up its per-block outputs.
+
+    Blocks add up in block order within *segments* of ``segment_blocks`` blocks and
+    segments in order, in float64 on the host, so the totals are the same numbers
+    for any chunk size, device count and process count, and after a resume.
+
+    Several processes (``jax.distributed.initialize`` called before): process ``p``
+    of ``P`` takes a contiguous run of whole segments, shards it over its local
+    devices, and the closed segments' totals are all-gathered at the end, so every
+    process returns the same totals.
 
     Args:
       block_fn: ``block_fn(block_key, block_index, n_valid) -> dict`` of arrays
@@ -71,20 +226,46 @@ def stream(
       block_size: profiles per block (fixes the sample).
       chunk_size: profiles per compiled call (rounded to whole blocks, and up to a
         multiple of the device count).
-      devices: devices to shard over (default: all visible devices).
-      progress: called as ``progress(done_profiles, n_profiles)`` after each chunk.
+      devices: devices to shard over (default: all local devices).
+      progress: called as ``progress(done_profiles, n_profiles)`` after each chunk
+        (this process's share in a multi-process run).
+      segment_blocks: blocks per reduction segment (the unit processes split on).
+      checkpoint: save the running reductions to ``checkpoint.path`` every
+        ``checkpoint.every_s`` seconds; with ``checkpoint.resume``, continue from it.
     """
     if n_profiles < 1:
         raise ValueError(f"n_profiles must be >= 1, got {n_profiles}")
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if segment_blocks < 1:
+        raise ValueError(f"segment_blocks must be >= 1, got {segment_blocks}")
     mesh = _mesh(devices)
     n_dev = mesh.devices.size
+    n_proc, proc = jax.process_count(), jax.process_index()
     n_blocks = math.ceil(n_profiles / block_size)
+    n_seg = math.ceil(n_blocks / segment_blocks)
+    lo = min(proc * n_seg // n_proc * segment_blocks, n_blocks)  # this process's blocks: [lo, hi)
+    hi = min((proc + 1) * n_seg // n_proc * segment_blocks, n_blocks)
+    red = _Reduction(segment_blocks, merge_closed=n_proc == 1)
+    state_meta = {
+        "fingerprint": checkpoint.fingerprint if checkpoint else "",
+        "n_profiles": n_profiles,
+        "block_size": block_size,
+        "segment_blocks": segment_blocks,
+        "process": proc,
+        "n_processes": n_proc,
+        "key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+        .ravel()
+        .tolist(),
+    }
+    start = lo
+    if checkpoint is not None and checkpoint.resume and Path(checkpoint.path).exists():
+        start = _load_state(checkpoint, red, state_meta)
+
     per_chunk = max(1, chunk_size // block_size)
-    per_chunk = min(per_chunk, n_blocks)
+    per_chunk = min(per_chunk, max(hi - lo, 1))
     per_chunk = math.ceil(per_chunk / n_dev) * n_dev
-    n_chunks = math.ceil(n_blocks / per_chunk)
+    n_chunks = math.ceil((hi - start) / per_chunk)
 
     def per_device(root, block_ids, n_valid):
         def one(args):
@@ -100,27 +281,45 @@ def stream(
     )
 
     def args_for(c):
-        ids = np.arange(c * per_chunk, (c + 1) * per_chunk, dtype=np.int64)
-        n_valid = np.clip(n_profiles - ids * block_size, 0, block_size)
+        ids = np.arange(start + c * per_chunk, start + (c + 1) * per_chunk, dtype=np.int64)
+        n_valid = np.where(ids < hi, np.clip(n_profiles - ids * block_size, 0, block_size), 0)
         return key, jnp.asarray(ids, jnp.int32), jnp.asarray(n_valid, jnp.int32)
 
+    compile_s = 0.0
     t0 = time.perf_counter()
-    compiled = sharded.lower(*args_for(0)).compile()
-    compile_s = time.perf_counter() - t0
+    if n_chunks > 0:
+        compiled = sharded.lower(*args_for(0)).compile()
+        compile_s = time.perf_counter() - t0
 
-    acc = audit_lib.Accumulator()
-    t0 = time.perf_counter()
-    pending = compiled(*args_for(0))
+    def save(next_block):
+        meta = dict(state_meta, next_block=next_block, meta=checkpoint.meta or {})
+        _save_state(checkpoint, red, meta)
+
+    my_profiles = min(hi * block_size, n_profiles) - lo * block_size
+    t0 = last_save = time.perf_counter()
+    pending = compiled(*args_for(0)) if n_chunks > 0 else None
     for c in range(n_chunks):
         # Dispatch the next chunk before pulling this one back, so the device stays busy.
         nxt = compiled(*args_for(c + 1)) if c + 1 < n_chunks else None
         host = jax.tree.map(np.asarray, pending)
-        acc.add_chunk(host, c * per_chunk, block_size)
+        red.add_chunk(host, start + c * per_chunk, block_size)
         pending = nxt
+        done_block = min(start + (c + 1) * per_chunk, hi)
+        if checkpoint is not None and c + 1 < n_chunks and time.perf_counter() - last_save >= checkpoint.every_s:
+            save(done_block)
+            last_save = time.perf_counter()
         if progress is not None:
-            progress(min((c + 1) * per_chunk * block_size, n_profiles), n_profiles)
+            progress(min(done_block * block_size, n_profiles) - lo * block_size, my_profiles)
+    red.close()
+    closed = _gather_closed(red.closed) if n_proc > 1 else red.closed
+    acc = audit_lib.Accumulator()
+    for tot in closed:
+        if acc.totals:
+            _merge(acc.totals, tot)
+        else:
+            acc.totals = tot
     run_s = time.perf_counter() - t0
-    info = StreamInfo(n_profiles, block_size, per_chunk, n_chunks, n_dev, compile_s, run_s)
+    info = StreamInfo(n_profiles, block_size, per_chunk, n_chunks, n_dev, compile_s, run_s, n_proc, start - lo)
     return acc, info
 
 
@@ -163,6 +362,8 @@ def audit(
     rtol: float | None = None,
     devices: Sequence[Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
+    checkpoint: Checkpoint | None = None,
 ) -> AuditResult:
     """Audit ``mech`` in ``env`` on ``n_profiles`` profiles drawn from ``prior``, streamed in blocks.
 
@@ -170,7 +371,8 @@ def audit(
     violation, utility and payment; the deficit; welfare, first-best welfare and
     their ratio; outcome frequencies — each mean with its standard error and a
     95% interval, maxima with the profile (and misreport) where they occur, and
-    ``P(x > tol)`` with ``tol = rtol * value_scale``.
+    ``P(x > tol)`` with ``tol = rtol * value_scale``. ``segment_blocks`` and
+    ``checkpoint`` (save / resume the running reductions) go to :func:`stream`.
     """
     if prior.dims != env.dims:
         raise ValueError(f"prior dims {list(prior.dims)} do not match environment dims {list(env.dims)}")
@@ -199,6 +401,8 @@ def audit(
         chunk_size=chunk_size,
         devices=devices,
         progress=progress,
+        segment_blocks=segment_blocks,
+        checkpoint=checkpoint,
     )
     report = audit_lib.finalize(acc.totals, env, tol)
     report["value_scale"] = scale
@@ -246,11 +450,14 @@ def compare_deficits(
 
 
 def terminal_progress(label: str = "audit", stream_=None, min_interval: float = 0.2):
-    """A progress callback writing ``label: 42% (n/N profiles)`` on one line; ``None`` when not a TTY."""
+    """A progress callback writing ``label: 42% (n/N profiles, rate/s, ETA 1m05s)`` on one line; ``None`` when not a TTY.
+
+    Rate and ETA count from the first call, so a resumed run's rate is its own.
+    """
     out = stream_ if stream_ is not None else sys.stderr
     if not out.isatty():
         return None
-    start = time.perf_counter()
+    first: list[float] = []  # (time, done) at the first call
     last = [0.0]
 
     def cb(done, total):
@@ -258,10 +465,27 @@ def terminal_progress(label: str = "audit", stream_=None, min_interval: float = 
         if done < total and now - last[0] < min_interval:
             return
         last[0] = now
-        rate = done / max(now - start, 1e-9)
-        out.write(f"\r{label}: {100 * done / total:5.1f}% ({done:,}/{total:,} profiles, {rate:,.0f}/s)")
+        if not first:
+            first.extend((now, done))
+        out.write(f"\r{label}: {progress_line(done, total, now - first[0], done - first[1])}")
         if done >= total:
             out.write("\n")
         out.flush()
 
     return cb
+
+
+def progress_line(done: int, total: int, elapsed_s: float, done_since: int) -> str:
+    """``42.0% (n/N profiles, rate/s, ETA ...)`` from the profiles done since ``elapsed_s`` seconds ago."""
+    rate = done_since / elapsed_s if elapsed_s > 0 else 0.0
+    eta = "--" if rate <= 0 else _duration((total - done) / rate)
+    return f"{100 * done / max(total, 1):5.1f}% ({done:,}/{total:,} profiles, {rate:,.0f}/s, ETA {eta})"
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

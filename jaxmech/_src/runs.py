@@ -8,6 +8,8 @@ timings).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -466,13 +469,15 @@ def manifest(settings: cfg.Settings, wall_s: float, info: engine.StreamInfo | No
                 "n_chunks": info.n_chunks,
                 "blocks_per_chunk": info.blocks_per_chunk,
                 "profiles_per_s": info.n_profiles / max(info.run_s, 1e-12),
+                "n_processes": info.n_processes,
+                "resumed_at_block": info.resumed_at_block,
             }
         )
     return m
 
 
-def execute(settings: cfg.Settings, built: Built, *, progress=None) -> engine.AuditResult:
-    """Run the audit the settings describe (no files)."""
+def execute(settings: cfg.Settings, built: Built, *, progress=None, checkpoint=None) -> engine.AuditResult:
+    """Run the audit the settings describe (no files besides the optional ``engine.Checkpoint``)."""
     a = settings.audit
     return engine.audit(
         built.env,
@@ -486,6 +491,8 @@ def execute(settings: cfg.Settings, built: Built, *, progress=None) -> engine.Au
         dtype=built.dtype,
         rtol=a.rtol,
         progress=progress,
+        segment_blocks=a.segment_blocks,
+        checkpoint=checkpoint,
     )
 
 
@@ -577,9 +584,9 @@ def _conditions(built: Built) -> dict | None:
     return None
 
 
-def _run_audit(settings, base_dir, progress, out_dir):
+def _run_audit(settings, base_dir, progress, out_dir, checkpoint=None):
     built = build(settings, base_dir)
-    result = execute(settings, built, progress=progress)
+    result = execute(settings, built, progress=progress, checkpoint=checkpoint)
     metrics = _audit_metrics(built, result)
     cond = _conditions(built)
     if cond is not None:
@@ -1052,15 +1059,62 @@ EXPERIMENT_RUNNERS = {
 }
 
 
-def run(settings: cfg.Settings, out_dir: Path, *, base_dir: Path | None = None, progress=None) -> dict:
+def checkpoint_path(out_dir: Path, process: int | None = None) -> Path:
+    """The checkpoint file of this process (or of ``process``) in a results folder."""
+    return Path(out_dir) / "checkpoint" / f"process-{jax.process_index() if process is None else process}.npz"
+
+
+def resume_settings(out_dir: Path) -> tuple[cfg.Settings, Path | None]:
+    """The settings and config folder of the interrupted run in ``out_dir``, read from its checkpoint."""
+    path = checkpoint_path(out_dir)
+    if not path.exists():
+        if (Path(out_dir) / "metrics.json").exists():
+            raise cfg.ConfigError(f"--resume {out_dir}: the run is complete (metrics.json is there)")
+        raise cfg.ConfigError(f"--resume {out_dir}: no checkpoint {path} (a run writes its first after --checkpoint-every)")
+    meta = engine.read_checkpoint_meta(path)["meta"]
+    settings = cfg.parse(cfg.Settings, tomllib.loads(meta["config"]))
+    return settings, Path(meta["base_dir"]) if meta.get("base_dir") else None
+
+
+def _checkpoint(settings: cfg.Settings, out_dir: Path, base_dir: Path | None, every_s: float, resume: bool):
+    if settings.experiment.kind != "audit":
+        raise cfg.ConfigError(f"--resume: only audit runs checkpoint (experiment.kind = {settings.experiment.kind!r})")
+    config = cfg.dump_toml(cfg.to_dict(settings))
+    return engine.Checkpoint(
+        path=checkpoint_path(out_dir),
+        every_s=every_s,
+        fingerprint=hashlib.sha256(config.encode()).hexdigest(),
+        resume=resume,
+        meta={"config": config, "base_dir": None if base_dir is None else str(Path(base_dir).resolve())},
+    )
+
+
+def run(
+    settings: cfg.Settings,
+    out_dir: Path,
+    *,
+    base_dir: Path | None = None,
+    progress=None,
+    checkpoint_every: float | None = None,
+    resume: bool = False,
+) -> dict:
     """Run the experiment the settings describe; write ``config.toml``, ``metrics.json``, ``manifest.json``, plots.
 
     Returns the metrics dict. Nothing is written if the settings do not build.
+    Audit runs save their running reductions to ``out_dir/checkpoint/`` every
+    ``checkpoint_every`` seconds (``None``: never) and, with ``resume``, continue
+    from there, ending with the numbers of an uninterrupted run. In a
+    multi-process run (``jax.distributed``) every process computes its share and
+    process 0 alone writes the results.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     staging = out_dir / ".plots-tmp"
     runner = EXPERIMENT_RUNNERS[settings.experiment.kind]
+    ck = None
+    if resume or (checkpoint_every is not None and settings.experiment.kind == "audit"):
+        ck = _checkpoint(settings, out_dir, base_dir, 300.0 if checkpoint_every is None else checkpoint_every, resume)
+        runner = functools.partial(runner, checkpoint=ck)
     staging.mkdir(parents=True, exist_ok=True)
     try:
         body, info, figs = runner(settings, base_dir, progress, staging)
@@ -1069,16 +1123,28 @@ def run(settings: cfg.Settings, out_dir: Path, *, base_dir: Path | None = None, 
         if out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
+    if ck is not None:
+        ck.path.unlink(missing_ok=True)
+    if jax.process_index() != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        return _body_metrics(settings, body, figs)
+    if ck is not None and ck.path.parent.exists() and not any(ck.path.parent.iterdir()):
+        ck.path.parent.rmdir()
     for f in figs:
         (staging / f).replace(out_dir / f)
     shutil.rmtree(staging, ignore_errors=True)
     wall = time.perf_counter() - t0
-    metrics = {"schema_version": METRICS_SCHEMA_VERSION, "name": settings.name, "experiment": settings.experiment.kind}
-    metrics.update(body)
-    metrics["plots"] = figs if figs or not settings.experiment.plots or plots.available() else "matplotlib not installed"
+    metrics = _body_metrics(settings, body, figs)
     (out_dir / "config.toml").write_text(cfg.dump_toml(cfg.to_dict(settings)))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     (out_dir / "manifest.json").write_text(json.dumps(manifest(settings, wall, info), indent=2) + "\n")
+    return metrics
+
+
+def _body_metrics(settings: cfg.Settings, body: dict, figs: list[str]) -> dict:
+    metrics = {"schema_version": METRICS_SCHEMA_VERSION, "name": settings.name, "experiment": settings.experiment.kind}
+    metrics.update(body)
+    metrics["plots"] = figs if figs or not settings.experiment.plots or plots.available() else "matplotlib not installed"
     return metrics
 
 

@@ -1,0 +1,77 @@
+"""Two processes on jax.distributed (loopback): disjoint blocks, one results folder, the single-process numbers."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from test_resume import compile_cache_fixture  # noqa: F401  (the compile_cache fixture)
+
+from jaxmech._src import config as cfg
+from jaxmech._src import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = [
+    "audit.profiles=60000",  # 59 blocks: the last one partial
+    "audit.block_size=1024",
+    "audit.chunk_size=4096",
+    "audit.segment_blocks=4",  # 15 segments: process 0 takes 7, process 1 takes 8
+    "mechanism.pivot='closed_form'",
+    "audit.misreports.grid=8",
+    "audit.misreports.random=2",
+    "audit.misreports.kinks=false",
+    "experiment.plots=false",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process(tmp_path, compile_cache):
+    out = tmp_path / "two"
+    config = str(ROOT / "configs/bilateral_trade.toml")
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **compile_cache)
+    env.update(JAX_NUMPY_DTYPE_PROMOTION="strict", JAX_NUMPY_RANK_PROMOTION="raise")  # as conftest, for the cache
+    env.update(JAXMECH_COORDINATOR=f"127.0.0.1:{port}", JAXMECH_NUM_PROCESSES="2")  # the id comes as a flag
+    sets = [x for s in SIZES for x in ("--set", s)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jaxmech._src.cli", "run", config, "--out", str(out), "--process-id", str(p), *sets],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in (0, 1)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, se) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, se[-3000:]
+    assert "results:" in outs[0][0] and "results:" not in outs[1][0]  # process 0 alone reports and writes
+    metrics = json.loads((out / "metrics.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_processes"] == 2
+    assert not (out / "checkpoint").exists()
+
+    settings = cfg.load(config, tuple(SIZES))[0]
+    reference = runs.run(settings, tmp_path / "one")
+    assert metrics["audit"] == reference["audit"]  # every number, bit for bit
+    assert metrics["audit"]["profiles"] == 60000
+
+
+def test_distributed_flags_are_checked(capsys):
+    from jaxmech._src import cli
+
+    assert cli.main(["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "127.0.0.1:1"]) == 2
+    assert "needs --coordinator, --num-processes and --process-id" in capsys.readouterr().err
+    argv = ["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "h:1", "--num-processes", "2"]
+    assert cli.main([*argv, "--process-id", "2", "--out", "x"]) == 2
+    assert "0 <= --process-id < num-processes" in capsys.readouterr().err
+    assert cli.main([*argv, "--process-id", "1"]) == 2
+    assert "needs --out" in capsys.readouterr().err
