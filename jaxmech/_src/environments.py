@@ -359,6 +359,58 @@ def example1_values(s: Array) -> Array:
     return jnp.stack([p1 + c1 * c2, p2 + c1 * c2])
 
 
-def example1() -> Environment:
-    """Two buyers with signals ``(p_i, c_i)`` in ``[0,1]^2`` and ``V_i = p_i + c_i c_j`` (B Example 1)."""
-    return single_object((2, 2), example1_values, name="example1")
+def example1_n_values(n: int) -> Callable[[Array], Array]:
+    """B Example 1 with ``n`` buyers: ``V_i = p_i + c_i mean_{j != i} c_j``, ``s = (p_1, c_1, ..., p_n, c_n)``.
+
+    ``n = 2`` is :func:`example1_values`. B Assumption 2 holds: ``d(V_i - V_j)/dp_i = 1`` and
+    ``d(V_i - V_j)/dc_i = sum_{k != i, j} c_k / (n - 1) >= 0``.
+    """
+
+    def values(s):
+        x = s.reshape(s.shape[:-1] + (n, 2))
+        p, c = x[..., 0], x[..., 1]
+        return p + c * (jnp.sum(c, axis=-1, keepdims=True) - c) / (n - 1)
+
+    return values
+
+
+def example1(n: int = 2) -> Environment:
+    """Buyers with signals ``(p_i, c_i)`` in ``[0,1]^2`` and ``V_i = p_i + c_i c_j`` (B Example 1; ``n > 2``: the mean of the others' ``c_j``)."""
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"example1: n must be an integer >= 2, got {n!r}")
+    if n == 2:
+        return single_object((2, 2), example1_values, name="example1")
+    return single_object((2,) * n, example1_n_values(n), name=f"example1(n={n})")
+
+
+def private_common_values(
+    dims: Sequence[int], weights: Sequence[float] | None = None, own: float | None = None
+) -> Callable[[Array], Array]:
+    """A private component plus a weighted common component with buyer-specific weights (B Sec. 1).
+
+    Buyer ``i``'s signal is ``(x_i1, ..., x_i(d_i - 1), c_i)``: private signals and an estimate
+    ``c_i`` of the common value ``C = mean_k c_k``; ``d_i`` may differ between buyers (``d_i = 1``:
+    no private signal). ``V_i = mean_k x_ik^2 + own c_i + w_i C`` (private part convex, so
+    buyer ``i``'s classes ``S_i(lam, s_-i)`` are curved). B Assumption 1a needs ``w_i, own >= 0``;
+    Assumption 2 (``d(V_i - V_j)/dc_i = own + (w_i - w_j) / n >= 0``) needs
+    ``own >= (max w - min w) / n`` (default ``own``: that bound plus 0.25).
+    """
+    dims = priors.validate_dims(dims)
+    n = len(dims)
+    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError(f"private_common values: need {n} non-negative common weights, got {weights!r}")
+    bound = float(w.max() - w.min()) / n
+    own = bound + 0.25 if own is None else float(own)
+    if own < bound:
+        raise ValueError(f"private_common values: own = {own} < (max w - min w) / n = {bound:.4g} breaks B Assumption 2")
+    ends = np.cumsum(dims) - 1  # the last coordinate of each buyer is c_i
+    private = [list(range(e - d + 1, e)) for e, d in zip(ends, dims, strict=True)]
+
+    def values(s):
+        c = s[..., ends]
+        common = jnp.mean(c, axis=-1, keepdims=True)
+        priv = jnp.stack([jnp.mean(s[..., ix] ** 2, axis=-1) if ix else jnp.zeros_like(s[..., 0]) for ix in private], -1)
+        return priv + own * c + jnp.asarray(w, s.dtype) * common
+
+    return values
