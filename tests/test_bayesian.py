@@ -48,7 +48,7 @@ def _copula_density(u, v, rho):
 # the conditional prior
 
 
-@pytest.mark.parametrize("rho, s1", [(0.5, 0.8), (-0.5, 0.1), (0.5, 0.0)])
+@pytest.mark.parametrize("rho, s1", [(0.5, 0.8), (-0.5, 0.0)])
 def test_conditional_sampler_matches_copula_conditional(key, rho, s1):
     """E[s_2 | s_1] = Phi(rho z_1 / sqrt(2 - rho^2)), z_1 = Phi^{-1}(s_1) (uniform marginals), within 4 SE."""
     prior = priors.gaussian_copula((1, 1), priors.uniform(), priors.equicorrelation(2, rho))
@@ -178,30 +178,27 @@ def test_thm4_private_values_closed_forms(key):
     prior = priors.independent((1, 1))
     bic = _agv(0.0)
     tpp, fee_mech, rep = bayesian.thm4_construction(
-        env, bic, prior, key, types=5, inner=4096, fee_inner=65536, ex_post=_vcg(0.0)
+        env, bic, prior, key, types=3, inner=2048, fee_inner=32768, ex_post=_vcg(0.0)
     )
     for r in rep["agents"]:
         assert within(r["fee"], -1 / 12, r["fee_se"], floor=1e-3)
         assert abs(r["shift"]) < 1e-6 and r["max_abs_z"] < 4 and r["lowest_type_minimizes"]
     grid = jnp.linspace(0.0, 1.0, 21, dtype=jnp.float32)
     prof = jnp.stack(jnp.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
-    u = jax.jit(jax.vmap(lambda s: env.value(tpp.decide((), s), s) - tpp.pay(tpp.params, s)))(prof)
-    assert float(jnp.min(u)) >= -1e-5  # ex post IR
 
     @jax.jit
-    def regrets(prof):
-        return jax.vmap(lambda s: jax.vmap(lambda m: audit.regret(env, tpp, tpp.params, s, m[None], 0))(grid))(prof)
-
-    assert float(jnp.max(regrets(prof))) <= 1e-5  # ex post IC on the grid (agent 1; symmetric)
-
-    @jax.jit
-    def deficits(s):
-        def one(mech, m):
+    def checks(prof, s):
+        def deficit(mech, m):
             return env.cost(mech.decide(mech.params, m)) - jnp.sum(mech.pay(mech.params, m))
 
-        return jax.vmap(lambda m: jnp.stack([one(tpp, m), one(fee_mech, m)]))(s)
+        u = jax.vmap(lambda s: env.value(tpp.decide((), s), s) - tpp.pay(tpp.params, s))(prof)
+        reg = jax.vmap(lambda s: jax.vmap(lambda m: audit.regret(env, tpp, tpp.params, s, m[None], 0))(grid))(prof)
+        return u, reg, jax.vmap(lambda m: jnp.stack([deficit(tpp, m), deficit(fee_mech, m)]))(s)
 
-    d = np.asarray(deficits(prior.sample(jax.random.fold_in(key, 5), 50_000)), np.float64)
+    u, reg, d = checks(prof, prior.sample(jax.random.fold_in(key, 5), 50_000))
+    assert float(jnp.min(u)) >= -1e-5  # ex post IR
+    assert float(jnp.max(reg)) <= 1e-5  # ex post IC on the grid (agent 1; symmetric)
+    d = np.asarray(d, np.float64)
     assert within(d[:, 0].mean(), 1 / 6, d[:, 0].std() / math.sqrt(len(d)))
     assert np.allclose(d[:, 1], -rep["fees_sum"], atol=1e-5)  # dAGV exactly balanced: the fees are the whole budget
 
@@ -280,6 +277,7 @@ def test_cremer_mclean_needs_correlation():
         bayesian.cremer_mclean(bayesian.linear_auction_values, types, pmf)
 
 
+@pytest.mark.slow
 def test_fn6_config_end_to_end(tmp_path):
     settings, _ = cfg.load(CONFIGS / "ce_fn6_cremer_mclean.toml", ("audit.profiles=20000",))
     m = runs.run(settings, tmp_path / "fn6")

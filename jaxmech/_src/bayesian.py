@@ -142,8 +142,9 @@ def interim_audit(
     For agent ``i``, each type ``s_i`` on a ``types``-point grid of ``S_i`` and each report ``m`` on a
     ``misreports``-point grid (plus the truth): ``U_i(m; s_i) = E[v_i(f(m, s_-i), s) - t_i(m, s_-i) | s_i]`` from
     ``inner`` draws of ``s_-i`` from the CONDITIONAL prior (:func:`conditional_sampler`), the same draws for every
-    report of that type (``agents``: which agents, default all). Interim regret ``max(0, max_m U_i(m; s_i) - U_i(s_i; s_i))`` with the SE of the paired
-    difference at the maximizing report; interim IR violation ``max(0, -min_{s_i} U_i(s_i; s_i))`` with the SE of
+    report of that type (``agents``: which agents, default all). Interim regret
+    ``max(0, max_{m != s_i} U_i(m; s_i) - U_i(s_i; s_i))`` with the SE of the paired difference at the best report
+    other than the truth (so a regret of 0 still comes with the resolution of the test); interim IR violation ``max(0, -min_{s_i} U_i(s_i; s_i))`` with the SE of
     ``U_i`` at the minimizing type. The per-type curves are returned too. One-dimensional signals.
     """
     _one_dimensional(env, "interim_audit")
@@ -156,12 +157,13 @@ def interim_audit(
         sampler = conditional_sampler(prior, i)
         key_i = jax.random.fold_in(key, i)
 
-        def per_type(arg, i=i, ms=ms, sampler=sampler, key_i=key_i):
+        def per_type(arg, i=i, ms=ms, sampler=sampler, key_i=key_i, lo=lo, hi=hi):
             k, t = arg
             prof = sampler(jax.random.fold_in(key_i, k), t, inner, dtype)
             u_mis, u_true = jax.vmap(lambda s: _deviation_utilities(env, mech, params, s, i, ms))(prof)
             gain = u_mis - u_true[:, None]  # (inner, M)
-            mean = jnp.mean(gain, axis=0)
+            # the best report other than the truth (a grid point equal to s_i has gain 0 and SE 0)
+            mean = jnp.where(jnp.abs(ms - t) <= 1e-6 * (hi - lo), -jnp.inf, jnp.mean(gain, axis=0))
             j = jnp.argmax(mean)
             return jnp.maximum(mean[j], 0.0), _se(gain[:, j]), ms[j], jnp.mean(u_true), _se(u_true)
 
@@ -232,21 +234,23 @@ def interim_envelope_tables(
         raise ValueError("expected externality: needs independent signals (the prior has a correlation matrix)")
     dtype = _x64_dtype()
     sample = prior.latin_hypercube(key, inner, dtype)
+
+    def moments(x, i):
+        def one(s):
+            s = s.at[i].set(x)
+            q = decide(params, s)
+            h = env.weights(q)[i]
+            dv = jax.grad(lambda y: env.values(s.at[i].set(y))[i])(x)
+            return jnp.stack([h * env.values(s)[i], h * dv, env.cost(q)])
+
+        return jnp.mean(jax.vmap(one)(sample), axis=0)
+
+    grids = [jnp.linspace(env.lo[i], env.hi[i], table, dtype=dtype) for i in range(env.n_agents)]
+    # one compiled function for all agents
+    ms = jax.jit(lambda gs: [jax.lax.map(lambda x, i=i: moments(x, i), g) for i, g in enumerate(gs)])(grids)
     out = []
-    for i in range(env.n_agents):
-        grid = jnp.linspace(env.lo[i], env.hi[i], table, dtype=dtype)
-
-        def moments(x, i=i):
-            def one(s):
-                s = s.at[i].set(x)
-                q = decide(params, s)
-                h = env.weights(q)[i]
-                dv = jax.grad(lambda y: env.values(s.at[i].set(y))[i])(x)
-                return jnp.stack([h * env.values(s)[i], h * dv, env.cost(q)])
-
-            return jnp.mean(jax.vmap(one)(sample), axis=0)
-
-        m = np.asarray(jax.jit(lambda g, f=moments: jax.lax.map(f, g))(grid), np.float64)  # (table, 3)
+    for grid, m in zip(grids, ms, strict=True):
+        m = np.asarray(m, np.float64)  # (table, 3)
         x = np.asarray(grid, np.float64)
         integral = np.concatenate([[0.0], np.cumsum(0.5 * (m[1:, 1] + m[:-1, 1]) * np.diff(x))])
         out.append((x, m[:, 0] - integral, m[:, 2]))
@@ -317,16 +321,23 @@ def with_fees(mech: Mechanism, fees, *, name: str | None = None) -> Mechanism:
 # CE Thm 4 / Sec. 3.4: interim-payoff-equivalent ex post IC and IR mechanism
 
 
-def _interim_utility(env, mech, prior, key, i, s_i, n, dtype):
-    """``u_i(s_i, s_-i)`` at ``n`` conditional draws of ``s_-i`` (truthful reports), shape ``(n,)``."""
+def _paired_moments(env, bic, vcg, prior, key, i, at, inner, dtype):
+    """For each type in ``at``: ``inner`` conditional draws of ``s_-i``, ``a = u_i`` under ``bic`` and ``b`` under
+    ``vcg`` (truthful): ``(mean a, var a, mean b, mean (a - b), var (a - b))``, each ``(len(at),)``, float64."""
     sample = conditional_sampler(prior, i)
 
-    @jax.jit
-    def draw(key):
-        prof = sample(key, s_i, n, dtype)
-        return jax.vmap(lambda s: env.value(mech.decide(mech.params, s), s)[i] - mech.pay(mech.params, s)[i])(prof)
+    def u(mech, s):
+        return env.value(mech.decide(mech.params, s), s)[i] - mech.pay(mech.params, s)[i]
 
-    return draw(key)
+    def one(arg):
+        k, t = arg
+        prof = sample(jax.random.fold_in(key, k), t, inner, dtype)
+        a = jax.vmap(lambda s: u(bic, s))(prof)
+        b = jax.vmap(lambda s: u(vcg, s))(prof)
+        return jnp.mean(a), jnp.var(a, ddof=1), jnp.mean(b), jnp.mean(a - b), jnp.var(a - b, ddof=1)
+
+    out = jax.jit(lambda ts: jax.lax.map(one, (jnp.arange(len(at)), ts)))(jnp.asarray(at, dtype))
+    return tuple(np.asarray(x, np.float64) for x in out)
 
 
 def thm4_construction(
@@ -360,48 +371,37 @@ def thm4_construction(
     if prior.cholesky is not None:
         raise ValueError("thm4_construction: CE Thm 4 assumes independent signals (the prior has a correlation matrix)")
     check = prior.sample(jax.random.fold_in(key, 99), 4096, dtype)
-    same = jax.vmap(lambda s: jnp.all(env.outcome_probs(bic.decide(bic.params, s)) == env.outcome_probs(env.efficient(s))))(check)
+    same = jax.vmap(
+        lambda s: jnp.all(env.outcome_probs(bic.decide(bic.params, s)) == env.outcome_probs(env.efficient(s)))
+    )(check)
     if not bool(jnp.all(same)):
-        raise ValueError(f"thm4_construction: {bic.name!r} does not use the efficient rule (CE Thm 4 needs efficient f)")
+        raise ValueError(
+            f"thm4_construction: {bic.name!r} does not use the efficient rule (CE Thm 4 needs efficient f)"
+        )
     vcg = ex_post if ex_post is not None else mechanisms.generalized_vcg(env)
     n = env.n_agents
-    fee_key, eq_key = jax.random.split(key)
-    fees, fee_se = np.zeros(n), np.zeros(n)
+    chunks = max(1, fee_inner // inner)  # the fee sample: `chunks` blocks of `inner` draws at the lowest type
+    fees, fee_se, shifts, moments = np.zeros(n), np.zeros(n), np.zeros(n), []
     for i in range(n):
-        u = _interim_utility(env, bic, prior, jax.random.fold_in(fee_key, i), i, env.lo[i], fee_inner, dtype)
-        fees[i], fee_se[i] = float(jnp.mean(u)), float(_se(u))
+        ts = np.linspace(float(env.lo[i]), float(env.hi[i]), types)
+        at = np.concatenate([np.full(chunks, float(env.lo[i])), ts])
+        mb, vb, mv, md, vd = _paired_moments(env, bic, vcg, prior, jax.random.fold_in(key, i), i, at, inner, dtype)
+        fees[i] = np.mean(mb[:chunks])
+        fee_se[i] = math.sqrt((np.mean(vb[:chunks]) + np.var(mb[:chunks])) / (chunks * inner))
+        # on the fee sample the fee mechanism's U(lo) = mean(u_bic) - fee is 0 by construction, U^VCG(lo) = mean(u_vcg)
+        shifts[i] = (np.mean(mb[:chunks]) - fees[i]) - np.mean(mv[:chunks])
+        moments.append((ts, mb[chunks:], vb[chunks:], mv[chunks:], md[chunks:], vd[chunks:]))
     fee_mech = with_fees(bic, fees, name=f"{bic.name}+fees")
-    shifts = np.zeros(n)
-    for i in range(n):
-        k = jax.random.fold_in(fee_key, i)  # the fee sample: the fee mechanism's U(lo) is 0 on it by construction
-        u_fee = _interim_utility(env, fee_mech, prior, k, i, env.lo[i], fee_inner, dtype)
-        u_vcg = _interim_utility(env, vcg, prior, k, i, env.lo[i], fee_inner, dtype)
-        shifts[i] = float(jnp.mean(u_fee) - jnp.mean(u_vcg))
     tpp = with_fees(vcg, -shifts, name="thm4_ex_post(t'')")
 
     rows = []
-    for i in range(n):
-        ts = jnp.linspace(float(env.lo[i]), float(env.hi[i]), types, dtype=dtype)
-        sampler = conditional_sampler(prior, i)
-        key_i = jax.random.fold_in(eq_key, i)
-
-        def per_type(arg, i=i, sampler=sampler, key_i=key_i):
-            k, t = arg
-            prof = sampler(jax.random.fold_in(key_i, k), t, inner, dtype)
-
-            def u(mech, s):
-                return env.value(mech.decide(mech.params, s), s)[i] - mech.pay(mech.params, s)[i]
-
-            a = jax.vmap(lambda s: u(fee_mech, s))(prof)
-            b = jax.vmap(lambda s: u(tpp, s))(prof)
-            return jnp.mean(a), jnp.mean(b), jnp.mean(a - b), _se(a - b), _se(a)
-
-        out = jax.jit(lambda ts, f=per_type: jax.lax.map(f, (jnp.arange(types), ts)))(ts)
-        u_fee, u_tpp, diff, diff_se, u_se = (np.asarray(x, np.float64) for x in out)
-        total_se = np.sqrt(diff_se**2 + fee_se[i] ** 2)
+    for i, (tsn, mb, vb, mv, md, vd) in enumerate(moments):
+        u_fee, u_tpp = mb - fees[i], mv + shifts[i]
+        diff = md - fees[i] - shifts[i]  # u_fee - u_tpp, paired
+        total_se = np.sqrt(vd / inner + fee_se[i] ** 2)
+        u_se = np.sqrt(vb / inner)
         z = np.abs(diff) / np.maximum(total_se, 1e-300)
         k = int(np.argmax(z))
-        tsn = np.asarray(ts, np.float64)
         rows.append(
             {
                 "agent": env.agent_names[i] if env.agent_names else f"agent{i}",
@@ -424,7 +424,7 @@ def thm4_construction(
         "ex_post_mechanism": tpp.name,
         "types": types,
         "inner": inner,
-        "fee_inner": fee_inner,
+        "fee_inner": chunks * inner,
         "fees_sum": float(np.sum(fees)),
         "fees_sum_se": float(math.sqrt(float(np.sum(fee_se**2)))),
         "agents": rows,
@@ -621,7 +621,9 @@ def _worst_witness(built, rep: dict) -> dict | None:
     if r["max"] <= rep["tol"]:
         return None
     dtype = built.dtype
-    w = replay(built.env, built.mechanism, jnp.asarray(r["worst_profile"], dtype), i, jnp.asarray(r["worst_misreport"], dtype))
+    w = replay(
+        built.env, built.mechanism, jnp.asarray(r["worst_profile"], dtype), i, jnp.asarray(r["worst_misreport"], dtype)
+    )
     w["audit_regret"] = r["max"]
     return w
 
@@ -794,8 +796,13 @@ def _thm4_summary(metrics: dict) -> str:
 def _cremer_mclean_summary(metrics: dict) -> str:
     c = metrics["cremer_mclean"]
     s = c["sampled"]["revenue"]
-    lines = [f"{metrics['name']}: CE fn. 6, Cremer-McLean in {metrics['environment']} ({len(c['types'][0])} types each)", ""]
-    lines.append(f"ex post regret max {max(c['regret_max']):.2g}; interim utilities max |U| {c['interim_utility_max_abs']:.2g}")
+    lines = [
+        f"{metrics['name']}: CE fn. 6, Cremer-McLean in {metrics['environment']} ({len(c['types'][0])} types each)",
+        "",
+    ]
+    lines.append(
+        f"ex post regret max {max(c['regret_max']):.2g}; interim utilities max |U| {c['interim_utility_max_abs']:.2g}"
+    )
     lines.append(f"expected revenue {c['expected_revenue']:.6f} = expected surplus {c['expected_surplus']:.6f} "
                  f"(sampled {s['mean']:.4f} ± {s['se']:.1g}); ex post IC + IR pivot revenue {c['base_expected_revenue']:.4f}")  # fmt: skip
     for i, r in enumerate(c["ir"]):
