@@ -9,7 +9,13 @@ import pytest
 
 from jaxmech._src import certify as C
 from jaxmech._src import priors
-from jaxmech._src.environments import bilateral_trade, linear_trade_values
+from jaxmech._src.environments import (
+    bilateral_trade,
+    linear_public_values,
+    linear_trade_values,
+    public_good,
+    single_object,
+)
 from jaxmech._src.mechanisms import efficient_rule, generalized_vcg, linear_trade_pivot
 
 
@@ -174,3 +180,128 @@ def test_cycle_detection_matches_brute_force():
                 assert t[b] - t[a] >= d[a, b] - 1e-5
         else:
             assert 0 < slack <= brute + 1e-5 and walk >= brute - 1e-5
+
+
+# ---------------------------------------------------------------- payoff equivalence (CE Lemma 3 / Thm 3)
+
+
+@pytest.fixture
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_payoff_equivalence_recovers_potentials(x64):
+    """f = argmax_a x_a + w(a), 4-d signals: eq. (4) payments and the certificate's agree, and both are -w + const."""
+    k = 4
+    env = C.project_choice(k=k, n=2, a=0.0)
+    w = jnp.asarray([0.1, -0.2, 0.3, 0.0])
+
+    def decide(w, m):
+        return jnp.argmax(m[:k] + w).astype(jnp.int32)
+
+    x = jax.random.uniform(jax.random.PRNGKey(0), (400, k), jnp.float64)
+    starts, ends = C.segments(x, key=jax.random.PRNGKey(1), pairs=400)
+    profiles = jax.random.uniform(jax.random.PRNGKey(2), (4, 2 * k), jnp.float64)
+    pe = C.payoff_equivalence(env, decide, w, profiles, 0, x, starts, ends)
+    assert pe.certified_share == 1.0 and pe.connected_share == 1.0
+    assert pe.max_deviation < 1e-6 and pe.max_residual < 1e-6
+    for t in pe.boundary_payments:  # the closed form: t = -w up to a constant
+        assert np.ptp(t + np.asarray(w)) < 1e-9
+
+
+def test_boundary_payments_break_on_the_cyclic_rule():
+    """Not IC: the certificate fails, and its payments disagree with eq. (4)'s (no IC menu exists to agree on)."""
+    env = C.cyclic_allocation()
+    grid = jnp.linspace(0.0, 1.0, 101)[:, None]
+    pe = C.payoff_equivalence(env, efficient_rule(env), (), jnp.zeros((2, 2)), 0, grid, *C.segments(grid))
+    assert pe.certified_share == 0.0 and pe.max_deviation > 0.01
+
+
+def _single_object_linear(s):
+    return jnp.stack([s[0] + 0.5 * s[1], s[1] + 0.5 * s[0]])
+
+
+@pytest.mark.parametrize(
+    ("case", "agents"),
+    [("trade", (0,)), ("public_good", (1,)), ("single_object", (0,)),
+     pytest.param("trade", (1,), marks=pytest.mark.slow), pytest.param("public_good", (0,), marks=pytest.mark.slow),
+     pytest.param("single_object", (1,), marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_eq4_and_certificate_payments_are_generalized_vcg(x64, case, agents):
+    """On separable environments both CE Thm 3 constructions, z-bar normalized, are the pivot payments (CE Sec. 3.3)."""
+    if case == "trade":
+        env = bilateral_trade(linear_trade_values(0.5))
+        outcomes = jnp.asarray([0.0, 1.0])
+    elif case == "public_good":
+        env = public_good(linear_public_values(0.5, 2), 1.2, 2)
+        outcomes = jnp.asarray([0.0, 1.0])
+    else:
+        env = single_object((1, 1), _single_object_linear)
+        outcomes = jnp.concatenate([jnp.zeros((1, 2)), jnp.eye(2)])
+    vcg = generalized_vcg(env)
+    grid = jnp.linspace(0.0, 1.0, 33, dtype=jnp.float64)[:, None]
+    starts, ends = C.segments(grid)
+    s = jax.random.uniform(jax.random.PRNGKey(3), (12, 2), jnp.float64)
+    t_vcg = np.asarray(jax.vmap(lambda m: vcg.pay((), m))(s))
+    index_of, _ = C._indexed(env, efficient_rule(env), outcomes)
+    a = np.asarray(jax.vmap(lambda m: index_of((), m))(s))
+    for i in agents:
+        pe = C.payoff_equivalence(env, vcg, (), s, i, grid, starts, ends, outcomes=outcomes)
+        assert pe.certified_share == 1.0 and pe.max_deviation < 1e-6
+        rows = np.arange(len(s))
+        np.testing.assert_allclose(pe.boundary_payments[rows, a], t_vcg[:, i], atol=1e-6)
+        np.testing.assert_allclose(pe.cert_payments[rows, a], t_vcg[:, i], atol=1e-6)
+
+
+# ---------------------------------------------------------------- k = 32 outcomes
+
+
+def _bellman_ford_positive_cycle(d):
+    """Independent reference: longest-path relaxation from a virtual source; a change in round k means a positive cycle."""
+    k = len(d)
+    dist = np.zeros(k)
+    for _ in range(k):
+        cand = np.max(dist[:, None] + d, axis=0)
+        new = np.maximum(dist, cand)
+        if np.all(new <= dist + 1e-9):
+            return False, dist
+        dist = new
+    return True, dist
+
+
+def test_solve_graph_with_32_outcomes_matches_bellman_ford():
+    k, rng = 32, np.random.default_rng(11)
+    graphs, kinds = [], []
+    for c in range(24):
+        p = rng.normal(size=k)
+        d = p[None, :] - p[:, None] - rng.exponential(0.5, (k, k))  # feasible: t = p
+        if c % 2:  # plant a positive cycle through a random subset
+            cyc = rng.permutation(k)[: int(rng.integers(2, 8))]
+            for a, b in zip(cyc, np.roll(cyc, -1), strict=True):
+                d[a, b] = p[b] - p[a] + 0.05
+        np.fill_diagonal(d, 0.0)
+        graphs.append(d)
+        kinds.append(c % 2 == 1)
+    batch = C.OutcomeGraph(
+        jnp.asarray(np.stack(graphs), jnp.float32), jnp.zeros((24, k, k), jnp.int32), jnp.ones((24, k), bool),
+        jnp.zeros((24, 1), jnp.int32), jnp.zeros((24, 1, k), jnp.float32),
+    )  # fmt: skip
+    certs = jax.tree.map(np.asarray, jax.jit(jax.vmap(C.solve_graph))(batch))
+    for c, d in enumerate(graphs):
+        np.fill_diagonal(d, -np.inf)
+        positive, _ = _bellman_ford_positive_cycle(d)
+        assert positive == kinds[c] == (not certs.feasible[c])
+        m = int(certs.cycle_len[c])
+        if positive:
+            cyc = certs.cycle[c, : m + 1]
+            assert cyc[0] == cyc[-1] and len(set(cyc[:-1].tolist())) == m
+            np.testing.assert_allclose(certs.slack[c], sum(d[cyc[j], cyc[j + 1]] for j in range(m)), atol=1e-4)
+            assert certs.slack[c] > 0
+        else:
+            t = certs.payments[c]
+            off = ~np.eye(k, dtype=bool)
+            assert np.all((t[None, :] - t[:, None] - d)[off] >= -1e-4)

@@ -261,12 +261,12 @@ def solve_graph(graph: OutcomeGraph, *, tol: float = 1e-5) -> Certificate:
     def back(j, cyc):
         m = m_star - j  # from m* down to 1
         prev = preds[jnp.maximum(m - 1, 0), cyc[jnp.maximum(m, 0)]]
-        return jnp.where((m >= 1) & (jnp.arange(k + 1) == m - 1), prev, cyc)
+        return jnp.where((m >= 1) & (jnp.arange(k + 1, dtype=jnp.int32) == m - 1), prev, cyc)
 
     cyc0 = jnp.full((k + 1,), -1, jnp.int32).at[m_star].set(a_star)
     cyc = jax.lax.fori_loop(0, k, back, cyc0)
     cyc = jnp.where(has_cycle, cyc, jnp.full((k + 1,), -1, jnp.int32))
-    edge = jnp.arange(k) < m_star
+    edge = jnp.arange(k, dtype=jnp.int32) < m_star
     src, dst = jnp.maximum(cyc[:-1], 0), jnp.maximum(cyc[1:], 0)
     slack = jnp.where(has_cycle, jnp.sum(jnp.where(edge, d[src, dst], 0.0)), neg)
     wit = jnp.where(edge, graph.witness[src, dst], -1)
@@ -277,12 +277,23 @@ def solve_graph(graph: OutcomeGraph, *, tol: float = 1e-5) -> Certificate:
     r = jnp.argmax(occurs)
     t = 0.5 * (L[r] - L[:, r])
     t = jnp.where(occurs, t, jnp.zeros((), dtype))
-    u = jnp.take_along_axis(graph.values, graph.outcome[:, None], axis=1)[:, 0] - t[graph.outcome]  # (S,)
-    t = t + jnp.min(u)  # z-bar: the largest shift keeping ex post IR on the samples
-    u = u - jnp.min(u)
-    unseen = jnp.max(graph.values - u[:, None], axis=0)  # least payment that no sampled type prefers
-    t = jnp.where(occurs, t, unseen)
+    t = zbar_normalize(t, occurs, graph.values, graph.outcome)
     return Certificate(top <= tol, slack, top, cyc, m_star, wit, t, occurs)
+
+
+def zbar_normalize(t: Array, occurs: Array, values: Array, outcome: Array) -> Array:
+    """Shift an outcome menu ``t`` by ``z-bar`` (CE Sec. 3.3): the largest constant keeping ex post IR on the samples.
+
+    ``values`` ``(S, k)`` are ``v_i(a, x)`` at the samples, ``outcome`` ``(S,)`` their outcomes. After the
+    shift ``min_x v_i(a_x, x) - t(a_x) = 0``: among the IC menus ``t + z`` (payoff equivalence, CE Thm 3) the
+    pointwise revenue-maximizing IR one, the generalized VCG mechanism for an efficient rule. Outcomes
+    that no sample gets are priced at the least payment that no sampled type prefers (CE Lemma 1's ``-M``).
+    """
+    u = jnp.take_along_axis(values, outcome[:, None], axis=1)[:, 0] - t[outcome]  # (S,)
+    t = t + jnp.min(u)
+    u = u - jnp.min(u)
+    unseen = jnp.max(values - u[:, None], axis=0)
+    return jnp.where(occurs, t, unseen)
 
 
 def pseudo_efficiency(
@@ -376,6 +387,63 @@ def certify(
 # samples near region boundaries
 
 
+class BoundaryPoints(NamedTuple):
+    """Bisection results along segments of agent ``i``'s signal space (leading axis: segment)."""
+
+    lo: Array  # shape=(P, d_i): f(lo) = f(start)
+    hi: Array  # shape=(P, d_i): f(hi) != f(start), |hi - lo| <= 2^-iters |end - start|
+    a_lo: Array  # shape=(P,) int32: f(lo)
+    a_hi: Array  # shape=(P,) int32: f(hi)
+    crossed: Array  # shape=(P,) bool: the ends of the segment get different outcomes
+
+
+def _boundary_points(env, decide, params, s_minus, i, starts, ends, outcomes, iters) -> BoundaryPoints:
+    index_of, _ = _indexed(env, decide, outcomes)
+
+    def f(x):
+        return index_of(params, priors.replace_signal(s_minus, env.dims, i, x))
+
+    def one(a, b):
+        fa = f(a)
+
+        def body(_, lh):
+            lo, hi = lh
+            mid = 0.5 * (lo + hi)
+            same = f(a + mid * (b - a)) == fa
+            return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, iters, body, (jnp.zeros((), a.dtype), jnp.ones((), a.dtype)))
+        x_lo, x_hi = a + lo * (b - a), a + hi * (b - a)
+        return x_lo, x_hi, fa, f(x_hi), f(b) != fa
+
+    return BoundaryPoints(*jax.vmap(one)(starts, ends))
+
+
+def boundary_points(
+    env: Environment,
+    decide: Callable[[Params, Array], Array],
+    params: Params,
+    s_minus: Array,
+    i: int,
+    starts: Array,
+    ends: Array,
+    *,
+    outcomes=None,
+    iters: int = 40,
+) -> BoundaryPoints:
+    """Points on the common boundary of two outcome regions, by bisection along segments ``start -> end``.
+
+    For each segment whose ends get different outcomes, bisection keeps ``f(lo) = f(start) != f(hi)``;
+    ``lo`` and ``hi`` converge to a point ``s-bar`` in the closure of both regions (CE Lemma 3's
+    ``theta^k -> theta-bar <- beta^k``), which pins ``t(a) - t(a')`` by eq. (4).
+    """
+    s_minus = jnp.asarray(s_minus)
+    starts = jnp.asarray(starts, s_minus.dtype)
+    ends = jnp.asarray(ends, s_minus.dtype)
+    run = jax.jit(lambda p, s, a, b: _boundary_points(env, decide, p, s, i, a, b, outcomes, iters))
+    return run(params, s_minus, starts, ends)
+
+
 def boundary_samples(
     env: Environment,
     decide: Callable[[Params, Array], Array],
@@ -388,39 +456,177 @@ def boundary_samples(
     outcomes=None,
     iters: int = 40,
 ) -> Array:
-    """Own signals on both sides of outcome boundaries, by bisection along segments ``start -> end``.
+    """Own signals on both sides of outcome boundaries: ``concat(lo, hi)`` of :func:`boundary_points`, ``(2P, d_i)``.
 
-    For each pair with different outcomes at the ends, bisection keeps
-    ``f(lo) = f(start) != f(hi)``; returns ``concat(lo, hi)``, shape ``(2P, d_i)``.
     Such pairs of nearby types with different outcomes are what pins payments
-    down to eq. (4) of CE Lemma 3.
+    down to eq. (4) of CE Lemma 3; adding them to a certificate's samples makes
+    its payments converge to the unique ones (CE Thm 3).
     """
-    index_of, _ = _indexed(env, decide, outcomes)
+    b = boundary_points(env, decide, params, s_minus, i, starts, ends, outcomes=outcomes, iters=iters)
+    return jnp.concatenate([b.lo, b.hi], axis=0)
+
+
+def segments(samples, *, key: Array | None = None, pairs: int = 0) -> tuple[Array, Array]:
+    """Segments for :func:`boundary_points`: consecutive rows of ``samples`` plus ``pairs`` random pairs.
+
+    For a sorted 1-d grid, or a grid from :func:`jaxmech._src.audit.grid_points` (rows vary fastest in
+    the last coordinate), consecutive rows are grid neighbours, so every boundary the grid resolves is
+    crossed; random pairs reach boundaries in other directions.
+    """
+    samples = jnp.asarray(samples)
+    starts, ends = samples[:-1], samples[1:]
+    if pairs > 0:
+        if key is None:
+            raise ValueError("segments: random pairs need a key")
+        idx = jax.random.randint(key, (2, pairs), 0, samples.shape[0])
+        starts = jnp.concatenate([starts, samples[idx[0]]])
+        ends = jnp.concatenate([ends, samples[idx[1]]])
+    return starts, ends
+
+
+# --------------------------------------------------------------------------
+# payoff equivalence (CE Lemma 3 / Thm 3)
+
+
+class BoundaryPayments(NamedTuple):
+    """An outcome menu from boundary differences, CE eq. (4), at one ``s_-i``."""
+
+    payments: Array  # shape=(k,): t(a), z-bar normalized on the samples and boundary points
+    reached: Array  # shape=(k,) bool: outcomes connected to the reference by the boundary tree
+    edges: Array  # shape=(k, k) bool: pairs (a, a') with a boundary point
+    residual: Array  # () max over ALL boundary points of |t(a) - t(a') - (v_i(a, s-bar) - v_i(a', s-bar))|
+    connected: Array  # () bool: every outcome the samples get is reached
+
+
+def _boundary_payments(env, decide, params, s_minus, i, samples, b: BoundaryPoints, outcomes) -> BoundaryPayments:
+    k = _n_outcomes(env, outcomes)
+    index_of, value_at = _indexed(env, decide, outcomes)
+
+    def own_values(x):
+        s = priors.replace_signal(s_minus, env.dims, i, x)
+        return jax.vmap(lambda a: value_at(a, s)[i])(jnp.arange(k, dtype=jnp.int32)).astype(s_minus.dtype)
+
+    vb = jax.vmap(own_values)(0.5 * (b.lo + b.hi))  # (P, k) at s-bar
+    ok = b.crossed & (b.a_lo != b.a_hi)
+    diff = jnp.take_along_axis(vb, b.a_lo[:, None], 1)[:, 0] - jnp.take_along_axis(vb, b.a_hi[:, None], 1)[:, 0]
+    # one boundary point per ordered pair (the first found): e[a, a'] = t(a) - t(a') by eq. (4)
+    n_seg = diff.shape[0]
+    pair = jnp.where(ok, b.a_lo * k + b.a_hi, k * k)
+    first = jax.ops.segment_min(jnp.where(ok, jnp.arange(n_seg, dtype=jnp.int32), n_seg), pair, num_segments=k * k + 1)[: k * k]
+    has = (first < n_seg).reshape(k, k)
+    e = jnp.where(has, diff[jnp.minimum(first, n_seg - 1)].reshape(k, k), 0.0)
+    e = jnp.where(has, e, -e.T)  # from the reverse crossing where only that one was found
+    edges = has | has.T
+
+    # the tree of CE Lemma 3, grown breadth-first from the first outcome the samples get
+    a_x = jax.vmap(lambda x: index_of(params, priors.replace_signal(s_minus, env.dims, i, x)))(samples)
+    seen = jnp.zeros((k,), bool).at[a_x].set(True)
+    known0 = jnp.arange(k, dtype=jnp.int32) == a_x[0]
+
+    def grow(_, carry):
+        t, known = carry
+        cand = known[:, None] & edges  # a known, a -> a' an edge
+        src = jnp.argmax(cand, axis=0)
+        new = jnp.any(cand, axis=0) & ~known
+        return jnp.where(new, t[src] - e[src, jnp.arange(k)], t), known | new
+
+    t, known = jax.lax.fori_loop(0, k - 1, grow, (jnp.zeros((k,), s_minus.dtype), known0))
+    res = jnp.where(ok & known[b.a_lo] & known[b.a_hi], jnp.abs(t[b.a_lo] - t[b.a_hi] - diff), 0.0)
+    # z-bar on the samples and both sides of every boundary point
+    vals = jnp.concatenate([jax.vmap(own_values)(samples), jax.vmap(own_values)(b.lo), jax.vmap(own_values)(b.hi)])
+    outs = jnp.concatenate([a_x, b.a_lo, b.a_hi])
+    t = zbar_normalize(t, known, vals, outs)
+    return BoundaryPayments(t, known, edges, jnp.max(res, initial=0.0), jnp.all(known | ~seen))
+
+
+def boundary_payments(
+    env: Environment,
+    decide: Callable[[Params, Array], Array],
+    params: Params,
+    s_minus: Array,
+    i: int,
+    samples: Array,
+    starts: Array,
+    ends: Array,
+    *,
+    outcomes=None,
+    iters: int = 40,
+) -> BoundaryPayments:
+    """Payments from boundary differences (CE Lemma 3, eq. (4)): ``t(a) - t(a') = v_i(a, s-bar) - v_i(a', s-bar)``.
+
+    Boundary points ``s-bar`` between the regions of ``a`` and ``a'`` come from
+    :func:`boundary_points` on the segments ``starts -> ends``; a breadth-first
+    tree over the outcome pairs that share a boundary fixes ``t`` up to a constant
+    (Lemma 3's construction), then ``z-bar`` on ``samples`` and the boundary points
+    (:func:`zbar_normalize`). ``residual`` checks eq. (4) at EVERY boundary point found
+    (the tree uses one per pair): it is ~0 iff the differences are path-independent, as
+    CE Thm 3 says they are for an ex post IC rule. This construction never looks at the
+    incentive constraints, so it is an independent check of the certificate's payments.
+    """
     s_minus = jnp.asarray(s_minus)
-    starts = jnp.asarray(starts, s_minus.dtype)
-    ends = jnp.asarray(ends, s_minus.dtype)
-
-    def one(params, s_minus, a, b):
-        def f(x):
-            return index_of(params, priors.replace_signal(s_minus, env.dims, i, x))
-
-        fa = f(a)
-
-        def body(_, lh):
-            lo, hi = lh
-            mid = 0.5 * (lo + hi)
-            same = f(a + mid * (b - a)) == fa
-            return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
-
-        lo, hi = jax.lax.fori_loop(0, iters, body, (jnp.zeros((), a.dtype), jnp.ones((), a.dtype)))
-        return a + lo * (b - a), a + hi * (b - a)
+    samples, starts, ends = (jnp.asarray(x, s_minus.dtype) for x in (samples, starts, ends))
 
     @jax.jit
-    def run(params, s_minus, starts, ends):
-        lo, hi = jax.vmap(one, in_axes=(None, None, 0, 0))(params, s_minus, starts, ends)
-        return jnp.concatenate([lo, hi], axis=0)
+    def run(p, s, x, a, b):
+        pts = _boundary_points(env, decide, p, s, i, a, b, outcomes, iters)
+        return _boundary_payments(env, decide, p, s, i, x, pts, outcomes)
 
-    return run(params, s_minus, starts, ends)
+    return run(params, s_minus, samples, starts, ends)
+
+
+class PayoffEquivalence(NamedTuple):
+    """CE Thm 3 over many ``s_-i``: certificate payments vs boundary-difference payments."""
+
+    max_deviation: float  # max over s_-i and shared outcomes of |t_cert - t_boundary - mean difference|
+    max_residual: float  # max eq. (4) residual over every boundary point (path independence)
+    connected_share: float  # share of s_-i where the boundary tree reaches every sampled outcome
+    certified_share: float  # share of s_-i certified by CE Thm 1
+    deviation: np.ndarray  # shape=(P,)
+    cert_payments: np.ndarray  # shape=(P, k)
+    boundary_payments: np.ndarray  # shape=(P, k)
+
+
+def payoff_equivalence(
+    env: Environment,
+    mech_or_decide,
+    params: Params,
+    profiles_minus: Array,
+    i: int,
+    samples: Array,
+    starts: Array,
+    ends: Array,
+    *,
+    outcomes=None,
+    iters: int = 40,
+    tol: float = 1e-5,
+    batch_size: int | None = 64,
+) -> PayoffEquivalence:
+    """CE Thm 3 numerically: two IC payment constructions agree up to a constant in ``s_i`` at each ``s_-i``.
+
+    (1) the certificate potentials of :func:`solve_graph` on ``samples`` plus both sides of every
+    boundary point; (2) :func:`boundary_payments` (eq. (4) along a tree). Both are z-bar normalized;
+    the deviation is measured after removing the mean difference over outcomes both reach, so it does
+    not depend on the normalization.
+    """
+    decide = _decide_of(mech_or_decide)
+    profiles_minus = jnp.asarray(profiles_minus)
+    dt = profiles_minus.dtype
+    samples, starts, ends = (jnp.asarray(x, dt) for x in (samples, starts, ends))
+
+    def one(params, s):
+        b = _boundary_points(env, decide, params, s, i, starts, ends, outcomes, iters)
+        bp = _boundary_payments(env, decide, params, s, i, samples, b, outcomes)
+        xs = jnp.concatenate([samples, b.lo, b.hi])
+        cert = solve_graph(_outcome_graph(env, decide, params, s, i, xs, outcomes), tol=tol)
+        both = cert.occurs & bp.reached
+        d = cert.payments - bp.payments
+        shift = jnp.sum(jnp.where(both, d, 0.0)) / jnp.maximum(jnp.sum(both), 1).astype(d.dtype)
+        dev = jnp.max(jnp.where(both, jnp.abs(d - shift), 0.0))
+        return dev, bp.residual, bp.connected, cert.feasible, cert.payments, bp.payments
+
+    out = jax.jit(lambda p, P: jax.lax.map(lambda s: one(p, s), P, batch_size=batch_size))(params, profiles_minus)
+    dev, res, conn, feas, tc, tb = (np.asarray(x) for x in out)
+    return PayoffEquivalence(float(dev.max()), float(res.max()), float(conn.mean()), float(feas.mean()), dev, tc, tb)
 
 
 # --------------------------------------------------------------------------

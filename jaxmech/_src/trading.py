@@ -268,38 +268,53 @@ def deterministic_reduction(decide: Callable[[Params, Array], Array]) -> Callabl
     return reduced
 
 
+ENVELOPE_METHODS = ("stieltjes", "quadrature")
+
+
 def envelope_payments(
     env: Environment,
     decide: Callable[[Params, Array], Array],
     *,
     params: Params = (),
     cells: int = 1024,
+    method: str = "stieltjes",
+    nodes: int = 4,
     name: str = "envelope",
 ) -> Mechanism:
-    """Revenue-maximal ex post IC and IR payments of any monotone rule by the envelope formula (CE Thm 3).
+    """Revenue-maximal ex post IC and IR payments of any monotone rule by the envelope formula (CE Thm 2, Thm 3).
 
-    Separable environment, one-dimensional signals. For agent ``i`` at
-    ``m_-i``, with ``h(x) = h_i(f(x, m_-i))`` and ``V(x) = V_i(x, m_-i)``, ex post
-    IC pins utility to ``U(x) = U(lo) + int_lo^x h(y) V'(y) dy``; integrating by
-    parts, the payment is the Stieltjes integral
+    Separable environment (CE Def 6), one-dimensional signals, deterministic or randomized rules
+    (``h_i(f) in [0, 1]``, or ``[-1, 0]`` for a seller). For agent ``i`` at ``m_-i``, with
+    ``h(x) = h_i(f(x, m_-i))`` and ``V(x) = V_i(x, m_-i)``, ex post IC pins utility to
+    ``U(x) = U(lo) + I(x)``, ``I(x) = int_lo^x h(y) V'(y) dy`` (payoff equivalence, CE Thm 3), and the
+    most revenue under ex post IR sets ``min_z U(z) = 0`` (CE Sec. 3.3's z-bar)::
 
-        t_i(x) = h(lo) V(lo) + int_lo^x V(y) dh(y) + min_z I(z),
-        I(z) = h(z) V(z) - h(lo) V(lo) - int_lo^z V dh,
+        t_i(x) = h(x) V(x) - I(x) + min_z I(z).
 
-    where ``min_z I`` sets ``min_z U = 0`` (ex post IR with the most revenue: the
-    buyer's lowest type is ``lo``, the seller's ``hi``). For a cutoff rule this
-    is :func:`pivot_payments` (``int V dh = (h_hi - h_lo) V(g)``); for randomized
-    rules (CE Lemma 5) it is the only way to get payments.
+    ``method`` chooses how ``I`` is computed on ``cells`` equal cells of ``S_i`` (one concept, two
+    numerical forms; the cell table is built once per menu):
 
-    ``int V dh`` is a Riemann-Stieltjes sum over ``cells`` equal cells (``h``
-    exact at the cell ends and at the report, ``V`` at cell midpoints), built
-    once per menu. It needs no derivative of ``V`` and handles jumps of ``h``;
-    monotone ``h`` keeps the mechanism ex post IC up to
-    ``O(width(cell) * V' * (jump of h over a cell))``.
+    - ``"stieltjes"``: by parts, ``I(x) = h(x) V(x) - h(lo) V(lo) - int_lo^x V dh``, a Riemann-Stieltjes
+      sum (``h`` exact at cell ends and the report, ``V`` at cell midpoints). No derivative of ``V``;
+      error ``O(width(cell) * V' * (jump of h over a cell))``.
+    - ``"quadrature"``: ``V' = dV_i/ds_i`` by ``jax.grad`` and ``int h V'`` by ``nodes``-point
+      Gauss-Legendre, vmapped over cells. Each cell is split where ``h`` crosses the midpoint of its
+      values at the cell ends (bisection), so a jump of ``h`` inside a cell (a cutoff rule's pivot) is
+      integrated exactly; smooth parts converge like Gauss-Legendre. Needs ``V`` differentiable a.e.
+
+    For a cutoff rule both are :func:`pivot_payments` (``int V dh = (h_hi - h_lo) V(g)``); for
+    randomized rules (CE Lemma 5) the envelope formula is the only way to get payments. A
+    non-monotone ``h`` gets payments too, but no payments make it ex post IC (CE Thm 2): the audit
+    finds the regret.
     """
     if not env.is_separable or any(d != 1 for d in env.dims):
         raise ValueError(f"envelope_payments: needs a separable environment with 1-d signals, got {env.name!r}")
+    if method not in ENVELOPE_METHODS:
+        raise ValueError(f"envelope_payments: method must be one of {', '.join(ENVELOPE_METHODS)}, got {method!r}")
+    if cells < 1 or nodes < 1:
+        raise ValueError(f"envelope_payments: cells and nodes must be >= 1, got cells={cells}, nodes={nodes}")
     n = env.n_agents
+    gl_x, gl_w = np.polynomial.legendre.leggauss(nodes)
 
     def menu(p, m, i):
         dtype = m.dtype
@@ -318,19 +333,50 @@ def envelope_payments(
 
         ends = lo + width * jnp.arange(cells + 1, dtype=dtype)
         h_ends = jax.vmap(h_of)(ends)
-        v_ends = jax.vmap(v_of)(ends)
-        v_mid = jax.vmap(v_of)(ends[:-1] + 0.5 * width)
-        stieltjes = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(v_mid * jnp.diff(h_ends))])
-        base = h_ends[0] * v_ends[0]
-        min_i = jnp.min(h_ends * v_ends - base - stieltjes)
+
+        if method == "stieltjes":
+            v_mid = jax.vmap(v_of)(ends[:-1] + 0.5 * width)
+            table = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(v_mid * jnp.diff(h_ends))])
+            hv_lo = h_ends[0] * v_of(lo)
+            integral_at_ends = h_ends * jax.vmap(v_of)(ends) - hv_lo - table  # I at the cell ends
+
+            def integral(x, k, h):
+                return h * v_of(x) - hv_lo - table[k] - v_of(0.5 * (ends[k] + x)) * (h - h_ends[k])
+        else:
+            dv = jax.grad(v_of)
+            gx, gw = jnp.asarray(gl_x, dtype), jnp.asarray(gl_w, dtype)
+
+            def gauss2(a, c, b):  # int_a^c h V' + int_c^b h V', Gauss-Legendre, one evaluation of h V'
+                left, right = jnp.stack([a, c]), jnp.stack([c, b])
+                half = 0.5 * (right - left)[:, None]
+                y = 0.5 * (left + right)[:, None] + half * gx[None, :]  # (2, nodes)
+                f = jax.vmap(lambda z: h_of(z) * dv(z))(y.reshape(-1)).reshape(y.shape)
+                return jnp.sum(half * gw[None, :] * f)
+
+            iters = max(8, _bisect_iters(dtype) - int(np.ceil(np.log2(cells))))
+
+            def split(a, b, ha, hb):  # where h crosses the midpoint of (h(a), h(b)) inside the cell
+                mid = 0.5 * (ha + hb)
+                sign = jnp.where(hb > ha, 1.0, -1.0).astype(dtype)
+                c = bisect(lambda z: sign * h_of(z) > sign * mid, a, b, iters)
+                return jnp.where(ha == hb, 0.5 * (a + b), c)
+
+            cuts = jax.vmap(split)(ends[:-1], ends[1:], h_ends[:-1], h_ends[1:])
+            per_cell = jax.vmap(gauss2)(ends[:-1], cuts, ends[1:])
+            integral_at_ends = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(per_cell)])
+
+            def integral(x, k, h):
+                del h
+                return integral_at_ends[k] + gauss2(ends[k], jnp.minimum(cuts[k], x), x)
+
+        min_integral = jnp.min(integral_at_ends)
 
         def respond(m_i):
             x = jnp.clip(m_i[0], lo, hi)
             k = jnp.clip(jnp.floor((x - lo) / width).astype(jnp.int32), 0, cells - 1)
             q = decide(p, at(x))
             h = env.weights(q)[i]
-            partial = v_of(0.5 * (ends[k] + x)) * (h - h_ends[k])
-            return q, base + stieltjes[k] + partial + min_i
+            return q, h * v_of(x) - integral(x, k, h) + min_integral
 
         return respond
 
