@@ -127,6 +127,15 @@ def thm4(m: dict) -> list[Claim]:
               f"-sum(fees) = {-t['fees_sum']:.4f} ± {t['fees_sum_se']:.1g} (dAGV exactly balanced; 4 SE)",
               abs(d["mean"]) <= 4 * d["se"])
     )  # fmt: skip
+    if "text_anchored" in m:
+        ta = max(m["text_anchored"]["agents"], key=lambda r: r["max_violation"])
+        out.append(
+            info("CE Sec 3.4", "as written, 't''_i(., s_low) = E t'_i(s_-i, s_low)' gives an ex post IR mechanism",
+                 f"NOT with interdependent values: IR violation {ta['max_violation']:.4f} at s = "
+                 f"{[round(x, 4) for x in ta['at_profile']]}, P(violation) {ta['p_violation']:.3f} ± {ta['p_se']:.1g}",
+                 "the lowest type's value a s_j varies with s_j, so the UTILITY at s_low must be held constant "
+                 "(t'' above: IR holds); closed form a(1 - k^2)/2 = 0.1389 (a = 0.5, c = 1), tests/test_bayesian.py")
+        )  # fmt: skip
     out.append(
         info("CE Thm 4", "expected budget: dAGV balances exactly; its ex post IC + IR equivalent runs a deficit",
              f"dAGV deficit max |.| {b['bic_deficit_abs_max']:.2g}; t'' deficit {b['ex_post_deficit']['mean']:.4f} "

@@ -8,6 +8,18 @@ in ``jaxmech._src``.
 __version__ = "0.1.0"
 
 from jaxmech._src.audit import Misreports, block_stats, grid_points, interim_check, regret, utility
+from jaxmech._src.bayesian import (
+    FiniteAuction,
+    conditional_sampler,
+    cremer_mclean,
+    discretize_copula,
+    expected_externality,
+    finite_report,
+    interim_audit,
+    interim_envelope_tables,
+    thm4_construction,
+    with_fees,
+)
 from jaxmech._src.conditions import (
     Check,
     DifferenceClass,
@@ -107,6 +119,7 @@ __all__ = [
     "DoubleAuctionResult",
     "Environment",
     "Family",
+    "FiniteAuction",
     "Mechanism",
     "Misreports",
     "Prior",
@@ -128,6 +141,8 @@ __all__ = [
     "check_bilateral",
     "check_own_monotone",
     "compare_deficits",
+    "conditional_sampler",
+    "cremer_mclean",
     "cutoff_inverse",
     "cutoff_mechanism",
     "deadzone_trade_values",
@@ -135,6 +150,7 @@ __all__ = [
     "deficit_minimizing_cutoff",
     "deterministic_reduction",
     "difference_class",
+    "discretize_copula",
     "efficient_rule",
     "efficient_trade",
     "envelope_payments",
@@ -143,11 +159,15 @@ __all__ = [
     "example1",
     "example1_prices",
     "example1_values",
+    "expected_externality",
+    "finite_report",
     "gaussian_copula",
     "generalized_vcg",
     "grid_points",
     "independent",
+    "interim_audit",
     "interim_check",
+    "interim_envelope_tables",
     "interim_payments",
     "lemma5_reduction",
     "linear_public_values",
@@ -175,6 +195,7 @@ __all__ = [
     "strong_single_crossing",
     "support_grid",
     "tabulated_cutoff",
+    "thm4_construction",
     "threshold_contribution",
     "threshold_family",
     "threshold_payments",
@@ -186,4 +207,5 @@ __all__ = [
     "utility",
     "value_monotonicity",
     "welfare_table",
+    "with_fees",
 ]

@@ -203,6 +203,22 @@ def test_thm4_private_values_closed_forms(key):
     assert np.allclose(d[:, 1], -rep["fees_sum"], atol=1e-5)  # dAGV exactly balanced: the fees are the whole budget
 
 
+def test_sec34_payment_anchor_as_written_is_not_ex_post_ir(key):
+    """Sec. 3.4 holds t''_i(., s_low) constant; with v_i(0, s_j) = a s_j that charges the lowest type's mean value
+    tau = E[f(0, s_j) a s_j] = a (1 - k^2) / 2 (k = c / (1 + a)) where it gets nothing: an ex post IR violation."""
+    a = 0.5
+    env = _public(a)
+    prior = priors.independent((1, 1))
+    text = bayesian.payment_anchored(env, _vcg(a), prior, key, inner=16384)
+    rep = bayesian.ir_scan(env, text, prior.sample(jax.random.fold_in(key, 1), 20000))
+    k = 1 / (1 + a)
+    tau = a * (1 - k**2) / 2  # 0.1389
+    se = math.sqrt(a**2 * (1 - k**3) / 3 - tau**2) / math.sqrt(16384)  # SD of a s_j 1{s_j > k}
+    for r in rep["agents"]:
+        assert within(r["max_violation"], tau, se) and r["at_profile"][1 - rep["agents"].index(r)] < k
+    assert bayesian.ir_scan(env, _vcg(a), prior.sample(key, 2000))["agents"][0]["max_violation"] <= 1e-6
+
+
 def test_thm4_rejects_inefficient_rule(key):
     env = _public(0.5)
     prior = priors.independent((1, 1))

@@ -432,6 +432,51 @@ def thm4_construction(
     return tpp, fee_mech, report
 
 
+def payment_anchored(
+    env: Environment, mech: Mechanism, prior: priors.Prior, key: Array, *, inner: int = 65536, dtype=jnp.float32
+) -> Mechanism:
+    """Sec. 3.4's construction AS WRITTEN: ``t''_i(s_-i, lo_i) = E[t'_i(S_-i, lo_i)]`` for every ``s_-i``.
+
+    ``t_i(s) = t'_i(s) - t'_i(lo_i, s_-i) + E[t'_i(lo_i, S_-i)]`` (a function of ``s_-i`` added: still ex post IC and
+    interim-payoff-equivalent, independent signals). The text says this is ex post IR when ``lo_i`` is the lowest
+    type; that needs the lowest type's VALUE ``v_i(f(lo_i, s_-i), lo_i, s_-i)`` constant in ``s_-i``. With
+    interdependent values it is not, and the ex post utility at ``lo_i``, ``v_i(lo_i, s_-i) - E[t'_i(lo_i, S)]``,
+    is negative wherever the lowest type's value is below its mean (:func:`thm4_construction` anchors the utility
+    instead). ``inner`` draws estimate the constant.
+    """
+    n = env.n_agents
+    taus = np.zeros(n)
+    for i in range(n):
+        sample = conditional_sampler(prior, i)
+        lo = float(env.lo[i])
+        draw = jax.jit(lambda k, i=i, sample=sample, lo=lo: jax.vmap(lambda s: mech.pay(mech.params, s)[i])(
+            sample(k, lo, inner, dtype)))  # fmt: skip
+        taus[i] = float(np.mean(np.asarray(draw(jax.random.fold_in(key, i)), np.float64)))
+
+    def pay(params, m):
+        at_lo = [mech.pay(params, priors.replace_signal(m, env.dims, i, jnp.asarray(env.lo[i : i + 1], m.dtype)))[i]
+                 for i in range(n)]  # fmt: skip
+        return mech.pay(params, m) - jnp.stack(at_lo) + jnp.asarray(taus, m.dtype)
+
+    return Mechanism(f"{mech.name}, payment anchored", mech.decide, pay, mech.params, mech.kinks)
+
+
+def ir_scan(env: Environment, mech: Mechanism, profiles: Array) -> dict:
+    """Ex post IR on given profiles: per agent the largest violation ``max(0, -u_i)`` with its profile, ``P(u_i < 0)``."""
+    u = np.asarray(
+        jax.jit(jax.vmap(lambda s: env.value(mech.decide(mech.params, s), s) - mech.pay(mech.params, s)))(profiles),
+        np.float64,
+    )
+    prof = np.asarray(profiles, np.float64)
+    rows = []
+    for i in range(env.n_agents):
+        j = int(np.argmin(u[:, i]))
+        p = float(np.mean(u[:, i] < -1e-6))
+        rows.append({"max_violation": float(max(0.0, -u[j, i])), "at_profile": prof[j].tolist(), "p_violation": p,
+                     "p_se": math.sqrt(p * (1 - p) / len(u))})  # fmt: skip
+    return {"profiles": len(u), "agents": rows}
+
+
 # --------------------------------------------------------------------------
 # CE fn. 6: Crémer–McLean full surplus extraction with finitely many correlated types
 
@@ -703,6 +748,10 @@ def run_thm4(settings, base_dir, progress, out_dir):
         info = result.info
         out[f"{label}_audit"] = _ex_post_summary(result.report)
         out[f"{label}_witness"] = _worst_witness(b, result.report)
+    text = payment_anchored(built.env, tpp, built.prior, jax.random.fold_in(key, 19), inner=16 * ex.inner,
+                            dtype=built.dtype)  # fmt: skip
+    scan = built.prior.sample(jax.random.fold_in(key, 23), min(settings.audit.profiles, 1 << 18), built.dtype)
+    out["text_anchored"] = {"mechanism": text.name, **ir_scan(built.env, text, scan)}
     out["fees_interim"] = interim_audit(built.env, fee_mech, built.prior, jax.random.fold_in(key, 11), types=ex.types,
                                         misreports=ex.misreports, inner=ex.inner, dtype=built.dtype)  # fmt: skip
     a = settings.audit
@@ -786,6 +835,9 @@ def _thm4_summary(metrics: dict) -> str:
     lines.append(f"t'' ex post: regret max {max(metrics['ex_post_audit']['regret_max']):.3g}, IR violation max "
                  f"{max(metrics['ex_post_audit']['ir_violation_max']):.3g}; fee mechanism regret max "
                  f"{max(metrics['fees_audit']['regret_max']):.3g}")  # fmt: skip
+    ta = max(metrics["text_anchored"]["agents"], key=lambda r: r["max_violation"])
+    lines.append(f"Sec. 3.4 as written (payment at the lowest type held constant): ex post IR violation "
+                 f"{ta['max_violation']:.4f} at {[round(x, 4) for x in ta['at_profile']]}, P = {ta['p_violation']:.3f}")  # fmt: skip
     d = b["ex_post_minus_fees"]
     lines.append(f"expected deficit: t'' {b['ex_post_deficit']['mean']:.4f} ± {b['ex_post_deficit']['se']:.1g}, "
                  f"{t['bic_mechanism']} {b['bic_deficit']['mean']:.2g} (exactly balanced), with fees "
