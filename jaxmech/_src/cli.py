@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="results/reproduce", help="results folder (default results/reproduce)")
     rp.add_argument("--root", help="checkout holding configs/ and experiments/ (default: here, else the install)")
     rp.add_argument("--list", action="store_true", help="list the registered experiments and exit")
+    from jaxmech._src import bench
+
+    bench.add_arguments(
+        sub.add_parser("bench", help="workloads W1-W5: jaxmech vs NumPy and PyTorch eager, same statistic, one run")
+    )
     return p
 
 
@@ -82,6 +87,10 @@ def main(argv=None) -> int:
         return EXIT_OK
     if args.command == "reproduce":
         return _reproduce(args)
+    if args.command == "bench":
+        from jaxmech._src import bench
+
+        return bench.run_from_args(args)
     if args.command == "run":
         return _run(args)
     try:
