@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxmech._src import audit as audit_lib
 from jaxmech._src import cli, engine, runs
 from jaxmech._src import config as cfg
 
@@ -127,3 +128,32 @@ def test_progress_line_has_rate_and_eta():
     assert line.startswith(" 25.0% (250/1,000 profiles, 100/s, ETA 8s)")
     assert "ETA 2h05m" in engine.progress_line(0, 750_000, 1.0, 100)
     assert np.isclose(float(line.split("profiles, ")[1].split("/s")[0]), 100.0)
+
+
+def test_vectorized_block_reduction_equals_the_accumulator():
+    """The engine's host reduction (NumPy over blocks) gives audit.Accumulator's numbers: sums, ties, NaN, skipped blocks."""
+    rng = np.random.default_rng(0)
+    nb, n, d = 37, 3, 2
+    x = rng.integers(0, 4, (nb, n)).astype(np.float32)  # many ties: the earliest block must win
+    x[5, 1] = np.nan  # a NaN block value never wins
+    stats = {
+        "n_sum": np.where(np.arange(nb) % 7 == 6, 0.0, 64.0).astype(np.float32),  # some empty (padding) blocks
+        "r_sum": rng.normal(size=(nb, n)).astype(np.float32),
+        "r_sumsq": rng.random((nb, n)).astype(np.float32),
+        "r_max": x,
+        "r_max_at_index": rng.integers(0, 64, (nb, n)).astype(np.int32),
+        "r_max_at_profile": rng.random((nb, n, d)).astype(np.float32),
+        "d_min": -x[:, 0],
+        "d_min_at_index": rng.integers(0, 64, nb).astype(np.int32),
+        "d_min_at_profile": rng.random((nb, d)).astype(np.float32),
+    }
+    ref = audit_lib.Accumulator()
+    for lo, hi in ((0, 11), (11, 12), (12, 37)):  # in pieces, as chunks arrive
+        ref.add_chunk({k: v[lo:hi] for k, v in stats.items()}, 100 + lo, 64)
+    tot = {}
+    for lo, hi in ((0, 20), (20, 37)):
+        engine._add_blocks(tot, {k: v[lo:hi] for k, v in stats.items()}, 100 + lo, 64)
+    assert tot.keys() == ref.totals.keys()
+    for k in tot:
+        assert tot[k].dtype == ref.totals[k].dtype, k
+        np.testing.assert_array_equal(tot[k], ref.totals[k], err_msg=k)
