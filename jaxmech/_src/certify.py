@@ -363,6 +363,12 @@ def certify(
     samples = jnp.asarray(samples, profiles_minus.dtype)
     if samples.ndim != 2 or samples.shape[1] != env.dims[i]:
         raise ValueError(f"certify: samples must have shape (S, {env.dims[i]}), got {samples.shape}")
+    certs = _certify_fn(env, decide, i, outcomes, tol, batch_size)(params, profiles_minus, samples)
+    return _report(certs, profiles_minus, samples)
+
+
+def _certify_fn(env, decide, i, outcomes, tol, batch_size):
+    """``(params, profiles_minus, samples) -> Certificate`` (leading axis: profile), jitted."""
 
     def run(params, profiles_minus, samples):
         def one(s):
@@ -370,7 +376,10 @@ def certify(
 
         return jax.lax.map(one, profiles_minus, batch_size=batch_size)
 
-    certs = jax.jit(run)(params, profiles_minus, samples)
+    return jax.jit(run)
+
+
+def _report(certs: Certificate, profiles_minus, samples) -> CertifyReport:
     feasible = np.asarray(certs.feasible)
     walk = np.asarray(certs.max_walk)
     w = int(np.argmax(walk))
@@ -512,7 +521,9 @@ def _boundary_payments(env, decide, params, s_minus, i, samples, b: BoundaryPoin
     # one boundary point per ordered pair (the first found): e[a, a'] = t(a) - t(a') by eq. (4)
     n_seg = diff.shape[0]
     pair = jnp.where(ok, b.a_lo * k + b.a_hi, k * k)
-    first = jax.ops.segment_min(jnp.where(ok, jnp.arange(n_seg, dtype=jnp.int32), n_seg), pair, num_segments=k * k + 1)[: k * k]
+    first = jax.ops.segment_min(jnp.where(ok, jnp.arange(n_seg, dtype=jnp.int32), n_seg), pair, num_segments=k * k + 1)[
+        : k * k
+    ]
     has = (first < n_seg).reshape(k, k)
     e = jnp.where(has, diff[jnp.minimum(first, n_seg - 1)].reshape(k, k), 0.0)
     e = jnp.where(has, e, -e.T)  # from the reverse crossing where only that one was found
@@ -584,6 +595,7 @@ class PayoffEquivalence(NamedTuple):
     deviation: np.ndarray  # shape=(P,)
     cert_payments: np.ndarray  # shape=(P, k)
     boundary_payments: np.ndarray  # shape=(P, k)
+    shared: np.ndarray  # shape=(P, k) bool: outcomes some sample gets that the boundary tree reaches
 
 
 def payoff_equivalence(
@@ -622,11 +634,13 @@ def payoff_equivalence(
         d = cert.payments - bp.payments
         shift = jnp.sum(jnp.where(both, d, 0.0)) / jnp.maximum(jnp.sum(both), 1).astype(d.dtype)
         dev = jnp.max(jnp.where(both, jnp.abs(d - shift), 0.0))
-        return dev, bp.residual, bp.connected, cert.feasible, cert.payments, bp.payments
+        return dev, bp.residual, bp.connected, cert.feasible, cert.payments, bp.payments, both
 
     out = jax.jit(lambda p, P: jax.lax.map(lambda s: one(p, s), P, batch_size=batch_size))(params, profiles_minus)
-    dev, res, conn, feas, tc, tb = (np.asarray(x) for x in out)
-    return PayoffEquivalence(float(dev.max()), float(res.max()), float(conn.mean()), float(feas.mean()), dev, tc, tb)
+    dev, res, conn, feas, tc, tb, both = (np.asarray(x) for x in out)
+    return PayoffEquivalence(
+        float(dev.max()), float(res.max()), float(conn.mean()), float(feas.mean()), dev, tc, tb, both
+    )
 
 
 # --------------------------------------------------------------------------
@@ -727,3 +741,70 @@ def cyclic_allocation() -> Environment:
         return jnp.stack([h * s[0], b * (1 + s[1]) - 2 * h * s[0]])
 
     return finite_environment("cyclic_allocation", (1, 1), 3, value_fn, ("zero", "one", "two"))
+
+
+# --------------------------------------------------------------------------
+# one agent, everything (CE Thm 1 + Thm 3), for runs and the CLI
+
+
+def characterize_agent(
+    env: Environment,
+    mech_or_decide,
+    params: Params,
+    profiles_minus: Array,
+    i: int,
+    samples: Array,
+    *,
+    outcomes=None,
+    equivalence_profiles: int = 16,
+    tol: float = 1e-5,
+    batch_size: int | None = 256,
+) -> tuple[dict, CertifyReport, PayoffEquivalence]:
+    """CE Thm 1 certificates at every row of ``profiles_minus`` and CE Thm 3 payoff equivalence at the first
+    ``equivalence_profiles`` certified ones, for agent ``i``; a JSON-ready row plus the raw reports.
+
+    The row holds the certified share, the worst cycle (slack, outcome names, witness signals, profile),
+    the payoff-equivalence deviation between :func:`solve_graph`'s and :func:`boundary_payments`' menus
+    and the eq. (4) residual, and the certificate throughput (graphs built and solved per second, timed
+    on a second, compiled call).
+    """
+    import time
+
+    decide = _decide_of(mech_or_decide)
+    profiles_minus = jnp.asarray(profiles_minus)
+    samples = jnp.asarray(samples, profiles_minus.dtype)
+    fn = _certify_fn(env, decide, i, outcomes, tol, batch_size)
+    rep = _report(fn(params, profiles_minus, samples), profiles_minus, samples)
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(params, profiles_minus, samples))  # compiled: the throughput
+    per_s = len(profiles_minus) / max(time.perf_counter() - t0, 1e-9)
+
+    certified = np.flatnonzero(rep.feasible)[:equivalence_profiles]
+    pick = certified if len(certified) else np.arange(min(equivalence_profiles, len(profiles_minus)))
+    starts, ends = segments(samples)
+    pe = payoff_equivalence(
+        env, decide, params, profiles_minus[pick], i, samples, starts, ends, outcomes=outcomes, tol=tol
+    )
+    names = env.outcome_names if outcomes is None or len(env.outcome_names) == _n_outcomes(env, outcomes) else None
+    label = (lambda a: names[a]) if names else (lambda a: int(a))
+    row = {
+        "agent": env.agent_names[i] if env.agent_names else f"agent{i}",
+        "certified_share": rep.fraction,
+        "profiles": len(profiles_minus),
+        "samples": int(samples.shape[0]),
+        "worst_max_walk": float(rep.max_walk[rep.worst]),
+        "worst_slack": rep.worst_slack,
+        "worst_profile": np.asarray(rep.worst_profile).tolist(),
+        "worst_cycle": [label(a) for a in rep.worst_cycle],
+        "worst_signals": np.asarray(rep.worst_signals).tolist(),
+        "certificates_per_s": per_s,
+        "payoff_equivalence": {
+            "profiles": len(pick),
+            "profile_indices": pick.tolist(),
+            "on_certified": bool(len(certified)),
+            "max_deviation": pe.max_deviation,
+            "max_residual": pe.max_residual,
+            "connected_share": pe.connected_share,
+        },
+    }
+    return row, rep, pe

@@ -65,6 +65,7 @@ class EnvironmentSettings:
     n: int = _meta(2, doc="public_good: number of agents", min=2)
     cost: float = _meta(1.0, doc="public_good: cost c of the project")
     weights: tuple[float, ...] | None = _meta(None, doc="public_good linear values: own-signal weights w_i (default 1)")
+    projects: int = _meta(3, doc="project_choice: number of projects k (outcomes)", min=2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +86,9 @@ class MechanismSettings:
     inner: int = _meta(65536, doc="interim: profiles for the interim expectation of payments", min=1)
     thresholds: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: pivotal valuations vbar (one per agent)")
     sbar: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: boundary profile, vbar = v(sbar) (CE Thm 9)")
+    potentials: tuple[float, ...] | None = _meta(
+        None, doc="affine_maximizer: w(a) per outcome, f = argmax_a sum_i v_i(a, m) + w(a) (default 0: efficient)"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,10 +157,10 @@ class ExperimentSettings:
     kind: str = _meta(
         "audit",
         doc="audit | sweep | compare_deficits | interim | double_auction | search | contributions | interim_audit | "
-        "thm4 | cremer_mclean",
+        "thm4 | cremer_mclean | certify",
         choices=(
             "audit", "sweep", "compare_deficits", "interim", "double_auction", "search", "contributions",
-            "interim_audit", "thm4", "cremer_mclean",
+            "interim_audit", "thm4", "cremer_mclean", "certify",
         ),  # fmt: skip
     )
     parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
@@ -168,6 +172,8 @@ class ExperimentSettings:
     inner: int = _meta(16384, doc="interim: profiles for the interim check", min=1)
     signals: int = _meta(21, doc="double_auction / contributions: signal grid points per agent", min=2)
     bids: int = _meta(41, doc="double_auction: bid grid points; contributions: deviation grid per (d, p) axis", min=2)
+    profiles: int = _meta(64, doc="certify: sampled s_-i per agent (CE Thm 1 certificates)", min=1)
+    points: int = _meta(33, doc="certify: own-signal grid points per dimension (capped at 4096 per agent)", min=2)
     plots: bool = _meta(True, doc="write PNG plots into the results folder (needs matplotlib)")
 
 

@@ -227,3 +227,46 @@ def contribution_strategies(
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+def outcome_menu(
+    path: Path,
+    x: np.ndarray,
+    outcome: np.ndarray,
+    values: np.ndarray,
+    payments: np.ndarray,
+    names: Sequence[str],
+    witnesses: np.ndarray | None,
+    title: str,
+) -> Path:
+    """One agent's menu at a fixed ``s_-i`` (CE Lemma 1): ``v_i(a, x) - t(a)`` per outcome along the agent's first
+    signal coordinate, the rule's outcome regions underneath, cycle witnesses (if any) marked, and the payments.
+
+    ``outcome[j]`` is the rule's outcome at ``x[j]``, ``values[j, a] = v_i(a, x[j])``, ``payments[a] = t(a)``.
+    Ex post IC at this ``s_-i`` means the rule's outcome is on the upper envelope everywhere.
+    """
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2.2, 1]})
+    k = values.shape[1]
+    colors = plt.get_cmap("tab10")
+    util = values - payments[None, :]
+    for a in range(k):
+        if np.all(np.isfinite(util[:, a])):
+            ax.plot(x, util[:, a], color=colors(a % 10), lw=1, alpha=0.6, label=f"{names[a]}: v_i(a, x) - t(a)")
+    chosen = util[np.arange(len(x)), outcome]
+    ax.plot(x, chosen, color="k", lw=2, label="the rule's choice")
+    lo = float(np.nanmin(util[np.isfinite(util)]))
+    for a in range(k):
+        ax.fill_between(x, lo - 0.05, lo, where=outcome == a, color=colors(a % 10), step="mid")
+    if witnesses is not None:
+        for w in witnesses:
+            ax.axvline(float(w), color="crimson", ls=":", lw=1.2)
+        ax.plot([], [], color="crimson", ls=":", label="cycle witnesses")
+    ax.set_xlabel("own signal (first coordinate)")
+    ax.set_ylabel("utility from each menu item")
+    ax.legend(fontsize=7)
+    bx.bar([str(n) for n in names], payments, color=[colors(a % 10) for a in range(k)])
+    bx.set_ylabel("payment t(a) (certificate, z-bar normalized)")
+    bx.tick_params(axis="x", labelsize=7, rotation=30)
+    fig.suptitle(title, fontsize=8)
+    return _save(fig, path)

@@ -64,6 +64,13 @@ ENVIRONMENTS = {
         ("dims", "values"),
         "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,)",
     ),
+    "project_choice": Entry(
+        ("projects", "n", "a"),
+        "CE Sec. 2.3 finite outcomes: choose one of k projects; s_i in [0,1]^k, v_i(q, s) = s_iq + a mean_j s_jq",
+    ),
+    "cyclic_allocation": Entry(
+        (), "CE Thm 1 counterexample: 2 agents, 3 outcomes; the efficient rule is NOT ex post IC (a positive cycle)"
+    ),
 }
 
 MECHANISMS = {
@@ -109,6 +116,11 @@ MECHANISMS = {
         "CE Sec. 3.4 / Cor. 1: generalized VCG with each payment replaced by its interim expectation "
         "(Bayesian IC, not ex post IC); independent prior",
     ),
+    "affine_maximizer": Entry(
+        ("potentials",),
+        "finite outcomes: argmax_a sum_i v_i(a, m) + w(a) (w = potentials, default 0: efficient), payments from its "
+        "CE Thm 1 certificate, z-bar normalized (generalized VCG, CE Thm 3)",
+    ),
     "expected_externality": Entry(
         ("inner",),
         "d'Aspremont-Gerard-Varet: efficient rule, expected-externality transfers from the interim envelope formula "
@@ -151,6 +163,11 @@ EXPERIMENTS = {
         ("signals", "bids"),
         "CE Sec. 5.3: the contingent-contribution scheme (d_i, p_i) with the paper's strategies for the "
         "[mechanism] threshold rule: implementation, ex post equilibrium (grid + random deviations), budget",
+    ),
+    "certify": Entry(
+        ("profiles", "points"),
+        "CE Thms 1-3: certificates (or cycles with witnesses and their regret) per agent over sampled s_-i, payoff "
+        "equivalence (certificate vs eq. (4)), single crossing / Def 7 and envelope payments for separable models",
     ),
     "search": Entry(
         ("[search]",),
@@ -274,6 +291,10 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
             raise
         except ValueError as err:
             raise cfg.ConfigError(f"environment.{err}") from None
+    if e.kind in ("project_choice", "cyclic_allocation"):
+        from jaxmech._src import certify as cert
+
+        return cert.project_choice(e.projects, e.n, e.a) if e.kind == "project_choice" else cert.cyclic_allocation()
     if e.dims is None:
         raise cfg.ConfigError("environment.dims: required for single_object (one signal dimension per buyer)")
     fn = load_callable(e.values, base_dir, "environment.values")
@@ -371,6 +392,8 @@ def build_mechanism(
                 raise cfg.ConfigError("mechanism.kind: expected_externality needs an independent prior (no correlation / rho)")
             key = jax.random.fold_in(jax.random.PRNGKey(seed), 17)
             return bayesian.expected_externality(env, prior, key, inner=m.inner)
+        if m.kind == "affine_maximizer":
+            return _affine_maximizer(env, m, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
         if m.decide is None or m.pay is None:
             raise cfg.ConfigError("mechanism: kind 'custom' needs both decide and pay ('module:function')")
         return mechs.Mechanism(
@@ -1055,6 +1078,7 @@ EXPERIMENT_RUNNERS = {
     "double_auction": _run_double_auction,
     "search": _run_search,
     "contributions": _run_contributions,
+    "certify": lambda *args: _run_certify(*args),  # defined below, beside certify_model
     **bayesian.RUNNERS,
 }
 
@@ -1158,10 +1182,32 @@ def _outcome_table(env: envs.Environment):
     return None
 
 
-def certify_model(settings: cfg.Settings, base_dir: Path | None = None, *, profiles: int = 256, points: int = 65) -> dict:
-    """CE Thm 1 / Lemma 1 for the configured decision rule: per agent, the share of sampled ``s_-i`` at which
-    the rule is pseudo-efficient (certified: payments exist that make it ex post IC there), and the worst
-    violating cycle with its witnessing signals (see :mod:`jaxmech._src.certify`)."""
+def _affine_maximizer(env: envs.Environment, m: cfg.MechanismSettings, dtype) -> mechs.Mechanism:
+    """``f(m) = argmax_a sum_i v_i(a, m) + w(a)`` on a finite outcome set, payments from its certificate (CE Thm 3)."""
+    from jaxmech._src import audit as audit_lib
+    from jaxmech._src import certify as cert
+
+    table = _outcome_table(env)
+    k = len(env.outcome_names) if table is None else int(table.shape[0])
+    if table is not None or env.is_separable:
+        raise cfg.ConfigError("mechanism.kind: affine_maximizer needs a finite-outcome environment (project_choice, ...)")
+    w = np.zeros(k) if m.potentials is None else np.asarray(m.potentials, np.float64)
+    if w.shape != (k,):
+        raise cfg.ConfigError(f"mechanism.potentials: need {k} values (one per outcome), got {len(w)}")
+
+    def decide(w, r):
+        welfare = jax.vmap(lambda a: jnp.sum(env.value(a, r)))(jnp.arange(k, dtype=jnp.int32))
+        return jnp.argmax(welfare + w.astype(welfare.dtype)).astype(jnp.int32)
+
+    samples = [jnp.asarray(audit_lib.grid_points(env.lo[sl], env.hi[sl], 9, 729), dtype)
+               for sl in (priors.agent_slice(env.dims, i) for i in range(env.n_agents))]  # fmt: skip
+    name = "efficient" if not np.any(w) else f"affine_maximizer(w={w.tolist()})"
+    return cert.certificate_payments(env, decide, samples, params=jnp.asarray(w, dtype), name=name)
+
+
+def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
+    """CE Thm 1 + Thm 3 per agent (:func:`certify.characterize_agent`), plus CE Def 7 / single crossing and
+    envelope-vs-pivot payments (CE Thm 2) where the environment is separable with 1-d signals."""
     from jaxmech._src import audit as audit_lib
     from jaxmech._src import certify as cert
 
@@ -1169,24 +1215,105 @@ def certify_model(settings: cfg.Settings, base_dir: Path | None = None, *, profi
     env, mech = built.env, built.mechanism
     key = jax.random.PRNGKey(settings.seed)
     others = built.prior.sample(jax.random.fold_in(key, 5), profiles, built.dtype)
-    rows = []
+    table = _outcome_table(env)
+    rows, raw, grids = [], [], []
     for i in range(env.n_agents):
         sl = priors.agent_slice(env.dims, i)
-        grid = audit_lib.grid_points(env.lo[sl], env.hi[sl], points, 4096)
-        rep = cert.certify(env, mech, mech.params, others, i, jnp.asarray(grid, built.dtype), outcomes=_outcome_table(env))
-        names = env.outcome_names
-        rows.append(
-            {
-                "agent": (env.agent_names or ())[i] if env.agent_names else f"agent{i}",
-                "certified_share": rep.fraction,
-                "worst_slack": rep.worst_slack,
-                "worst_profile": np.asarray(rep.worst_profile).tolist(),
-                "worst_cycle": [names[a] if 0 <= a < len(names) else a for a in rep.worst_cycle],
-                "worst_signals": np.asarray(rep.worst_signals).tolist(),
-            }
-        )
-    return {"name": settings.name, "environment": env.name, "mechanism": mech.name, "profiles": profiles,
-            "samples_per_agent": int(len(grid)), "agents": rows}  # fmt: skip
+        grid = jnp.asarray(audit_lib.grid_points(env.lo[sl], env.hi[sl], points, 4096), built.dtype)
+        row, rep, pe = cert.characterize_agent(env, mech, mech.params, others, i, grid, outcomes=table)
+        rows.append(row)
+        raw.append((rep, pe))
+        grids.append(grid)
+    out = {"name": settings.name, "environment": env.name, "mechanism": mech.name, "profiles": profiles,
+           "samples_per_agent": int(len(grids[0])), "agents": rows}  # fmt: skip
+    if table is not None and env.is_separable and all(d == 1 for d in env.dims):
+        out["conditions"] = conditions.check_separable(env, table, profiles=16, points=65, seed=settings.seed)
+        if mech.pay is not None and table.ndim == 1:
+            env_mech = trading.envelope_payments(env, mech.decide, params=mech.params, cells=64, method="quadrature")
+            s = built.prior.sample(jax.random.fold_in(key, 9), 256, built.dtype)
+            t_env = jax.jit(jax.vmap(lambda m: env_mech.pay(mech.params, m)))(s)
+            t_mech = jax.jit(jax.vmap(lambda m: mech.pay(mech.params, m)))(s)
+            out["envelope_vs_mechanism"] = {"profiles": 256, "cells": 64, "max_abs_diff": float(jnp.max(jnp.abs(t_env - t_mech)))}
+    return out, built, raw, grids
+
+
+def certify_model(settings: cfg.Settings, base_dir: Path | None = None, *, profiles: int = 256, points: int = 65) -> dict:
+    """CE Thm 1 / Lemma 1 for the configured decision rule: per agent, the share of sampled ``s_-i`` at which
+    the rule is pseudo-efficient (certified: payments exist that make it ex post IC there), the worst
+    violating cycle with its witnessing signals, and CE Thm 3 payoff equivalence (see :mod:`jaxmech._src.certify`);
+    for separable environments also single crossing / CE Def 7 and envelope vs the mechanism's payments."""
+    return _certify_all(settings, base_dir, profiles, points)[0]
+
+
+def _witness_regret(env, mech, rep, grid, i: int, dtype) -> dict:
+    """The audit's regret (best misreport on the own-signal grid) of each cycle witness at the worst ``s_-i``."""
+    from jaxmech._src import audit as audit_lib
+
+    s_minus = jnp.asarray(rep.worst_profile, dtype)
+    wit = jax.vmap(lambda x: priors.replace_signal(s_minus, env.dims, i, x))(jnp.asarray(rep.worst_signals, dtype))
+
+    def best(s):
+        return jnp.max(jax.vmap(lambda m: audit_lib.regret(env, mech, mech.params, s, m, i))(grid))
+
+    gains = np.asarray(jax.jit(jax.vmap(best))(wit))
+    return {"max_gain": float(gains.max()), "gains": gains.tolist(),
+            "lower_bound": rep.worst_slack / (len(rep.worst_cycle) - 1)}  # fmt: skip
+
+
+def _potential_recovery(env, mech, pe, profiles_minus, i: int) -> float:
+    """Affine maximizer, private values: agent i's potential is ``w(a) + sum_{j != i} v_j(a, s_-i)`` (CE Def 4);
+    the spread of ``t_cert + potential`` over the outcomes that occur (0 = recovered up to a constant)."""
+    k = len(env.outcome_names)
+    w = jnp.asarray(mech.params)
+
+    def potential(s):
+        v = jax.vmap(lambda a: env.value(a, s))(jnp.arange(k, dtype=jnp.int32))  # (k, n)
+        return w.astype(v.dtype) + jnp.sum(v, axis=1) - v[:, i]
+
+    dev = pe.cert_payments + np.asarray(jax.vmap(potential)(profiles_minus))
+    spread = np.where(pe.shared, dev, -np.inf).max(1) - np.where(pe.shared, dev, np.inf).min(1)
+    return float(np.max(spread))
+
+
+def _run_certify(settings, base_dir, progress, out_dir):
+    """``certify`` experiment: :func:`certify_model` plus, where a cycle is found, the best misreport of each
+    cycle witness under the mechanism's payments (any menu leaves one a gain >= slack / cycle length), the
+    recovery of an affine maximizer's potentials, and a plot of the menu at the worst ``s_-i``."""
+    from jaxmech._src import certify as cert
+
+    ex = settings.experiment
+    out, built, raw, grids = _certify_all(settings, base_dir, ex.profiles, ex.points)
+    env, mech = built.env, built.mechanism
+    table = _outcome_table(env)
+    others = built.prior.sample(jax.random.fold_in(jax.random.PRNGKey(settings.seed), 5), ex.profiles, built.dtype)
+    for i, (row, (rep, pe), grid) in enumerate(zip(out["agents"], raw, grids, strict=True)):
+        if rep.fraction < 1.0:
+            row["witness_regret"] = _witness_regret(env, mech, rep, grid, i, built.dtype)
+        idx = np.asarray(row["payoff_equivalence"]["profile_indices"], int)
+        if table is None and settings.mechanism.kind == "affine_maximizer" and settings.environment.a == 0.0 and len(idx):
+            row["potential_recovery_max_dev"] = _potential_recovery(env, mech, pe, others[idx], i)
+    figs = []
+    if ex.plots and plots.available():
+        i = int(np.argmin([r["certified_share"] for r in out["agents"]]))
+        rep, pe = raw[i]
+        s_minus = jnp.asarray(rep.worst_profile, built.dtype)
+        sl = priors.agent_slice(env.dims, i)
+        lo, hi = env.lo[sl], env.hi[sl]
+        xs = np.linspace(lo[0], hi[0], 401)
+        own = np.tile(np.asarray(s_minus[sl], np.float64), (len(xs), 1))
+        own[:, 0] = xs
+        graph = cert.outcome_graph(env, mech.decide, mech.params, s_minus, i, jnp.asarray(own, built.dtype), outcomes=table)
+        t_cert = np.asarray(cert.solve_graph(graph).payments)
+        names = [str(a) for a in (env.outcome_names if table is None or len(env.outcome_names) == len(table)
+                                  else range(len(table)))]  # fmt: skip
+        f = plots.outcome_menu(
+            out_dir / "certificate.png", xs, np.asarray(graph.outcome), np.asarray(graph.values), t_cert, names,
+            np.asarray(rep.worst_signals)[:, 0] if rep.fraction < 1.0 else None,
+            f"{mech.name} in {env.name}: {out['agents'][i]['agent']}'s menu at s_-i = "
+            f"{[round(float(x), 3) for x in np.delete(np.asarray(s_minus), np.arange(sl.start, sl.stop))]}",
+        )  # fmt: skip
+        figs.append(f.name)
+    return out, None, figs
 
 
 def certify_summary(rep: dict) -> str:
@@ -1205,6 +1332,20 @@ def certify_summary(rep: dict) -> str:
                 f"{' -> '.join(map(str, r['worst_cycle']))} with slack {r['worst_slack']:.4g} at profile "
                 f"{[round(x, 4) for x in r['worst_profile']]} (witness own signals: {sig})"
             )
+        if "payoff_equivalence" in r:
+            pe = r["payoff_equivalence"]
+            lines.append(
+                f"{'':<10} CE Thm 3: certificate vs eq. (4) payments differ by {pe['max_deviation']:.2g} after a "
+                f"constant ({pe['profiles']} s_-i, residual {pe['max_residual']:.2g}); "
+                f"{r['certificates_per_s']:.0f} certificates/s"
+            )
+        if "witness_regret" in r:
+            w = r["witness_regret"]
+            lines.append(f"{'':<10} best misreport of a cycle witness gains {w['max_gain']:.4g} (>= slack/len {w['lower_bound']:.4g})")
+        if r.get("potential_recovery_max_dev") is not None:
+            lines.append(f"{'':<10} potentials recovered up to a constant: max deviation {r['potential_recovery_max_dev']:.2g}")
+    if "envelope_vs_mechanism" in rep:
+        lines.append(f"envelope (jax.grad + quadrature) vs mechanism payments: max |diff| {rep['envelope_vs_mechanism']['max_abs_diff']:.2g}")
     return "\n".join(lines)
 
 
@@ -1223,6 +1364,7 @@ def summary(metrics: dict) -> str:
         "double_auction": _double_auction_summary,
         "search": _search_summary,
         "contributions": _contributions_summary,
+        "certify": certify_summary,
         **bayesian.SUMMARIES,
     }[kind](metrics)
     if "conditions" in metrics:
