@@ -1,4 +1,4 @@
-"""Two processes on jax.distributed (loopback): disjoint blocks, one results folder, the single-process numbers."""
+"""Two processes on jax.distributed (loopback): disjoint blocks, the single-process numbers; the CLI end to end (slow)."""
 
 import json
 import os
@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
+import pytest
 from test_resume import compile_cache_fixture  # noqa: F401  (the compile_cache fixture)
 
 from jaxmech._src import config as cfg
@@ -32,6 +35,52 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+BLOCK_FN = """
+import jax, jax.numpy as jnp
+
+def block_fn(key, b, n_valid):
+    x = jax.random.uniform(key, (64, 2))
+    w = (jnp.arange(64, dtype=jnp.int32) < n_valid).astype(jnp.float32)
+    r = jnp.where(w[:, None] > 0, x, -1.0)
+    return {"n_sum": jnp.sum(w), "x_sum": jnp.sum(w[:, None] * x, 0), "x_max": jnp.max(r, 0),
+            "x_max_at_index": jnp.argmax(r, 0).astype(jnp.int32), "x_max_at_profile": x[jnp.argmax(r, 0)]}
+"""
+STREAM = dict(n_profiles=5000, block_size=64, chunk_size=256, segment_blocks=5)  # 79 blocks, 16 segments
+SCRIPT = (
+    "import json, sys, jax, numpy as np\n"
+    "jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))\n"
+    "from jaxmech._src import engine\n" + BLOCK_FN + "\n"
+    f"acc, info = engine.stream(block_fn, key=jax.random.PRNGKey(7), **{STREAM!r})\n"
+    "print(json.dumps({'process': jax.process_index(), 'n_chunks': info.n_chunks,\n"
+    "                  'totals': {k: np.asarray(v).tolist() for k, v in acc.totals.items()}}))\n"
+)
+
+
+def test_stream_over_two_processes_equals_one():
+    """Engine level, fast: each process streams its own segments; both end with the one-process totals, bit for bit."""
+    from jaxmech._src import engine
+
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SCRIPT, f"127.0.0.1:{port}", str(p)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for p in (0, 1)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    assert got[0]["n_chunks"] + got[1]["n_chunks"] >= 2 and got[0]["n_chunks"] > 0 and got[1]["n_chunks"] > 0
+    scope: dict = {}
+    exec(BLOCK_FN, scope)
+    acc, _ = engine.stream(scope["block_fn"], key=jax.random.PRNGKey(7), **STREAM)
+    ref = {k: np.asarray(v).tolist() for k, v in acc.totals.items()}
+    assert got[0]["totals"] == ref and got[1]["totals"] == ref  # every process holds the same totals
+    assert ref["n_sum"] == 5000
+
+
+@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path, compile_cache):
     out = tmp_path / "two"
     config = str(ROOT / "configs/bilateral_trade.toml")
