@@ -1091,6 +1091,8 @@ def checkpoint_path(out_dir: Path, process: int | None = None) -> Path:
 def resume_settings(out_dir: Path) -> tuple[cfg.Settings, Path | None]:
     """The settings and config folder of the interrupted run in ``out_dir``, read from its checkpoint."""
     path = checkpoint_path(out_dir)
+    if not path.exists():  # this process may not have saved yet (or had no share): the config is the same in all
+        path = next(iter(sorted(path.parent.glob("process-*.npz"))), path)
     if not path.exists():
         if (Path(out_dir) / "metrics.json").exists():
             raise cfg.ConfigError(f"--resume {out_dir}: the run is complete (metrics.json is there)")
