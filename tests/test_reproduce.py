@@ -80,7 +80,7 @@ def layout(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(layout, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    code = cli.main(["reproduce", "--quick", "--root", str(layout.root), "--out", str(out)])
+    code = cli.main(["reproduce", "--quick", "--jobs", "2", "--root", str(layout.root), "--out", str(out)])
     return code, out, json.loads((out / "summary.json").read_text())
 
 
@@ -102,6 +102,7 @@ def test_rows_statuses_and_exit_code(report):
         assert (out / bad / "error.txt").is_file()
     assert s["totals"] == {"PASS": 1, "FAIL": 3, "INFO": 2}
     assert {"jax", "device", "backend", "jaxmech"} <= set(s["versions"])
+    assert s["jobs"] == 2  # two worker processes; the summary keeps registration order
 
 
 def test_report_files(report):

@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--out", default="results/reproduce", help="results folder (default results/reproduce)")
     rp.add_argument("--root", help="checkout holding configs/ and experiments/ (default: here, else the install)")
+    rp.add_argument(
+        "--jobs",
+        type=int,
+        help="worker processes (default: the CPU count on a CPU-only machine, 1 with an accelerator)",
+    )
     rp.add_argument("--list", action="store_true", help="list the registered experiments and exit")
     from jaxmech._src import bench
 
@@ -225,17 +230,26 @@ def _reproduce(args) -> int:
         for n in names:
             print(f"{n:<44} {found[n][1].paper:<3} experiments/{found[n][0]}")
         return EXIT_OK
+    if args.jobs is not None and args.jobs < 1:
+        print("jaxmech: usage error: --jobs must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    import os
+
+    import jax
+
     from jaxmech._src import engine
 
+    jobs = args.jobs or (min(os.cpu_count() or 1, 4) if jax.default_backend() == "cpu" else 1)
     size = "quick" if args.quick else "full" if args.full else "default"
     out = Path(args.out)
-    print(f"jaxmech reproduce: {len(names)} experiments ({size} sizes) -> {out}/", flush=True)
+    print(f"jaxmech reproduce: {len(names)} experiments ({size} sizes, {jobs} jobs) -> {out}/", flush=True)
     summary = rep.reproduce(
         layout,
         out,
         size=size,
         only=args.only,
         names=names,
+        jobs=jobs,
         log=lambda s: print(s, flush=True),
         progress_factory=engine.terminal_progress,
     )
