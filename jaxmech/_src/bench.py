@@ -64,6 +64,8 @@ class Sizes(NamedTuple):
     numpy: int
     torch: int
     generic: bool = True  # also the generic (bisection-pivot) jaxmech path
+    block_size: int | None = None  # audit blocks / chunks (None: the workload's CPU defaults)
+    chunk_size: int | None = None
 
 
 # --------------------------------------------------------------------------
@@ -543,7 +545,7 @@ def _bench_w1(size: Sizes, dtype, float64, repeats, with_torch):
             ("jaxmech audit (closed-form pivots)", jm.generalized_vcg(env, pivot=jm.linear_trade_pivot(A_TRADE))),
             ("jaxmech audit (bisection pivots)", jm.generalized_vcg(env)),
         ],
-        env, mis, size.jax, epp, dtype, repeats, 8192, 1 << 17, _audit_stats,
+        env, mis, size.jax, epp, dtype, repeats, size.block_size or 8192, size.chunk_size or 1 << 17, _audit_stats,
     )  # fmt: skip
     rows += _baseline_rows(
         lambda xp, n: w1_baseline(xp, n, k), size.numpy, size.torch, epp, float64, repeats, with_torch
@@ -581,7 +583,7 @@ def _bench_w2(size: Sizes, dtype, float64, repeats, with_torch):
         mechs.append(("jaxmech audit (bisection pivots)", jm.threshold_contribution(env, vbar)))
     rows = _audit_rows(
         mechs,
-        env, mis, size.jax, epp, dtype, repeats, 4096, 1 << 15, _audit_stats,
+        env, mis, size.jax, epp, dtype, repeats, size.block_size or 4096, size.chunk_size or 1 << 15, _audit_stats,
     )  # fmt: skip
     rows += _baseline_rows(
         lambda xp, m: w2_baseline(xp, m, k), size.numpy, size.torch, epp, float64, repeats, with_torch
@@ -597,7 +599,7 @@ def _bench_w3(size: Sizes, dtype, float64, repeats, with_torch):
     epp = 2 * (16 * 16 + 6)
     rows = _audit_rows(
         [("jaxmech audit (B eq. (4), bisection kinks)", jm.personalized_prices(env, jm.example1_prices))],
-        env, mis, size.jax, epp, dtype, repeats, 8192, 1 << 16, _audit_stats,
+        env, mis, size.jax, epp, dtype, repeats, size.block_size or 8192, size.chunk_size or 1 << 16, _audit_stats,
     )  # fmt: skip
     rows += _baseline_rows(lambda xp, m: w3_baseline(xp, m), size.numpy, size.torch, epp, float64, repeats, with_torch)
     return rows, "profile x agent x misreport evaluations / s", "regret 0 (B Lemma 1: admissible prices)"
@@ -611,7 +613,7 @@ def _bench_w4(size: Sizes, dtype, float64, repeats, with_torch):
     env = jm.public_good(jm.linear_public_values(A_SEARCH, 2), 1.0, 2)
     family = jm.threshold_family(env)
     prior = jm.independent(env.dims)
-    extra = 16  # timed steps; the median step counts (robust to other load on the host)
+    extra = 16  # timed steps; the fastest counts (other load on the host only slows steps down)
 
     def run(family):
         # search() reports after every step (the step has finished: it reads the constraint back);
@@ -621,7 +623,7 @@ def _bench_w4(size: Sizes, dtype, float64, repeats, with_torch):
         out = jm.search(
             env, family, prior, jax.random.PRNGKey(0), cfg, dtype=dtype, progress=lambda k, n: stamps.append(time.perf_counter())
         )  # fmt: skip
-        per_step = float(np.median(np.diff(stamps[1:])))
+        per_step = float(np.min(np.diff(stamps[1:])))
         return per_step, stamps[1] - stamps[0] - per_step, out
 
     rows = []
@@ -644,7 +646,7 @@ def _bench_w4(size: Sizes, dtype, float64, repeats, with_torch):
             loss, g = w4_loss_and_grad_numpy(s, grid, params, temperature, lam, rho, tau)
             params, state = _adam_numpy(params, g, state, 0.01)
             times.append(time.perf_counter() - t0)
-        return float(np.median(times)), loss
+        return float(np.min(times)), loss
 
     t, loss = min((numpy_steps(size.numpy) for _ in range(max(repeats, 1))), key=lambda r: r[0])
     rows.append(Row("numpy (vectorized, gradient by hand)", size.numpy, 1.0 / t, None, {"loss": float(loss)}))
@@ -661,7 +663,7 @@ def _bench_w4(size: Sizes, dtype, float64, repeats, with_torch):
                 s, grid = _w4_problem(xp, n)
                 loss = w4_step_torch(xp, s, grid, vbar, opt, temperature, lam, rho, tau)
                 times.append(time.perf_counter() - t0)
-            return float(np.median(times)), loss
+            return float(np.min(times)), loss
 
         t, loss = min((torch_steps(size.torch) for _ in range(max(repeats, 1))), key=lambda r: r[0])
         rows.append(Row("pytorch eager (autograd)", size.torch, 1.0 / t, None, {"loss": float(loss)}))
@@ -824,7 +826,16 @@ def ratio_lines(rows: list[Row]) -> list[str]:
     return out
 
 
-def run_workloads(names, *, quick: bool, float64: bool, repeats: int, torch: bool | None = None, say=print) -> dict:
+def run_workloads(
+    names,
+    *,
+    quick: bool,
+    float64: bool,
+    repeats: int,
+    torch: bool | None = None,
+    say=print,
+    overrides: dict | None = None,
+) -> dict:
     """Run the named workloads and print their tables; returns a JSON-ready record."""
     import jax
     import jax.numpy as jnp
@@ -839,7 +850,8 @@ def run_workloads(names, *, quick: bool, float64: bool, repeats: int, torch: boo
     for name in names:
         title, runner, quick_sizes, full_sizes = WORKLOADS[name]
         t0 = time.perf_counter()
-        rows, unit, check = runner(quick_sizes if quick else full_sizes, dtype, float64, repeats, with_torch)
+        size = (quick_sizes if quick else full_sizes)._replace(**(overrides or {}))
+        rows, unit, check = runner(size, dtype, float64, repeats, with_torch)
         say(f"\n{name} {title}  [{unit}]; check: {check}")
         for line in format_rows(rows) + ratio_lines(rows):
             say(line)
@@ -874,14 +886,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--repeats", type=int, default=None, help="timed runs per path, best counts (default 1 quick, 3 full)"
     )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline even if torch is installed")
+    p.add_argument("--profiles", type=int, help="jaxmech size (profiles / batch / s_-i), e.g. 2^31 for W1 on a GPU")
+    p.add_argument("--block-size", type=int, help="audit block size (W1-W3; GPU: 262144 or more)")
+    p.add_argument("--chunk-size", type=int, help="audit chunk size (W1-W3; GPU: 8388608 or more)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
 def run_from_args(args) -> int:
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     names = args.workload or sorted(WORKLOADS)
+    over = {
+        k: v for k, v in (("jax", args.profiles), ("block_size", args.block_size), ("chunk_size", args.chunk_size)) if v
+    }
     rec = run_workloads(
-        names, quick=args.quick, float64=args.float64, repeats=repeats, torch=False if args.no_torch else None
+        names,
+        quick=args.quick,
+        float64=args.float64,
+        repeats=repeats,
+        torch=False if args.no_torch else None,
+        overrides=over,
     )
     if args.json:
         with open(args.json, "w") as f:
