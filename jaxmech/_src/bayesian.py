@@ -323,7 +323,7 @@ def with_fees(mech: Mechanism, fees, *, name: str | None = None) -> Mechanism:
 
 def _paired_moments(env, bic, vcg, prior, key, i, at, inner, dtype):
     """For each type in ``at``: ``inner`` conditional draws of ``s_-i``, ``a = u_i`` under ``bic`` and ``b`` under
-    ``vcg`` (truthful): ``(mean a, var a, mean b, mean (a - b), var (a - b))``, each ``(len(at),)``, float64."""
+    ``vcg`` (truthful): ``(mean a, var a, mean b, mean (a - b), var (a - b), mean t_i^vcg)``, each ``(len(at),)``."""
     sample = conditional_sampler(prior, i)
 
     def u(mech, s):
@@ -334,7 +334,8 @@ def _paired_moments(env, bic, vcg, prior, key, i, at, inner, dtype):
         prof = sample(jax.random.fold_in(key, k), t, inner, dtype)
         a = jax.vmap(lambda s: u(bic, s))(prof)
         b = jax.vmap(lambda s: u(vcg, s))(prof)
-        return jnp.mean(a), jnp.var(a, ddof=1), jnp.mean(b), jnp.mean(a - b), jnp.var(a - b, ddof=1)
+        t = jax.vmap(lambda s: vcg.pay(vcg.params, s)[i])(prof)
+        return jnp.mean(a), jnp.var(a, ddof=1), jnp.mean(b), jnp.mean(a - b), jnp.var(a - b, ddof=1), jnp.mean(t)
 
     out = jax.jit(lambda ts: jax.lax.map(one, (jnp.arange(len(at)), ts)))(jnp.asarray(at, dtype))
     return tuple(np.asarray(x, np.float64) for x in out)
@@ -381,15 +382,16 @@ def thm4_construction(
     vcg = ex_post if ex_post is not None else mechanisms.generalized_vcg(env)
     n = env.n_agents
     chunks = max(1, fee_inner // inner)  # the fee sample: `chunks` blocks of `inner` draws at the lowest type
-    fees, fee_se, shifts, moments = np.zeros(n), np.zeros(n), np.zeros(n), []
+    fees, fee_se, shifts, taus, moments = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), []
     for i in range(n):
         ts = np.linspace(float(env.lo[i]), float(env.hi[i]), types)
         at = np.concatenate([np.full(chunks, float(env.lo[i])), ts])
-        mb, vb, mv, md, vd = _paired_moments(env, bic, vcg, prior, jax.random.fold_in(key, i), i, at, inner, dtype)
+        mb, vb, mv, md, vd, mt = _paired_moments(env, bic, vcg, prior, jax.random.fold_in(key, i), i, at, inner, dtype)
         fees[i] = np.mean(mb[:chunks])
         fee_se[i] = math.sqrt((np.mean(vb[:chunks]) + np.var(mb[:chunks])) / (chunks * inner))
         # on the fee sample the fee mechanism's U(lo) = mean(u_bic) - fee is 0 by construction, U^VCG(lo) = mean(u_vcg)
         shifts[i] = (np.mean(mb[:chunks]) - fees[i]) - np.mean(mv[:chunks])
+        taus[i] = np.mean(mt[:chunks]) - shifts[i]  # E[t''_i(lo_i, S)], for :func:`payment_anchored`
         moments.append((ts, mb[chunks:], vb[chunks:], mv[chunks:], md[chunks:], vd[chunks:]))
     fee_mech = with_fees(bic, fees, name=f"{bic.name}+fees")
     tpp = with_fees(vcg, -shifts, name="thm4_ex_post(t'')")
@@ -427,13 +429,21 @@ def thm4_construction(
         "fee_inner": chunks * inner,
         "fees_sum": float(np.sum(fees)),
         "fees_sum_se": float(math.sqrt(float(np.sum(fee_se**2)))),
+        "lowest_type_payments": taus.tolist(),
         "agents": rows,
     }
     return tpp, fee_mech, report
 
 
 def payment_anchored(
-    env: Environment, mech: Mechanism, prior: priors.Prior, key: Array, *, inner: int = 65536, dtype=jnp.float32
+    env: Environment,
+    mech: Mechanism,
+    prior: priors.Prior,
+    key: Array,
+    *,
+    inner: int = 65536,
+    taus=None,
+    dtype=jnp.float32,
 ) -> Mechanism:
     """Sec. 3.4's construction AS WRITTEN: ``t''_i(s_-i, lo_i) = E[t'_i(S_-i, lo_i)]`` for every ``s_-i``.
 
@@ -442,16 +452,19 @@ def payment_anchored(
     type; that needs the lowest type's VALUE ``v_i(f(lo_i, s_-i), lo_i, s_-i)`` constant in ``s_-i``. With
     interdependent values it is not, and the ex post utility at ``lo_i``, ``v_i(lo_i, s_-i) - E[t'_i(lo_i, S)]``,
     is negative wherever the lowest type's value is below its mean (:func:`thm4_construction` anchors the utility
-    instead). ``inner`` draws estimate the constant.
+    instead). ``inner`` draws estimate the constants ``E[t'_i(lo_i, S)]`` unless ``taus`` gives them.
     """
     n = env.n_agents
-    taus = np.zeros(n)
-    for i in range(n):
-        sample = conditional_sampler(prior, i)
-        lo = float(env.lo[i])
-        draw = jax.jit(lambda k, i=i, sample=sample, lo=lo: jax.vmap(lambda s: mech.pay(mech.params, s)[i])(
-            sample(k, lo, inner, dtype)))  # fmt: skip
-        taus[i] = float(np.mean(np.asarray(draw(jax.random.fold_in(key, i)), np.float64)))
+    if taus is not None:
+        taus = np.asarray(taus, np.float64)
+    else:
+        taus = np.zeros(n)
+        for i in range(n):
+            sample = conditional_sampler(prior, i)
+            lo = float(env.lo[i])
+            draw = jax.jit(lambda k, i=i, sample=sample, lo=lo: jax.vmap(lambda s: mech.pay(mech.params, s)[i])(
+                sample(k, lo, inner, dtype)))  # fmt: skip
+            taus[i] = float(np.mean(np.asarray(draw(jax.random.fold_in(key, i)), np.float64)))
 
     def pay(params, m):
         at_lo = [mech.pay(params, priors.replace_signal(m, env.dims, i, jnp.asarray(env.lo[i : i + 1], m.dtype)))[i]
@@ -748,12 +761,9 @@ def run_thm4(settings, base_dir, progress, out_dir):
         info = result.info
         out[f"{label}_audit"] = _ex_post_summary(result.report)
         out[f"{label}_witness"] = _worst_witness(b, result.report)
-    text = payment_anchored(built.env, tpp, built.prior, jax.random.fold_in(key, 19), inner=16 * ex.inner,
-                            dtype=built.dtype)  # fmt: skip
+    text = payment_anchored(built.env, tpp, built.prior, key, taus=rep["lowest_type_payments"], dtype=built.dtype)
     scan = built.prior.sample(jax.random.fold_in(key, 23), min(settings.audit.profiles, 1 << 18), built.dtype)
     out["text_anchored"] = {"mechanism": text.name, **ir_scan(built.env, text, scan)}
-    out["fees_interim"] = interim_audit(built.env, fee_mech, built.prior, jax.random.fold_in(key, 11), types=ex.types,
-                                        misreports=ex.misreports, inner=ex.inner, dtype=built.dtype)  # fmt: skip
     a = settings.audit
     cmp = engine.compare_deficits(
         built.env, [tpp, fee_mech, built.mechanism], built.prior, key=key, n_profiles=a.profiles,
