@@ -15,7 +15,11 @@ def _quadratic_values(s):
     return jnp.stack([s[0] + 2.0 * (s[1] - 0.5) ** 2, s[1]])
 
 
-@pytest.mark.parametrize("values", [jm.deadzone_trade_values(), _quadratic_values], ids=["deadzone", "quadratic"])
+@pytest.mark.parametrize(
+    "values",
+    [jm.deadzone_trade_values(), pytest.param(_quadratic_values, marks=pytest.mark.slow)],
+    ids=["deadzone", "quadratic"],
+)
 def test_general_checks_agree_with_bilateral_ones(values):
     env = jm.bilateral_trade(values, check=False)
     general = K.check_separable(env, TRADE, profiles=8, points=65)
@@ -24,7 +28,10 @@ def test_general_checks_agree_with_bilateral_ones(values):
         assert general[name]["holds"] == trade[name]["holds"], name
         assert (general[name]["witness"] is None) == general[name]["holds"]
     # the existing API dispatches to the general check when given an environment
-    assert jm.strong_single_crossing(env, outcomes=TRADE, profiles=8, points=65).holds == trade["strong_single_crossing"]["holds"]
+    assert (
+        jm.strong_single_crossing(env, outcomes=TRADE, profiles=8, points=65).holds
+        == trade["strong_single_crossing"]["holds"]
+    )
 
 
 def _object_values(s):
@@ -67,6 +74,7 @@ def test_single_object_violation_has_real_witnesses():
     assert v["d_welfare_gap_d_s_i"] <= 0
 
 
+@pytest.mark.slow
 def test_public_good_with_three_agents_satisfies_both():
     env = jm.public_good(jm.linear_public_values(0.5, 3), 1.5, 3)
     got = K.check_separable(env, TRADE, profiles=8, points=33)

@@ -1230,23 +1230,23 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
            "samples_per_agent": int(len(grids[0])), "agents": rows}  # fmt: skip
     if table is not None and env.is_separable and all(d == 1 for d in env.dims):
         out["conditions"] = conditions.check_separable(env, table, profiles=16, points=65, seed=settings.seed)
-        if mech.pay is not None and table.ndim == 1:
-            env_mech = trading.envelope_payments(env, mech.decide, params=mech.params, cells=64, method="quadrature")
-            s = built.prior.sample(jax.random.fold_in(key, 9), 256, built.dtype)
-            t_env = jax.jit(jax.vmap(lambda m: env_mech.pay(mech.params, m)))(s)
-            t_mech = jax.jit(jax.vmap(lambda m: mech.pay(mech.params, m)))(s)
-            out["envelope_vs_mechanism"] = {"profiles": 256, "cells": 64, "max_abs_diff": float(jnp.max(jnp.abs(t_env - t_mech)))}
-        if mech.pay is not None:  # CE Thm 3 + z-bar: both constructions are the mechanism's payments when it is IC, IR
+        if mech.pay is not None:
+            # CE Thm 3 + z-bar: the certificate's and eq. (4)'s menus are the mechanism's payments when it is IC, IR
             index_of, _ = cert._indexed(env, mech.decide, table)
+            both = jax.jit(jax.vmap(lambda m: (mech.pay(mech.params, m), index_of(mech.params, m))))
+            t_mech, a_all = (np.asarray(x) for x in both(others))
             diff = {"certificate": 0.0, "boundary": 0.0}
             for i, (_, pe) in enumerate(raw):
-                s = others[np.asarray(rows[i]["payoff_equivalence"]["profile_indices"], int)]
-                a = np.asarray(jax.vmap(lambda m: index_of(mech.params, m))(s))
-                t = np.asarray(jax.jit(jax.vmap(lambda m: mech.pay(mech.params, m)))(s))[:, i]
-                r = np.arange(len(a))
+                idx = np.asarray(rows[i]["payoff_equivalence"]["profile_indices"], int)
+                a, t, r = a_all[idx], t_mech[idx, i], np.arange(len(idx))
                 diff["certificate"] = max(diff["certificate"], float(np.max(np.abs(pe.cert_payments[r, a] - t))))
                 diff["boundary"] = max(diff["boundary"], float(np.max(np.abs(pe.boundary_payments[r, a] - t))))
             out["payments_vs_mechanism"] = diff
+            if table.ndim == 1:  # CE Thm 2 / Def 6: envelope payments (jax.grad + quadrature) at the same profiles
+                env_mech = trading.envelope_payments(env, mech.decide, params=mech.params, cells=64, method="quadrature")
+                t_env = np.asarray(jax.jit(jax.vmap(lambda m: env_mech.pay(mech.params, m)))(others))
+                out["envelope_vs_mechanism"] = {"profiles": int(len(others)), "cells": 64,
+                                                "max_abs_diff": float(np.max(np.abs(t_env - t_mech)))}  # fmt: skip
     return out, built, raw, grids
 
 
