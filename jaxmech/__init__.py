@@ -53,7 +53,7 @@ from jaxmech._src.conditions import (
 )
 from jaxmech._src.config import ConfigError, Settings
 from jaxmech._src.double_auction import DoubleAuctionResult, solve_double_auction
-from jaxmech._src.engine import AuditResult, StreamInfo, audit, compare_deficits, stream
+from jaxmech._src.engine import AuditResult, Checkpoint, StreamInfo, audit, compare_deficits, stream
 from jaxmech._src.environments import (
     Environment,
     bilateral_trade,
@@ -139,6 +139,7 @@ __all__ = [
     "Certificate",
     "CertifyReport",
     "Check",
+    "Checkpoint",
     "ConfigError",
     "DifferenceClass",
     "DoubleAuctionResult",
