@@ -64,7 +64,10 @@ class EnvironmentSettings:
     dims: tuple[int, ...] | None = _meta(None, doc="signal dimension per agent (single_object)")
     n: int = _meta(2, doc="public_good: number of agents", min=2)
     cost: float = _meta(1.0, doc="public_good: cost c of the project")
-    weights: tuple[float, ...] | None = _meta(None, doc="public_good linear values: own-signal weights w_i (default 1)")
+    weights: tuple[float, ...] | None = _meta(
+        None, doc="public_good linear values: own-signal weights w_i (default 1); private_common: common weights w_i"
+    )
+    own: float | None = _meta(None, doc="private_common: weight of c_i in V_i (default (max w - min w) / n + 0.25)")
     projects: int = _meta(3, doc="project_choice: number of projects k (outcomes)", min=2)
 
 
@@ -86,6 +89,14 @@ class MechanismSettings:
     inner: int = _meta(65536, doc="interim: profiles for the interim expectation of payments", min=1)
     thresholds: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: pivotal valuations vbar (one per agent)")
     sbar: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: boundary profile, vbar = v(sbar) (CE Thm 9)")
+    method: str = _meta("rays", doc="pivotal: rays (one search per buyer) | nested (B's lam* bisection)", choices=("rays", "nested"))
+    rays: int = _meta(9, doc="pivotal: coarse rays per angle (odd)", min=3)
+    refine: int = _meta(24, doc="pivotal: golden-section steps on the ray angle (d_i = 2)", min=0)
+    raise_by: float = _meta(0.0, doc="personalized_prices / pivotal: add eps_i >= 0 to each price (B Sec. 3)", min=0.0)
+    raise_shape: str = _meta(
+        "constant", doc="eps_i = raise_by (constant) | raise_by * mean of the others' signals (others_mean)",
+        choices=("constant", "others_mean"),
+    )
     potentials: tuple[float, ...] | None = _meta(
         None, doc="affine_maximizer: w(a) per outcome, f = argmax_a sum_i v_i(a, m) + w(a) (default 0: efficient)"
     )
@@ -157,16 +168,21 @@ class ExperimentSettings:
     kind: str = _meta(
         "audit",
         doc="audit | sweep | compare_deficits | interim | double_auction | search | contributions | interim_audit | "
-        "thm4 | cremer_mclean | certify",
+        "thm4 | cremer_mclean | certify | pivotal | two_outcome",
         choices=(
             "audit", "sweep", "compare_deficits", "interim", "double_auction", "search", "contributions",
-            "interim_audit", "thm4", "cremer_mclean", "certify",
+            "interim_audit", "thm4", "cremer_mclean", "certify", "pivotal", "two_outcome",
         ),  # fmt: skip
     )
     parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
     values: tuple[float, ...] = _meta((), doc="sweep: values of the parameter")
     cases: tuple[CaseSettings, ...] = _meta((), doc="sweep: named cases, each a list of overrides")
-    against: tuple[MechanismSettings, ...] = _meta((), doc="compare_deficits: mechanisms compared to [mechanism]")
+    against: tuple[MechanismSettings, ...] = _meta((), doc="compare_deficits / pivotal: mechanisms compared to [mechanism]")
+    targets: tuple[float, ...] = _meta(
+        (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5), doc="two_outcome: non-triviality targets min(P(a_1), P(a_2)) >= target"
+    )
+    profile: tuple[float, ...] | None = _meta(None, doc="pivotal: the profile whose s_-1 the signal-square plot fixes")
+    stats_profiles: int = _meta(16384, doc="pivotal: profiles for price statistics; two_outcome: evaluation profiles", min=16)
     types: int = _meta(33, doc="interim: type grid points per agent", min=2)
     misreports: int = _meta(129, doc="interim: misreport grid points", min=2)
     inner: int = _meta(16384, doc="interim: profiles for the interim check", min=1)

@@ -682,3 +682,581 @@ def check_admissible(
     j = jnp.argmax(second)
     bad = jnp.sum((second > 0).astype(jnp.int32))
     return Admissibility(bad, bad / profiles.shape[0], second[j], profiles[j], v[j], t[j])
+
+
+# --------------------------------------------------------------------------
+# the JMM contrast (B Sec. 3): two buyers, two outcomes (the object must be sold)
+
+
+def two_outcome_gap(env: Environment, score: Callable[[Array], Array], s: Array, i: int, grid: Array) -> Array:
+    """Buyer ``i``'s least worst-case regret at ``s_-i`` for the two-outcome rule ``a_1`` iff ``score(m) > 0``, else ``a_2``.
+
+    With losers paying nothing (B Sec. 2) buyer ``i`` faces a price ``t_i(s_-i)`` for his win set ``W``;
+    the worst regret over ``s_i`` is ``max(max_{x not in W} V_i - t, t - min_{x in W} V_i, 0)``, least at the
+    midpoint: ``max(0, max_{x not in W} V_i(x) - min_{x in W} V_i(x)) / 2`` (0 when ``W`` or its complement is
+    empty). Ex post IC with some payments <=> gap 0 at every ``s_-i`` (B eq. (2)). ``grid`` ``(G, d_i)`` stands
+    for ``S_i``; ``s`` is one profile (``s_i`` ignored). Shape ``()``.
+    """
+    prof = jax.vmap(lambda x: priors.replace_signal(s, env.dims, i, x))(grid)
+    sc = jax.vmap(score)(prof)
+    win = sc > 0 if i == 0 else sc <= 0
+    v = jax.vmap(env.values)(prof)[:, i]
+    top_lose = jnp.max(jnp.where(win, -jnp.inf, v))
+    low_win = jnp.min(jnp.where(win, v, jnp.inf))
+    both = jnp.any(win) & jnp.any(~win)
+    return jnp.where(both, jnp.maximum(top_lose - low_win, 0.0) / 2, 0.0)
+
+
+class ScoreFamily(NamedTuple):
+    """Two-outcome rules ``a_1`` iff ``score(params, s) > 0``: ``V_1 - V_2 - shift + MLP(s)`` (a rich family)."""
+
+    init: Params
+    score: Callable[[Params, Array], Array]
+
+
+def score_family(env: Environment, *, key: Array, hidden: int = 16, layers: int = 2, scale: float = 0.1) -> ScoreFamily:
+    """The efficient two-outcome rule shifted by ``shift``, plus a tanh MLP of the profile (``layers`` x ``hidden``).
+
+    ``shift`` and the MLP together reach any continuous boundary; the MLP starts small (weights ``~ scale``)
+    so the search starts from (a shift of) the efficient rule ``V_1 > V_2``.
+    """
+    sizes = [env.size] + [hidden] * layers + [1]
+    keys = jax.random.split(key, len(sizes) - 1)
+    weights = [scale * jax.random.normal(k, (a, b)) / math.sqrt(a) for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+    init = {"shift": jnp.zeros(()), "w": weights, "b": [jnp.zeros((b,)) for b in sizes[1:]]}
+
+    def score(params, s):
+        v = env.values(s)
+        h = s
+        for k, (w, b) in enumerate(zip(params["w"], params["b"], strict=True)):
+            h = h @ w.astype(s.dtype) + b.astype(s.dtype)
+            if k < len(params["w"]) - 1:
+                h = jnp.tanh(h)
+        return v[0] - v[1] - params["shift"].astype(s.dtype) + h[0]
+
+    return ScoreFamily(init, score)
+
+
+class TwoOutcomeFit(NamedTuple):
+    """A searched two-outcome rule and its exact evaluation.
+
+    Attributes:
+      target: the non-triviality asked for, ``min(P(a_1), P(a_2)) >= target``.
+      params: the rule's parameters.
+      p_a1: ``P(a_1)`` with its SE, ``(mean, se)``; ``p_a2`` likewise.
+      regret_max: ``max_i max_{s_-i} gap_i(s_-i)`` on the evaluation sample (:func:`two_outcome_gap`).
+      regret_mean: ``(mean, se)`` of ``max_i gap_i`` over the sampled ``s_-i``.
+      loss: the search loss per logged step.
+    """
+
+    target: float
+    params: Params
+    p_a1: tuple[float, float]
+    p_a2: tuple[float, float]
+    regret_max: float
+    regret_mean: tuple[float, float]
+    loss: list
+
+
+def signal_grids(env: Environment, points: int, dtype=jnp.float32, max_points: int = 1 << 14) -> list[Array]:
+    """A full grid over each buyer's ``S_i`` (``points`` per dimension, at most ``max_points`` rows)."""
+    from jaxmech._src.audit import grid_points
+
+    out = []
+    for i in range(env.n_agents):
+        sl = priors.agent_slice(env.dims, i)
+        out.append(jnp.asarray(grid_points(env.lo[sl], env.hi[sl], points, max_points), dtype))
+    return out
+
+
+def evaluate_two_outcome(
+    env: Environment, score: Callable[[Array], Array], profiles: Array, grids: list[Array]
+) -> tuple[tuple[float, float], tuple[float, float], float, tuple[float, float]]:
+    """``P(a_1)``, ``P(a_2)`` (mean, se) and the regret (max, and mean, se) of a hard two-outcome rule on ``profiles``.
+
+    ``grids[i]`` stands for ``S_i`` in :func:`two_outcome_gap`.
+    """
+    a1 = np.asarray(jax.vmap(score)(profiles) > 0, np.float64)
+    gaps = jnp.stack(
+        [jax.vmap(lambda s, i=i: two_outcome_gap(env, score, s, i, grids[i]))(profiles) for i in range(2)], 1
+    )
+    g = np.asarray(jnp.max(gaps, axis=1), np.float64)
+    n = len(a1)
+    p = float(a1.mean())
+    se = math.sqrt(max(p * (1 - p), 0.0) / n)
+    return (p, se), (1 - p, se), float(g.max()), (float(g.mean()), float(g.std(ddof=1) / math.sqrt(n)))
+
+
+def search_two_outcome(
+    env: Environment,
+    prior: priors.Prior,
+    family: ScoreFamily,
+    target: float,
+    *,
+    key: Array,
+    steps: int = 300,
+    batch: int = 64,
+    grid_points: int = 16,
+    learning_rate: float = 0.01,
+    temperature: float = 0.02,
+    penalty: float = 50.0,
+    eval_profiles: int = 512,
+    eval_grid: int = 33,
+    shift: float | None = None,
+    dtype=jnp.float32,
+) -> TwoOutcomeFit:
+    """Least regret over the family subject to ``min(P(a_1), P(a_2)) >= target`` (the JMM frontier, B Sec. 3).
+
+    Loss: the mean over a batch of ``s_-i`` of the relaxed gap of both buyers (win sets ``sigmoid(score / T)``,
+    max / min over ``S_i`` by :func:`search.soft_max`) plus ``penalty * relu(target - P_T(a_k))^2``; optax Adam.
+    The hard rule is then evaluated exactly (:func:`evaluate_two_outcome`) on fresh profiles with a finer grid.
+    """
+    import optax
+
+    if env.n_agents != 2:
+        raise ValueError(f"two-outcome search: needs 2 buyers, got {env.n_agents}")
+
+    grids = signal_grids(env, grid_points, dtype)
+    tau_v = 0.02
+
+    def soft_gap(params, s, i):
+        prof = jax.vmap(lambda x: priors.replace_signal(s, env.dims, i, x))(grids[i])
+        sc = jax.vmap(lambda m: family.score(params, m))(prof)
+        w = jax.nn.sigmoid((sc if i == 0 else -sc) / temperature)
+        v = jax.vmap(env.values)(prof)[:, i]
+
+        def smax(x, wt):  # tau log(sum_x wt exp(x / tau) / sum wt), finite where wt = 0
+            wt = wt + 1e-6
+            m = jax.lax.stop_gradient(jnp.max(x))
+            z = jnp.sum(wt * jnp.exp((x - m) / tau_v))
+            return m + tau_v * (jnp.log(jnp.maximum(z, 1e-30)) - jnp.log(jnp.sum(wt)))
+
+        gap = jax.nn.relu(smax(v, 1.0 - w) - -smax(-v, w)) / 2
+        return jnp.where((jnp.sum(w) > 1e-3) & (jnp.sum(1.0 - w) > 1e-3), gap, 0.0)
+
+    def loss(params, s):
+        gap = jnp.mean(jnp.stack([jax.vmap(lambda x, i=i: soft_gap(params, x, i))(s) for i in range(2)]))
+        p1 = jnp.mean(jax.nn.sigmoid(jax.vmap(lambda m: family.score(params, m))(s) / temperature))
+        short = jax.nn.relu(target - p1) ** 2 + jax.nn.relu(target - (1.0 - p1)) ** 2
+        return gap + penalty * short
+
+    opt = optax.apply_if_finite(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate)), 20)
+
+    @jax.jit
+    def step(params, state, k):
+        s = prior.sample(k, batch, dtype)
+        value, g = jax.value_and_grad(loss)(params, s)
+        upd, state = opt.update(g, state, params)
+        return optax.apply_updates(params, upd), state, value
+
+    params = family.init if shift is None else {**family.init, "shift": jnp.asarray(shift, jnp.float32)}
+    state = opt.init(params)
+    log = []
+    with jax.numpy_dtype_promotion("standard"):
+        for k in range(steps):
+            params, state, value = step(params, state, jax.random.fold_in(key, k))
+            if k % 10 == 0 or k == steps - 1:
+                log.append(float(value))
+    prof = prior.sample(jax.random.fold_in(key, steps + 1), eval_profiles, dtype)
+    p1, p2, rmax, rmean = evaluate_two_outcome(
+        env, lambda m: family.score(params, m), prof, signal_grids(env, eval_grid, dtype)
+    )
+    return TwoOutcomeFit(float(target), params, p1, p2, rmax, rmean, log)
+
+
+# --------------------------------------------------------------------------
+# statistics of a price mechanism on sampled profiles (JSON-ready, every mean with its SE)
+
+
+def batched_prices(
+    prices: Callable[[Params, Array], Array], profiles: Array, params: Params = (), chunk: int = 1024
+) -> Array:
+    """``prices(params, m)`` for every row of ``profiles`` ``(N, D)`` -> ``(N, n)``, jit-compiled, ``chunk`` rows at a time.
+
+    Chunks of ~1e3 profiles keep the ray searches' working set in cache (2-4x faster on a CPU than one
+    vmap over 1e5 profiles).
+    """
+    f = jax.jit(lambda x: jax.lax.map(lambda m: prices(params, m), x, batch_size=min(chunk, x.shape[0])))
+    return f(profiles)
+
+
+def _mean_se(x: np.ndarray) -> dict:
+    x = np.asarray(x, np.float64)
+    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
+    return {"mean": float(x.mean()), "se": se, "ci95": [float(x.mean() - 1.96 * se), float(x.mean() + 1.96 * se)]}
+
+
+def price_stats(env: Environment, profiles: Array, values: Array, prices: Array) -> dict:
+    """Outcomes, revenue, welfare, weak efficiency and eq. (3) of the B eq. (4) rule for sampled prices.
+
+    ``profiles`` ``(N, D)``, ``values`` and ``prices`` ``(N, n)``. Buyer ``i`` wins iff ``V_i > t_i``
+    (largest surplus if several clear). Weak efficiency (B Sec. 4, after the Theorem): a winner has the
+    highest value; reported as the share of sales where he does, with the worst shortfall and its profile.
+    """
+    v = np.asarray(values, np.float64)
+    t = np.asarray(prices, np.float64)
+    s = np.asarray(profiles, np.float64)
+    n = v.shape[1]
+    surplus = v - t
+    win = surplus.argmax(axis=1)
+    sold = surplus[np.arange(len(v)), win] > 0
+    outcome = np.where(sold, win + 1, 0)
+    paid = np.where(sold, t[np.arange(len(v)), win], 0.0)
+    welfare = np.where(sold, v[np.arange(len(v)), win], 0.0)
+    best = np.maximum(v.max(axis=1), 0.0)
+    short = np.where(sold, v.max(axis=1) - v[np.arange(len(v)), win], 0.0)
+    clears = (surplus > 0).sum(axis=1)
+    second = np.sort(surplus, axis=1)[:, -2]
+    k = int(np.argmax(short))
+    a = int(np.argmax(second))
+    out = {
+        "profiles": int(len(v)),
+        "outcomes": {f"a{j}": _mean_se(outcome == j) for j in range(n + 1)},
+        "revenue": _mean_se(paid),
+        "welfare": _mean_se(welfare),
+        "first_best_welfare": _mean_se(best),
+        "welfare_minus_first_best": _mean_se(welfare - best),
+        "weak_efficiency": {
+            "share_of_sales": _mean_se((short[sold] <= 1e-6 * max(1.0, np.abs(v).max())).astype(float))
+            if sold.any() else None,
+            "worst_shortfall": float(short[k]),
+            "worst_profile": s[k].tolist(),
+        },
+        "admissible": {
+            "violations": int((clears > 1).sum()),
+            "second_surplus_max": float(second[a]),
+            "witness_profile": s[a].tolist(),
+            "witness_values": v[a].tolist(),
+            "witness_prices": t[a].tolist(),
+        },
+    }
+    return out
+
+
+def ray_accuracy(env: Environment, profiles: Array, config: PivotalConfig = PivotalConfig(), reference=FINE) -> dict:
+    """How far the ray search at ``config`` is from a fine setting (``reference``) on ``profiles``: max and mean ``|dt*|``.
+
+    Also reports the number of value evaluations per buyer and profile of each setting.
+    """
+    t = np.asarray(batched_prices(pivotal_prices(env, config=config), profiles), np.float64)
+    r = np.asarray(batched_prices(pivotal_prices(env, config=reference), profiles), np.float64)
+    fin = np.isfinite(t) & np.isfinite(r)
+    err = np.where(fin, np.abs(t - r), 0.0)
+
+    def evals(c: PivotalConfig):
+        per_ray = 2 + _iters(c, profiles.dtype) + c.secant_iters + 1
+        dmax = max(env.dims)
+        rays = c.rays + 2 + c.refine if dmax == 2 else c.rays ** (dmax - 1) * (1 + c.levels)
+        return int(rays * per_ray)
+
+    return {
+        "profiles": int(len(t)),
+        "max_abs_error": float(err.max()),
+        "mean_abs_error": float(err.mean()),
+        "value_evaluations": {"config": evals(config), "reference": evals(reference)},
+        "config": config._asdict(),
+        "reference": reference._asdict(),
+    }
+
+
+def lemma2_check(env: Environment, profiles: Array, lam_points: int = 17, config: PivotalConfig = PivotalConfig()) -> dict:
+    """B Lemma 2 numerically: ``g_ij(lam)`` on a grid of ``lam`` for every ordered pair; the smallest step ``g(lam') - g(lam)``.
+
+    Non-negative (up to the accuracy of ``V^m``) when the Lemma holds; the nested route (:func:`pivotal_max`).
+    """
+    lam = jnp.linspace(0.0, 1.0, lam_points, dtype=profiles.dtype)
+    n = env.n_agents
+    worst = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            g = jax.jit(jax.vmap(lambda m, i=i, j=j: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam)))(profiles)
+            worst[i, j] = float(jnp.min(jnp.diff(g, axis=1)))
+    return {"profiles": int(profiles.shape[0]), "lam_points": lam_points, "min_increment": worst.tolist()}
+
+
+def assumption_report(env: Environment, profiles: Array, steps: Array) -> dict:
+    """B Assumptions 1a, 2 and 3 on samples (JSON-ready), each with its witness."""
+    tol = 1e-5 * max(1.0, float(jnp.max(jnp.abs(jax.vmap(env.values)(profiles)))))
+    out = {"profiles": int(profiles.shape[0]), "tol": tol}
+    for name, fn in (("assumption1a", check_assumption1a), ("assumption2", check_assumption2)):
+        v = fn(env, profiles, steps)
+        w = np.asarray(v.worst)
+        i, k = np.unravel_index(int(np.argmax(w)), w.shape)
+        out[name] = {
+            "holds": bool(w.max() <= tol),
+            "worst": w.tolist(),
+            "witness": {"pair": [int(i), int(k)], "profile": np.asarray(v.profile[i, k]).tolist(),
+                        "moved": np.asarray(v.moved[i, k]).tolist()},
+        }  # fmt: skip
+    a3 = check_assumption3(env, profiles)
+    share, se = np.asarray(a3.share), np.asarray(a3.se)
+    leaders = int(np.sum(share - 1.96 * se > 0))
+    out["assumption3"] = {
+        "holds": bool(leaders >= 2 and (env.n_agents > 2 or leaders == 2)),
+        "share": share.tolist(),
+        "se": se.tolist(),
+        "margin": np.asarray(a3.margin).tolist(),
+        "witness_profiles": np.asarray(a3.profile).tolist(),
+    }
+    return out
+
+
+# --------------------------------------------------------------------------
+# experiments for `jaxmech run` (registered in runs.EXPERIMENT_RUNNERS)
+
+
+def prices_from_settings(env: Environment, m, base_dir=None) -> tuple[Callable[[Params, Array], Array], str]:
+    """The price function and label of a ``[mechanism]`` of kind ``personalized_prices`` or ``pivotal`` (with eps)."""
+    from jaxmech._src import config as cfg
+    from jaxmech._src import mechanisms as mechs
+    from jaxmech._src import runs
+
+    if m.kind == "pivotal":
+        try:
+            fn = pivotal_prices(env, config=PivotalConfig(rays=m.rays, refine=m.refine), method=m.method)
+        except ValueError as e:
+            raise cfg.ConfigError(f"mechanism: {e}") from None
+        label = "pivotal" if m.method == "rays" else f"pivotal({m.method})"
+    elif m.kind == "personalized_prices":
+        builtin = {"example1": mechs.example1_prices, "own_signal": mechs.own_signal_prices}
+        if m.prices in builtin:
+            if env.dims != (2, 2):
+                raise cfg.ConfigError(f"mechanism.prices: '{m.prices}' needs two buyers with 2-d signals (example1)")
+            fn = builtin[m.prices]
+        else:
+            fn = runs.load_callable(m.prices, base_dir, "mechanism.prices")
+        label = f"personalized_prices({m.prices})"
+    else:
+        raise cfg.ConfigError(f"mechanism.kind: the pivotal experiment compares price mechanisms, got {m.kind!r}")
+    if m.raise_by > 0:
+        eps = m.raise_by
+        if m.raise_shape == "constant":
+            fn = raise_prices(fn, lambda x: jnp.full((env.n_agents,), eps, x.dtype))
+            label += f" + {eps:g}"
+        else:
+            sizes = np.asarray(env.dims, np.float64)
+
+            def others_mean(x):
+                own = jnp.stack([jnp.sum(x[priors.agent_slice(env.dims, i)]) for i in range(env.n_agents)])
+                return eps * (jnp.sum(x) - own) / jnp.asarray(env.size - sizes, x.dtype)
+
+            fn = raise_prices(fn, others_mean)
+            label += f" + {eps:g} mean(s_-i)"
+    return fn, label
+
+
+def _regret_summary(rep: dict) -> dict:
+    return {
+        "tol": rep["tol"],
+        "max": [r["max"] for r in rep["regret"]],
+        "p_above_tol": [r["p_above_tol"]["p"] for r in rep["regret"]],
+        "worst_profile": [r["worst_profile"] for r in rep["regret"]],
+        "worst_misreport": [r["worst_misreport"] for r in rep["regret"]],
+        "misreports_per_profile": rep.get("misreports"),
+    }
+
+
+def _signal_square_data(env: Environment, prices, profile: Array, points: int = 121):
+    """Buyer 1's square at ``profile``'s ``s_-1``: own values, max of the others' values, price, maximizer."""
+    g = np.linspace(0.0, 1.0, points)
+    a, b = np.meshgrid(g, g, indexing="ij")
+    y = jnp.asarray(np.stack([a, b], -1).reshape(-1, 2), profile.dtype)
+    sl = priors.agent_slice(env.dims, 0)
+    lo, width = jnp.asarray(env.lo[sl], profile.dtype), jnp.asarray(env.hi[sl] - env.lo[sl], profile.dtype)
+    v = jax.vmap(lambda x: env.values(priors.replace_signal(profile, env.dims, 0, lo + x * width)))(y)
+    v = np.asarray(v).reshape(points, points, -1)
+    price = float(prices((), profile)[0])
+    arg = np.asarray(_ray_search(env, profile, 0, tuple(range(1, env.n_agents)), PivotalConfig())[2])
+    return g, v[..., 0], v[..., 1:].max(axis=-1), price, arg
+
+
+def run_pivotal(settings, base_dir, progress, out_dir):
+    """Experiment ``pivotal`` (B Secs. 3-4): every price mechanism of the config on common samples + audits."""
+    from jaxmech._src import config as cfg
+    from jaxmech._src import plots, runs
+
+    ex = settings.experiment
+    built = runs.build(settings, base_dir)
+    env = built.env
+    if not env.outcome_names or env.outcome_names[0] != "a0" or not env.is_separable:
+        raise cfg.ConfigError("environment.kind: the pivotal experiment needs a single-object environment (B Sec. 2)")
+    key = jax.random.PRNGKey(settings.seed)
+    s = built.prior.sample(jax.random.fold_in(key, 31), ex.stats_profiles, built.dtype)
+    steps = 0.3 * jax.random.uniform(jax.random.fold_in(key, 32), s.shape, built.dtype)
+    k = min(ex.stats_profiles, 20000)
+    out = {"environment": env.name, "dims": list(env.dims), "assumptions": assumption_report(env, s[:k], steps[:k])}
+    v = jax.vmap(env.values)(s)
+    specs = [settings.mechanism, *ex.against]
+    rows, tables, pivotal_fn = [], [], None
+    for idx, m in enumerate(specs):
+        fn, label = prices_from_settings(env, m, base_dir)
+        mech = built.mechanism if idx == 0 else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
+        t0 = _time()
+        t = batched_prices(fn, s)
+        t.block_until_ready()
+        secs = _time() - t0
+        row = {"mechanism": label, "kind": m.kind, "price_seconds": secs, **price_stats(env, s, v, t)}
+        row["audit"] = _regret_summary(runs.execute(settings, built._replace(mechanism=mech), progress=progress).report)
+        rows.append(row)
+        tables.append(np.asarray(t, np.float64))
+        if m.kind == "pivotal" and pivotal_fn is None:
+            pivotal_fn = (fn, m)
+    base = tables[0]
+    for row, t in zip(rows[1:], tables[1:], strict=True):
+        d = np.where(np.isfinite(t) & np.isfinite(base), t - base, 0.0)
+        row["price_minus_first"] = {
+            "mean": [_mean_se(d[:, i]) for i in range(env.n_agents)],
+            "max_abs": float(np.abs(d).max()),
+            "share_at_least_first": float(np.mean(np.all(d >= -1e-5, axis=1))),
+        }
+    out["mechanisms"] = rows
+    if pivotal_fn is not None:
+        fn, m = pivotal_fn
+        cfg_p = PivotalConfig(rays=m.rays, refine=m.refine)
+        out["ray_accuracy"] = ray_accuracy(env, s[:256], cfg_p)
+        if m.method == "rays":
+            out["price_timing"] = _timed_prices(fn, built.prior, key, built.dtype, ex.stats_profiles)
+        out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p)
+        if env.name == "example1":  # the construction on Example 1: t*_i = p_j + c_j (tests/test_pivotal.py derives it)
+            t = tables[[r["kind"] for r in rows].index("pivotal")]
+            x = np.asarray(s, np.float64)
+            closed = np.stack([x[:, 2] + x[:, 3], x[:, 0] + x[:, 1]], 1)
+            out["example1_construction_vs_p_plus_c"] = float(np.abs(t - closed).max())
+    figs = []
+    if ex.plots and plots.available():
+        names = [f"a{j}" for j in range(env.n_agents + 1)]
+        mean = np.array([[r["outcomes"][n]["mean"] for n in names] for r in rows])
+        se = np.array([[r["outcomes"][n]["se"] for n in names] for r in rows])
+        f = plots.grouped_bars(out_dir / "outcomes.png", [r["mechanism"] for r in rows], names, mean, se,
+                               ylabel="probability", title=f"{env.name}: outcome frequencies (95% CI)")  # fmt: skip
+        figs.append(f.name)
+        if env.dims[0] == 2:
+            prof = jnp.asarray(ex.profile if ex.profile is not None else [0.5] * env.size, built.dtype)
+            if prof.shape != (env.size,):
+                raise cfg.ConfigError(f"experiment.profile: need {env.size} signals, got {prof.shape[0]}")
+            fn = pivotal_fn[0] if pivotal_fn is not None else prices_from_settings(env, specs[0], base_dir)[0]
+            g, vo, vj, price, arg = _signal_square_data(env, fn, prof)
+            f = plots.signal_classes(out_dir / "signal_square.png", g, vo, vj, price, arg,
+                                     f"{env.name}: buyer 1 at s_-1 = {np.asarray(prof[2:]).round(2).tolist()}")  # fmt: skip
+            figs.append(f.name)
+    return out, None, figs
+
+
+def _time() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def _timed_prices(fn, prior, key, dtype, n: int) -> dict:
+    """Wall time of the prices of ``n`` opponent profiles (compiled first on the same shape)."""
+    s = prior.sample(jax.random.fold_in(key, 77), n, dtype)
+    f = jax.jit(lambda x: jax.lax.map(lambda m: fn((), m), x, batch_size=1024))
+    f(s).block_until_ready()
+    t0 = _time()
+    f(s).block_until_ready()
+    secs = _time() - t0
+    return {"profiles": n, "seconds": secs, "seconds_per_1e5": secs * 1e5 / n, "backend": jax.default_backend()}
+
+
+def run_two_outcome(settings, base_dir, progress, out_dir):
+    """Experiment ``two_outcome`` (B Sec. 3, JMM): least regret of two-outcome rules at each non-triviality target."""
+    from jaxmech._src import config as cfg
+    from jaxmech._src import plots, runs
+
+    ex, sc = settings.experiment, settings.search
+    built = runs.build(settings, base_dir)
+    env = built.env
+    if env.n_agents != 2 or env.outcome_names[:1] != ("a0",):
+        raise cfg.ConfigError("environment: the two_outcome experiment needs two buyers of one object")
+    key = jax.random.PRNGKey(settings.seed)
+    fam = score_family(env, key=jax.random.fold_in(key, 41))
+    s = built.prior.sample(jax.random.fold_in(key, 42), ex.stats_profiles, built.dtype)
+    v = jax.vmap(env.values)(s)
+    diff = np.asarray(v[:, 0] - v[:, 1], np.float64)
+    grids = signal_grids(env, 33, built.dtype)
+    rows = []
+    for k, tau in enumerate(ex.targets):
+        if not 0.0 <= tau <= 0.5:
+            raise cfg.ConfigError(f"experiment.targets[{k}]: must be in [0, 0.5], got {tau}")
+        shift = float(np.quantile(diff, 1.0 - tau)) if tau > 0 else float(diff.max()) + 1.0
+        t0 = _time()
+        fit = search_two_outcome(
+            env, built.prior, fam, tau, key=jax.random.fold_in(key, 100 + k), steps=sc.steps if tau > 0 else 1,
+            batch=sc.batch, learning_rate=sc.learning_rate, shift=shift, eval_profiles=ex.stats_profiles,
+            dtype=built.dtype,
+        )  # fmt: skip
+        rows.append({"target": tau, "p_a1": fit.p_a1, "p_a2": fit.p_a2, "nontriviality": min(fit.p_a1[0], fit.p_a2[0]),
+                     "regret_max": fit.regret_max, "regret_mean": fit.regret_mean, "seconds": _time() - t0,
+                     "loss_first_last": [fit.loss[0], fit.loss[-1]]})  # fmt: skip
+    eff = []
+    for q in np.linspace(0.0, 1.0, 11):
+        b = float(np.quantile(diff, q)) + (1.0 if q == 1.0 else 0.0)
+        p1, p2, rmax, rmean = evaluate_two_outcome(env, lambda m, b=b: env.values(m)[0] - env.values(m)[1] - b, s, grids)
+        eff.append({"shift": b, "p_a1": p1, "nontriviality": min(p1[0], p2[0]), "regret_max": rmax, "regret_mean": rmean})
+    rep = runs.execute(settings, built, progress=progress).report
+    oc = rep["outcomes"]
+    with_a0 = {"mechanism": built.mechanism.name, "outcomes": {k: {"p": x["p"], "se": x["se"]} for k, x in oc.items()},
+               "nontriviality": min(oc["a1"]["p"], oc["a2"]["p"]), "regret": _regret_summary(rep)}  # fmt: skip
+    out = {"environment": env.name, "search": rows, "shifted_efficient": eff, "with_a0": with_a0}
+    figs = []
+    if ex.plots and plots.available():
+        series = [
+            (np.array([r["nontriviality"] for r in eff]), np.array([r["regret_max"] for r in eff]),
+             "two outcomes: a_1 iff V_1 - V_2 > shift", "s--"),
+            (np.array([r["nontriviality"] for r in rows]), np.array([r["regret_max"] for r in rows]),
+             "two outcomes: searched rule (MLP boundary)", "o-"),
+            (np.array([with_a0["nontriviality"]]), np.array([max(with_a0["regret"]["max"])]),
+             f"a_0 allowed: {built.mechanism.name}", "*"),
+        ]  # fmt: skip
+        f = plots.frontier(out_dir / "frontier.png", series, xlabel="non-triviality min(P(a_1), P(a_2))",
+                           ylabel="worst regret (best payments)", title=f"{env.name}: JMM (two outcomes) vs B (a_0 allowed)")  # fmt: skip
+        figs.append(f.name)
+    return out, None, figs
+
+
+def _pivotal_summary(metrics: dict) -> str:
+    a = metrics["assumptions"]
+    lines = [
+        f"{metrics['name']}: B Secs. 3-4 price mechanisms in {metrics['environment']}",
+        f"assumptions  1a {'yes' if a['assumption1a']['holds'] else 'NO'}   2 {'yes' if a['assumption2']['holds'] else 'NO'}"
+        f"   3 {'yes' if a['assumption3']['holds'] else 'NO'} (P(buyer strictly highest) "
+        + ", ".join(f"{p:.3f}" for p in a["assumption3"]["share"]) + ")",
+        "",
+        f"{'mechanism':<40} {'regret max':>10} {'eq.(3) viol.':>12} {'revenue':>17} {'welfare':>17} {'weak eff.':>9} outcomes",
+    ]
+    for r in metrics["mechanisms"]:
+        we = r["weak_efficiency"]["share_of_sales"]
+        lines.append(
+            f"{r['mechanism'][:40]:<40} {max(r['audit']['max']):>10.2g} {r['admissible']['violations']:>12d} "
+            f"{r['revenue']['mean']:>8.4f} ± {r['revenue']['se']:<6.4f} {r['welfare']['mean']:>8.4f} ± {r['welfare']['se']:<6.4f} "
+            f"{(we['mean'] if we else float('nan')):>9.4f} "
+            + " ".join(f"{k} {x['mean']:.3f}±{x['se']:.3f}" for k, x in r["outcomes"].items())
+        )
+    if "ray_accuracy" in metrics:
+        ra = metrics["ray_accuracy"]
+        lines.append(f"ray search   max |t* - fine t*| = {ra['max_abs_error']:.2g} on {ra['profiles']} profiles "
+                     f"({ra['value_evaluations']['config']} vs {ra['value_evaluations']['reference']} value evaluations)")  # fmt: skip
+    if "price_timing" in metrics:
+        pt = metrics["price_timing"]
+        lines.append(f"speed        prices of {pt['profiles']:,} profiles in {pt['seconds']:.2f} s ({pt['seconds_per_1e5']:.2f} s per 1e5)")
+    if "lemma2" in metrics:
+        lines.append(f"Lemma 2      min increment of g_ij over lam: {np.min(metrics['lemma2']['min_increment']):.2g}")
+    return "\n".join(lines)
+
+
+def _two_outcome_summary(metrics: dict) -> str:
+    lines = [f"{metrics['name']}: two outcomes (JMM) vs a_0 allowed (B) in {metrics['environment']}", "",
+             f"{'target':>7} {'min P(a_k)':>10} {'regret max':>10} {'regret mean ± se':>20}"]  # fmt: skip
+    for r in metrics["search"]:
+        lines.append(f"{r['target']:>7.2f} {r['nontriviality']:>10.3f} {r['regret_max']:>10.4f} "
+                     f"{r['regret_mean'][0]:>11.4f} ± {r['regret_mean'][1]:.4f}")  # fmt: skip
+    w = metrics["with_a0"]
+    lines.append(f"a_0 allowed ({w['mechanism']}): min P(a_k) {w['nontriviality']:.3f}, regret max {max(w['regret']['max']):.2g}")
+    return "\n".join(lines)
+
+
+RUNNERS = {"pivotal": run_pivotal, "two_outcome": run_two_outcome}
+SUMMARIES = {"pivotal": _pivotal_summary, "two_outcome": _two_outcome_summary}

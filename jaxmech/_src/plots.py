@@ -270,3 +270,60 @@ def outcome_menu(
     bx.tick_params(axis="x", labelsize=7, rotation=30)
     fig.suptitle(title, fontsize=8)
     return _save(fig, path)
+
+
+def signal_classes(
+    path: Path, grid: np.ndarray, v_own: np.ndarray, v_other: np.ndarray, price: float, point, title: str
+) -> Path:
+    """B Figs. 1b / 2: buyer i's signal square at a fixed ``s_-i``: his classes (contours of ``V_i``), the other
+    buyers' value on them (colour), the pivotal class ``V_i = t*_i`` (thick) and the win region ``V_i > t*_i`` (hatched).
+    ``v_own[a, b]``, ``v_other[a, b]`` at ``(s_i1, s_i2) = (grid[a], grid[b])``; ``point`` the maximizer ``s^m_ij``."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    lim = (float(v_other.min()), float(v_other.max()))
+    _signal_square(ax, fig, grid, v_other, "viridis", lim[0], lim[1] if lim[1] > lim[0] else lim[0] + 1e-6,
+                   r"max$_{j \ne i}$ $V_j$ on buyer i's classes", title)  # fmt: skip
+    cs = ax.contour(grid, grid, v_own.T, levels=10, colors="white", linewidths=0.7)
+    ax.clabel(cs, fontsize=6, fmt="%.2f")
+    if np.isfinite(price) and v_own.min() < price < v_own.max():
+        ax.contour(grid, grid, v_own.T, levels=[price], colors="crimson", linewidths=2.2)
+        ax.contourf(grid, grid, (v_own > price).T.astype(float), levels=[0.5, 1.5], colors="none", hatches=["//"])
+    if point is not None:
+        ax.plot([point[0]], [point[1]], "*", color="crimson", ms=12, label=r"$s^m_{ij}$ (max of $V_j$ on the class)")
+        ax.legend(fontsize=7, loc="lower left")
+    ax.set_xlabel(r"$s_{i1}$")
+    ax.set_ylabel(r"$s_{i2}$")
+    ax.set_title(title + f"\nred: pivotal class V_i = t*_i = {price:.3f}; hatched: buyer i wins", fontsize=8)
+    return _save(fig, path)
+
+
+def grouped_bars(
+    path: Path, groups: Sequence[str], labels: Sequence[str], mean: np.ndarray, se: np.ndarray, *, ylabel: str, title: str
+) -> Path:
+    """Means with 95% error bars: one group per entry of ``groups``, one bar per label (``mean[g, k]``)."""
+    plt = _plt()
+    g, k = mean.shape
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * g * k / 2), 4))
+    width = 0.8 / k
+    xs = np.arange(g)
+    for j in range(k):
+        ax.bar(xs + (j - (k - 1) / 2) * width, mean[:, j], width, yerr=1.96 * se[:, j], capsize=3, label=labels[j])
+    ax.set_xticks(xs, groups, rotation=15, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def frontier(path: Path, series: Sequence[tuple[np.ndarray, np.ndarray, str, str]], *, xlabel: str, ylabel: str, title: str) -> Path:
+    """Several ``(x, y, label, style)`` series on one axes (e.g. regret against non-triviality)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for x, y, label, style in series:
+        ax.plot(x, y, style, label=label, ms=7)
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

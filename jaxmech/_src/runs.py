@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from jaxmech._src import audit as audit_lib
-from jaxmech._src import bayesian, conditions, engine, plots, priors, provision, trading
+from jaxmech._src import bayesian, conditions, engine, pivotal, plots, priors, provision, trading
 from jaxmech._src import config as cfg
 from jaxmech._src import environments as envs
 from jaxmech._src import mechanisms as mechs
@@ -54,7 +54,15 @@ ENVIRONMENTS = {
         "v_sigma = gamma + s_sigma + a s_beta) | 'deadzone' (common value s_beta + s_sigma plus k max(0, s_i - s_-i - w): "
         "ties on a band) | 'module:function' returning (v_beta, v_sigma)",
     ),
-    "example1": Entry((), "B Example 1: two buyers, s_i = (p_i, c_i) in [0,1]^2, V_i = p_i + c_i c_j"),
+    "example1": Entry(
+        ("n",),
+        "B Example 1: buyers with s_i = (p_i, c_i) in [0,1]^2, V_i = p_i + c_i c_j (n > 2: c_i times the mean of the "
+        "others' c_j)",
+    ),
+    "private_common": Entry(
+        ("dims", "weights", "own"),
+        "B Sec. 1: V_i = mean_k x_ik^2 + own c_i + w_i mean_k c_k; s_i = (x_i1.., c_i) in [0,1]^{d_i} (d_i may differ)",
+    ),
     "public_good": Entry(
         ("values", "a", "weights", "n", "cost"),
         "CE Sec. 5: n agents, project of cost c; values = 'linear' (v_i = w_i s_i + a sum_{j != i} s_j: increasing "
@@ -83,9 +91,14 @@ MECHANISMS = {
         "your monotone deterministic rule ('module:function', decide(params, m) -> q) + pivot payments (CE Sec. 3.3)",
     ),
     "personalized_prices": Entry(
-        ("prices",),
+        ("prices", "raise_by", "raise_shape"),
         "B eq. (4) allocation implementing personalized prices; prices = example1 (p_j + c_j^2) | own_signal "
-        "(p_j, not admissible) | 'module:function' prices(params, m) -> (n,)",
+        "(p_j, not admissible) | 'module:function' prices(params, m) -> (n,); raised by eps_i >= 0 (B Sec. 3)",
+    ),
+    "pivotal": Entry(
+        ("method", "rays", "refine", "raise_by", "raise_shape"),
+        "B Sec. 4 Theorem / 4.1: the construction's prices t*_i = max_j V^m_ij(lam*_ij) for any V (Assumptions 1-3), "
+        "allocation by eq. (4)",
     ),
     "threshold_with_rebate": Entry(
         ("cutoff", "window", "rebate"),
@@ -168,6 +181,16 @@ EXPERIMENTS = {
         ("profiles", "points"),
         "CE Thms 1-3: certificates (or cycles with witnesses and their regret) per agent over sampled s_-i, payoff "
         "equivalence (certificate vs eq. (4)), single crossing / Def 7 and envelope payments for separable models",
+    ),
+    "pivotal": Entry(
+        ("against", "profile", "stats_profiles"),
+        "B Secs. 3-4: [mechanism] and each [[experiment.against]] price mechanism: Assumptions 1a/2/3, eq. (3), audit "
+        "(zero regret), outcomes, revenue, welfare, weak efficiency, price differences, ray accuracy, Lemma 2; plots",
+    ),
+    "two_outcome": Entry(
+        ("targets", "stats_profiles", "[search]"),
+        "B Sec. 3 (JMM): two outcomes only; least regret over a rich rule family subject to min(P(a_1), P(a_2)) >= "
+        "target, vs the a_0-allowed [mechanism]; frontier metrics + plot",
     ),
     "search": Entry(
         ("[search]",),
@@ -276,8 +299,15 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
             raise
         except ValueError as err:
             raise cfg.ConfigError(f"environment.{err}") from None
-    if e.kind == "example1":
-        return envs.example1()
+    if e.kind in ("example1", "private_common"):
+        try:
+            if e.kind == "example1":
+                return envs.example1(e.n)
+            dims = e.dims if e.dims is not None else (2,) * e.n
+            fn = envs.private_common_values(dims, e.weights, e.own)
+            return envs.single_object(dims, fn, name=f"private_common(dims={list(dims)})")
+        except ValueError as err:
+            raise cfg.ConfigError(f"environment.{err}") from None
     if e.kind == "public_good":
         try:
             if e.values == "linear":
@@ -330,17 +360,11 @@ def build_mechanism(
             if m.decide is None:
                 raise cfg.ConfigError("mechanism.decide: required for kind 'pivot'")
             return mechs.pivot_payments(env, load_callable(m.decide, base_dir, "mechanism.decide"), name="pivot")
-        if m.kind == "personalized_prices":
-            builtin = {"example1": mechs.example1_prices, "own_signal": mechs.own_signal_prices}
-            if m.prices in builtin:
-                if env.dims != (2, 2):
-                    raise cfg.ConfigError(
-                        f"mechanism.prices: '{m.prices}' needs two buyers with 2-d signals (example1)"
-                    )
-                fn = builtin[m.prices]
-            else:
-                fn = load_callable(m.prices, base_dir, "mechanism.prices")
-            return mechs.personalized_prices(env, fn, name=f"personalized_prices({m.prices})")
+        if m.kind in ("personalized_prices", "pivotal"):
+            fn, label = pivotal.prices_from_settings(env, m, base_dir)
+            if m.kind == "pivotal":
+                return pivotal.pivotal_mechanism(env, fn, name=label)
+            return mechs.personalized_prices(env, fn, name=label)
         if m.kind == "threshold_with_rebate":
             if env.dims != (1, 1):
                 raise cfg.ConfigError("mechanism.kind: threshold_with_rebate needs bilateral trade")
@@ -1080,6 +1104,7 @@ EXPERIMENT_RUNNERS = {
     "contributions": _run_contributions,
     "certify": lambda *args: _run_certify(*args),  # defined below, beside certify_model
     **bayesian.RUNNERS,
+    **pivotal.RUNNERS,
 }
 
 
@@ -1382,6 +1407,7 @@ def summary(metrics: dict) -> str:
         "contributions": _contributions_summary,
         "certify": certify_summary,
         **bayesian.SUMMARIES,
+        **pivotal.SUMMARIES,
     }[kind](metrics)
     if "conditions" in metrics:
         text += "\nconditions   " + "   ".join(
