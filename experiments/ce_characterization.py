@@ -22,17 +22,33 @@ def _agents_certified(m: dict, source: str) -> list[Claim]:
     out = []
     for r in m["agents"]:
         pe = r["payoff_equivalence"]
-        out.append(check(source, f"{r['agent']}: pseudo-efficient at every sampled s_-i (CE Def 4)",
-                         f"certified share {r['certified_share']:.3f} of {r['profiles']} s_-i, "
-                         f"max closed walk {r['worst_max_walk']:.2g}",
-                         "1 (no positive cycle, max-plus products over <= k edges)", r["certified_share"] == 1.0))
-        out.append(check("CE Thm 3 / eq. (4)", f"{r['agent']}: certificate and boundary-difference payments agree "
-                         "up to a constant in s_i",
-                         f"max deviation {pe['max_deviation']:.2g}, eq. (4) residual {pe['max_residual']:.2g} "
-                         f"({pe['profiles']} s_-i)", "0 (<= 1e-5 in float32; bisection to 2^-40 of a segment)",
-                         pe["max_deviation"] <= 1e-5 and pe["max_residual"] <= 1e-5 and pe["connected_share"] == 1.0))
-        out.append(info("CE Thm 1", f"{r['agent']}: certificate throughput",
-                        f"{r['certificates_per_s']:.0f} certificates/s ({r['samples']} own signals each)"))
+        out.append(
+            check(
+                source,
+                f"{r['agent']}: pseudo-efficient at every sampled s_-i (CE Def 4)",
+                f"certified share {r['certified_share']:.3f} of {r['profiles']} s_-i, "
+                f"max closed walk {r['worst_max_walk']:.2g}",
+                "1 (no positive cycle, max-plus products over <= k edges)",
+                r["certified_share"] == 1.0,
+            )
+        )
+        out.append(
+            check(
+                "CE Thm 3 / eq. (4)",
+                f"{r['agent']}: certificate and boundary-difference payments agree up to a constant in s_i",
+                f"max deviation {pe['max_deviation']:.2g}, eq. (4) residual {pe['max_residual']:.2g} "
+                f"({pe['profiles']} s_-i)",
+                "0 (<= 1e-5 in float32; bisection to 2^-40 of a segment)",
+                pe["max_deviation"] <= 1e-5 and pe["max_residual"] <= 1e-5 and pe["connected_share"] == 1.0,
+            )
+        )
+        out.append(
+            info(
+                "CE Thm 1",
+                f"{r['agent']}: certificate throughput",
+                f"{r['certificates_per_s']:.0f} certificates/s ({r['samples']} own signals each)",
+            )
+        )
     return out  # fmt: skip
 
 
