@@ -14,6 +14,14 @@ Bilateral trade (CE Sec. 4), values ``values(s) = (v_beta(s), v_sigma(s))`` on
   ``d(v_beta - v_sigma)/d s_beta > 0`` and ``d(v_beta - v_sigma)/d s_sigma < 0``.
   Then every efficient trading rule is monotone.
 
+Any separable environment (CE Def 6) with finitely many outcomes, ``n`` agents:
+:func:`separable_single_crossing` (a raise of ``s_i`` never forces a lower ``h_i``
+among the efficient outcomes: Def 9 one signal at a time) and
+:func:`separable_strong_single_crossing` (CE Def 7 at grid ties and at bisected
+switches of the efficient outcome, derivatives by ``jax.jvp``);
+:func:`single_crossing` / :func:`strong_single_crossing` dispatch to them when
+given an :class:`Environment` and ``outcomes``.
+
 Each returns a :class:`Check`: whether the property held on the grid, how many
 grid cells failed, and a witness (the profiles and values that break it).
 """
