@@ -41,7 +41,8 @@ def prop12(m: dict) -> list[Claim]:
         )  # fmt: skip
         out.append(
             check("CE Prop 1", f"{r['case']}: Bayesian IC and interim IR",
-                  f"max interim regret {_pm(reg['max_interim_regret'], reg['se'])}; interim IR violation "
+                  f"max interim regret {_pm(reg['max_interim_regret'], reg['se'])} (best deviation gain "
+                  f"{reg.get('best_gain', 0.0):.2g}); interim IR violation "
                   f"{_pm(ir['ir_violation'], ir['se_min'])}",
                   f"0 within 4 SE; nested MC ({prior})",
                   _zero_within(reg["max_interim_regret"], reg["se"]) and _zero_within(ir["ir_violation"], ir["se_min"]))
@@ -147,12 +148,21 @@ def thm4(m: dict) -> list[Claim]:
         )  # fmt: skip
     if "text_anchored" in m:
         ta = max(m["text_anchored"]["agents"], key=lambda r: r["max_violation"])
+        where = (
+            f"at s = {[round(x, 4) for x in ta['at_profile']]}, P(violation) {ta['p_violation']:.3f} ± {ta['p_se']:.1g}"
+        )
+        if ta["max_violation"] > 1e-4:
+            text = f"NOT here: ex post IR violation {ta['max_violation']:.4f} {where}"
+            ref = (
+                "the lowest type's value varies with s_-i (a s_j), so its UTILITY must be held constant (t'' above: "
+                "IR holds); closed form a(1 - k^2)/2 = 0.1389 for a = 0.5, c = 1 (tests/test_bayesian.py)"
+            )
+        else:
+            text = f"holds here: IR violation {ta['max_violation']:.2g}"
+            ref = "the lowest types never get the good, so their value is constant in s_-i (the text's implicit condition)"
         out.append(
             info("CE Sec 3.4", "as written, 't''_i(., s_low) = E t'_i(s_-i, s_low)' gives an ex post IR mechanism",
-                 f"NOT with interdependent values: IR violation {ta['max_violation']:.4f} at s = "
-                 f"{[round(x, 4) for x in ta['at_profile']]}, P(violation) {ta['p_violation']:.3f} ± {ta['p_se']:.1g}",
-                 "the lowest type's value a s_j varies with s_j, so the UTILITY at s_low must be held constant "
-                 "(t'' above: IR holds); closed form a(1 - k^2)/2 = 0.1389 (a = 0.5, c = 1), tests/test_bayesian.py")
+                 text, ref)
         )  # fmt: skip
     out.append(
         info("CE Thm 4", "expected budget: dAGV balances exactly; its ex post IC + IR equivalent runs a deficit",

@@ -144,7 +144,8 @@ def interim_audit(
     ``inner`` draws of ``s_-i`` from the CONDITIONAL prior (:func:`conditional_sampler`), the same draws for every
     report of that type (``agents``: which agents, default all). Interim regret
     ``max(0, max_{m != s_i} U_i(m; s_i) - U_i(s_i; s_i))`` with the SE of the paired difference at the best report
-    other than the truth (so a regret of 0 still comes with the resolution of the test); interim IR violation ``max(0, -min_{s_i} U_i(s_i; s_i))`` with the SE of
+    other than the truth, at the type where that gain (``best_gain``, possibly negative) is largest, so a regret
+    of 0 still comes with the resolution of the test; interim IR violation ``max(0, -min_{s_i} U_i(s_i; s_i))`` with the SE of
     ``U_i`` at the minimizing type. The per-type curves are returned too. One-dimensional signals.
     """
     _one_dimensional(env, "interim_audit")
@@ -165,17 +166,19 @@ def interim_audit(
             # the best report other than the truth (a grid point equal to s_i has gain 0 and SE 0)
             mean = jnp.where(jnp.abs(ms - t) <= 1e-6 * (hi - lo), -jnp.inf, jnp.mean(gain, axis=0))
             j = jnp.argmax(mean)
-            return jnp.maximum(mean[j], 0.0), _se(gain[:, j]), ms[j], jnp.mean(u_true), _se(u_true)
+            return mean[j], _se(gain[:, j]), ms[j], jnp.mean(u_true), _se(u_true)
 
         out = jax.jit(lambda ts, f=per_type: jax.lax.map(f, (jnp.arange(types), ts)))(ts)
-        reg, reg_se, arg_m, u, u_se = (np.asarray(x, np.float64) for x in out)
+        gain, reg_se, arg_m, u, u_se = (np.asarray(x, np.float64) for x in out)
+        reg = np.maximum(gain, 0.0)
         tsn = np.asarray(ts, np.float64)
-        k = int(np.argmax(reg))
+        k = int(np.argmax(gain))  # the type closest to a profitable deviation (gain may be < 0 everywhere)
         kk = int(np.argmin(u))
         rows.append(
             {
                 "agent": env.agent_names[i] if env.agent_names else f"agent{i}",
                 "max_interim_regret": float(reg[k]),
+                "best_gain": float(gain[k]),
                 "se": float(reg_se[k]),
                 "worst_type": float(tsn[k]),
                 "worst_misreport": float(arg_m[k]),
@@ -355,18 +358,21 @@ def thm4_construction(
 ) -> tuple[Mechanism, Mechanism, dict]:
     """CE Thm 4 and the construction before it (Sec. 3.4), for an efficient Bayesian IC ``bic`` and independent signals.
 
-    1. Participation fees make ``bic`` interim IR with the constraint binding at the lowest type ``lo_i`` (CE fn. 7):
-       ``phi_i = U_i^bic(lo_i) = E[u_i(lo_i, s_-i)]`` is charged (a subsidy when negative), ``fee_inner`` draws.
+    1. Participation fees make ``bic`` interim IR with the constraint binding at the lowest type ``lo_i``, the end of
+       ``S_i`` with the smaller interim utility (``s_i = 0`` when ``h_i >= 0``, CE fn. 7; the seller's ``s = 1`` in
+       bilateral trade): ``phi_i = U_i^bic(lo_i) = E[u_i(lo_i, s_-i)]`` is charged (a subsidy when negative),
+       ``fee_inner`` draws at each end.
     2. ``f`` efficient and monotone (strong single crossing) is ex post IC with the generalized VCG payments (CE Thm 2,
        Sec. 3.3), unique up to a function of ``s_-i`` (CE Thm 3). ``t''`` anchors them at the lowest type as the paper
        does, ``t''_i(lo_i, s_-i) = const = `` the fee mechanism's interim payment of ``lo_i``, i.e.
        ``t''_i = t^VCG_i - k_i`` with ``k_i = E[u^fee_i(lo_i, S)] - E[u^VCG_i(lo_i, S)]`` on the fee sample.
     3. Check: interim payoffs of the two agree at every type on a ``types``-point grid (paired draws; the SE adds
-       the fee's SE), ``lo_i`` minimizes the interim utility on that grid.
+       the fee's SE), ``lo_i`` minimizes the interim utility on that grid (within 4 SE).
 
     ``ex_post``: the generalized VCG mechanism of ``f`` when a closed form is at hand (default: pivots by
-    bisection, :func:`~jaxmech._src.mechanisms.generalized_vcg`). Returns ``(t'' mechanism, fee mechanism, report)``; the caller audits ``t''`` ex post (zero regret, ex post IR)
-    and compares expected budgets (interim payoff equivalence: the same).
+    bisection, :func:`~jaxmech._src.mechanisms.generalized_vcg`). Returns ``(t'' mechanism, fee mechanism,
+    report)``; the caller audits ``t''`` ex post (zero regret, ex post IR) and compares expected budgets (interim
+    payoff equivalence: the same).
     """
     _one_dimensional(env, "thm4_construction")
     if prior.cholesky is not None:
@@ -381,18 +387,24 @@ def thm4_construction(
         )
     vcg = ex_post if ex_post is not None else mechanisms.generalized_vcg(env)
     n = env.n_agents
-    chunks = max(1, fee_inner // inner)  # the fee sample: `chunks` blocks of `inner` draws at the lowest type
-    fees, fee_se, shifts, taus, moments = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), []
+    chunks = max(1, fee_inner // inner)  # the fee sample: `chunks` blocks of `inner` draws at each end of S_i
+    fees, fee_se, shifts, taus, lowest = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    moments = []
     for i in range(n):
-        ts = np.linspace(float(env.lo[i]), float(env.hi[i]), types)
-        at = np.concatenate([np.full(chunks, float(env.lo[i])), ts])
+        ends = (float(env.lo[i]), float(env.hi[i]))
+        ts = np.linspace(*ends, types)
+        at = np.concatenate([np.full(chunks, ends[0]), np.full(chunks, ends[1]), ts])
         mb, vb, mv, md, vd, mt = _paired_moments(env, bic, vcg, prior, jax.random.fold_in(key, i), i, at, inner, dtype)
-        fees[i] = np.mean(mb[:chunks])
-        fee_se[i] = math.sqrt((np.mean(vb[:chunks]) + np.var(mb[:chunks])) / (chunks * inner))
+        e = int(np.mean(mb[chunks : 2 * chunks]) < np.mean(mb[:chunks]))  # the end with the smaller U^bic
+        sl = slice(e * chunks, (e + 1) * chunks)
+        lowest[i] = ends[e]
+        fees[i] = np.mean(mb[sl])
+        fee_se[i] = math.sqrt((np.mean(vb[sl]) + np.var(mb[sl])) / (chunks * inner))
         # on the fee sample the fee mechanism's U(lo) = mean(u_bic) - fee is 0 by construction, U^VCG(lo) = mean(u_vcg)
-        shifts[i] = (np.mean(mb[:chunks]) - fees[i]) - np.mean(mv[:chunks])
-        taus[i] = np.mean(mt[:chunks]) - shifts[i]  # E[t''_i(lo_i, S)], for :func:`payment_anchored`
-        moments.append((ts, mb[chunks:], vb[chunks:], mv[chunks:], md[chunks:], vd[chunks:]))
+        shifts[i] = (np.mean(mb[sl]) - fees[i]) - np.mean(mv[sl])
+        taus[i] = np.mean(mt[sl]) - shifts[i]  # E[t''_i(lo_i, S)], for :func:`payment_anchored`
+        k = 2 * chunks
+        moments.append((ts, mb[k:], vb[k:], mv[k:], md[k:], vd[k:]))
     fee_mech = with_fees(bic, fees, name=f"{bic.name}+fees")
     tpp = with_fees(vcg, -shifts, name="thm4_ex_post(t'')")
 
@@ -410,8 +422,8 @@ def thm4_construction(
                 "fee": float(fees[i]),
                 "fee_se": float(fee_se[i]),
                 "shift": float(shifts[i]),
-                "lowest_type": float(env.lo[i]),
-                "lowest_type_minimizes": bool(np.argmin(u_fee) == 0 or u_fee[0] <= np.min(u_fee) + 4 * u_se[0]),
+                "lowest_type": float(lowest[i]),
+                "lowest_type_minimizes": bool(u_fee[0 if lowest[i] == tsn[0] else -1] <= np.min(u_fee + 4 * u_se)),
                 "max_abs_z": float(z[k]),
                 "worst_type": float(tsn[k]),
                 "diff_at_worst": float(diff[k]),
@@ -429,6 +441,7 @@ def thm4_construction(
         "fee_inner": chunks * inner,
         "fees_sum": float(np.sum(fees)),
         "fees_sum_se": float(math.sqrt(float(np.sum(fee_se**2)))),
+        "lowest_types": lowest.tolist(),
         "lowest_type_payments": taus.tolist(),
         "agents": rows,
     }
@@ -443,6 +456,7 @@ def payment_anchored(
     *,
     inner: int = 65536,
     taus=None,
+    lowest=None,
     dtype=jnp.float32,
 ) -> Mechanism:
     """Sec. 3.4's construction AS WRITTEN: ``t''_i(s_-i, lo_i) = E[t'_i(S_-i, lo_i)]`` for every ``s_-i``.
@@ -452,22 +466,24 @@ def payment_anchored(
     type; that needs the lowest type's VALUE ``v_i(f(lo_i, s_-i), lo_i, s_-i)`` constant in ``s_-i``. With
     interdependent values it is not, and the ex post utility at ``lo_i``, ``v_i(lo_i, s_-i) - E[t'_i(lo_i, S)]``,
     is negative wherever the lowest type's value is below its mean (:func:`thm4_construction` anchors the utility
-    instead). ``inner`` draws estimate the constants ``E[t'_i(lo_i, S)]`` unless ``taus`` gives them.
+    instead). ``lowest``: the lowest type of each agent (default ``env.lo``); ``inner`` draws estimate the constants
+    ``E[t'_i(lo_i, S)]`` unless ``taus`` gives them.
     """
     n = env.n_agents
+    lowest = np.asarray(env.lo if lowest is None else lowest, np.float64)
     if taus is not None:
         taus = np.asarray(taus, np.float64)
     else:
         taus = np.zeros(n)
         for i in range(n):
             sample = conditional_sampler(prior, i)
-            lo = float(env.lo[i])
+            lo = float(lowest[i])
             draw = jax.jit(lambda k, i=i, sample=sample, lo=lo: jax.vmap(lambda s: mech.pay(mech.params, s)[i])(
                 sample(k, lo, inner, dtype)))  # fmt: skip
             taus[i] = float(np.mean(np.asarray(draw(jax.random.fold_in(key, i)), np.float64)))
 
     def pay(params, m):
-        at_lo = [mech.pay(params, priors.replace_signal(m, env.dims, i, jnp.asarray(env.lo[i : i + 1], m.dtype)))[i]
+        at_lo = [mech.pay(params, priors.replace_signal(m, env.dims, i, jnp.asarray(lowest[i : i + 1], m.dtype)))[i]
                  for i in range(n)]  # fmt: skip
         return mech.pay(params, m) - jnp.stack(at_lo) + jnp.asarray(taus, m.dtype)
 
@@ -761,7 +777,8 @@ def run_thm4(settings, base_dir, progress, out_dir):
         info = result.info
         out[f"{label}_audit"] = _ex_post_summary(result.report)
         out[f"{label}_witness"] = _worst_witness(b, result.report)
-    text = payment_anchored(built.env, tpp, built.prior, key, taus=rep["lowest_type_payments"], dtype=built.dtype)
+    text = payment_anchored(built.env, tpp, built.prior, key, taus=rep["lowest_type_payments"],
+                            lowest=rep["lowest_types"], dtype=built.dtype)  # fmt: skip
     scan = built.prior.sample(jax.random.fold_in(key, 23), min(settings.audit.profiles, 1 << 18), built.dtype)
     out["text_anchored"] = {"mechanism": text.name, **ir_scan(built.env, text, scan)}
     a = settings.audit
