@@ -19,7 +19,7 @@ def test_w1_numpy_matches_the_closed_form():
 
 
 def test_w2_closed_form_pivot_equals_bisection_and_numpy_matches_the_audit():
-    n, cost = 3, 1.5  # the W2 code at a size that compiles fast (W2 itself: n = 8, c = 4)
+    n, cost = 2, 1.0  # the W2 code at a size that compiles fast (W2 itself: n = 8, c = 4)
     env = jm.public_good(jm.linear_public_values(bench.A_PUBLIC, n), cost, n)
     vbar = jnp.full((n,), cost / n)
     s = jax.random.uniform(jax.random.PRNGKey(1), (256, n))
