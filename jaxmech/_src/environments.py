@@ -411,6 +411,6 @@ def private_common_values(
         c = s[..., ends]
         common = jnp.mean(c, axis=-1, keepdims=True)
         priv = jnp.stack([jnp.mean(s[..., ix] ** 2, axis=-1) if ix else jnp.zeros_like(s[..., 0]) for ix in private], -1)
-        return priv + own * c + jnp.asarray(w, s.dtype) * common
+        return priv + own * c + jnp.asarray(w, s.dtype).reshape((1,) * (s.ndim - 1) + (n,)) * common
 
     return values

@@ -60,8 +60,8 @@ class PivotalConfig(NamedTuple):
 
     Attributes:
       rays: coarse grid points per angle (odd; ``rays ** (d_i - 1)`` rays; ``d_i = 1`` uses one ray).
-      levels: zoom levels after the coarse grid when ``d_i >= 3`` (each shrinks the spacing by
-        ``(rays - 1) / 2``).
+      levels: zoom levels after the coarse grid when ``d_i >= 3``: a 3-point pattern per angle around the
+        best point, its half-width halving per level.
       refine: golden-section steps on the angle when ``d_i = 2`` (the bracket is the coarse best
         +- one spacing and shrinks by 0.618 per step: the refinement step of the maximization).
       bisect_iters: bisection steps along a ray (and on ``lam`` for ``method="nested"``);
@@ -73,7 +73,7 @@ class PivotalConfig(NamedTuple):
     """
 
     rays: int = 9
-    levels: int = 6
+    levels: int = 14
     refine: int = 24
     bisect_iters: int | None = None
     secant_iters: int = 2
@@ -81,7 +81,7 @@ class PivotalConfig(NamedTuple):
 
 
 #: A slow, high-accuracy setting: the reference the default is checked against (``ray_accuracy``).
-FINE = PivotalConfig(rays=65, levels=10, refine=40, bisect_iters=30, secant_iters=3)
+FINE = PivotalConfig(rays=33, levels=24, refine=40, bisect_iters=30, secant_iters=3)
 
 
 class PivotalSolution(NamedTuple):
@@ -134,7 +134,9 @@ def _g_tol(config: PivotalConfig, dtype) -> float:
     return 1e-9 if jnp.dtype(dtype) == jnp.float64 else 1e-5
 
 
-def crossing(h: Callable[[Array], Array], lo: Array, hi: Array, iters: int, secant: int, *, strict: bool = True) -> Array:
+def crossing(
+    h: Callable[[Array], Array], lo: Array, hi: Array, iters: int, secant: int, *, strict: bool = True
+) -> Array:
     """``inf{r in [lo, hi] : h(r) > 0}`` (``>= 0`` if not ``strict``) for a non-decreasing ``h``.
 
     ``iters`` bisection steps keep a bracket ``[a, b]`` with ``h(a) <= 0 < h(b)``; then
@@ -232,8 +234,8 @@ def maximize_over_rays(
 
     The coarse grid has ``rays`` points per angle over ``[0, pi/2]``. One angle (``d = 2``):
     golden-section search on the coarse best +- one spacing (``refine`` steps). Several
-    angles: ``levels`` zoom levels, each the same grid on the previous best +- one spacing
-    (the spacing shrinks by ``(rays - 1) / 2`` per level). The best point seen is kept, so the
+    angles: ``levels`` zoom levels, each a 3-point grid per angle on the previous best +- a
+    half-width that starts at one spacing and halves per level. The best point seen is kept, so the
     result is never worse than the coarse grid. Returns ``(value, angles)``, shapes ``()`` and ``(d - 1,)``.
     """
     if d == 1:
@@ -242,28 +244,29 @@ def maximize_over_rays(
     k = d - 1
     offsets = jnp.asarray(_unit_grid(k, config.rays), dtype)  # (P, k) in [-1, 1]
     half_pi = math.pi / 2
-    shrink = 2.0 / (config.rays - 1)
-
-    def level(state, center, half):
-        best_val, best = state
-        pts = jnp.clip(center[None, :] + half * offsets, 0.0, half_pi)
-        vals = jax.vmap(objective)(pts)
-        j = jnp.argmax(vals)
-        better = vals[j] > best_val
-        return jnp.where(better, vals[j], best_val), jnp.where(better, pts[j], best)
-
-    center0 = jnp.full((k,), half_pi / 2, dtype)
-    half0 = jnp.asarray(half_pi / 2, dtype)
-    state = level((jnp.full((), -jnp.inf, dtype), center0), center0, half0)
-    spacing = half0 * jnp.asarray(shrink, dtype)
+    center = jnp.full((k,), half_pi / 2, dtype)
+    pts = jnp.clip(center[None, :] + (half_pi / 2) * offsets, 0.0, half_pi)
+    vals = jax.vmap(objective)(pts)
+    state = (jnp.max(vals), pts[jnp.argmax(vals)])
+    spacing = jnp.asarray(half_pi / (config.rays - 1), dtype)
     if k == 1:
         if config.refine == 0:
             return state
         x = state[1][0]
-        return _golden(objective, jnp.maximum(x - spacing, 0.0), jnp.minimum(x + spacing, half_pi), config.refine, state)
+        return _golden(
+            objective, jnp.maximum(x - spacing, 0.0), jnp.minimum(x + spacing, half_pi), config.refine, state
+        )
+
+    local = jnp.asarray(_unit_grid(k, 3), dtype)  # zoom levels: center +- half per angle, half shrinks by 2
 
     def body(step, state):
-        return level(state, state[1], spacing * jnp.asarray(shrink, dtype) ** step.astype(dtype))
+        best_val, best = state
+        half = spacing * jnp.asarray(0.5, dtype) ** step.astype(dtype)
+        pts = jnp.clip(best[None, :] + half * local, 0.0, half_pi)
+        vals = jax.vmap(objective)(pts)
+        j = jnp.argmax(vals)
+        better = vals[j] > best_val
+        return jnp.where(better, vals[j], best_val), jnp.where(better, pts[j], best)
 
     return jax.lax.fori_loop(0, config.levels, body, state)
 
@@ -387,7 +390,9 @@ def _ray_search(env: Environment, s: Array, i: int, others: tuple[int, ...], con
 
     def point(angles):
         u = ray_direction(angles)
-        r = crossing(lambda r: margin(r * u), jnp.zeros((), dtype), ray_exit(u), _iters(config, dtype), config.secant_iters)
+        r = crossing(
+            lambda r: margin(r * u), jnp.zeros((), dtype), ray_exit(u), _iters(config, dtype), config.secant_iters
+        )
         return r * u
 
     def objective(angles):
@@ -611,6 +616,7 @@ def check_assumption2(env: Environment, profiles: Array, steps: Array) -> Violat
     is the more sensitive to ``i``'s own signal. ``worst[i, i] = 0``; a positive entry comes with
     its witness pair ``profile[i, j]``, ``moved[i, j]`` (entries near float rounding, ~1e-6 in float32, are noise).
     """
+
     def gap(s, s2, k):
         dv = env.values(s2) - env.values(s)
         return dv - dv[k]  # [j]: dV_j - dV_k for buyer k's signal raised
@@ -646,7 +652,9 @@ def check_assumption3(env: Environment, profiles: Array) -> Leadership:
     """
     v = jax.vmap(env.values)(profiles)  # (N, n)
     n = env.n_agents
-    lead = jnp.stack([v[:, i] - jnp.max(jnp.delete(v, i, axis=1, assume_unique_indices=True), axis=1) for i in range(n)], 1)
+    lead = jnp.stack(
+        [v[:, i] - jnp.max(jnp.delete(v, i, axis=1, assume_unique_indices=True), axis=1) for i in range(n)], 1
+    )
     p = jnp.mean((lead > 0).astype(v.dtype), axis=0)
     j = jnp.argmax(lead, axis=0)
     return Leadership(p, jnp.sqrt(p * (1 - p) / v.shape[0]), lead[j, jnp.arange(n)], profiles[j])
@@ -722,7 +730,9 @@ def score_family(env: Environment, *, key: Array, hidden: int = 16, layers: int 
     """
     sizes = [env.size] + [hidden] * layers + [1]
     keys = jax.random.split(key, len(sizes) - 1)
-    weights = [scale * jax.random.normal(k, (a, b)) / math.sqrt(a) for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+    weights = [
+        scale * jax.random.normal(k, (a, b)) / math.sqrt(a) for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
     init = {"shift": jnp.zeros(()), "w": weights, "b": [jnp.zeros((b,)) for b in sizes[1:]]}
 
     def score(params, s):
@@ -918,7 +928,8 @@ def price_stats(env: Environment, profiles: Array, values: Array, prices: Array)
         "welfare_minus_first_best": _mean_se(welfare - best),
         "weak_efficiency": {
             "share_of_sales": _mean_se((short[sold] <= 1e-6 * max(1.0, np.abs(v).max())).astype(float))
-            if sold.any() else None,
+            if sold.any()
+            else None,
             "worst_shortfall": float(short[k]),
             "worst_profile": s[k].tolist(),
         },
@@ -946,7 +957,7 @@ def ray_accuracy(env: Environment, profiles: Array, config: PivotalConfig = Pivo
     def evals(c: PivotalConfig):
         per_ray = 2 + _iters(c, profiles.dtype) + c.secant_iters + 1
         dmax = max(env.dims)
-        rays = c.rays + 2 + c.refine if dmax == 2 else c.rays ** (dmax - 1) * (1 + c.levels)
+        rays = c.rays + 2 + c.refine if dmax == 2 else c.rays ** (dmax - 1) + 3 ** (dmax - 1) * c.levels
         return int(rays * per_ray)
 
     return {
@@ -959,7 +970,9 @@ def ray_accuracy(env: Environment, profiles: Array, config: PivotalConfig = Pivo
     }
 
 
-def lemma2_check(env: Environment, profiles: Array, lam_points: int = 17, config: PivotalConfig = PivotalConfig()) -> dict:
+def lemma2_check(
+    env: Environment, profiles: Array, lam_points: int = 17, config: PivotalConfig = PivotalConfig()
+) -> dict:
     """B Lemma 2 numerically: ``g_ij(lam)`` on a grid of ``lam`` for every ordered pair; the smallest step ``g(lam') - g(lam)``.
 
     Non-negative (up to the accuracy of ``V^m``) when the Lemma holds; the nested route (:func:`pivotal_max`).
@@ -971,7 +984,9 @@ def lemma2_check(env: Environment, profiles: Array, lam_points: int = 17, config
         for j in range(n):
             if i == j:
                 continue
-            g = jax.jit(jax.vmap(lambda m, i=i, j=j: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam)))(profiles)
+            g = jax.jit(jax.vmap(lambda m, i=i, j=j: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam)))(
+                profiles
+            )
             worst[i, j] = float(jnp.min(jnp.diff(g, axis=1)))
     return {"profiles": int(profiles.shape[0]), "lam_points": lam_points, "min_increment": worst.tolist()}
 
@@ -1092,7 +1107,11 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     rows, tables, pivotal_fn = [], [], None
     for idx, m in enumerate(specs):
         fn, label = prices_from_settings(env, m, base_dir)
-        mech = built.mechanism if idx == 0 else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
+        mech = (
+            built.mechanism
+            if idx == 0
+            else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
+        )
         t0 = _time()
         t = batched_prices(fn, s)
         t.block_until_ready()
@@ -1139,7 +1158,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
             fn = pivotal_fn[0] if pivotal_fn is not None else prices_from_settings(env, specs[0], base_dir)[0]
             g, vo, vj, price, arg = _signal_square_data(env, fn, prof)
             f = plots.signal_classes(out_dir / "signal_square.png", g, vo, vj, price, arg,
-                                     f"{env.name}: buyer 1 at s_-1 = {np.asarray(prof[2:]).round(2).tolist()}")  # fmt: skip
+                                     f"{env.name}: buyer 1 at s_-1 = {np.round(np.asarray(prof[2:], np.float64), 2).tolist()}")  # fmt: skip
             figs.append(f.name)
     return out, None, figs
 
@@ -1194,8 +1213,12 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
     eff = []
     for q in np.linspace(0.0, 1.0, 11):
         b = float(np.quantile(diff, q)) + (1.0 if q == 1.0 else 0.0)
-        p1, p2, rmax, rmean = evaluate_two_outcome(env, lambda m, b=b: env.values(m)[0] - env.values(m)[1] - b, s, grids)
-        eff.append({"shift": b, "p_a1": p1, "nontriviality": min(p1[0], p2[0]), "regret_max": rmax, "regret_mean": rmean})
+        p1, p2, rmax, rmean = evaluate_two_outcome(
+            env, lambda m, b=b: env.values(m)[0] - env.values(m)[1] - b, s, grids
+        )
+        eff.append(
+            {"shift": b, "p_a1": p1, "nontriviality": min(p1[0], p2[0]), "regret_max": rmax, "regret_mean": rmean}
+        )
     rep = runs.execute(settings, built, progress=progress).report
     oc = rep["outcomes"]
     with_a0 = {"mechanism": built.mechanism.name, "outcomes": {k: {"p": x["p"], "se": x["se"]} for k, x in oc.items()},
@@ -1223,7 +1246,8 @@ def _pivotal_summary(metrics: dict) -> str:
         f"{metrics['name']}: B Secs. 3-4 price mechanisms in {metrics['environment']}",
         f"assumptions  1a {'yes' if a['assumption1a']['holds'] else 'NO'}   2 {'yes' if a['assumption2']['holds'] else 'NO'}"
         f"   3 {'yes' if a['assumption3']['holds'] else 'NO'} (P(buyer strictly highest) "
-        + ", ".join(f"{p:.3f}" for p in a["assumption3"]["share"]) + ")",
+        + ", ".join(f"{p:.3f}" for p in a["assumption3"]["share"])
+        + ")",
         "",
         f"{'mechanism':<40} {'regret max':>10} {'eq.(3) viol.':>12} {'revenue':>17} {'welfare':>17} {'weak eff.':>9} outcomes",
     ]
@@ -1241,7 +1265,9 @@ def _pivotal_summary(metrics: dict) -> str:
                      f"({ra['value_evaluations']['config']} vs {ra['value_evaluations']['reference']} value evaluations)")  # fmt: skip
     if "price_timing" in metrics:
         pt = metrics["price_timing"]
-        lines.append(f"speed        prices of {pt['profiles']:,} profiles in {pt['seconds']:.2f} s ({pt['seconds_per_1e5']:.2f} s per 1e5)")
+        lines.append(
+            f"speed        prices of {pt['profiles']:,} profiles in {pt['seconds']:.2f} s ({pt['seconds_per_1e5']:.2f} s per 1e5)"
+        )
     if "lemma2" in metrics:
         lines.append(f"Lemma 2      min increment of g_ij over lam: {np.min(metrics['lemma2']['min_increment']):.2g}")
     return "\n".join(lines)
@@ -1254,7 +1280,9 @@ def _two_outcome_summary(metrics: dict) -> str:
         lines.append(f"{r['target']:>7.2f} {r['nontriviality']:>10.3f} {r['regret_max']:>10.4f} "
                      f"{r['regret_mean'][0]:>11.4f} ± {r['regret_mean'][1]:.4f}")  # fmt: skip
     w = metrics["with_a0"]
-    lines.append(f"a_0 allowed ({w['mechanism']}): min P(a_k) {w['nontriviality']:.3f}, regret max {max(w['regret']['max']):.2g}")
+    lines.append(
+        f"a_0 allowed ({w['mechanism']}): min P(a_k) {w['nontriviality']:.3f}, regret max {max(w['regret']['max']):.2g}"
+    )
     return "\n".join(lines)
 
 
