@@ -146,3 +146,34 @@ def test_two_outcome_gap_closed_form():
     np.testing.assert_allclose(gap, s[:, 3] / 2, atol=1 / 32)
     const = jax.vmap(lambda m: pv.two_outcome_gap(env, lambda x: -1.0 + 0 * x[0], m, 0, grid))(s)
     assert float(jnp.max(const)) == 0.0
+
+
+def test_config_errors_are_one_line():
+    from jaxmech._src import config as cfg
+    from jaxmech._src import runs
+
+    base = {"name": "x", "environment": {"kind": "private_common", "dims": [2, 2], "weights": [1.0, 0.0], "own": 0.1},
+            "mechanism": {"kind": "pivotal"}, "experiment": {"kind": "pivotal"}}  # fmt: skip
+    with pytest.raises(cfg.ConfigError, match="Assumption 2"):
+        runs.build(cfg.parse(cfg.Settings, base))
+    base["environment"] = {"kind": "bilateral_trade"}
+    base["mechanism"] = {"kind": "generalized_vcg"}
+    with pytest.raises(cfg.ConfigError, match="single-object"):
+        runs.run(cfg.parse(cfg.Settings, base), Path("/tmp/never-written"))
+    assert not Path("/tmp/never-written").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(bikhchandani.EXPERIMENTS))
+def test_config_runs_end_to_end_and_every_claim_passes(tmp_path, name):
+    from jaxmech._src import config as cfg
+    from jaxmech._src import runs
+
+    ex = bikhchandani.EXPERIMENTS[name]
+    settings, _ = cfg.load(Path(bikhchandani.ROOT) / "configs" / f"{name}.toml", tuple(ex.quick))
+    metrics = runs.run(settings, tmp_path / name)
+    for f in metrics["plots"]:
+        assert (tmp_path / name / f).stat().st_size > 1000
+    assert runs.summary(metrics)
+    rows = ex.claims(metrics)
+    assert rows and not [r for r in rows if r.status == "FAIL"], [r for r in rows if r.status == "FAIL"]
