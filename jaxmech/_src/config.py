@@ -179,7 +179,7 @@ class ExperimentSettings:
     cases: tuple[CaseSettings, ...] = _meta((), doc="sweep: named cases, each a list of overrides")
     against: tuple[MechanismSettings, ...] = _meta((), doc="compare_deficits / pivotal: mechanisms compared to [mechanism]")
     targets: tuple[float, ...] = _meta(
-        (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5), doc="two_outcome: non-triviality targets min(P(a_1), P(a_2)) >= target"
+        (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5), doc="two_outcome: non-triviality targets min(P(a_1), P(a_2)) = target"
     )
     profile: tuple[float, ...] | None = _meta(None, doc="pivotal: the profile whose s_-1 the signal-square plot fixes")
     stats_profiles: int = _meta(16384, doc="pivotal: profiles for price statistics; two_outcome: evaluation profiles", min=16)

@@ -189,7 +189,7 @@ EXPERIMENTS = {
     ),
     "two_outcome": Entry(
         ("targets", "stats_profiles", "[search]"),
-        "B Sec. 3 (JMM): two outcomes only; least regret over a rich rule family subject to min(P(a_1), P(a_2)) >= "
+        "B Sec. 3 (JMM): two outcomes only; least worst regret over a rich rule family at min(P(a_1), P(a_2)) = "
         "target, vs the a_0-allowed [mechanism]; frontier metrics + plot",
     ),
     "search": Entry(
