@@ -71,7 +71,9 @@ def test_example1_outcomes_revenue_welfare_against_quadrature():
     [
         lambda m: jnp.full((2,), 0.05, m.dtype),
         lambda m: jnp.stack([0.3 * m[3], 0.3 * m[1]]),  # eps_i(p_j, c_j) = 0.3 c_j
-        lambda m: jnp.stack([0.5 * m[2] ** 2 * (1 - m[3]), 0.5 * m[0] ** 2 * (1 - m[1])]),
+        pytest.param(
+            lambda m: jnp.stack([0.5 * m[2] ** 2 * (1 - m[3]), 0.5 * m[0] ** 2 * (1 - m[1])]), marks=pytest.mark.slow
+        ),
     ],
 )
 def test_example1_continuum_is_admissible_and_ic(eps):
@@ -86,7 +88,7 @@ def test_example1_continuum_is_admissible_and_ic(eps):
     worst = jax.jit(
         lambda s: jnp.max(jax.vmap(lambda m: jax.vmap(lambda c: jnp.maximum(jm.regret(env, mech, (), m, c, 0),
                                                                               jm.regret(env, mech, (), m, c, 1)))(grid))(s))
-    )(s[:200])  # fmt: skip
+    )(s[:64])  # fmt: skip
     assert float(worst) <= 1e-6
     st = pv.price_stats(env, s, jax.vmap(env.values)(s), jax.vmap(lambda m: prices((), m))(s))
     assert all(o["ci95"][0] > 0 for o in st["outcomes"].values())  # small eps: still non-trivial
@@ -122,7 +124,7 @@ def test_private_common_family_construction():
     dims, w = (2, 3), [1.0, 0.4]
     fn = envs.private_common_values(dims, w)
     env = jm.single_object(dims, fn)
-    s = independent(dims).sample(jax.random.PRNGKey(3), 256)
+    s = independent(dims).sample(jax.random.PRNGKey(3), 64)
     rep = pv.assumption_report(env, s, 0.3 * jax.random.uniform(jax.random.PRNGKey(4), s.shape))
     assert rep["assumption1a"]["holds"] and rep["assumption2"]["holds"] and rep["assumption3"]["holds"]
     t = pv.batched_prices(pv.pivotal_prices(env), s)
@@ -130,8 +132,8 @@ def test_private_common_family_construction():
     assert st["admissible"]["violations"] == 0 and st["weak_efficiency"]["share_of_sales"]["mean"] == 1.0
     assert all(o["ci95"][0] > 0 for o in st["outcomes"].values())
     values_np = lambda x: np.asarray(fn(jnp.asarray(x, jnp.float32)), np.float64)  # noqa: E731
-    ref = np.array([brute_force_price(values_np, m, 0, 1, dims, grid=201, levels=400) for m in np.asarray(s[:6])])
-    assert np.max(np.abs(np.asarray(t[:6, 0]) - ref)) < 1.5e-2
+    ref = np.array([brute_force_price(values_np, m, 0, 1, dims, grid=151, levels=300) for m in np.asarray(s[:3])])
+    assert np.max(np.abs(np.asarray(t[:3, 0]) - ref)) < 2e-2
     with pytest.raises(ValueError, match="Assumption 2"):
         envs.private_common_values(dims, [1.0, 0.0], own=0.1)
 
@@ -141,7 +143,7 @@ def test_two_outcome_gap_closed_form():
     (max_{p_1 <= p_2} V_1 - min_{p_1 > p_2} V_1) / 2 = c_2 / 2 (up to the grid); a constant rule has gap 0."""
     env = envs.example1()
     grid = pv.signal_grids(env, 33)[0]
-    s = independent(env.dims).sample(jax.random.PRNGKey(5), 32)
+    s = independent(env.dims).sample(jax.random.PRNGKey(5), 16)
     gap = jax.vmap(lambda m: pv.two_outcome_gap(env, lambda x: x[0] - x[2], m, 0, grid))(s)
     np.testing.assert_allclose(gap, s[:, 3] / 2, atol=1 / 32)
     const = jax.vmap(lambda m: pv.two_outcome_gap(env, lambda x: -1.0 + 0 * x[0], m, 0, grid))(s)
