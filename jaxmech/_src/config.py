@@ -89,7 +89,9 @@ class MechanismSettings:
     inner: int = _meta(65536, doc="interim: profiles for the interim expectation of payments", min=1)
     thresholds: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: pivotal valuations vbar (one per agent)")
     sbar: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: boundary profile, vbar = v(sbar) (CE Thm 9)")
-    method: str = _meta("rays", doc="pivotal: rays (one search per buyer) | nested (B's lam* bisection)", choices=("rays", "nested"))
+    method: str = _meta(
+        "rays", doc="pivotal: rays (one search per buyer) | nested (B's lam* bisection)", choices=("rays", "nested")
+    )
     rays: int = _meta(9, doc="pivotal: coarse rays per angle (odd)", min=3)
     refine: int = _meta(24, doc="pivotal: golden-section steps on the ray angle (d_i = 2)", min=0)
     raise_by: float = _meta(0.0, doc="personalized_prices / pivotal: add eps_i >= 0 to each price (B Sec. 3)", min=0.0)

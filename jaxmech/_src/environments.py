@@ -403,7 +403,9 @@ def private_common_values(
     bound = float(w.max() - w.min()) / n
     own = bound + 0.25 if own is None else float(own)
     if own < bound:
-        raise ValueError(f"private_common values: own = {own} < (max w - min w) / n = {bound:.4g} breaks B Assumption 2")
+        raise ValueError(
+            f"private_common values: own = {own} < (max w - min w) / n = {bound:.4g} breaks B Assumption 2"
+        )
     ends = np.cumsum(dims) - 1  # the last coordinate of each buyer is c_i
     private = [list(range(e - d + 1, e)) for e, d in zip(ends, dims, strict=True)]
 

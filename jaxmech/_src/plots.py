@@ -298,7 +298,14 @@ def signal_classes(
 
 
 def grouped_bars(
-    path: Path, groups: Sequence[str], labels: Sequence[str], mean: np.ndarray, se: np.ndarray, *, ylabel: str, title: str
+    path: Path,
+    groups: Sequence[str],
+    labels: Sequence[str],
+    mean: np.ndarray,
+    se: np.ndarray,
+    *,
+    ylabel: str,
+    title: str,
 ) -> Path:
     """Means with 95% error bars: one group per entry of ``groups``, one bar per label (``mean[g, k]``)."""
     plt = _plt()
@@ -315,7 +322,9 @@ def grouped_bars(
     return _save(fig, path)
 
 
-def frontier(path: Path, series: Sequence[tuple[np.ndarray, np.ndarray, str, str]], *, xlabel: str, ylabel: str, title: str) -> Path:
+def frontier(
+    path: Path, series: Sequence[tuple[np.ndarray, np.ndarray, str, str]], *, xlabel: str, ylabel: str, title: str
+) -> Path:
     """Several ``(x, y, label, style)`` series on one axes (e.g. regret against non-triviality)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2))
