@@ -829,7 +829,8 @@ def search_two_outcome(
     (win sets ``sigmoid(score / T)``, max / min over ``S_i`` by weighted log-sum-exp) plus
     ``penalty * (min(P_T(a_1), P_T(a_2)) - target)^2``; optax Adam (clipped, non-finite steps skipped).
     The hard rule is then evaluated exactly (:func:`evaluate_two_outcome`) on fresh profiles with a finer grid;
-    the starting rule is evaluated too and the better of the two (worst regret) is returned.
+    the starting rule is evaluated too and the better of the two is returned (worst regret plus the distance of
+    ``min(P(a_1), P(a_2))`` from the target).
     """
     import optax
 
@@ -887,7 +888,7 @@ def search_two_outcome(
     for cand in (params, start):  # the search result, and its start if that is better on the exact measure
         p1, p2, rmax, rmean = evaluate_two_outcome(env, lambda m, c=cand: family.score(c, m), prof, grids)
         fits.append(TwoOutcomeFit(float(target), cand, p1, p2, rmax, rmean, log))
-    return min(fits, key=lambda f: (f.regret_max, abs(min(f.p_a1[0], f.p_a2[0]) - target)))
+    return min(fits, key=lambda f: f.regret_max + abs(min(f.p_a1[0], f.p_a2[0]) - target))  # regret, on target
 
 
 # --------------------------------------------------------------------------
