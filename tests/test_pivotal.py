@@ -163,7 +163,7 @@ def test_nested_and_ray_routes_agree():
 
 def test_assumption2_holds_for_the_families_and_fails_for_unequal_weights():
     key1, key2 = jax.random.split(jax.random.PRNGKey(3))
-    for env in (_ENVS["example1"], _ENVS["family3"]):
+    for env in (_ENVS["family3"],):
         s = independent(env.dims).sample(key1, 500)
         step = 0.3 * jax.random.uniform(key2, s.shape)
         assert float(jnp.max(pv.check_assumption2(env, s, step).worst)) <= 1e-6
@@ -185,7 +185,7 @@ def test_assumption2_holds_for_the_families_and_fails_for_unequal_weights():
 @pytest.mark.parametrize("n", [2, 3])
 def test_admissible_weakly_efficient_nontrivial(n):
     env = _ENVS[f"family{n}"]
-    s = sample(env, 1024, 4) if n == 2 else sample(env, 512, 4)
+    s = sample(env, 1024, 4) if n == 2 else sample(env, 256, 4)
     t = batched_prices(f"family{n}")((), s)
     v = jax.vmap(env.values)(s)
     clears = np.asarray(v > t)
