@@ -161,10 +161,10 @@ def discover(layout: Layout) -> dict[str, tuple[str, Experiment]]:
 
 
 def select(found: dict, only: Sequence[str] = ()) -> list[str]:
-    """Names matching any of the glob patterns in ``only`` (substring match when a pattern has no wildcard)."""
+    """Names matching any pattern in ``only``: a glob, an exact name, else a substring."""
     if not only:
         return list(found)
-    pats = [p if any(c in p for c in "*?[") else f"*{p}*" for p in only]
+    pats = [p if any(c in p for c in "*?[") or p in found else f"*{p}*" for p in only]
     names = [n for n in found if any(fnmatch.fnmatchcase(n, p) for p in pats)]
     if not names:
         raise cfg.ConfigError(f"--only {' '.join(only)} matches no experiment; known: {', '.join(found)}")
