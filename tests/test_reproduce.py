@@ -175,3 +175,12 @@ def test_html_renders_in_headless_browser(report, tmp_path):
     img = mpimg.imread(shot)
     assert img.shape[0] >= 800 and img.shape[1] >= 1000
     assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 10  # text, table colours and figures drawn
+
+
+def test_every_size_override_is_a_valid_config():
+    """--quick and --full overrides load (a typo there would only surface as a FAIL row at run time)."""
+    layout = rep.find_layout(ROOT)
+    for name, (_, exp) in rep.discover(layout).items():
+        for overrides in (exp.quick, exp.full):
+            settings, _ = cfg.load(layout.configs / f"{name}.toml", tuple(overrides))
+            assert settings.name == name
