@@ -30,7 +30,18 @@ import numpy as np
 import optax
 
 from jaxmech._src import audit as audit_lib
-from jaxmech._src import bayesian, conditions, engine, pivotal, plots, priors, provision, trading
+from jaxmech._src import (
+    bayesian,
+    conditions,
+    engine,
+    pivotal,
+    plots,
+    priors,
+    provision,
+    runs_bayesian,
+    runs_pivotal,
+    trading,
+)
 from jaxmech._src import config as cfg
 from jaxmech._src import environments as envs
 from jaxmech._src import mechanisms as mechs
@@ -106,12 +117,15 @@ MECHANISMS = {
     ),
     "custom": Entry(("decide", "pay"), "your decide(params, m) -> q and pay(params, m) -> t, as 'module:function'"),
     "efficient_trade": Entry(
-        ("tie_break",), "bilateral trade: trade iff v_beta > v_sigma (tie_break = no_trade) or >= (trade); pivot payments"
+        ("tie_break",),
+        "bilateral trade: trade iff v_beta > v_sigma (tie_break = no_trade) or >= (trade); pivot payments",
     ),
     "deficit_minimizing": Entry(
         ("table_points",), "CE Thm 6: cutoff g_* = sup of the monotone efficient cutoffs, generalized VCG payments"
     ),
-    "shifted_cutoff": Entry(("shift",), "bilateral trade: trade iff m_beta > m_sigma + shift, generalized VCG payments"),
+    "shifted_cutoff": Entry(
+        ("shift",), "bilateral trade: trade iff m_beta > m_sigma + shift, generalized VCG payments"
+    ),
     "band_trade": Entry(("width",), "NOT monotone (CE Thm 2): trade iff 0 < m_beta - m_sigma < width"),
     "randomized_ramp": Entry(
         ("width", "cells"),
@@ -288,7 +302,9 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
                 return envs.bilateral_trade(envs.linear_trade_values(e.a), name=f"bilateral_trade(a={e.a})")
             if e.values == "multiplicative":
                 fn = envs.multiplicative_trade_values(e.a, e.b, e.gamma)
-                return envs.bilateral_trade(fn, name=f"bilateral_trade(multiplicative a={e.a}, b={e.b}, gamma={e.gamma})")
+                return envs.bilateral_trade(
+                    fn, name=f"bilateral_trade(multiplicative a={e.a}, b={e.b}, gamma={e.gamma})"
+                )
             if e.values == "deadzone":
                 fn = envs.deadzone_trade_values(e.w, e.k)
                 return envs.bilateral_trade(fn, name=f"bilateral_trade(deadzone w={e.w}, k={e.k})")
@@ -315,7 +331,9 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
                 w = "" if e.weights is None else f", w={list(e.weights)}"
                 return envs.public_good(fn, e.cost, e.n, name=f"public_good(n={e.n}, a={e.a}{w}, c={e.cost})")
             if ":" not in e.values:
-                raise cfg.ConfigError(f"environment.values: public_good takes 'linear' or 'module:function', got {e.values!r}")
+                raise cfg.ConfigError(
+                    f"environment.values: public_good takes 'linear' or 'module:function', got {e.values!r}"
+                )
             return envs.public_good(load_callable(e.values, base_dir, "environment.values"), e.cost, e.n)
         except cfg.ConfigError:
             raise
@@ -361,7 +379,7 @@ def build_mechanism(
                 raise cfg.ConfigError("mechanism.decide: required for kind 'pivot'")
             return mechs.pivot_payments(env, load_callable(m.decide, base_dir, "mechanism.decide"), name="pivot")
         if m.kind in ("personalized_prices", "pivotal"):
-            fn, label = pivotal.prices_from_settings(env, m, base_dir)
+            fn, label = runs_pivotal.prices_from_settings(env, m, base_dir)
             if m.kind == "pivotal":
                 return pivotal.pivotal_mechanism(env, fn, name=label)
             return mechs.personalized_prices(env, fn, name=label)
@@ -413,7 +431,9 @@ def build_mechanism(
             return trading.interim_payments(env, base, prior, jax.random.fold_in(key, 7), inner=m.inner)
         if m.kind == "expected_externality":
             if prior is None or prior.cholesky is not None:
-                raise cfg.ConfigError("mechanism.kind: expected_externality needs an independent prior (no correlation / rho)")
+                raise cfg.ConfigError(
+                    "mechanism.kind: expected_externality needs an independent prior (no correlation / rho)"
+                )
             key = jax.random.fold_in(jax.random.PRNGKey(seed), 17)
             return bayesian.expected_externality(env, prior, key, inner=m.inner)
         if m.kind == "affine_maximizer":
@@ -703,7 +723,11 @@ def _run_sweep(settings, base_dir, progress, out_dir):
         if settings.experiment.parameter is not None and len(cases) == len(settings.experiment.values):
             ref = None
             if all("deficit_closed_form" in r for r in rows):
-                ref = (x, np.array([r["deficit_closed_form"] for r in rows]), "closed form (1 + a) / 6, uniform signals")
+                ref = (
+                    x,
+                    np.array([r["deficit_closed_form"] for r in rows]),
+                    "closed form (1 + a) / 6, uniform signals",
+                )
             f = plots.curve_with_band(
                 out_dir / "deficit_sweep.png", x, mean, se, xlabel=settings.experiment.parameter,
                 ylabel="expected deficit", title=f"{settings.name}: expected deficit (mean, 95% CI)", reference=ref,
@@ -720,7 +744,9 @@ def _run_sweep(settings, base_dir, progress, out_dir):
 def _run_compare(settings, base_dir, progress, out_dir):
     ex = settings.experiment
     if not ex.against:
-        raise cfg.ConfigError("experiment.against: compare_deficits needs at least one [[experiment.against]] mechanism")
+        raise cfg.ConfigError(
+            "experiment.against: compare_deficits needs at least one [[experiment.against]] mechanism"
+        )
     built = build(settings, base_dir)
     others = []
     for k, m in enumerate(ex.against):
@@ -857,7 +883,9 @@ def _two_price_baseline(env, s, grid_pts, points, dtype) -> dict:
     rule (``g = p_b`` below ``p_s``, no trade above) whose generalized VCG payments are ``t_beta = v_beta(p_b, s_sigma)``
     and ``-t_sigma = v_sigma(s_beta, p_s)``. ``p_b = p_s`` is a posted price (the budget-balanced rules of private
     values). Each pair's budget balance is checked on the support grid; the best balanced pair is returned."""
-    pairs = np.array([(pb, ps) for pb in np.linspace(0, 1, points) for ps in np.linspace(0, 1, points) if ps <= pb + 1e-12])
+    pairs = np.array(
+        [(pb, ps) for pb in np.linspace(0, 1, points) for ps in np.linspace(0, 1, points) if ps <= pb + 1e-12]
+    )
 
     def one(pp):
         pb, ps = pp[0], pp[1]
@@ -905,7 +933,11 @@ def _run_boundary_search(settings, built, progress, out_dir):
         raise cfg.ConfigError(f"search.init: need one value per knot ({sc.knots}), got {len(sc.init)}")
     s = built.prior.sample(jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype)
     grid_pts = search_lib.support_grid(built.prior, 129, built.dtype)
-    baseline = _two_price_baseline(env, s, grid_pts, min(sc.grid_points, 51), built.dtype) if sc.family == "monotone_cutoff" else None
+    baseline = (
+        _two_price_baseline(env, s, grid_pts, min(sc.grid_points, 51), built.dtype)
+        if sc.family == "monotone_cutoff"
+        else None
+    )
     init = sc.init
     if sc.warm_start and baseline is not None and "best" in baseline:
         pb, ps = baseline["best"]["buyer_price"], baseline["best"]["seller_price"]
@@ -946,7 +978,13 @@ def _run_boundary_search(settings, built, progress, out_dir):
     else:
         grid = search_lib.budget_line_grid(env, sc.grid_points)
         mean, se, per = search_lib.welfare_table(
-            env, grid, provision.threshold_rule(env), built.prior, jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype
+            env,
+            grid,
+            provision.threshold_rule(env),
+            built.prior,
+            jax.random.fold_in(key, 2),
+            sc.grid_profiles,
+            built.dtype,
         )
         b = int(np.argmax(mean))
         body["threshold_rules"] = {
@@ -958,7 +996,9 @@ def _run_boundary_search(settings, built, progress, out_dir):
             gx = np.linspace(0.0, 1.0, 201)
             s1, s2 = np.meshgrid(gx, gx, indexing="ij")
             prof = jnp.asarray(np.stack([s1, s2], -1).reshape(-1, 2), built.dtype)
-            thr = np.asarray(jax.vmap(lambda m: provision.threshold_rule(env)(jnp.asarray(grid[b], built.dtype), m))(prof))
+            thr = np.asarray(
+                jax.vmap(lambda m: provision.threshold_rule(env)(jnp.asarray(grid[b], built.dtype), m))(prof)
+            )
             rule = np.asarray(jax.vmap(lambda m: mech.decide(mech.params, m))(prof))
             figs.append(
                 plots.regions(
@@ -967,7 +1007,9 @@ def _run_boundary_search(settings, built, progress, out_dir):
                 ).name
             )  # fmt: skip
     if settings.experiment.plots and plots.available():
-        figs.insert(0, plots.search_trajectory(out_dir / "search_trajectory.png", found.log, f"{settings.name}: search").name)
+        figs.insert(
+            0, plots.search_trajectory(out_dir / "search_trajectory.png", found.log, f"{settings.name}: search").name
+        )
     return body, audit_res.info, figs
 
 
@@ -985,7 +1027,9 @@ def _run_search(settings, base_dir, progress, out_dir):
     family = search_lib.threshold_family(env, init)
     key = jax.random.PRNGKey(settings.seed)
     t0 = time.perf_counter()
-    found = search_lib.search(env, family, built.prior, jax.random.fold_in(key, 1), _search_config(sc), dtype=built.dtype, progress=progress)
+    found = search_lib.search(
+        env, family, built.prior, jax.random.fold_in(key, 1), _search_config(sc), dtype=built.dtype, progress=progress
+    )
     search_s = time.perf_counter() - t0
     c = float(env.cost(jnp.ones(())))
     raw = np.asarray(found.params, np.float64)
@@ -1034,7 +1078,9 @@ def _run_search(settings, base_dir, progress, out_dir):
         body["conditions"] = cond
     figs = []
     if settings.experiment.plots and plots.available():
-        figs.append(plots.search_trajectory(out_dir / "search_trajectory.png", found.log, f"{settings.name}: search").name)
+        figs.append(
+            plots.search_trajectory(out_dir / "search_trajectory.png", found.log, f"{settings.name}: search").name
+        )
         if env.n_agents == 2:
             figs.append(
                 plots.curve_with_band(
@@ -1103,8 +1149,8 @@ EXPERIMENT_RUNNERS = {
     "search": _run_search,
     "contributions": _run_contributions,
     "certify": lambda *args: _run_certify(*args),  # defined below, beside certify_model
-    **bayesian.RUNNERS,
-    **pivotal.RUNNERS,
+    **runs_bayesian.RUNNERS,
+    **runs_pivotal.RUNNERS,
 }
 
 
@@ -1121,7 +1167,9 @@ def resume_settings(out_dir: Path) -> tuple[cfg.Settings, Path | None]:
     if not path.exists():
         if (Path(out_dir) / "metrics.json").exists():
             raise cfg.ConfigError(f"--resume {out_dir}: the run is complete (metrics.json is there)")
-        raise cfg.ConfigError(f"--resume {out_dir}: no checkpoint {path} (a run writes its first after --checkpoint-every)")
+        raise cfg.ConfigError(
+            f"--resume {out_dir}: no checkpoint {path} (a run writes its first after --checkpoint-every)"
+        )
     meta = engine.read_checkpoint_meta(path)["meta"]
     settings = cfg.parse(cfg.Settings, tomllib.loads(meta["config"]))
     return settings, Path(meta["base_dir"]) if meta.get("base_dir") else None
@@ -1195,7 +1243,9 @@ def run(
 def _body_metrics(settings: cfg.Settings, body: dict, figs: list[str]) -> dict:
     metrics = {"schema_version": METRICS_SCHEMA_VERSION, "name": settings.name, "experiment": settings.experiment.kind}
     metrics.update(body)
-    metrics["plots"] = figs if figs or not settings.experiment.plots or plots.available() else "matplotlib not installed"
+    metrics["plots"] = (
+        figs if figs or not settings.experiment.plots or plots.available() else "matplotlib not installed"
+    )
     return metrics
 
 
@@ -1217,7 +1267,9 @@ def _affine_maximizer(env: envs.Environment, m: cfg.MechanismSettings, dtype) ->
     table = _outcome_table(env)
     k = len(env.outcome_names) if table is None else int(table.shape[0])
     if table is not None or env.is_separable:
-        raise cfg.ConfigError("mechanism.kind: affine_maximizer needs a finite-outcome environment (project_choice, ...)")
+        raise cfg.ConfigError(
+            "mechanism.kind: affine_maximizer needs a finite-outcome environment (project_choice, ...)"
+        )
     w = np.zeros(k) if m.potentials is None else np.asarray(m.potentials, np.float64)
     if w.shape != (k,):
         raise cfg.ConfigError(f"mechanism.potentials: need {k} values (one per outcome), got {len(w)}")
@@ -1268,14 +1320,18 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
                 diff["boundary"] = max(diff["boundary"], float(np.max(np.abs(pe.boundary_payments[r, a] - t))))
             out["payments_vs_mechanism"] = diff
             if table.ndim == 1:  # CE Thm 2 / Def 6: envelope payments (jax.grad + quadrature) at the same profiles
-                env_mech = trading.envelope_payments(env, mech.decide, params=mech.params, cells=64, method="quadrature")
+                env_mech = trading.envelope_payments(
+                    env, mech.decide, params=mech.params, cells=64, method="quadrature"
+                )
                 t_env = np.asarray(jax.jit(jax.vmap(lambda m: env_mech.pay(mech.params, m)))(others))
                 out["envelope_vs_mechanism"] = {"profiles": int(len(others)), "cells": 64,
                                                 "max_abs_diff": float(np.max(np.abs(t_env - t_mech)))}  # fmt: skip
     return out, built, raw, grids
 
 
-def certify_model(settings: cfg.Settings, base_dir: Path | None = None, *, profiles: int = 256, points: int = 65) -> dict:
+def certify_model(
+    settings: cfg.Settings, base_dir: Path | None = None, *, profiles: int = 256, points: int = 65
+) -> dict:
     """CE Thm 1 / Lemma 1 for the configured decision rule: per agent, the share of sampled ``s_-i`` at which
     the rule is pseudo-efficient (certified: payments exist that make it ex post IC there), the worst
     violating cycle with its witnessing signals, and CE Thm 3 payoff equivalence (see :mod:`jaxmech._src.certify`);
@@ -1328,7 +1384,12 @@ def _run_certify(settings, base_dir, progress, out_dir):
         if rep.fraction < 1.0:
             row["witness_regret"] = _witness_regret(env, mech, rep, grid, i, built.dtype)
         idx = np.asarray(row["payoff_equivalence"]["profile_indices"], int)
-        if table is None and settings.mechanism.kind == "affine_maximizer" and settings.environment.a == 0.0 and len(idx):
+        if (
+            table is None
+            and settings.mechanism.kind == "affine_maximizer"
+            and settings.environment.a == 0.0
+            and len(idx)
+        ):
             row["potential_recovery_max_dev"] = _potential_recovery(env, mech, pe, others[idx], i)
     figs = []
     if ex.plots and plots.available():
@@ -1340,7 +1401,9 @@ def _run_certify(settings, base_dir, progress, out_dir):
         xs = np.linspace(lo[0], hi[0], 401)
         own = np.tile(np.asarray(s_minus[sl], np.float64), (len(xs), 1))
         own[:, 0] = xs
-        graph = cert.outcome_graph(env, mech.decide, mech.params, s_minus, i, jnp.asarray(own, built.dtype), outcomes=table)
+        graph = cert.outcome_graph(
+            env, mech.decide, mech.params, s_minus, i, jnp.asarray(own, built.dtype), outcomes=table
+        )
         t_cert = np.asarray(cert.solve_graph(graph).payments)
         names = [str(a) for a in (env.outcome_names if table is None or len(env.outcome_names) == len(table)
                                   else range(len(table)))]  # fmt: skip
@@ -1379,14 +1442,22 @@ def certify_summary(rep: dict) -> str:
             )
         if "witness_regret" in r:
             w = r["witness_regret"]
-            lines.append(f"{'':<10} best misreport of a cycle witness gains {w['max_gain']:.4g} (>= slack/len {w['lower_bound']:.4g})")
+            lines.append(
+                f"{'':<10} best misreport of a cycle witness gains {w['max_gain']:.4g} (>= slack/len {w['lower_bound']:.4g})"
+            )
         if r.get("potential_recovery_max_dev") is not None:
-            lines.append(f"{'':<10} potentials recovered up to a constant: max deviation {r['potential_recovery_max_dev']:.2g}")
+            lines.append(
+                f"{'':<10} potentials recovered up to a constant: max deviation {r['potential_recovery_max_dev']:.2g}"
+            )
     if "payments_vs_mechanism" in rep:
         d = rep["payments_vs_mechanism"]
-        lines.append(f"certificate / eq. (4) payments vs the mechanism's: max |diff| {d['certificate']:.2g} / {d['boundary']:.2g}")
+        lines.append(
+            f"certificate / eq. (4) payments vs the mechanism's: max |diff| {d['certificate']:.2g} / {d['boundary']:.2g}"
+        )
     if "envelope_vs_mechanism" in rep:
-        lines.append(f"envelope (jax.grad + quadrature) vs mechanism payments: max |diff| {rep['envelope_vs_mechanism']['max_abs_diff']:.2g}")
+        lines.append(
+            f"envelope (jax.grad + quadrature) vs mechanism payments: max |diff| {rep['envelope_vs_mechanism']['max_abs_diff']:.2g}"
+        )
     return "\n".join(lines)
 
 
@@ -1406,8 +1477,8 @@ def summary(metrics: dict) -> str:
         "search": _search_summary,
         "contributions": _contributions_summary,
         "certify": certify_summary,
-        **bayesian.SUMMARIES,
-        **pivotal.SUMMARIES,
+        **runs_bayesian.SUMMARIES,
+        **runs_pivotal.SUMMARIES,
     }[kind](metrics)
     if "conditions" in metrics:
         text += "\nconditions   " + "   ".join(
@@ -1465,7 +1536,10 @@ def _compare_summary(metrics: dict) -> str:
 
 
 def _interim_summary(metrics: dict) -> str:
-    lines = [f"{metrics['name']}: {metrics['mechanism']} vs {metrics['interim_mechanism']} in {metrics['environment']}", ""]
+    lines = [
+        f"{metrics['name']}: {metrics['mechanism']} vs {metrics['interim_mechanism']} in {metrics['environment']}",
+        "",
+    ]
     lines.append(
         f"{'mechanism':<10} {'agent':<8} {'ex post regret max':>19} {'P(regret>tol)':>14} {'interim regret ± se':>22} "
         f"{'min interim U':>14} {'deficit mean ± se':>22}"
@@ -1486,13 +1560,16 @@ def _interim_summary(metrics: dict) -> str:
 
 def _double_auction_summary(metrics: dict) -> str:
     d = metrics["double_auction"]
+
     def fmt(v):
         if isinstance(v, dict):
             return ", ".join(f"{k} {fmt(x)}" for k, x in v.items())
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     def short(v):
-        return not isinstance(v, (list, dict)) or (isinstance(v, dict) and all(isinstance(x, float) for x in v.values()))
+        return not isinstance(v, (list, dict)) or (
+            isinstance(v, dict) and all(isinstance(x, float) for x in v.values())
+        )
 
     lines = [f"{metrics['name']}: CE Sec. 4.3 double auction in {metrics['environment']}"]
     lines += [f"  {k:<24} {fmt(v)}" for k, v in d.items() if short(v)]

@@ -1,0 +1,301 @@
+"""Run layer for B (layer 7): the ``pivotal`` and ``two_outcome`` experiment kinds, and prices from config settings.
+
+Kept out of :mod:`pivotal` (layer 3) so that layers import downward only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmech._src import priors
+from jaxmech._src.environments import Environment
+from jaxmech._src.pivotal import (
+    Array,
+    Params,
+    PivotalConfig,
+    _mean_se,
+    _ray_search,
+    assumption_report,
+    batched_prices,
+    evaluate_two_outcome,
+    lemma2_check,
+    pivotal_prices,
+    price_stats,
+    raise_prices,
+    ray_accuracy,
+    score_family,
+    search_two_outcome,
+    signal_grids,
+)
+
+
+def prices_from_settings(env: Environment, m, base_dir=None) -> tuple[Callable[[Params, Array], Array], str]:
+    """The price function and label of a ``[mechanism]`` of kind ``personalized_prices`` or ``pivotal`` (with eps)."""
+    from jaxmech._src import config as cfg
+    from jaxmech._src import mechanisms as mechs
+    from jaxmech._src import runs
+
+    if m.kind == "pivotal":
+        try:
+            fn = pivotal_prices(env, config=PivotalConfig(rays=m.rays, refine=m.refine), method=m.method)
+        except ValueError as e:
+            raise cfg.ConfigError(f"mechanism: {e}") from None
+        label = "pivotal" if m.method == "rays" else f"pivotal({m.method})"
+    elif m.kind == "personalized_prices":
+        builtin = {"example1": mechs.example1_prices, "own_signal": mechs.own_signal_prices}
+        if m.prices in builtin:
+            if env.dims != (2, 2):
+                raise cfg.ConfigError(f"mechanism.prices: '{m.prices}' needs two buyers with 2-d signals (example1)")
+            fn = builtin[m.prices]
+        else:
+            fn = runs.load_callable(m.prices, base_dir, "mechanism.prices")
+        label = f"personalized_prices({m.prices})"
+    else:
+        raise cfg.ConfigError(f"mechanism.kind: the pivotal experiment compares price mechanisms, got {m.kind!r}")
+    if m.raise_by > 0:
+        eps = m.raise_by
+        if m.raise_shape == "constant":
+            fn = raise_prices(fn, lambda x: jnp.full((env.n_agents,), eps, x.dtype))
+            label += f" + {eps:g}"
+        else:
+            sizes = np.asarray(env.dims, np.float64)
+
+            def others_mean(x):
+                own = jnp.stack([jnp.sum(x[priors.agent_slice(env.dims, i)]) for i in range(env.n_agents)])
+                return eps * (jnp.sum(x) - own) / jnp.asarray(env.size - sizes, x.dtype)
+
+            fn = raise_prices(fn, others_mean)
+            label += f" + {eps:g} mean(s_-i)"
+    return fn, label
+
+
+def _regret_summary(rep: dict) -> dict:
+    return {
+        "tol": rep["tol"],
+        "max": [r["max"] for r in rep["regret"]],
+        "p_above_tol": [r["p_above_tol"]["p"] for r in rep["regret"]],
+        "worst_profile": [r["worst_profile"] for r in rep["regret"]],
+        "worst_misreport": [r["worst_misreport"] for r in rep["regret"]],
+        "misreports_per_profile": rep.get("misreports"),
+    }
+
+
+def _signal_square_data(env: Environment, prices, profile: Array, points: int = 121):
+    """Buyer 1's square at ``profile``'s ``s_-1``: own values, max of the others' values, price, maximizer."""
+    g = np.linspace(0.0, 1.0, points)
+    a, b = np.meshgrid(g, g, indexing="ij")
+    y = jnp.asarray(np.stack([a, b], -1).reshape(-1, 2), profile.dtype)
+    sl = priors.agent_slice(env.dims, 0)
+    lo, width = jnp.asarray(env.lo[sl], profile.dtype), jnp.asarray(env.hi[sl] - env.lo[sl], profile.dtype)
+    v = jax.vmap(lambda x: env.values(priors.replace_signal(profile, env.dims, 0, lo + x * width)))(y)
+    v = np.asarray(v).reshape(points, points, -1)
+    price = float(prices((), profile)[0])
+    arg = np.asarray(_ray_search(env, profile, 0, tuple(range(1, env.n_agents)), PivotalConfig())[2])
+    return g, v[..., 0], v[..., 1:].max(axis=-1), price, arg
+
+
+def run_pivotal(settings, base_dir, progress, out_dir):
+    """Experiment ``pivotal`` (B Secs. 3-4): every price mechanism of the config on common samples + audits."""
+    from jaxmech._src import config as cfg
+    from jaxmech._src import plots, runs
+
+    ex = settings.experiment
+    built = runs.build(settings, base_dir)
+    env = built.env
+    if not env.outcome_names or env.outcome_names[0] != "a0" or not env.is_separable:
+        raise cfg.ConfigError("environment.kind: the pivotal experiment needs a single-object environment (B Sec. 2)")
+    key = jax.random.PRNGKey(settings.seed)
+    s = built.prior.sample(jax.random.fold_in(key, 31), ex.stats_profiles, built.dtype)
+    steps = 0.3 * jax.random.uniform(jax.random.fold_in(key, 32), s.shape, built.dtype)
+    k = min(ex.stats_profiles, 20000)
+    out = {"environment": env.name, "dims": list(env.dims), "assumptions": assumption_report(env, s[:k], steps[:k])}
+    v = jax.vmap(env.values)(s)
+    specs = [settings.mechanism, *ex.against]
+    rows, tables, pivotal_fn = [], [], None
+    for idx, m in enumerate(specs):
+        fn, label = prices_from_settings(env, m, base_dir)
+        mech = (
+            built.mechanism
+            if idx == 0
+            else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
+        )
+        t0 = _time()
+        t = batched_prices(fn, s)
+        t.block_until_ready()
+        secs = _time() - t0
+        row = {"mechanism": label, "kind": m.kind, "price_seconds": secs, **price_stats(env, s, v, t)}
+        row["audit"] = _regret_summary(runs.execute(settings, built._replace(mechanism=mech), progress=progress).report)
+        rows.append(row)
+        tables.append(np.asarray(t, np.float64))
+        if m.kind == "pivotal" and pivotal_fn is None:
+            pivotal_fn = (fn, m)
+    base = tables[0]
+    for row, t in zip(rows[1:], tables[1:], strict=True):
+        d = np.where(np.isfinite(t) & np.isfinite(base), t - base, 0.0)
+        row["price_minus_first"] = {
+            "mean": [_mean_se(d[:, i]) for i in range(env.n_agents)],
+            "max_abs": float(np.abs(d).max()),
+            "share_at_least_first": float(np.mean(np.all(d >= -1e-5, axis=1))),
+        }
+    out["mechanisms"] = rows
+    if pivotal_fn is not None:
+        fn, m = pivotal_fn
+        cfg_p = PivotalConfig(rays=m.rays, refine=m.refine)
+        out["ray_accuracy"] = ray_accuracy(env, s[:256], cfg_p)
+        if m.method == "rays":
+            out["price_timing"] = _timed_prices(fn, built.prior, key, built.dtype, ex.stats_profiles)
+        out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p)
+        if env.name == "example1":  # the construction on Example 1: t*_i = p_j + c_j (tests/test_pivotal.py derives it)
+            t = tables[[r["kind"] for r in rows].index("pivotal")]
+            x = np.asarray(s, np.float64)
+            closed = np.stack([x[:, 2] + x[:, 3], x[:, 0] + x[:, 1]], 1)
+            out["example1_construction_vs_p_plus_c"] = float(np.abs(t - closed).max())
+    figs = []
+    if ex.plots and plots.available():
+        names = [f"a{j}" for j in range(env.n_agents + 1)]
+        mean = np.array([[r["outcomes"][n]["mean"] for n in names] for r in rows])
+        se = np.array([[r["outcomes"][n]["se"] for n in names] for r in rows])
+        f = plots.grouped_bars(out_dir / "outcomes.png", [r["mechanism"] for r in rows], names, mean, se,
+                               ylabel="probability", title=f"{env.name}: outcome frequencies (95% CI)")  # fmt: skip
+        figs.append(f.name)
+        if env.dims[0] == 2:
+            prof = jnp.asarray(ex.profile if ex.profile is not None else [0.5] * env.size, built.dtype)
+            if prof.shape != (env.size,):
+                raise cfg.ConfigError(f"experiment.profile: need {env.size} signals, got {prof.shape[0]}")
+            fn = pivotal_fn[0] if pivotal_fn is not None else prices_from_settings(env, specs[0], base_dir)[0]
+            g, vo, vj, price, arg = _signal_square_data(env, fn, prof)
+            f = plots.signal_classes(out_dir / "signal_square.png", g, vo, vj, price, arg,
+                                     f"{env.name}: buyer 1 at s_-1 = {np.round(np.asarray(prof[2:], np.float64), 2).tolist()}")  # fmt: skip
+            figs.append(f.name)
+    return out, None, figs
+
+
+def _time() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def _timed_prices(fn, prior, key, dtype, n: int) -> dict:
+    """Wall time of the prices of ``n`` opponent profiles (compiled first on the same shape)."""
+    s = prior.sample(jax.random.fold_in(key, 77), n, dtype)
+    f = jax.jit(lambda x: jax.lax.map(lambda m: fn((), m), x, batch_size=1024))
+    f(s).block_until_ready()
+    t0 = _time()
+    f(s).block_until_ready()
+    secs = _time() - t0
+    return {"profiles": n, "seconds": secs, "seconds_per_1e5": secs * 1e5 / n, "backend": jax.default_backend()}
+
+
+def run_two_outcome(settings, base_dir, progress, out_dir):
+    """Experiment ``two_outcome`` (B Sec. 3, JMM): least regret of two-outcome rules at each non-triviality target."""
+    from jaxmech._src import config as cfg
+    from jaxmech._src import plots, runs
+
+    ex, sc = settings.experiment, settings.search
+    built = runs.build(settings, base_dir)
+    env = built.env
+    if env.n_agents != 2 or env.outcome_names[:1] != ("a0",):
+        raise cfg.ConfigError("environment: the two_outcome experiment needs two buyers of one object")
+    key = jax.random.PRNGKey(settings.seed)
+    fam = score_family(env, key=jax.random.fold_in(key, 41))
+    s = built.prior.sample(jax.random.fold_in(key, 42), ex.stats_profiles, built.dtype)
+    v = jax.vmap(env.values)(s)
+    diff = np.asarray(v[:, 0] - v[:, 1], np.float64)
+    grids = signal_grids(env, 33, built.dtype)
+    rows = []
+    for k, tau in enumerate(ex.targets):
+        if not 0.0 <= tau <= 0.5:
+            raise cfg.ConfigError(f"experiment.targets[{k}]: must be in [0, 0.5], got {tau}")
+        shift = float(np.quantile(diff, 1.0 - tau)) if tau > 0 else float(diff.max()) + 1.0
+        t0 = _time()
+        fit = search_two_outcome(
+            env, built.prior, fam, tau, key=jax.random.fold_in(key, 100 + k), steps=sc.steps if tau > 0 else 1,
+            batch=sc.batch, learning_rate=sc.learning_rate, shift=shift, eval_profiles=ex.stats_profiles,
+            dtype=built.dtype,
+        )  # fmt: skip
+        rows.append({"target": tau, "p_a1": fit.p_a1, "p_a2": fit.p_a2, "nontriviality": min(fit.p_a1[0], fit.p_a2[0]),
+                     "regret_max": fit.regret_max, "regret_mean": fit.regret_mean, "seconds": _time() - t0,
+                     "loss_first_last": [fit.loss[0], fit.loss[-1]]})  # fmt: skip
+    eff = []
+    for q in np.linspace(0.0, 1.0, 11):
+        b = float(np.quantile(diff, q)) + (1.0 if q == 1.0 else 0.0)
+        p1, p2, rmax, rmean = evaluate_two_outcome(
+            env, lambda m, b=b: env.values(m)[0] - env.values(m)[1] - b, s, grids
+        )
+        eff.append(
+            {"shift": b, "p_a1": p1, "nontriviality": min(p1[0], p2[0]), "regret_max": rmax, "regret_mean": rmean}
+        )
+    rep = runs.execute(settings, built, progress=progress).report
+    oc = rep["outcomes"]
+    with_a0 = {"mechanism": built.mechanism.name, "outcomes": {k: {"p": x["p"], "se": x["se"]} for k, x in oc.items()},
+               "nontriviality": min(oc["a1"]["p"], oc["a2"]["p"]), "regret": _regret_summary(rep)}  # fmt: skip
+    out = {"environment": env.name, "search": rows, "shifted_efficient": eff, "with_a0": with_a0}
+    figs = []
+    if ex.plots and plots.available():
+        eff_sorted = sorted(eff, key=lambda r: (r["nontriviality"], r["regret_max"]))
+        series = [
+            (np.array([r["nontriviality"] for r in eff_sorted]), np.array([r["regret_max"] for r in eff_sorted]),
+             "two outcomes: a_1 iff V_1 - V_2 > shift", "s--"),
+            (np.array([r["nontriviality"] for r in rows]), np.array([r["regret_max"] for r in rows]),
+             "two outcomes: searched rule (MLP boundary)", "o-"),
+            (np.array([with_a0["nontriviality"]]), np.array([max(with_a0["regret"]["max"])]),
+             f"a_0 allowed: {built.mechanism.name}", "*"),
+        ]  # fmt: skip
+        f = plots.frontier(out_dir / "frontier.png", series, xlabel="non-triviality min(P(a_1), P(a_2))",
+                           ylabel="worst regret (best payments)", title=f"{env.name}: JMM (two outcomes) vs B (a_0 allowed)")  # fmt: skip
+        figs.append(f.name)
+    return out, None, figs
+
+
+def _pivotal_summary(metrics: dict) -> str:
+    a = metrics["assumptions"]
+    lines = [
+        f"{metrics['name']}: B Secs. 3-4 price mechanisms in {metrics['environment']}",
+        f"assumptions  1a {'yes' if a['assumption1a']['holds'] else 'NO'}   2 {'yes' if a['assumption2']['holds'] else 'NO'}"
+        f"   3 {'yes' if a['assumption3']['holds'] else 'NO'} (P(buyer strictly highest) "
+        + ", ".join(f"{p:.3f}" for p in a["assumption3"]["share"])
+        + ")",
+        "",
+        f"{'mechanism':<40} {'regret max':>10} {'eq.(3) viol.':>12} {'revenue':>17} {'welfare':>17} {'weak eff.':>9} outcomes",
+    ]
+    for r in metrics["mechanisms"]:
+        we = r["weak_efficiency"]["share_of_sales"]
+        lines.append(
+            f"{r['mechanism'][:40]:<40} {max(r['audit']['max']):>10.2g} {r['admissible']['violations']:>12d} "
+            f"{r['revenue']['mean']:>8.4f} ± {r['revenue']['se']:<6.4f} {r['welfare']['mean']:>8.4f} ± {r['welfare']['se']:<6.4f} "
+            f"{(we['mean'] if we else float('nan')):>9.4f} "
+            + " ".join(f"{k} {x['mean']:.3f}±{x['se']:.3f}" for k, x in r["outcomes"].items())
+        )
+    if "ray_accuracy" in metrics:
+        ra = metrics["ray_accuracy"]
+        lines.append(f"ray search   max |t* - fine t*| = {ra['max_abs_error']:.2g} on {ra['profiles']} profiles "
+                     f"({ra['value_evaluations']['config']} vs {ra['value_evaluations']['reference']} value evaluations)")  # fmt: skip
+    if "price_timing" in metrics:
+        pt = metrics["price_timing"]
+        lines.append(
+            f"speed        prices of {pt['profiles']:,} profiles in {pt['seconds']:.2f} s ({pt['seconds_per_1e5']:.2f} s per 1e5)"
+        )
+    if "lemma2" in metrics:
+        lines.append(f"Lemma 2      min increment of g_ij over lam: {np.min(metrics['lemma2']['min_increment']):.2g}")
+    return "\n".join(lines)
+
+
+def _two_outcome_summary(metrics: dict) -> str:
+    lines = [f"{metrics['name']}: two outcomes (JMM) vs a_0 allowed (B) in {metrics['environment']}", "",
+             f"{'target':>7} {'min P(a_k)':>10} {'regret max':>10} {'regret mean ± se':>20}"]  # fmt: skip
+    for r in metrics["search"]:
+        lines.append(f"{r['target']:>7.2f} {r['nontriviality']:>10.3f} {r['regret_max']:>10.4f} "
+                     f"{r['regret_mean'][0]:>11.4f} ± {r['regret_mean'][1]:.4f}")  # fmt: skip
+    w = metrics["with_a0"]
+    lines.append(
+        f"a_0 allowed ({w['mechanism']}): min P(a_k) {w['nontriviality']:.3f}, regret max {max(w['regret']['max']):.2g}"
+    )
+    return "\n".join(lines)
+
+
+RUNNERS = {"pivotal": run_pivotal, "two_outcome": run_two_outcome}
+SUMMARIES = {"pivotal": _pivotal_summary, "two_outcome": _two_outcome_summary}
