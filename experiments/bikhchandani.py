@@ -1,6 +1,6 @@
 """Reproduce Bikhchandani (2005) Sections 3-4.1 from configs/b_*.toml (claims for ``jaxmech reproduce``).
 
-    python experiments/bikhchandani.py [--out results/bikhchandani] [--quick]
+    python experiments/bikhchandani.py [--quick | --full] [--only PATTERN] [--out results/bikhchandani]
 
 Each config runs with ``jaxmech run`` semantics (results folder: config.toml, metrics.json, manifest.json,
 plots); each claims function turns a run's metrics into report rows: B's statement, the measured value with
@@ -9,20 +9,9 @@ its SE, the reference (closed form or an independent numerical integration) and 
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 
-from jaxmech._src.reproduce import Claim, Experiment, check, info
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _ci(x: dict) -> str:
-    return f"{x['mean']:.4f} ± {x['se']:.4f}"
-
+from jaxmech._src.reproduce import Claim, Experiment, check, info, main_for, pm
 
 # --- independent references for Example 1 (midpoint rule; no Monte Carlo) -----------------------------------
 
@@ -74,7 +63,7 @@ def _common_rows(m: dict, source: str) -> list[Claim]:
                           "0 violations", ad["violations"] == 0))  # fmt: skip
         oc = r["outcomes"]
         rows.append(check("B Theorem (non-trivial)", f"{name}: every outcome with positive probability",
-                          ", ".join(f"{k} {_ci(v)}" for k, v in oc.items()), "each 95% CI > 0",
+                          ", ".join(f"{k} {pm(v)}" for k, v in oc.items()), "each 95% CI > 0",
                           all(v["ci95"][0] > 0 for v in oc.values())))  # fmt: skip
         we = r["weak_efficiency"]["share_of_sales"]
         meas = f"winner has the highest value in {we['mean']:.4f} of sales; worst shortfall {r['weak_efficiency']['worst_shortfall']:.3g}"
@@ -85,7 +74,7 @@ def _common_rows(m: dict, source: str) -> list[Claim]:
             rows.append(info("B Sec. 4 (weak efficiency)", f"{name}: weak efficiency (B claims it for the Theorem's "
                              "mechanism only)", meas + f" at {np.round(r['weak_efficiency']['worst_profile'], 3).tolist()}"))  # fmt: skip
         rows.append(info(source, f"{name}: revenue and welfare",
-                         f"revenue {_ci(r['revenue'])}, welfare {_ci(r['welfare'])}, first best {_ci(r['first_best_welfare'])}"))  # fmt: skip
+                         f"revenue {pm(r['revenue'])}, welfare {pm(r['welfare'])}, first best {pm(r['first_best_welfare'])}"))  # fmt: skip
     if "ray_accuracy" in m:
         ra = m["ray_accuracy"]
         rows.append(check("B Sec. 4 (V^m by rays)", "ray search t* agrees with a fine setting",
@@ -111,23 +100,23 @@ def example1_claims(m: dict) -> list[Claim]:
         ref = example1_reference()
         for k in ("a0", "a1", "a2", "revenue", "welfare"):
             x = hand["outcomes"][k] if k.startswith("a") else hand[k]
-            rows.append(check("B Example 1", f"prices p_j + c_j^2: {k}", _ci(x),
+            rows.append(check("B Example 1", f"prices p_j + c_j^2: {k}", pm(x),
                               f"{ref[k]:.4f} (integration over c_1, c_2, p_2; p_1 closed form)", _near(x, ref[k])))  # fmt: skip
         fb = hand["first_best_welfare"]
         rows.append(check("B Sec. 4 (inefficiency)", "welfare below the first best E[max V] = 11/12",
-                          f"{_ci(hand['welfare'])} vs {_ci(fb)}", "11/12 = 0.9167 closed form",
+                          f"{pm(hand['welfare'])} vs {pm(fb)}", "11/12 = 0.9167 closed form",
                           _near(fb, 11 / 12) and hand["welfare"]["ci95"][1] < fb["ci95"][0]))  # fmt: skip
     piv = next((r for r in m["mechanisms"] if r["kind"] == "pivotal"), None)
     if piv is not None:
         ref = example1_reference(construction=True)
-        rows.append(check("B Sec. 4 on Example 1", "the construction's P(a_1)", _ci(piv["outcomes"]["a1"]),
+        rows.append(check("B Sec. 4 on Example 1", "the construction's P(a_1)", pm(piv["outcomes"]["a1"]),
                           f"{ref['a1']:.4f} for prices p_j + c_j (integration)", _near(piv["outcomes"]["a1"], ref["a1"])))  # fmt: skip
         if "example1_construction_vs_p_plus_c" in m:
             d = m["example1_construction_vs_p_plus_c"]
             rows.append(info("B Sec. 4 vs Sec. 3", "the Theorem's prices on Example 1 are p_j + c_j, not B's p_j + c_j^2 "
                              "(higher, still admissible: fewer sales, less revenue)",
-                             f"max |t* - (p_j + c_j)| = {d:.2g}; revenue {_ci(piv['revenue'])} vs "
-                             f"{_ci(hand['revenue']) if hand else '-'}", "V^m_ij(lam) = p_j + min(c_j, lam (1 + c_j))"))  # fmt: skip
+                             f"max |t* - (p_j + c_j)| = {d:.2g}; revenue {pm(piv['revenue'])} vs "
+                             f"{pm(hand['revenue']) if hand else '-'}", "V^m_ij(lam) = p_j + min(c_j, lam (1 + c_j))"))  # fmt: skip
     return rows
 
 
@@ -177,25 +166,8 @@ EXPERIMENTS = {
 
 
 def main(argv=None) -> int:
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="results/bikhchandani")
-    ap.add_argument("--quick", action="store_true", help="CI-sized runs")
-    ap.add_argument("--only", nargs="*", default=None, help="config names")
-    args = ap.parse_args(argv)
-    failed = 0
-    for name, ex in EXPERIMENTS.items():
-        if args.only and name not in args.only:
-            continue
-        settings, _ = cfg.load(ROOT / "configs" / f"{name}.toml", tuple(ex.quick if args.quick else ()))
-        metrics = runs.run(settings, Path(args.out) / name)
-        for c in ex.claims(metrics):
-            failed += c.status == "FAIL"
-            print(f"[{c.status}] {c.source}: {c.claim} -- {c.measured} (ref: {c.reference})")
-    return 1 if failed else 0
+    return main_for(__file__, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -172,7 +172,7 @@ def test_config_runs_end_to_end_and_every_claim_passes(tmp_path, name):
     from jaxmech._src import runs
 
     ex = bikhchandani.EXPERIMENTS[name]
-    settings, _ = cfg.load(Path(bikhchandani.ROOT) / "configs" / f"{name}.toml", tuple(ex.quick))
+    settings, _ = cfg.load(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", tuple(ex.quick))
     metrics = runs.run(settings, tmp_path / name)
     for f in metrics["plots"]:
         assert (tmp_path / name / f).stat().st_size > 1000
