@@ -165,6 +165,19 @@ def test_config_errors_are_one_line():
     assert not Path("/tmp/never-written").exists()
 
 
+def test_user_prices_of_the_wrong_shape_fail_in_one_line(tmp_path):
+    # the model check traces the model once (jax.eval_shape) without compiling it: a shape error is one line
+    from jaxmech._src import config as cfg
+    from jaxmech._src import runs
+
+    (tmp_path / "bad.py").write_text("import jax.numpy as jnp\ndef prices(params, m):\n    return jnp.zeros(3)\n")
+    base = {"name": "x", "environment": {"kind": "example1"},
+            "mechanism": {"kind": "personalized_prices", "prices": "bad.py:prices"}}  # fmt: skip
+    with pytest.raises(cfg.ConfigError, match="model check failed on one profile") as e:
+        runs.build(cfg.parse(cfg.Settings, base), tmp_path)
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(bikhchandani.EXPERIMENTS))
 def test_config_runs_end_to_end_and_every_claim_passes(tmp_path, name):

@@ -112,3 +112,20 @@ def test_sample_depends_only_on_seed_and_block():
     b3 = prior.sample(jax.random.split(jax.random.fold_in(k, 3))[0], 64)
     assert b3.shape == (64, 2)
     np.testing.assert_array_equal(b3, prior.sample(jax.random.split(jax.random.fold_in(k, 3))[0], 64))
+
+
+def test_fast_compile_gives_the_same_report():
+    # fast_compile only lowers XLA's backend optimization: the same numbers (float64 host sums of the same blocks)
+    env = jm.example1()
+    mech = jm.personalized_prices(env, jm.own_signal_prices)  # positive regret: maxima and witnesses matter
+    kw = dict(key=jax.random.PRNGKey(5), n_profiles=3000, misreports=jm.Misreports(grid=6, random=4), block_size=1024)
+    a = jm.audit(env, mech, jm.independent(env.dims), **kw).report
+    b = jm.audit(env, mech, jm.independent(env.dims), fast_compile=True, **kw).report
+    assert a["regret"][0]["max"] > a["tol"]
+    fa, fb = _flatten(a), _flatten(b)
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        if isinstance(fa[k], float):
+            np.testing.assert_allclose(fa[k], fb[k], rtol=1e-6, atol=1e-7, err_msg=k)
+        else:
+            assert fa[k] == fb[k], k

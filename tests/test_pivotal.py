@@ -249,3 +249,22 @@ def test_validation():
         pv.pivotal_prices(env, method="golden")
     with pytest.raises(ValueError, match="at least 2 buyers"):
         pv.pivotal_prices(single_object((2,), lambda s: s[:1]))
+
+
+def test_price_of_and_decide_and_pay_agree_with_the_full_rule():
+    # price_of(i) is prices[i]; decide_and_pay is (decide, pay); the menu answers a_i iff V_i > t_i (B eq. (4))
+    env = _ENVS["family2"]
+    prices, price_of = pv.pivotal_prices(env), pv.pivotal_price_of(env)
+    eps = lambda m: 0.1 * m[::-1][: env.n_agents]  # noqa: E731  (any function; raise_price_of is entry i of it)
+    raised, raised_of = pv.raise_prices(prices, eps), pv.raise_price_of(price_of, eps)
+    s = sample(env, 64, 9)
+    for full, one in ((prices, price_of), (raised, raised_of)):
+        t = jax.jit(jax.vmap(lambda m, full=full: full((), m)))(s)
+        for i in range(env.n_agents):
+            ti = jax.jit(jax.vmap(lambda m, i=i, one=one: one((), m, i)))(s)
+            np.testing.assert_array_equal(np.asarray(ti), np.asarray(t[:, i]))
+    mech = pv.pivotal_mechanism(env, raised, price_of=raised_of)
+    q, t = jax.jit(jax.vmap(lambda m: jm.decide_and_pay(mech, (), m)))(s)
+    np.testing.assert_array_equal(np.asarray(q), np.asarray(jax.vmap(lambda m: mech.decide((), m))(s)))
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(jax.vmap(lambda m: mech.pay((), m))(s)))
+    assert float(jnp.sum(q)) > 0  # some sales: the comparison is not vacuous

@@ -98,8 +98,7 @@ class Truthful(NamedTuple):
 
 
 def truthful(env: Environment, mech: Mechanism, params, s: Array) -> Truthful:
-    q = mech.decide(params, s)
-    t = mech.pay(params, s)
+    q, t = mechanisms.decide_and_pay(mech, params, s)
     v = env.value(q, s)
     q_fb = env.efficient(s)
     return Truthful(
@@ -113,7 +112,12 @@ def truthful(env: Environment, mech: Mechanism, params, s: Array) -> Truthful:
 
 
 def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i):
-    """Best misreport of agent ``i`` at each profile of a block: ``(best_u (B,), best_m (B, d_i))``."""
+    """Best misreport of agent ``i`` at each profile of a block: ``(best_u (B,), best_m (B, d_i))``.
+
+    One function per profile, vmapped over the block: agent ``i``'s menu at ``s_-i`` is built once and
+    every strategy (grid chunks, random draws, kinks, gradient ascent) asks it, so the ``m_-i``-only work
+    (e.g. B's ray-search prices) is traced once and run once per profile, not once per strategy or chunk.
+    """
     dims = env.dims
     sl = priors.agent_slice(dims, i)
     d = dims[i]
@@ -122,91 +126,70 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
     lo, hi = jnp.asarray(lo_np, dtype), jnp.asarray(hi_np, dtype)
     batch = profiles.shape[0]
 
-    def deviation_utility(s):
-        # m_i -> u_i(m_i, s_-i; s): the menu does the s_-i-only work once per profile
-        respond = mechanisms.agent_menu(mech, dims, params, s, i)
-
-        def u(m_i):
-            q, t_i = respond(m_i)
-            return env.value(q, s)[i] - t_i
-
-        return u
-
-    def u_at(s, m_i):
-        return deviation_utility(s)(m_i)
-
-    def u_matrix(profiles, cands):  # (B, D), (B, C, d) -> (B, C)
-        return jax.vmap(lambda s, c: jax.vmap(deviation_utility(s))(c))(profiles, cands)
-
-    best_u = jnp.full((batch,), -jnp.inf, dtype)
-    best_m = profiles[:, sl]
-
-    def take_better(best_u, best_m, u, cands):
-        # u: (B, C); cands: (B, C, d) or (C, d) shared by all profiles
-        j = jnp.argmax(u, axis=1)
-        uj = jnp.take_along_axis(u, j[:, None], axis=1)[:, 0]
-        mj = cands[j] if cands.ndim == 2 else jnp.take_along_axis(cands, j[:, None, None], axis=1)[:, 0]
-        better = uj > best_u
-        return jnp.where(better, uj, best_u), jnp.where(better[:, None], mj, best_m)
-
-    if misreports.grid > 0:
+    chunks = None
+    if misreports.grid > 0:  # shared by all profiles, scanned in chunks of grid_chunk
         grid = grid_points(lo_np, hi_np, misreports.grid, misreports.max_grid)
         c = max(1, min(misreports.grid_chunk, len(grid)))
         pad = (-len(grid)) % c
         grid = np.concatenate([grid, np.repeat(grid[:1], pad, axis=0)]) if pad else grid
         chunks = jnp.asarray(grid.reshape(-1, c, d), dtype)
-        def u_shared(profiles, chunk):  # (B, D), (c, d) -> (B, c)
-            return jax.vmap(lambda s: jax.vmap(deviation_utility(s))(chunk))(profiles)
-
-        def step(carry, chunk):
-            bu, bm = carry
-            return take_better(bu, bm, u_shared(profiles, chunk), chunk), None
-
-        (best_u, best_m), _ = jax.lax.scan(step, (best_u, best_m), chunks)
 
     rand_key, grad_key = jax.random.split(jax.random.fold_in(key, i))
-    per_profile = []
+    per_profile = []  # (B, C, d) candidates of each profile
     if misreports.random > 0:
         per_profile.append(jax.random.uniform(rand_key, (batch, misreports.random, d), dtype, lo, hi))
     if misreports.kinks and mech.kinks is not None:
         b = jax.vmap(lambda s: mech.kinks(params, s, i))(profiles)  # (B, K, d)
         eps = (misreports.kink_eps * (hi - lo))[None, None, :]
         per_profile.append(jnp.clip(jnp.concatenate([b - eps, b + eps], axis=1), lo[None, None, :], hi[None, None, :]))
-    if per_profile:
-        cands = jnp.concatenate(per_profile, axis=1)
-        best_u, best_m = take_better(best_u, best_m, u_matrix(profiles, cands), cands)
+    cands = jnp.concatenate(per_profile, axis=1) if per_profile else jnp.zeros((batch, 0, d), dtype)
+    r = max(1, misreports.gradient_restarts)
+    extra_starts = jax.random.uniform(grad_key, (batch, r - 1, d), dtype, lo, hi)
+    opt = optax.adam(misreports.gradient_lr)
+    scale = hi - lo
 
-    if misreports.gradient_steps > 0:
-        r = max(1, misreports.gradient_restarts)
-        starts = jnp.concatenate(
-            [best_m[:, None, :], jax.random.uniform(grad_key, (batch, r - 1, d), dtype, lo, hi)], axis=1
-        )
-        opt = optax.adam(misreports.gradient_lr)
-        scale = hi - lo
+    def take_better(best, u, ms):  # u: (C,), ms: (C, d); strict improvement keeps the earlier point on ties
+        j = jnp.argmax(u)
+        better = u[j] > best[0]
+        return jnp.where(better, u[j], best[0]), jnp.where(better, ms[j], best[1])
 
-        def ascend(s, m0):
-            # optimize z in [0, 1]^d, m = lo + scale * z: one learning rate for every domain
-            grad_u = jax.grad(lambda z: -u_at(s, lo + scale * z))
-            z0 = (m0 - lo) / scale
+    def one(s, cands, extra_starts):
+        respond = mechanisms.agent_menu(mech, dims, params, s, i)  # the s_-i-only work, once
 
-            def body(carry, _):
-                z, state, bz, bu = carry
-                g = grad_u(z)
-                with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
-                    upd, state = opt.update(g, state, z)
-                z = jnp.clip(optax.apply_updates(z, upd), 0.0, 1.0)
-                u = u_at(s, lo + scale * z)
-                better = u > bu
-                return (z, state, jnp.where(better, z, bz), jnp.where(better, u, bu)), None
+        def u(m_i):
+            q, t_i = respond(m_i)
+            return env.value(q, s)[i] - t_i
 
-            u0 = u_at(s, m0)
-            (_, _, bz, bu), _ = jax.lax.scan(body, (z0, opt.init(z0), z0, u0), None, misreports.gradient_steps)
-            return bu, lo + scale * bz
+        best = (jnp.full((), -jnp.inf, dtype), s[sl])
+        if chunks is not None:
+            best, _ = jax.lax.scan(lambda b, chunk: (take_better(b, jax.vmap(u)(chunk), chunk), None), best, chunks)
+        if cands.shape[0] > 0:
+            best = take_better(best, jax.vmap(u)(cands), cands)
+        if misreports.gradient_steps > 0:
+            grad_u = jax.grad(lambda z: -u(lo + scale * z))  # z in [0, 1]^d: one learning rate for every domain
 
-        gu, gm = jax.vmap(jax.vmap(ascend, in_axes=(None, 0)), in_axes=(0, 0))(profiles, starts)
-        best_u, best_m = take_better(best_u, best_m, gu, gm)
+            def ascend(m0):
+                z0 = (m0 - lo) / scale
 
-    return best_u, best_m
+                def body(carry, _):
+                    z, state, bz, bu = carry
+                    with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
+                        upd, state = opt.update(grad_u(z), state, z)
+                    z = jnp.clip(optax.apply_updates(z, upd), 0.0, 1.0)
+                    uz = u(lo + scale * z)
+                    better = uz > bu
+                    return (z, state, jnp.where(better, z, bz), jnp.where(better, uz, bu)), None
+
+                init = (z0, opt.init(z0), z0, u(m0))
+                (_, _, bz, bu), _ = jax.lax.scan(body, init, None, misreports.gradient_steps)
+                return bu, lo + scale * bz
+
+            starts = jnp.concatenate([best[1][None, :], extra_starts], axis=0)
+            gu, gm = jax.vmap(ascend)(starts)
+            best = take_better(best, gu, gm)
+        return best
+
+    return jax.vmap(one)(profiles, cands, extra_starts)
 
 
 def _masked_argext(x, valid, largest: bool):
@@ -304,7 +287,7 @@ def deficit_comparison_stats(
     valid = jnp.arange(batch, dtype=jnp.int32) < jnp.asarray(n_valid, jnp.int32)
     w = valid.astype(dtype)
     deficits = jnp.stack(
-        [jax.vmap(lambda s, m=m: env.cost(m.decide(m.params, s)) - jnp.sum(m.pay(m.params, s)))(profiles) for m in mechs],
+        [jax.vmap(lambda s, m=m: _deficit(env, m, s))(profiles) for m in mechs],
         axis=1,
     )  # (B, K)
     diff = deficits - deficits[:, :1]
@@ -314,13 +297,22 @@ def deficit_comparison_stats(
         out[f"{name}_sumsq"] = jnp.sum(w[:, None] * x * x, axis=0)
     out["diff_count"] = jnp.sum(w[:, None] * (diff < -tol).astype(dtype), axis=0)
     out["deficit_count"] = jnp.sum(w[:, None] * (deficits < -tol).astype(dtype), axis=0)
-    for name, x, largest in (("diff_min", diff, False), ("deficit_min", deficits, False), ("deficit_max", deficits, True)):
+    for name, x, largest in (
+        ("diff_min", diff, False),
+        ("deficit_min", deficits, False),
+        ("deficit_max", deficits, True),
+    ):
         ext = [_masked_argext(x[:, k], valid, largest) for k in range(len(mechs))]
         out[name] = jnp.stack([e[0] for e in ext])
         idx = jnp.stack([e[1] for e in ext]).astype(jnp.int32)
         out[f"{name}_at_index"] = idx
         out[f"{name}_at_profile"] = profiles[idx]
     return out
+
+
+def _deficit(env: Environment, mech: Mechanism, s: Array) -> Array:
+    q, t = mechanisms.decide_and_pay(mech, mech.params, s)
+    return env.cost(q) - jnp.sum(t)
 
 
 def finalize_comparison(totals: dict[str, Any], names: tuple[str, ...], tol: float) -> dict:
@@ -395,11 +387,17 @@ def interim_check(
             mean_gain = jnp.mean(gain, axis=1)
             j = jnp.argmax(mean_gain)
             se = jnp.std(gain[j]) / jnp.sqrt(jnp.asarray(inner, dtype))
-            return jnp.maximum(mean_gain[j], 0.0), se, ms[j], jnp.mean(u_true), jnp.std(u_true) / jnp.sqrt(
-                jnp.asarray(inner, dtype)
+            return (
+                jnp.maximum(mean_gain[j], 0.0),
+                se,
+                ms[j],
+                jnp.mean(u_true),
+                jnp.std(u_true) / jnp.sqrt(jnp.asarray(inner, dtype)),
             )
 
-        reg, reg_se, arg_m, u, u_se = (np.asarray(x, np.float64) for x in jax.jit(lambda ts: jax.lax.map(per_type, ts))(ts))
+        reg, reg_se, arg_m, u, u_se = (
+            np.asarray(x, np.float64) for x in jax.jit(lambda ts: jax.lax.map(per_type, ts))(ts)
+        )
         k = int(np.argmax(reg))
         kk = int(np.argmin(u))
         rows.append(

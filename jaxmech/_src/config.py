@@ -87,8 +87,12 @@ class MechanismSettings:
     table_points: int = _meta(1025, doc="deficit_minimizing: grid points for g_*", min=3)
     cells: int = _meta(1024, doc="randomized_ramp: Riemann-Stieltjes cells of the envelope payments", min=1)
     inner: int = _meta(65536, doc="interim: profiles for the interim expectation of payments", min=1)
-    thresholds: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: pivotal valuations vbar (one per agent)")
-    sbar: tuple[float, ...] | None = _meta(None, doc="threshold_contribution: boundary profile, vbar = v(sbar) (CE Thm 9)")
+    thresholds: tuple[float, ...] | None = _meta(
+        None, doc="threshold_contribution: pivotal valuations vbar (one per agent)"
+    )
+    sbar: tuple[float, ...] | None = _meta(
+        None, doc="threshold_contribution: boundary profile, vbar = v(sbar) (CE Thm 9)"
+    )
     method: str = _meta(
         "rays", doc="pivotal: rays (one search per buyer) | nested (B's lam* bisection)", choices=("rays", "nested")
     )
@@ -96,7 +100,8 @@ class MechanismSettings:
     refine: int = _meta(24, doc="pivotal: golden-section steps on the ray angle (d_i = 2)", min=0)
     raise_by: float = _meta(0.0, doc="personalized_prices / pivotal: add eps_i >= 0 to each price (B Sec. 3)", min=0.0)
     raise_shape: str = _meta(
-        "constant", doc="eps_i = raise_by (constant) | raise_by * mean of the others' signals (others_mean)",
+        "constant",
+        doc="eps_i = raise_by (constant) | raise_by * mean of the others' signals (others_mean)",
         choices=("constant", "others_mean"),
     )
     potentials: tuple[float, ...] | None = _meta(
@@ -123,10 +128,17 @@ class AuditSettings:
     block_size: int = _meta(4096, doc="profiles per block (fixes the sample)", min=1)
     chunk_size: int = _meta(65536, doc="profiles per compiled call", min=1)
     segment_blocks: int = _meta(
-        1024, doc="blocks per reduction segment (processes split on segments; totals equal for any process count)", min=1
+        1024,
+        doc="blocks per reduction segment (processes split on segments; totals equal for any process count)",
+        min=1,
     )
     rtol: float | None = _meta(None, doc="tolerance relative to the value scale (default 1e-5 f32, 1e-10 f64)", min=0.0)
     misreports: MisreportSettings = _meta(factory=MisreportSettings, doc="misreport strategies")
+    fast_compile: bool = _meta(
+        False,
+        doc="compile the audit kernel without XLA backend optimization: same numbers, ~1.5x faster compile, "
+        "slower run (for small audits where the compile dominates; reproduce --quick sets it)",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +149,9 @@ class SearchSettings:
         "(bilateral trade)",
         choices=("threshold", "monotone_boundary", "monotone_cutoff"),
     )
-    init: tuple[float, ...] | None = _meta(None, doc="initial parameters (threshold: vbar; boundary families: knot values)")
+    init: tuple[float, ...] | None = _meta(
+        None, doc="initial parameters (threshold: vbar; boundary families: knot values)"
+    )
     knots: int = _meta(17, doc="boundary families: knots of the piecewise-linear boundary", min=2)
     warm_start: bool = _meta(False, doc="monotone_cutoff: start from the best budget-balanced two-price rule")
     constraint_grid: int = _meta(33, doc="support grid points per coordinate added to every constraint batch", min=0)
@@ -150,8 +164,12 @@ class SearchSettings:
     temperature_end: float = _meta(0.002, doc="relaxation temperature at the end", min=1e-9)
     penalty_start: float = _meta(10.0, doc="augmented-Lagrangian penalty rho at the start", min=0.0)
     penalty_growth: float = _meta(1.01, doc="rho grows by this factor per step", min=1.0)
-    penalty_max: float = _meta(100.0, doc="cap on rho (large rho + a noisy batch max biases to the feasible side)", min=0.0)
-    average_tail: float = _meta(0.3, doc="Polyak-average the iterates over this last fraction of steps", min=0.0, max=1.0)
+    penalty_max: float = _meta(
+        100.0, doc="cap on rho (large rho + a noisy batch max biases to the feasible side)", min=0.0
+    )
+    average_tail: float = _meta(
+        0.3, doc="Polyak-average the iterates over this last fraction of steps", min=0.0, max=1.0
+    )
     dual_every: int = _meta(10, doc="steps between multiplier updates", min=1)
     softmax_temperature: float = _meta(0.005, doc="smooth max over the batch of the constraint violations", min=1e-9)
     objective: str = _meta("welfare", doc="welfare | revenue", choices=("welfare", "revenue"))
@@ -172,19 +190,34 @@ class ExperimentSettings:
         doc="audit | sweep | compare_deficits | interim | double_auction | search | contributions | interim_audit | "
         "thm4 | cremer_mclean | certify | pivotal | two_outcome",
         choices=(
-            "audit", "sweep", "compare_deficits", "interim", "double_auction", "search", "contributions",
-            "interim_audit", "thm4", "cremer_mclean", "certify", "pivotal", "two_outcome",
+            "audit",
+            "sweep",
+            "compare_deficits",
+            "interim",
+            "double_auction",
+            "search",
+            "contributions",
+            "interim_audit",
+            "thm4",
+            "cremer_mclean",
+            "certify",
+            "pivotal",
+            "two_outcome",
         ),  # fmt: skip
     )
     parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
     values: tuple[float, ...] = _meta((), doc="sweep: values of the parameter")
     cases: tuple[CaseSettings, ...] = _meta((), doc="sweep: named cases, each a list of overrides")
-    against: tuple[MechanismSettings, ...] = _meta((), doc="compare_deficits / pivotal: mechanisms compared to [mechanism]")
+    against: tuple[MechanismSettings, ...] = _meta(
+        (), doc="compare_deficits / pivotal: mechanisms compared to [mechanism]"
+    )
     targets: tuple[float, ...] = _meta(
         (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5), doc="two_outcome: non-triviality targets min(P(a_1), P(a_2)) = target"
     )
     profile: tuple[float, ...] | None = _meta(None, doc="pivotal: the profile whose s_-1 the signal-square plot fixes")
-    stats_profiles: int = _meta(16384, doc="pivotal: profiles for price statistics; two_outcome: evaluation profiles", min=16)
+    stats_profiles: int = _meta(
+        16384, doc="pivotal: profiles for price statistics; two_outcome: evaluation profiles", min=16
+    )
     types: int = _meta(33, doc="interim: type grid points per agent", min=2)
     misreports: int = _meta(129, doc="interim: misreport grid points", min=2)
     inner: int = _meta(16384, doc="interim: profiles for the interim check", min=1)

@@ -139,7 +139,9 @@ def multiplicative_trade_values(a: float = 0.3, b: float = 0.4, gamma: float = 0
     ``s_beta = ((1 - a) s_sigma + gamma) / (1 - a + b s_sigma)``.
     """
     if not (a < 1 and 0 <= b < 1 - a and gamma >= 0):
-        raise ValueError(f"multiplicative values: need a < 1, 0 <= b < 1 - a, gamma >= 0; got a={a}, b={b}, gamma={gamma}")
+        raise ValueError(
+            f"multiplicative values: need a < 1, 0 <= b < 1 - a, gamma >= 0; got a={a}, b={b}, gamma={gamma}"
+        )
 
     def values(s):
         return jnp.stack([s[0] + a * s[1] + b * s[0] * s[1], gamma + s[1] + a * s[0]])
@@ -208,7 +210,9 @@ def check_own_monotone(values: Callable[[Array], Array], dims: Sequence[int], lo
             )
 
 
-def bilateral_trade(values: Callable[[Array], Array], *, name: str = "bilateral_trade", check: bool = True) -> Environment:
+def bilateral_trade(
+    values: Callable[[Array], Array], *, name: str = "bilateral_trade", check: bool = True
+) -> Environment:
     """Bilateral trade (CE Sec. 4): agent 0 is the buyer beta, agent 1 the seller sigma.
 
     Signals ``s = (s_beta, s_sigma)`` in ``[0, 1]^2``; ``values(s) = (v_beta(s), v_sigma(s))``.
@@ -412,7 +416,9 @@ def private_common_values(
     def values(s):
         c = s[..., ends]
         common = jnp.mean(c, axis=-1, keepdims=True)
-        priv = jnp.stack([jnp.mean(s[..., ix] ** 2, axis=-1) if ix else jnp.zeros_like(s[..., 0]) for ix in private], -1)
+        priv = jnp.stack(
+            [jnp.mean(s[..., ix] ** 2, axis=-1) if ix else jnp.zeros_like(s[..., 0]) for ix in private], -1
+        )
         return priv + own * c + jnp.asarray(w, s.dtype).reshape((1,) * (s.ndim - 1) + (n,)) * common
 
     return values

@@ -51,6 +51,10 @@ class Mechanism(NamedTuple):
         when ``i`` reports ``m_i`` and the others ``m_-i`` (``m_i`` in ``m``
         is ignored). Must agree with ``decide`` / ``pay``; it only moves the
         ``m_-i``-only work out of the per-misreport path.
+      decide_and_pay: optional ``decide_and_pay(params, m) -> (q, t)``, equal to
+        ``(decide(params, m), pay(params, m))`` with the work they share (e.g.
+        personalized prices) done once; :func:`decide_and_pay` falls back to the two
+        calls. A mechanism made by replacing ``decide`` or ``pay`` must drop it.
     """
 
     name: str
@@ -59,6 +63,14 @@ class Mechanism(NamedTuple):
     params: Params = ()
     kinks: Callable[[Params, Array, int], Array] | None = None
     menu: Callable[[Params, Array, int], Callable[[Array], tuple[Array, Array]]] | None = None
+    decide_and_pay: Callable[[Params, Array], tuple[Array, Array]] | None = None
+
+
+def decide_and_pay(mech: Mechanism, params: Params, m: Array) -> tuple[Array, Array]:
+    """``(q, t)`` at reports ``m``: :attr:`Mechanism.decide_and_pay` where the mechanism has one."""
+    if mech.decide_and_pay is not None:
+        return mech.decide_and_pay(params, m)
+    return mech.decide(params, m), mech.pay(params, m)
 
 
 def agent_menu(mech: Mechanism, dims: tuple[int, ...], params: Params, m: Array, i: int):
@@ -67,8 +79,8 @@ def agent_menu(mech: Mechanism, dims: tuple[int, ...], params: Params, m: Array,
         return mech.menu(params, m, i)
 
     def respond(m_i):
-        mm = priors.replace_signal(m, dims, i, m_i)
-        return mech.decide(params, mm), mech.pay(params, mm)[i]
+        q, t = decide_and_pay(mech, params, priors.replace_signal(m, dims, i, m_i))
+        return q, t[i]
 
     return respond
 
@@ -214,6 +226,7 @@ def personalized_prices(
     env: Environment,
     prices: Callable[[Params, Array], Array],
     *,
+    price_of: Callable[[Params, Array, int], Array] | None = None,
     params: Params = (),
     name: str = "personalized_prices",
 ) -> Mechanism:
@@ -226,23 +239,36 @@ def personalized_prices(
     non-admissible prices several may clear; the object then goes to the largest
     ``V_i - t_i`` (lowest index on ties), and the audit shows the regret.
 
+    ``price_of(params, m, i) -> t_i(m_-i)`` (optional) is buyer ``i``'s price alone, equal to
+    ``prices(params, m)[i]``: the kinks (and :func:`pivotal.pivotal_mechanism`'s menu) need one buyer's
+    price, and an expensive price rule (B Sec. 4.1's ray search) should not compute all ``n`` for it.
+
     Kinks for buyer ``i``: points of the boundary ``{x : V_i(x, m_-i) = t_i}`` on
     the diagonal of ``S_i`` and on each coordinate line through ``m_i``.
     """
     if not env.is_separable:
         raise ValueError(f"personalized_prices: environment {env.name!r} is not separable")
     n = env.n_agents
+    if price_of is None:
+
+        def price_of(p, m, i):
+            return prices(p, m)[i]
+
+    def decide_and_pay(p, m):
+        t = prices(p, m)
+        surplus = env.values(m) - t
+        win = jnp.argmax(surplus)
+        q = jax.nn.one_hot(win, n, dtype=m.dtype) * (surplus[win] > 0).astype(m.dtype)
+        return q, q * t
 
     def decide(p, m):
-        surplus = env.values(m) - prices(p, m)
-        win = jnp.argmax(surplus)
-        return jax.nn.one_hot(win, n, dtype=m.dtype) * (surplus[win] > 0).astype(m.dtype)
+        return decide_and_pay(p, m)[0]
 
     def pay(p, m):
-        return decide(p, m) * prices(p, m)
+        return decide_and_pay(p, m)[1]
 
     def menu(p, m, i):
-        price = prices(p, m)[i]  # t_i(m_-i): does not move with m_i
+        price = price_of(p, m, i)  # t_i(m_-i): does not move with m_i
 
         def respond(m_i):
             q = decide(p, priors.replace_signal(m, env.dims, i, m_i))
@@ -255,7 +281,7 @@ def personalized_prices(
         d = env.dims[i]
         lo = jnp.asarray(env.lo[sl], m.dtype)
         hi = jnp.asarray(env.hi[sl], m.dtype)
-        price = prices(p, m)[i]
+        price = price_of(p, m, i)
         mi = m[sl]
         iters = _bisect_iters(m.dtype)
 
@@ -274,7 +300,7 @@ def personalized_prices(
             points.append(on_line(start, direction))
         return jnp.stack(points)
 
-    return Mechanism(name, decide, pay, params, kinks, menu)
+    return Mechanism(name, decide, pay, params, kinks, menu, decide_and_pay)
 
 
 def example1_prices(params, m):

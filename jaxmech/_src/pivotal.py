@@ -156,28 +156,21 @@ def crossing(
     def pos(x):
         return x > 0 if strict else x >= 0
 
-    h_lo, h_hi = h(lo), h(hi)
-
-    def step(carry, mid):
-        a, b, ha, hb = carry
-        hm = h(mid)
-        up = pos(hm)
-        return jnp.where(up, a, mid), jnp.where(up, mid, b), jnp.where(up, ha, hm), jnp.where(up, hm, hb)
-
-    def bisect_body(_, carry):
-        a, b = carry[0], carry[1]
-        return step(carry, 0.5 * (a + b))
+    h_lo, h_hi = jax.vmap(h)(jnp.stack([lo, hi]))  # one trace of h for both ends
 
     def interp(carry):
         a, b, ha, hb = carry
         w = jnp.clip(ha / jnp.where(hb > ha, ha - hb, -1.0), 0.0, 1.0)  # h(a) <= 0 < h(b): root at a + w (b - a)
         return a + w * (b - a)
 
-    def secant_body(_, carry):
-        return step(carry, interp(carry))
+    def body(k, carry):  # bisection for the first iters steps, then regula falsi: one loop, one trace of h
+        a, b, ha, hb = carry
+        mid = jnp.where(k < iters, 0.5 * (a + b), interp(carry))
+        hm = h(mid)
+        up = pos(hm)
+        return jnp.where(up, a, mid), jnp.where(up, mid, b), jnp.where(up, ha, hm), jnp.where(up, hm, hb)
 
-    carry = jax.lax.fori_loop(0, iters, bisect_body, (lo, hi, h_lo, h_hi))
-    carry = jax.lax.fori_loop(0, secant, secant_body, carry)
+    carry = jax.lax.fori_loop(0, iters + secant, body, (lo, hi, h_lo, h_hi))
     x = interp(carry) if secant > 0 else carry[1]
     return jnp.where(pos(h_lo), lo, jnp.where(pos(h_hi), x, hi))
 
@@ -226,7 +219,7 @@ def _golden(objective, a: Array, b: Array, iters: int, best):
         fc2, fd2 = jnp.where(left, fn, fd), jnp.where(left, fc, fn)
         return a2, b2, c2, d2, fc2, fd2
 
-    fc, fd = objective(c[None]), objective(d[None])
+    fc, fd = jax.vmap(objective)(jnp.stack([c, d])[:, None])  # one trace of the objective for both
     _, _, c, d, fc, fd = jax.lax.fori_loop(0, iters, body, (a, b, c, d, fc, fd))
     val, x = jnp.where(fc > fd, fc, fd), jnp.where(fc > fd, c, d)
     better = val > best[0]
@@ -476,6 +469,25 @@ def pair_prices(env: Environment, s: Array, *, config: PivotalConfig = PivotalCo
     return jnp.stack(rows)
 
 
+def pivotal_price_of(
+    env: Environment, *, config: PivotalConfig = PivotalConfig(), method: str = "rays"
+) -> Callable[[Params, Array, int], Array]:
+    """Buyer ``i``'s price alone: ``price_of(params, m, i) -> t*_i(m_-i)`` (``i`` a static int), see :func:`pivotal_prices`.
+
+    ``method="rays"``: one ray search (:func:`buyer_price`); otherwise ``max_{j != i} t*_ij`` over the pairs.
+    """
+    _validate(env, config, method)
+    n = env.n_agents
+
+    def price_of(params, m, i):
+        del params
+        if method == "rays":
+            return buyer_price(env, m, i, config)
+        return jnp.max(jnp.stack([_pair_price(env, m, i, j, config, method) for j in range(n) if j != i]))
+
+    return price_of
+
+
 def pivotal_prices(
     env: Environment, *, config: PivotalConfig = PivotalConfig(), method: str = "rays"
 ) -> Callable[[Params, Array], Array]:
@@ -486,14 +498,10 @@ def pivotal_prices(
     :func:`buyer_price`) or ``"nested"`` (``lam*_ij`` by bisection over constrained maxima, per pair;
     see the module docstring). Requires B Assumptions 1a, 1b, 2 for admissibility (eq. (3)).
     """
-    _validate(env, config, method)
-    n = env.n_agents
+    price_of = pivotal_price_of(env, config=config, method=method)
 
     def prices(params, m):
-        del params
-        if method == "rays":
-            return jnp.stack([buyer_price(env, m, i, config) for i in range(n)])
-        return jnp.max(pair_prices(env, m, config=config, method=method), axis=1)
+        return jnp.stack([price_of(params, m, i) for i in range(env.n_agents)])
 
     return prices
 
@@ -511,10 +519,20 @@ def raise_prices(prices: Callable[[Params, Array], Array], eps: Callable[[Array]
     return raised
 
 
+def raise_price_of(price_of: Callable[[Params, Array, int], Array], eps: Callable[[Array], Array]):
+    """Buyer ``i``'s price of :func:`raise_prices` alone: ``price_of(params, m, i) + max(eps(m)[i], 0)``."""
+
+    def raised(params, m, i):
+        return price_of(params, m, i) + jnp.maximum(eps(m)[i], 0.0)
+
+    return raised
+
+
 def pivotal_mechanism(
     env: Environment,
     prices: Callable[[Params, Array], Array] | None = None,
     *,
+    price_of: Callable[[Params, Array, int], Array] | None = None,
     config: PivotalConfig = PivotalConfig(),
     method: str = "rays",
     name: str = "pivotal_prices",
@@ -522,33 +540,24 @@ def pivotal_mechanism(
     """B eq. (4) for ``prices`` (default: the construction, :func:`pivotal_prices`) with the prices computed once.
 
     Same decision and payments as :func:`personalized_prices` (buyer ``i`` wins iff
-    ``V_i(m) > t_i(m_-i)``; if several clear, the largest surplus); ``decide`` and ``pay`` share
-    one evaluation of the prices. The menu of buyer ``i`` (what the audit deviates against)
-    computes ``t_i(m_-i)`` once and answers ``a_i`` iff ``V_i(m_i, m_-i) > t_i``: exactly the
+    ``V_i(m) > t_i(m_-i)``; if several clear, the largest surplus); ``decide_and_pay`` evaluates
+    the prices once. The menu of buyer ``i`` (what the audit deviates against)
+    computes ``t_i(m_-i)`` once (with ``price_of`` when given: buyer ``i``'s price alone, one ray
+    search instead of ``n``) and answers ``a_i`` iff ``V_i(m_i, m_-i) > t_i``: exactly the
     allocation to ``i`` when the prices are admissible (eq. (3)); where they are not, truthful
     ``decide`` may give the object to another clearing buyer and the audit shows that as regret.
     """
     from jaxmech._src.mechanisms import personalized_prices
 
-    prices = pivotal_prices(env, config=config, method=method) if prices is None else prices
-    base = personalized_prices(env, prices, name=name)
+    if prices is None:
+        price_of = pivotal_price_of(env, config=config, method=method)
+        prices = pivotal_prices(env, config=config, method=method)
+    price_of = price_of or (lambda p, m, i: prices(p, m)[i])
+    base = personalized_prices(env, prices, price_of=price_of, name=name)
     n = env.n_agents
 
-    def outcome(p, m):
-        t = prices(p, m)
-        surplus = env.values(m) - t
-        win = jnp.argmax(surplus)
-        q = jax.nn.one_hot(win, n, dtype=m.dtype) * (surplus[win] > 0).astype(m.dtype)
-        return q, q * t
-
-    def decide(p, m):
-        return outcome(p, m)[0]
-
-    def pay(p, m):
-        return outcome(p, m)[1]
-
     def menu(p, m, i):
-        t_i = prices(p, m)[i]
+        t_i = price_of(p, m, i)
         one = jax.nn.one_hot(i, n, dtype=m.dtype)
 
         def respond(m_i):
@@ -558,7 +567,7 @@ def pivotal_mechanism(
 
         return respond
 
-    return base._replace(decide=decide, pay=pay, menu=menu)
+    return base._replace(menu=menu)
 
 
 # --------------------------------------------------------------------------
@@ -895,16 +904,22 @@ def search_two_outcome(
 # statistics of a price mechanism on sampled profiles (JSON-ready, every mean with its SE)
 
 
+def price_table(
+    prices: Callable[[Params, Array], Array], params: Params = (), chunk: int = 1024
+) -> Callable[[Array], Array]:
+    """A jit-compiled ``(N, D) -> (N, n)`` map of ``prices(params, m)`` over rows, ``chunk`` rows at a time.
+
+    Chunks of ~1e3 profiles keep the ray searches' working set in cache (2-4x faster on a CPU than one
+    vmap over 1e5 profiles). Keep the returned function to reuse its compile across calls of one shape.
+    """
+    return jax.jit(lambda x: jax.lax.map(lambda m: prices(params, m), x, batch_size=min(chunk, x.shape[0])))
+
+
 def batched_prices(
     prices: Callable[[Params, Array], Array], profiles: Array, params: Params = (), chunk: int = 1024
 ) -> Array:
-    """``prices(params, m)`` for every row of ``profiles`` ``(N, D)`` -> ``(N, n)``, jit-compiled, ``chunk`` rows at a time.
-
-    Chunks of ~1e3 profiles keep the ray searches' working set in cache (2-4x faster on a CPU than one
-    vmap over 1e5 profiles).
-    """
-    f = jax.jit(lambda x: jax.lax.map(lambda m: prices(params, m), x, batch_size=min(chunk, x.shape[0])))
-    return f(profiles)
+    """``prices(params, m)`` for every row of ``profiles`` ``(N, D)`` -> ``(N, n)`` (one-off :func:`price_table`)."""
+    return price_table(prices, params, chunk)(profiles)
 
 
 def _mean_se(x: np.ndarray) -> dict:
@@ -961,12 +976,17 @@ def price_stats(env: Environment, profiles: Array, values: Array, prices: Array)
     return out
 
 
-def ray_accuracy(env: Environment, profiles: Array, config: PivotalConfig = PivotalConfig(), reference=FINE) -> dict:
+def ray_accuracy(
+    env: Environment, profiles: Array, config: PivotalConfig = PivotalConfig(), reference=FINE, prices=None
+) -> dict:
     """How far the ray search at ``config`` is from a fine setting (``reference``) on ``profiles``: max and mean ``|dt*|``.
 
-    Also reports the number of value evaluations per buyer and profile of each setting.
+    Also reports the number of value evaluations per buyer and profile of each setting. ``prices``: the
+    ``(N, n)`` prices at ``config`` on ``profiles`` when the caller already has them (saves a compile).
     """
-    t = np.asarray(batched_prices(pivotal_prices(env, config=config), profiles), np.float64)
+    if prices is None:
+        prices = batched_prices(pivotal_prices(env, config=config), profiles)
+    t = np.asarray(prices, np.float64)
     r = np.asarray(batched_prices(pivotal_prices(env, config=reference), profiles), np.float64)
     fin = np.isfinite(t) & np.isfinite(r)
     err = np.where(fin, np.abs(t - r), 0.0)
@@ -996,15 +1016,18 @@ def lemma2_check(
     """
     lam = jnp.linspace(0.0, 1.0, lam_points, dtype=profiles.dtype)
     n = env.n_agents
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+
+    @jax.jit  # every pair in one compile
+    def min_steps(p):
+        def g(i, j):
+            return jax.vmap(lambda m: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam))(p)
+
+        return jnp.stack([jnp.min(jnp.diff(g(i, j), axis=1)) for i, j in pairs])
+
     worst = np.zeros((n, n))
-    for i in range(n):
-        for j in range(n):
-            if i == j:
-                continue
-            g = jax.jit(jax.vmap(lambda m, i=i, j=j: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam)))(
-                profiles
-            )
-            worst[i, j] = float(jnp.min(jnp.diff(g, axis=1)))
+    for (i, j), w in zip(pairs, np.asarray(min_steps(profiles)), strict=True):
+        worst[i, j] = float(w)
     return {"profiles": int(profiles.shape[0]), "lam_points": lam_points, "min_increment": worst.tolist()}
 
 
@@ -1013,7 +1036,7 @@ def assumption_report(env: Environment, profiles: Array, steps: Array) -> dict:
     tol = 1e-5 * max(1.0, float(jnp.max(jnp.abs(jax.vmap(env.values)(profiles)))))
     out = {"profiles": int(profiles.shape[0]), "tol": tol}
     for name, fn in (("assumption1a", check_assumption1a), ("assumption2", check_assumption2)):
-        v = fn(env, profiles, steps)
+        v = jax.jit(lambda p, st, fn=fn: fn(env, p, st))(profiles, steps)
         w = np.asarray(v.worst)
         i, k = np.unravel_index(int(np.argmax(w)), w.shape)
         out[name] = {
@@ -1022,7 +1045,7 @@ def assumption_report(env: Environment, profiles: Array, steps: Array) -> dict:
             "witness": {"pair": [int(i), int(k)], "profile": np.asarray(v.profile[i, k]).tolist(),
                         "moved": np.asarray(v.moved[i, k]).tolist()},
         }  # fmt: skip
-    a3 = check_assumption3(env, profiles)
+    a3 = jax.jit(lambda p: check_assumption3(env, p))(profiles)
     share, se = np.asarray(a3.share), np.asarray(a3.se)
     leaders = int(np.sum(share - 1.96 * se > 0))
     out["assumption3"] = {

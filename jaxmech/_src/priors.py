@@ -187,7 +187,6 @@ class Prior(NamedTuple):
         cols = [m.ppf(u[:, j]) for j, m in enumerate(self.marginals)]
         return jnp.stack(cols, axis=-1).astype(dtype)
 
-
     def latin_hypercube(self, key: Array, n: int, dtype=jnp.float32) -> Array:
         """``n`` profiles, each coordinate at the marginal quantiles of the midpoints ``(k + 1/2) / n``.
 
@@ -200,9 +199,7 @@ class Prior(NamedTuple):
         if self.cholesky is not None:
             raise ValueError("latin_hypercube: needs an independent prior")
         mid = (jnp.arange(n, dtype=dtype) + 0.5) / n
-        cols = [
-            m.ppf(jax.random.permutation(jax.random.fold_in(key, j), mid)) for j, m in enumerate(self.marginals)
-        ]
+        cols = [m.ppf(jax.random.permutation(jax.random.fold_in(key, j), mid)) for j, m in enumerate(self.marginals)]
         return jnp.stack(cols, axis=-1).astype(dtype)
 
 

@@ -379,10 +379,10 @@ def build_mechanism(
                 raise cfg.ConfigError("mechanism.decide: required for kind 'pivot'")
             return mechs.pivot_payments(env, load_callable(m.decide, base_dir, "mechanism.decide"), name="pivot")
         if m.kind in ("personalized_prices", "pivotal"):
-            fn, label = runs_pivotal.prices_from_settings(env, m, base_dir)
+            fn, price_of, label = runs_pivotal.prices_from_settings(env, m, base_dir)
             if m.kind == "pivotal":
-                return pivotal.pivotal_mechanism(env, fn, name=label)
-            return mechs.personalized_prices(env, fn, name=label)
+                return pivotal.pivotal_mechanism(env, fn, price_of=price_of, name=label)
+            return mechs.personalized_prices(env, fn, price_of=price_of, name=label)
         if m.kind == "threshold_with_rebate":
             if env.dims != (1, 1):
                 raise cfg.ConfigError("mechanism.kind: threshold_with_rebate needs bilateral trade")
@@ -479,12 +479,18 @@ def build(settings: cfg.Settings, base_dir: Path | None = None) -> Built:
 
 
 def _smoke_check(env, mech, prior, dtype) -> None:
-    """Run the model once on one profile so shape errors in user functions surface as one line."""
+    """Trace the model once on one profile so shape errors in user functions surface as one line.
+
+    Abstract evaluation (``jax.eval_shape``): the same trace the audit's jit makes, without compiling
+    or running anything (an eager run of B's ray-search prices compiled op by op for ~30 s)."""
+
+    def model(key):
+        s = prior.sample(key, 1, dtype)[0]
+        q, t = mechs.decide_and_pay(mech, mech.params, s)
+        return jnp.asarray(t), env.value(q, s)
+
     try:
-        s = prior.sample(jax.random.PRNGKey(0), 1, dtype)[0]
-        q = mech.decide(mech.params, s)
-        t = jnp.asarray(mech.pay(mech.params, s))
-        v = env.value(q, s)
+        t, v = jax.eval_shape(model, jax.random.PRNGKey(0))
     except Exception as e:
         raise cfg.ConfigError(
             f"model check failed on one profile: {type(e).__name__}: {str(e).splitlines()[0]}"
@@ -560,6 +566,7 @@ def execute(settings: cfg.Settings, built: Built, *, progress=None, checkpoint=N
         progress=progress,
         segment_blocks=a.segment_blocks,
         checkpoint=checkpoint,
+        fast_compile=a.fast_compile,
     )
 
 
@@ -758,7 +765,7 @@ def _run_compare(settings, base_dir, progress, out_dir):
     result = engine.compare_deficits(
         built.env, [built.mechanism, *others], built.prior, key=jax.random.PRNGKey(settings.seed),
         n_profiles=a.profiles, block_size=a.block_size, chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol,
-        progress=progress,
+        progress=progress, fast_compile=a.fast_compile,
     )  # fmt: skip
     metrics = {"environment": built.env.name, "mechanism": built.mechanism.name, "comparison": result.report}
     cond = _conditions(built)
@@ -804,7 +811,7 @@ def _run_interim(settings, base_dir, progress, out_dir):
     a = settings.audit
     cmp = engine.compare_deficits(
         built.env, [vcg, interim], built.prior, key=key, n_profiles=a.profiles, block_size=a.block_size,
-        chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol, progress=progress,
+        chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol, progress=progress, fast_compile=a.fast_compile,
     )  # fmt: skip
     out["comparison"] = cmp.report
     figs = []

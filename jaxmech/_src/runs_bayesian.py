@@ -135,6 +135,7 @@ def run_thm4(settings, base_dir, progress, out_dir):
     cmp = engine.compare_deficits(
         built.env, [tpp, fee_mech, built.mechanism], built.prior, key=key, n_profiles=a.profiles,
         block_size=a.block_size, chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol, progress=progress,
+        fast_compile=a.fast_compile,
     ).report  # fmt: skip
     mb = cmp["mechanisms"][1]["minus_baseline"]  # deficit(fees) - deficit(t'') state by state
     se = math.sqrt(mb["se"] ** 2 + rep["fees_sum_se"] ** 2)

@@ -4,8 +4,6 @@ Kept out of :mod:`pivotal` (layer 3) so that layers import downward only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,16 +12,17 @@ from jaxmech._src import priors
 from jaxmech._src.environments import Environment
 from jaxmech._src.pivotal import (
     Array,
-    Params,
     PivotalConfig,
     _mean_se,
     _ray_search,
     assumption_report,
-    batched_prices,
     evaluate_two_outcome,
     lemma2_check,
+    pivotal_price_of,
     pivotal_prices,
     price_stats,
+    price_table,
+    raise_price_of,
     raise_prices,
     ray_accuracy,
     score_family,
@@ -32,15 +31,21 @@ from jaxmech._src.pivotal import (
 )
 
 
-def prices_from_settings(env: Environment, m, base_dir=None) -> tuple[Callable[[Params, Array], Array], str]:
-    """The price function and label of a ``[mechanism]`` of kind ``personalized_prices`` or ``pivotal`` (with eps)."""
+def prices_from_settings(env: Environment, m, base_dir=None):
+    """``(prices, price_of, label)`` of a ``[mechanism]`` of kind ``personalized_prices`` or ``pivotal`` (with eps).
+
+    ``prices(params, m) -> (n,)``; ``price_of(params, m, i)`` is one buyer's price alone (``None`` where the
+    rule has no cheaper way than ``prices(params, m)[i]``)."""
     from jaxmech._src import config as cfg
     from jaxmech._src import mechanisms as mechs
     from jaxmech._src import runs
 
+    price_of = None
     if m.kind == "pivotal":
         try:
-            fn = pivotal_prices(env, config=PivotalConfig(rays=m.rays, refine=m.refine), method=m.method)
+            config = PivotalConfig(rays=m.rays, refine=m.refine)
+            fn = pivotal_prices(env, config=config, method=m.method)
+            price_of = pivotal_price_of(env, config=config, method=m.method)
         except ValueError as e:
             raise cfg.ConfigError(f"mechanism: {e}") from None
         label = "pivotal" if m.method == "rays" else f"pivotal({m.method})"
@@ -58,18 +63,22 @@ def prices_from_settings(env: Environment, m, base_dir=None) -> tuple[Callable[[
     if m.raise_by > 0:
         eps = m.raise_by
         if m.raise_shape == "constant":
-            fn = raise_prices(fn, lambda x: jnp.full((env.n_agents,), eps, x.dtype))
+
+            def by(x):
+                return jnp.full((env.n_agents,), eps, x.dtype)
+
             label += f" + {eps:g}"
         else:
             sizes = np.asarray(env.dims, np.float64)
 
-            def others_mean(x):
+            def by(x):  # eps times the mean of the others' signals
                 own = jnp.stack([jnp.sum(x[priors.agent_slice(env.dims, i)]) for i in range(env.n_agents)])
                 return eps * (jnp.sum(x) - own) / jnp.asarray(env.size - sizes, x.dtype)
 
-            fn = raise_prices(fn, others_mean)
             label += f" + {eps:g} mean(s_-i)"
-    return fn, label
+        fn = raise_prices(fn, by)
+        price_of = raise_price_of(price_of, by) if price_of is not None else None
+    return fn, price_of, label
 
 
 def _regret_summary(rep: dict) -> dict:
@@ -90,11 +99,16 @@ def _signal_square_data(env: Environment, prices, profile: Array, points: int = 
     y = jnp.asarray(np.stack([a, b], -1).reshape(-1, 2), profile.dtype)
     sl = priors.agent_slice(env.dims, 0)
     lo, width = jnp.asarray(env.lo[sl], profile.dtype), jnp.asarray(env.hi[sl] - env.lo[sl], profile.dtype)
-    v = jax.vmap(lambda x: env.values(priors.replace_signal(profile, env.dims, 0, lo + x * width)))(y)
+    others = tuple(range(1, env.n_agents))
+
+    @jax.jit  # one compile: an eager ray search would compile op by op
+    def square(p):
+        v = jax.vmap(lambda x: env.values(priors.replace_signal(p, env.dims, 0, lo + x * width)))(y)
+        return v, prices((), p)[0], _ray_search(env, p, 0, others, PivotalConfig())[2]
+
+    v, price, arg = square(profile)
     v = np.asarray(v).reshape(points, points, -1)
-    price = float(prices((), profile)[0])
-    arg = np.asarray(_ray_search(env, profile, 0, tuple(range(1, env.n_agents)), PivotalConfig())[2])
-    return g, v[..., 0], v[..., 1:].max(axis=-1), price, arg
+    return g, v[..., 0], v[..., 1:].max(axis=-1), float(price), np.asarray(arg)
 
 
 def run_pivotal(settings, base_dir, progress, out_dir):
@@ -116,14 +130,15 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     specs = [settings.mechanism, *ex.against]
     rows, tables, pivotal_fn = [], [], None
     for idx, m in enumerate(specs):
-        fn, label = prices_from_settings(env, m, base_dir)
+        fn, _, label = prices_from_settings(env, m, base_dir)
         mech = (
             built.mechanism
             if idx == 0
             else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
         )
+        table = price_table(fn)  # compiled once: the stats here, the timing on a fresh sample below
         t0 = _time()
-        t = batched_prices(fn, s)
+        t = table(s)
         t.block_until_ready()
         secs = _time() - t0
         row = {"mechanism": label, "kind": m.kind, "price_seconds": secs, **price_stats(env, s, v, t)}
@@ -131,7 +146,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
         rows.append(row)
         tables.append(np.asarray(t, np.float64))
         if m.kind == "pivotal" and pivotal_fn is None:
-            pivotal_fn = (fn, m)
+            pivotal_fn = (fn, m, table, t)
     base = tables[0]
     for row, t in zip(rows[1:], tables[1:], strict=True):
         d = np.where(np.isfinite(t) & np.isfinite(base), t - base, 0.0)
@@ -142,11 +157,11 @@ def run_pivotal(settings, base_dir, progress, out_dir):
         }
     out["mechanisms"] = rows
     if pivotal_fn is not None:
-        fn, m = pivotal_fn
+        fn, m, table, t = pivotal_fn
         cfg_p = PivotalConfig(rays=m.rays, refine=m.refine)
-        out["ray_accuracy"] = ray_accuracy(env, s[:256], cfg_p)
+        out["ray_accuracy"] = ray_accuracy(env, s[:256], cfg_p, prices=t[:256] if m.raise_by == 0 else None)
         if m.method == "rays":
-            out["price_timing"] = _timed_prices(fn, built.prior, key, built.dtype, ex.stats_profiles)
+            out["price_timing"] = _timed_prices(table, built.prior, key, built.dtype, ex.stats_profiles)
         out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p)
         if env.name == "example1":  # the construction on Example 1: t*_i = p_j + c_j (tests/test_pivotal.py derives it)
             t = tables[[r["kind"] for r in rows].index("pivotal")]
@@ -179,13 +194,11 @@ def _time() -> float:
     return time.perf_counter()
 
 
-def _timed_prices(fn, prior, key, dtype, n: int) -> dict:
-    """Wall time of the prices of ``n`` opponent profiles (compiled first on the same shape)."""
+def _timed_prices(table, prior, key, dtype, n: int) -> dict:
+    """Wall time of a :func:`price_table` (already compiled on this shape) on ``n`` fresh profiles."""
     s = prior.sample(jax.random.fold_in(key, 77), n, dtype)
-    f = jax.jit(lambda x: jax.lax.map(lambda m: fn((), m), x, batch_size=1024))
-    f(s).block_until_ready()
     t0 = _time()
-    f(s).block_until_ready()
+    table(s).block_until_ready()
     secs = _time() - t0
     return {"profiles": n, "seconds": secs, "seconds_per_1e5": secs * 1e5 / n, "backend": jax.default_backend()}
 

@@ -156,7 +156,11 @@ def search(
         np.arange(steps) / max(steps - 1, 1)
     )
 
-    grid = support_grid(prior, cfg.constraint_grid, dtype) if cfg.constraint_grid > 1 else jnp.zeros((0, prior.size), dtype)
+    grid = (
+        support_grid(prior, cfg.constraint_grid, dtype)
+        if cfg.constraint_grid > 1
+        else jnp.zeros((0, prior.size), dtype)
+    )
 
     def objective_terms(params, s, temperature):
         q = jax.vmap(lambda x: family.soft_decide(params, x, temperature))(s)
@@ -192,7 +196,10 @@ def search(
     tail_start = int(steps * (1.0 - cfg.average_tail))
     avg, n_avg = None, 0
     lam, rho = 0.0, cfg.penalty_start
-    log: dict[str, list] = {k: [] for k in ("step", "objective", "constraint", "violation_max", "multiplier", "penalty", "temperature", "params")}
+    log: dict[str, list] = {
+        k: []
+        for k in ("step", "objective", "constraint", "violation_max", "multiplier", "penalty", "temperature", "params")
+    }
     for k in range(steps):
         t = float(temps[k])
         with jax.numpy_dtype_promotion("standard"):  # optax's int32 step count meets float params
@@ -290,7 +297,9 @@ def budget_line_grid(env: Environment, points: int) -> np.ndarray:
     return grid[ok]
 
 
-def welfare_table(env: Environment, rule_params: np.ndarray, decide, prior: priors.Prior, key: Array, n: int, dtype=jnp.float32):
+def welfare_table(
+    env: Environment, rule_params: np.ndarray, decide, prior: priors.Prior, key: Array, n: int, dtype=jnp.float32
+):
     """Expected welfare (mean, SE) of the hard rule at each parameter row, on ONE common sample of ``n`` profiles.
 
     Also returns the per-profile welfare of every row (``(G, n)``) so callers

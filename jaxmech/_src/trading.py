@@ -137,7 +137,9 @@ def deficit_minimizing_cutoff(values: Callable[[Array], Array], *, points: int =
     return x, g_star
 
 
-def tabulated_cutoff(env: Environment, x: np.ndarray, table: np.ndarray, *, name: str = "tabulated_cutoff") -> Mechanism:
+def tabulated_cutoff(
+    env: Environment, x: np.ndarray, table: np.ndarray, *, name: str = "tabulated_cutoff"
+) -> Mechanism:
     """Cutoff rule from a tabulated non-decreasing ``g`` (linear interpolation), generalized VCG payments."""
     if np.any(np.diff(table) < 0):
         raise ValueError("tabulated_cutoff: the table must be non-decreasing (a monotone rule, CE Def 8)")
@@ -438,7 +440,12 @@ def interim_payments(
             prof = sample.at[:, i].set(x)
             return jnp.mean(jax.vmap(lambda s: mech.pay(mech.params, s)[i])(prof))
 
-        tables.append((np.asarray(grid, np.float64), np.asarray(jax.jit(lambda g, f=mean_pay: jax.lax.map(f, g))(grid), np.float64)))
+        tables.append(
+            (
+                np.asarray(grid, np.float64),
+                np.asarray(jax.jit(lambda g, f=mean_pay: jax.lax.map(f, g))(grid), np.float64),
+            )
+        )
 
     def pay(params, m):
         del params
