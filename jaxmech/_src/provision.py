@@ -71,7 +71,7 @@ def threshold_pivot(env: Environment, vbar: Array, m: Array, i: int) -> Array:
         newton = x - (step - jax.lax.stop_gradient(step))
         return jnp.where(interior, newton, x)
 
-    return jnp.max(jnp.stack([root(j) for j in range(n)]))
+    return jnp.max(jax.vmap(root)(jnp.arange(n)))  # one traced bisection for all j (compile time flat in n)
 
 
 def threshold_contribution(env: Environment, vbar, *, name: str | None = None) -> Mechanism:
