@@ -46,32 +46,30 @@ def threshold_pivot(env: Environment, vbar: Array, m: Array, i: int) -> Array:
     """Agent ``i``'s pivot ``inf{x : v_j(x, m_-i) >= vbar_j for all j}``, differentiable in ``vbar``.
 
     Each ``v_j`` weakly increases in ``x``, so the set is an interval ``[x^*, 1]``
-    with ``x^* = max_j x_j``; ``x_j`` is found by bisection, then corrected by
-    one Newton step on ``v_j(x) - vbar_j`` with the value held fixed
-    (``stop_gradient``), which carries the implicit derivative.
+    with ``x^* = max_j x_j``. One bisection on "every ``j`` is satisfied" finds
+    ``x^*`` (``n`` values per step, not ``n^2`` as per-``j`` roots would need);
+    then one Newton step on the binding ``v_j(x) - vbar_j`` (the ``j`` with the
+    smallest linearized distance ``(v_j(x) - vbar_j) / v_j'(x)``, i.e. the
+    largest root) with the value held fixed (``stop_gradient``) carries the
+    implicit derivative ``dx^*/dvbar_j = 1 / v_j'(x^*)``.
     Returns 1 when no ``x`` provides (the pivot is then irrelevant).
     """
     vbar = jnp.asarray(vbar, m.dtype)
-    n = env.n_agents
     lo, hi = jnp.zeros((), m.dtype), jnp.ones((), m.dtype)
 
     def v_at(x):
         return env.values(priors.replace_signal(m, env.dims, i, x[None]))
 
-    def root(j):
-        def ok(x):
-            return v_at(x)[j] >= jax.lax.stop_gradient(vbar[j])
-
-        x = bisect(ok, lo, hi, _bisect_iters(m.dtype))
-        x = jax.lax.stop_gradient(x)
-        slope = jax.grad(lambda z: v_at(z)[j])(x)
-        interior = (x > lo) & (x < hi) & (slope > 0)
-        step = (v_at(x)[j] - vbar[j]) / jnp.where(interior, slope, 1.0)
-        # the step's value is ~0 (x is the root); its derivative is d x / d vbar_j
-        newton = x - (step - jax.lax.stop_gradient(step))
-        return jnp.where(interior, newton, x)
-
-    return jnp.max(jax.vmap(root)(jnp.arange(n)))  # one traced bisection for all j (compile time flat in n)
+    fixed = jax.lax.stop_gradient(vbar)
+    x = jax.lax.stop_gradient(bisect(lambda z: jnp.all(v_at(z) >= fixed), lo, hi, _bisect_iters(m.dtype)))
+    v, slope = jax.jvp(v_at, (x,), (jnp.ones_like(x),))  # every v_j and v_j' at x in one pass
+    gap = v - vbar
+    rising = slope > 0
+    j = jnp.argmin(jnp.where(rising, jax.lax.stop_gradient(gap) / jnp.where(rising, slope, 1.0), jnp.inf))
+    interior = (x > lo) & (x < hi) & rising[j]
+    step = gap[j] / jnp.where(interior, slope[j], 1.0)
+    # the step's value is ~0 (x is the root); its derivative is d x / d vbar_j
+    return jnp.where(interior, x - (step - jax.lax.stop_gradient(step)), x)
 
 
 def threshold_contribution(env: Environment, vbar, *, name: str | None = None) -> Mechanism:
