@@ -143,8 +143,8 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
         eps = (misreports.kink_eps * (hi - lo))[None, None, :]
         per_profile.append(jnp.clip(jnp.concatenate([b - eps, b + eps], axis=1), lo[None, None, :], hi[None, None, :]))
     cands = jnp.concatenate(per_profile, axis=1) if per_profile else jnp.zeros((batch, 0, d), dtype)
-    r = max(1, misreports.gradient_restarts)
-    extra_starts = jax.random.uniform(grad_key, (batch, r - 1, d), dtype, lo, hi)
+    r = max(1, misreports.gradient_restarts) if misreports.gradient_steps > 0 else 1
+    extra_starts = jax.random.uniform(grad_key, (batch, r - 1, d), dtype, lo, hi)  # ascent starts besides the best
     opt = optax.adam(misreports.gradient_lr)
     scale = hi - lo
 
@@ -272,6 +272,11 @@ def block_stats(
     return out
 
 
+def _deficit(env: Environment, mech: Mechanism, s: Array) -> Array:
+    q, t = mechanisms.decide_and_pay(mech, mech.params, s)
+    return env.cost(q) - jnp.sum(t)
+
+
 def deficit_comparison_stats(
     env: Environment, mechs: tuple[Mechanism, ...], profiles: Array, n_valid: Array, tol: Array
 ) -> dict[str, Array]:
@@ -308,11 +313,6 @@ def deficit_comparison_stats(
         out[f"{name}_at_index"] = idx
         out[f"{name}_at_profile"] = profiles[idx]
     return out
-
-
-def _deficit(env: Environment, mech: Mechanism, s: Array) -> Array:
-    q, t = mechanisms.decide_and_pay(mech, mech.params, s)
-    return env.cost(q) - jnp.sum(t)
 
 
 def finalize_comparison(totals: dict[str, Any], names: tuple[str, ...], tol: float) -> dict:

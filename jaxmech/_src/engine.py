@@ -60,7 +60,7 @@ class StreamInfo(NamedTuple):
 DEFAULT_SEGMENT_BLOCKS = 1024
 # XLA compile options of ``fast_compile``: no LLVM backend optimization. Same numbers; on a CPU the audit
 # kernel compiles ~1.5x faster and runs ~1.5-2x slower, a win where the compile dominates (small audits).
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
+FAST_COMPILE = (("xla_backend_optimization_level", 0),)
 
 
 class Checkpoint(NamedTuple):
@@ -340,7 +340,7 @@ def stream(
     compile_s = 0.0
     t0 = time.perf_counter()
     if n_chunks > 0:
-        compiled = sharded.lower(*args_for(0)).compile(FAST_COMPILE if fast_compile else None)
+        compiled = sharded.lower(*args_for(0)).compile(dict(FAST_COMPILE) if fast_compile else None)
         compile_s = time.perf_counter() - t0
 
     def save(next_block):

@@ -249,10 +249,7 @@ def personalized_prices(
     if not env.is_separable:
         raise ValueError(f"personalized_prices: environment {env.name!r} is not separable")
     n = env.n_agents
-    if price_of is None:
-
-        def price_of(p, m, i):
-            return prices(p, m)[i]
+    price_of = price_of or buyer_price_of(prices)
 
     def decide_and_pay(p, m):
         t = prices(p, m)
@@ -301,6 +298,15 @@ def personalized_prices(
         return jnp.stack(points)
 
     return Mechanism(name, decide, pay, params, kinks, menu, decide_and_pay)
+
+
+def buyer_price_of(prices: Callable[[Params, Array], Array]) -> Callable[[Params, Array, int], Array]:
+    """``price_of(params, m, i) = prices(params, m)[i]``: one buyer's price from a rule with no cheaper way to it."""
+
+    def price_of(params, m, i):
+        return prices(params, m)[i]
+
+    return price_of
 
 
 def example1_prices(params, m):

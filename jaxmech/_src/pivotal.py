@@ -456,19 +456,6 @@ def _pair_price(env: Environment, s: Array, i: int, j: int, config: PivotalConfi
 # prices and the mechanism
 
 
-def pair_prices(env: Environment, s: Array, *, config: PivotalConfig = PivotalConfig(), method: str = "rays") -> Array:
-    """All ``t*_ij(s_-i)`` at one profile, shape ``(n, n)`` (diagonal ``-inf``)."""
-    _validate(env, config, method)
-    n = env.n_agents
-    rows = []
-    for i in range(n):
-        row = [
-            _pair_price(env, s, i, j, config, method) if j != i else jnp.full((), -jnp.inf, s.dtype) for j in range(n)
-        ]
-        rows.append(jnp.stack(row))
-    return jnp.stack(rows)
-
-
 def pivotal_price_of(
     env: Environment, *, config: PivotalConfig = PivotalConfig(), method: str = "rays"
 ) -> Callable[[Params, Array, int], Array]:
@@ -498,10 +485,12 @@ def pivotal_prices(
     :func:`buyer_price`) or ``"nested"`` (``lam*_ij`` by bisection over constrained maxima, per pair;
     see the module docstring). Requires B Assumptions 1a, 1b, 2 for admissibility (eq. (3)).
     """
-    price_of = pivotal_price_of(env, config=config, method=method)
+    return _all_buyers(pivotal_price_of(env, config=config, method=method), env.n_agents)
 
+
+def _all_buyers(price_of: Callable[[Params, Array, int], Array], n: int) -> Callable[[Params, Array], Array]:
     def prices(params, m):
-        return jnp.stack([price_of(params, m, i) for i in range(env.n_agents)])
+        return jnp.stack([price_of(params, m, i) for i in range(n)])
 
     return prices
 
@@ -547,12 +536,12 @@ def pivotal_mechanism(
     allocation to ``i`` when the prices are admissible (eq. (3)); where they are not, truthful
     ``decide`` may give the object to another clearing buyer and the audit shows that as regret.
     """
-    from jaxmech._src.mechanisms import personalized_prices
+    from jaxmech._src.mechanisms import buyer_price_of, personalized_prices
 
     if prices is None:
         price_of = pivotal_price_of(env, config=config, method=method)
-        prices = pivotal_prices(env, config=config, method=method)
-    price_of = price_of or (lambda p, m, i: prices(p, m)[i])
+        prices = _all_buyers(price_of, env.n_agents)
+    price_of = price_of or buyer_price_of(prices)
     base = personalized_prices(env, prices, price_of=price_of, name=name)
     n = env.n_agents
 
