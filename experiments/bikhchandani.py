@@ -88,7 +88,8 @@ def _common_rows(m: dict, source: str) -> list[Claim]:
     if "price_timing" in m:
         pt = m["price_timing"]
         rows.append(info("B Sec. 4.1", "prices for many opponent profiles",
-                         f"{pt['seconds_per_1e5']:.2f} s per 1e5 profiles on {pt['backend']}"))  # fmt: skip
+                         f"{pt['seconds_per_1e5']:.2f} s per 1e5 profiles on {pt['backend']}"
+                         + (" (fast-compiled code: slower than a full run)" if pt.get("fast_compile") else "")))  # fmt: skip
     return rows
 
 

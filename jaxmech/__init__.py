@@ -101,6 +101,7 @@ from jaxmech._src.pivotal import (
     score_family,
     search_two_outcome,
     two_outcome_gap,
+    two_outcome_searcher,
 )
 from jaxmech._src.priors import (
     Beta,
@@ -263,6 +264,7 @@ __all__ = [
     "score_family",
     "search",
     "search_two_outcome",
+    "two_outcome_searcher",
     "segments",
     "separable",
     "separable_single_crossing",

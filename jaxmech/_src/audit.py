@@ -116,7 +116,8 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
 
     One function per profile, vmapped over the block: agent ``i``'s menu at ``s_-i`` is built once and
     every strategy (grid chunks, random draws, kinks, gradient ascent) asks it, so the ``m_-i``-only work
-    (e.g. B's ray-search prices) is traced once and run once per profile, not once per strategy or chunk.
+    (e.g. B's ray-search prices) is traced once and run once per profile, not once per strategy or chunk;
+    the kinks come from the same menu where it carries them (:func:`mechanisms.menu_kinks`).
     """
     dims = env.dims
     sl = priors.agent_slice(dims, i)
@@ -138,11 +139,9 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
     per_profile = []  # (B, C, d) candidates of each profile
     if misreports.random > 0:
         per_profile.append(jax.random.uniform(rand_key, (batch, misreports.random, d), dtype, lo, hi))
-    if misreports.kinks and mech.kinks is not None:
-        b = jax.vmap(lambda s: mech.kinks(params, s, i))(profiles)  # (B, K, d)
-        eps = (misreports.kink_eps * (hi - lo))[None, None, :]
-        per_profile.append(jnp.clip(jnp.concatenate([b - eps, b + eps], axis=1), lo[None, None, :], hi[None, None, :]))
     cands = jnp.concatenate(per_profile, axis=1) if per_profile else jnp.zeros((batch, 0, d), dtype)
+    use_kinks = misreports.kinks and mech.kinks is not None
+    eps = (misreports.kink_eps * (hi - lo))[None, :]
     r = max(1, misreports.gradient_restarts) if misreports.gradient_steps > 0 else 1
     extra_starts = jax.random.uniform(grad_key, (batch, r - 1, d), dtype, lo, hi)  # ascent starts besides the best
     opt = optax.adam(misreports.gradient_lr)
@@ -155,6 +154,9 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
 
     def one(s, cands, extra_starts):
         respond = mechanisms.agent_menu(mech, dims, params, s, i)  # the s_-i-only work, once
+        if use_kinks:  # just below and above each kink (from the menu's own s_-i work where it carries them)
+            b = mechanisms.menu_kinks(mech, respond, params, s, i)  # (K, d)
+            cands = jnp.concatenate([cands, jnp.clip(jnp.concatenate([b - eps, b + eps]), lo[None, :], hi[None, :])])
 
         def u(m_i):
             q, t_i = respond(m_i)

@@ -55,6 +55,10 @@ class Mechanism(NamedTuple):
         ``(decide(params, m), pay(params, m))`` with the work they share (e.g.
         personalized prices) done once; :func:`decide_and_pay` falls back to the two
         calls. A mechanism made by replacing ``decide`` or ``pay`` must drop it.
+
+    A menu's ``respond`` may also carry ``respond.kinks() -> (K, d_i)``, equal to
+    ``kinks(params, m, i)`` (see :func:`menu_kinks`); a mechanism made by replacing
+    ``kinks`` must not keep such a menu.
     """
 
     name: str
@@ -83,6 +87,15 @@ def agent_menu(mech: Mechanism, dims: tuple[int, ...], params: Params, m: Array,
         return q, t[i]
 
     return respond
+
+
+def menu_kinks(mech: Mechanism, respond, params: Params, m: Array, i: int) -> Array | None:
+    """Agent ``i``'s kinks at ``m_-i``: from ``respond.kinks()`` when the menu carries them (its ``m_-i`` work
+    reused), else ``mech.kinks(params, m, i)``; ``None`` when the mechanism has no kinks."""
+    if mech.kinks is None:
+        return None
+    from_menu = getattr(respond, "kinks", None)
+    return from_menu() if from_menu is not None else mech.kinks(params, m, i)
 
 
 def bisect(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> Array:
@@ -177,6 +190,7 @@ def pivot_payments(
             h = env.weights(q)[i]
             return q, base + jnp.where(h > mid, step, 0.0)
 
+        respond.kinks = lambda: g.reshape(1, 1)  # = kinks(p, m, i), from the pivot found above
         return respond
 
     def pay(p, m):
@@ -271,33 +285,37 @@ def personalized_prices(
             q = decide(p, priors.replace_signal(m, env.dims, i, m_i))
             return q, q[i] * price
 
+        respond.kinks = lambda: price_kinks(env, m, i, price)
         return respond
 
     def kinks(p, m, i):
-        sl = priors.agent_slice(env.dims, i)
-        d = env.dims[i]
-        lo = jnp.asarray(env.lo[sl], m.dtype)
-        hi = jnp.asarray(env.hi[sl], m.dtype)
-        price = price_of(p, m, i)
-        mi = m[sl]
-        iters = _bisect_iters(m.dtype)
-
-        def on_line(start, direction):
-            # boundary point on the segment start + r * direction, r in [0, 1]
-            def wins(r):
-                x = start + r * direction
-                return env.values(priors.replace_signal(m, env.dims, i, x))[i] > price
-
-            return start + bisect(wins, jnp.zeros((), m.dtype), jnp.ones((), m.dtype), iters) * direction
-
-        points = [on_line(lo, hi - lo)]
-        for k in range(d):
-            start = mi.at[k].set(lo[k])
-            direction = jnp.zeros(d, m.dtype).at[k].set(hi[k] - lo[k])
-            points.append(on_line(start, direction))
-        return jnp.stack(points)
+        return price_kinks(env, m, i, price_of(p, m, i))
 
     return Mechanism(name, decide, pay, params, kinks, menu, decide_and_pay)
+
+
+def price_kinks(env: Environment, m: Array, i: int, price: Array) -> Array:
+    """Buyer ``i``'s kinks under a personalized price ``price`` at ``m_-i`` (B eq. (4)), shape ``(d_i + 1, d_i)``.
+
+    Points of the boundary ``{x : V_i(x, m_-i) = price}`` on the diagonal of ``S_i`` and on each coordinate
+    line through ``m_i``, found by bisection on "buyer ``i`` clears the price" (all lines in one vmap).
+    """
+    sl = priors.agent_slice(env.dims, i)
+    d = env.dims[i]
+    lo = jnp.asarray(env.lo[sl], m.dtype)
+    hi = jnp.asarray(env.hi[sl], m.dtype)
+    eye = jnp.eye(d, dtype=m.dtype)
+    starts = jnp.concatenate([lo[None, :], m[sl][None, :] * (1.0 - eye) + lo[None, :] * eye])  # (d + 1, d)
+    directions = jnp.concatenate([(hi - lo)[None, :], eye * (hi - lo)[None, :]])
+    iters = _bisect_iters(m.dtype)
+
+    def on_line(start, direction):  # boundary point on the segment start + r * direction, r in [0, 1]
+        def wins(r):
+            return env.values(priors.replace_signal(m, env.dims, i, start + r * direction))[i] > price
+
+        return start + bisect(wins, jnp.zeros((), m.dtype), jnp.ones((), m.dtype), iters) * direction
+
+    return jax.vmap(on_line)(starts, directions)
 
 
 def buyer_price_of(prices: Callable[[Params, Array], Array]) -> Callable[[Params, Array, int], Array]:

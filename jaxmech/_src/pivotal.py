@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -536,7 +537,7 @@ def pivotal_mechanism(
     allocation to ``i`` when the prices are admissible (eq. (3)); where they are not, truthful
     ``decide`` may give the object to another clearing buyer and the audit shows that as regret.
     """
-    from jaxmech._src.mechanisms import buyer_price_of, personalized_prices
+    from jaxmech._src.mechanisms import buyer_price_of, personalized_prices, price_kinks
 
     if prices is None:
         price_of = pivotal_price_of(env, config=config, method=method)
@@ -554,6 +555,7 @@ def pivotal_mechanism(
             win = (v > t_i).astype(m.dtype)
             return one * win, win * t_i
 
+        respond.kinks = lambda: price_kinks(env, m, i, t_i)  # = kinks(p, m, i), on the price found above
         return respond
 
     return base._replace(menu=menu)
@@ -828,8 +830,30 @@ def search_two_outcome(
     ``penalty * (min(P_T(a_1), P_T(a_2)) - target)^2``; optax Adam (clipped, non-finite steps skipped).
     The hard rule is then evaluated exactly (:func:`evaluate_two_outcome`) on fresh profiles with a finer grid;
     the starting rule is evaluated too and the better of the two is returned (worst regret plus the distance of
-    ``min(P(a_1), P(a_2))`` from the target).
+    ``min(P(a_1), P(a_2))`` from the target). For several targets use :func:`two_outcome_searcher` (one compile).
     """
+    search = two_outcome_searcher(
+        env, prior, family, batch=batch, grid_points=grid_points, learning_rate=learning_rate,
+        temperature=temperature, penalty=penalty, dtype=dtype,
+    )  # fmt: skip
+    return search(target, key=key, steps=steps, shift=shift, eval_profiles=eval_profiles, eval_grid=eval_grid)
+
+
+def two_outcome_searcher(
+    env: Environment,
+    prior: priors.Prior,
+    family: ScoreFamily,
+    *,
+    batch: int = 64,
+    grid_points: int = 16,
+    learning_rate: float = 0.01,
+    temperature: float = 0.02,
+    penalty: float = 50.0,
+    dtype=jnp.float32,
+) -> Callable[..., TwoOutcomeFit]:
+    """:func:`search_two_outcome` for many targets: ``search(target, *, key, steps=300, shift=None,
+    eval_profiles=512, eval_grid=33) -> TwoOutcomeFit``, the optimizer step compiled once for every target
+    (the target is an argument of the step, not a constant in it)."""
     import optax
 
     from jaxmech._src.search import soft_max
@@ -855,7 +879,7 @@ def search_two_outcome(
         gap = jax.nn.relu(smax(v, 1.0 - w) - -smax(-v, w)) / 2
         return jnp.where((jnp.sum(w) > 1e-3) & (jnp.sum(1.0 - w) > 1e-3), gap, 0.0)
 
-    def loss(params, s):
+    def loss(params, s, target):
         gaps = jnp.concatenate([jax.vmap(lambda x, i=i: soft_gap(params, x, i))(s) for i in range(2)])
         worst = soft_max(gaps, jnp.ones_like(gaps), 0.02)  # ex post: the worst s_-i counts, not the mean
         p1 = jnp.mean(jax.nn.sigmoid(jax.vmap(lambda m: family.score(params, m))(s) / temperature))
@@ -865,28 +889,35 @@ def search_two_outcome(
     opt = optax.apply_if_finite(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate)), 20)
 
     @jax.jit
-    def step(params, state, k):
+    def step(params, state, k, target):
         s = prior.sample(k, batch, dtype)
-        value, g = jax.value_and_grad(loss)(params, s)
+        value, g = jax.value_and_grad(loss)(params, s, target)
         upd, state = opt.update(g, state, params)
         return optax.apply_updates(params, upd), state, value
 
-    params = family.init if shift is None else {**family.init, "shift": jnp.asarray(shift, jnp.float32)}
-    start = params
-    state = opt.init(params)
-    log = []
-    with jax.numpy_dtype_promotion("standard"):
-        for k in range(steps):
-            params, state, value = step(params, state, jax.random.fold_in(key, k))
-            if k % 10 == 0 or k == steps - 1:
-                log.append(float(value))
-    prof = prior.sample(jax.random.fold_in(key, steps + 1), eval_profiles, dtype)
-    grids = signal_grids(env, eval_grid, dtype)
-    fits = []
-    for cand in (params, start):  # the search result, and its start if that is better on the exact measure
-        p1, p2, rmax, rmean = evaluate_two_outcome(env, lambda m, c=cand: family.score(c, m), prof, grids)
-        fits.append(TwoOutcomeFit(float(target), cand, p1, p2, rmax, rmean, log))
-    return min(fits, key=lambda f: f.regret_max + abs(min(f.p_a1[0], f.p_a2[0]) - target))  # regret, on target
+    def search(
+        target: float, *, key: Array, steps: int = 300, shift: float | None = None, eval_profiles: int = 512,
+        eval_grid: int = 33,
+    ) -> TwoOutcomeFit:  # fmt: skip
+        params = family.init if shift is None else {**family.init, "shift": jnp.asarray(shift, jnp.float32)}
+        start = params
+        state = opt.init(params)
+        tgt = jnp.asarray(target, dtype)
+        log = []
+        with jax.numpy_dtype_promotion("standard"):
+            for k in range(steps):
+                params, state, value = step(params, state, jax.random.fold_in(key, k), tgt)
+                if k % 10 == 0 or k == steps - 1:
+                    log.append(float(value))
+        prof = prior.sample(jax.random.fold_in(key, steps + 1), eval_profiles, dtype)
+        eval_grids = signal_grids(env, eval_grid, dtype)
+        fits = []
+        for cand in (params, start):  # the search result, and its start if that is better on the exact measure
+            p1, p2, rmax, rmean = evaluate_two_outcome(env, lambda m, c=cand: family.score(c, m), prof, eval_grids)
+            fits.append(TwoOutcomeFit(float(target), cand, p1, p2, rmax, rmean, log))
+        return min(fits, key=lambda f: f.regret_max + abs(min(f.p_a1[0], f.p_a2[0]) - target))  # regret, on target
+
+    return search
 
 
 # --------------------------------------------------------------------------
@@ -894,21 +925,29 @@ def search_two_outcome(
 
 
 def price_table(
-    prices: Callable[[Params, Array], Array], params: Params = (), chunk: int = 1024
+    prices: Callable[[Params, Array], Array], params: Params = (), chunk: int = 1024, compiler_options=None
 ) -> Callable[[Array], Array]:
     """A jit-compiled ``(N, D) -> (N, n)`` map of ``prices(params, m)`` over rows, ``chunk`` rows at a time.
 
     Chunks of ~1e3 profiles keep the ray searches' working set in cache (2-4x faster on a CPU than one
     vmap over 1e5 profiles). Keep the returned function to reuse its compile across calls of one shape.
+    ``compiler_options`` go to ``jax.jit`` (e.g. ``engine.FAST_COMPILE`` for small tables: equal up to float rounding).
     """
-    return jax.jit(lambda x: jax.lax.map(lambda m: prices(params, m), x, batch_size=min(chunk, x.shape[0])))
+    return jax.jit(
+        lambda x: jax.lax.map(lambda m: prices(params, m), x, batch_size=min(chunk, x.shape[0])),
+        compiler_options=compiler_options,
+    )
 
 
 def batched_prices(
-    prices: Callable[[Params, Array], Array], profiles: Array, params: Params = (), chunk: int = 1024
+    prices: Callable[[Params, Array], Array],
+    profiles: Array,
+    params: Params = (),
+    chunk: int = 1024,
+    compiler_options=None,
 ) -> Array:
     """``prices(params, m)`` for every row of ``profiles`` ``(N, D)`` -> ``(N, n)`` (one-off :func:`price_table`)."""
-    return price_table(prices, params, chunk)(profiles)
+    return price_table(prices, params, chunk, compiler_options)(profiles)
 
 
 def _mean_se(x: np.ndarray) -> dict:
@@ -966,17 +1005,24 @@ def price_stats(env: Environment, profiles: Array, values: Array, prices: Array)
 
 
 def ray_accuracy(
-    env: Environment, profiles: Array, config: PivotalConfig = PivotalConfig(), reference=FINE, prices=None
+    env: Environment,
+    profiles: Array,
+    config: PivotalConfig = PivotalConfig(),
+    reference=FINE,
+    prices=None,
+    compiler_options=None,
 ) -> dict:
     """How far the ray search at ``config`` is from a fine setting (``reference``) on ``profiles``: max and mean ``|dt*|``.
 
     Also reports the number of value evaluations per buyer and profile of each setting. ``prices``: the
     ``(N, n)`` prices at ``config`` on ``profiles`` when the caller already has them (saves a compile).
+    ``compiler_options`` go to ``jax.jit``.
     """
+    opts = compiler_options
     if prices is None:
-        prices = batched_prices(pivotal_prices(env, config=config), profiles)
+        prices = batched_prices(pivotal_prices(env, config=config), profiles, compiler_options=opts)
     t = np.asarray(prices, np.float64)
-    r = np.asarray(batched_prices(pivotal_prices(env, config=reference), profiles), np.float64)
+    r = np.asarray(batched_prices(pivotal_prices(env, config=reference), profiles, compiler_options=opts), np.float64)
     fin = np.isfinite(t) & np.isfinite(r)
     err = np.where(fin, np.abs(t - r), 0.0)
 
@@ -997,17 +1043,22 @@ def ray_accuracy(
 
 
 def lemma2_check(
-    env: Environment, profiles: Array, lam_points: int = 17, config: PivotalConfig = PivotalConfig()
+    env: Environment,
+    profiles: Array,
+    lam_points: int = 17,
+    config: PivotalConfig = PivotalConfig(),
+    compiler_options=None,
 ) -> dict:
     """B Lemma 2 numerically: ``g_ij(lam)`` on a grid of ``lam`` for every ordered pair; the smallest step ``g(lam') - g(lam)``.
 
     Non-negative (up to the accuracy of ``V^m``) when the Lemma holds; the nested route (:func:`pivotal_max`).
+    ``compiler_options`` go to ``jax.jit``.
     """
     lam = jnp.linspace(0.0, 1.0, lam_points, dtype=profiles.dtype)
     n = env.n_agents
     pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
 
-    @jax.jit  # every pair in one compile
+    @partial(jax.jit, compiler_options=compiler_options)  # every pair in one compile
     def min_steps(p):
         def g(i, j):
             return jax.vmap(lambda m: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam))(p)
@@ -1020,12 +1071,12 @@ def lemma2_check(
     return {"profiles": int(profiles.shape[0]), "lam_points": lam_points, "min_increment": worst.tolist()}
 
 
-def assumption_report(env: Environment, profiles: Array, steps: Array) -> dict:
-    """B Assumptions 1a, 2 and 3 on samples (JSON-ready), each with its witness."""
+def assumption_report(env: Environment, profiles: Array, steps: Array, compiler_options=None) -> dict:
+    """B Assumptions 1a, 2 and 3 on samples (JSON-ready), each with its witness (``compiler_options``: ``jax.jit``'s)."""
     tol = 1e-5 * max(1.0, float(jnp.max(jnp.abs(jax.vmap(env.values)(profiles)))))
     out = {"profiles": int(profiles.shape[0]), "tol": tol}
     for name, fn in (("assumption1a", check_assumption1a), ("assumption2", check_assumption2)):
-        v = jax.jit(lambda p, st, fn=fn: fn(env, p, st))(profiles, steps)
+        v = jax.jit(lambda p, st, fn=fn: fn(env, p, st), compiler_options=compiler_options)(profiles, steps)
         w = np.asarray(v.worst)
         i, k = np.unravel_index(int(np.argmax(w)), w.shape)
         out[name] = {
@@ -1034,7 +1085,7 @@ def assumption_report(env: Environment, profiles: Array, steps: Array) -> dict:
             "witness": {"pair": [int(i), int(k)], "profile": np.asarray(v.profile[i, k]).tolist(),
                         "moved": np.asarray(v.moved[i, k]).tolist()},
         }  # fmt: skip
-    a3 = jax.jit(lambda p: check_assumption3(env, p))(profiles)
+    a3 = jax.jit(lambda p: check_assumption3(env, p), compiler_options=compiler_options)(profiles)
     share, se = np.asarray(a3.share), np.asarray(a3.se)
     leaders = int(np.sum(share - 1.96 * se > 0))
     out["assumption3"] = {

@@ -26,8 +26,8 @@ from jaxmech._src.pivotal import (
     raise_prices,
     ray_accuracy,
     score_family,
-    search_two_outcome,
     signal_grids,
+    two_outcome_searcher,
 )
 
 
@@ -92,7 +92,7 @@ def _regret_summary(rep: dict) -> dict:
     }
 
 
-def _signal_square_data(env: Environment, prices, profile: Array, points: int = 121):
+def _signal_square_data(env: Environment, prices, profile: Array, points: int = 121, compiler_options=None):
     """Buyer 1's square at ``profile``'s ``s_-1``: own values, max of the others' values, price, maximizer."""
     g = np.linspace(0.0, 1.0, points)
     a, b = np.meshgrid(g, g, indexing="ij")
@@ -101,12 +101,11 @@ def _signal_square_data(env: Environment, prices, profile: Array, points: int = 
     lo, width = jnp.asarray(env.lo[sl], profile.dtype), jnp.asarray(env.hi[sl] - env.lo[sl], profile.dtype)
     others = tuple(range(1, env.n_agents))
 
-    @jax.jit  # one compile: an eager ray search would compile op by op
-    def square(p):
+    def square(p):  # one compile: an eager ray search would compile op by op
         v = jax.vmap(lambda x: env.values(priors.replace_signal(p, env.dims, 0, lo + x * width)))(y)
         return v, prices((), p)[0], _ray_search(env, p, 0, others, PivotalConfig())[2]
 
-    v, price, arg = square(profile)
+    v, price, arg = jax.jit(square, compiler_options=compiler_options)(profile)
     v = np.asarray(v).reshape(points, points, -1)
     return g, v[..., 0], v[..., 1:].max(axis=-1), float(price), np.asarray(arg)
 
@@ -114,18 +113,24 @@ def _signal_square_data(env: Environment, prices, profile: Array, points: int = 
 def run_pivotal(settings, base_dir, progress, out_dir):
     """Experiment ``pivotal`` (B Secs. 3-4): every price mechanism of the config on common samples + audits."""
     from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
+    from jaxmech._src import engine, plots, runs
 
     ex = settings.experiment
     built = runs.build(settings, base_dir)
     env = built.env
+    # audit.fast_compile (set by `jaxmech reproduce --quick`): every compile here too (numbers equal up to float rounding)
+    opts = dict(engine.FAST_COMPILE) if settings.audit.fast_compile else None
     if not env.outcome_names or env.outcome_names[0] != "a0" or not env.is_separable:
         raise cfg.ConfigError("environment.kind: the pivotal experiment needs a single-object environment (B Sec. 2)")
     key = jax.random.PRNGKey(settings.seed)
     s = built.prior.sample(jax.random.fold_in(key, 31), ex.stats_profiles, built.dtype)
     steps = 0.3 * jax.random.uniform(jax.random.fold_in(key, 32), s.shape, built.dtype)
     k = min(ex.stats_profiles, 20000)
-    out = {"environment": env.name, "dims": list(env.dims), "assumptions": assumption_report(env, s[:k], steps[:k])}
+    out = {
+        "environment": env.name,
+        "dims": list(env.dims),
+        "assumptions": assumption_report(env, s[:k], steps[:k], opts),
+    }
     v = jax.vmap(env.values)(s)
     specs = [settings.mechanism, *ex.against]
     rows, tables, pivotal_fn = [], [], None
@@ -136,7 +141,9 @@ def run_pivotal(settings, base_dir, progress, out_dir):
             if idx == 0
             else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
         )
-        table = price_table(fn)  # compiled once: the stats here, the timing on a fresh sample below
+        table = price_table(
+            fn, compiler_options=opts
+        )  # compiled once: the stats here, the timing on a fresh sample below
         t0 = _time()
         t = table(s)
         t.block_until_ready()
@@ -159,10 +166,13 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     if pivotal_fn is not None:
         fn, m, table, t = pivotal_fn
         cfg_p = PivotalConfig(rays=m.rays, refine=m.refine)
-        out["ray_accuracy"] = ray_accuracy(env, s[:256], cfg_p, prices=t[:256] if m.raise_by == 0 else None)
+        out["ray_accuracy"] = ray_accuracy(
+            env, s[:256], cfg_p, prices=t[:256] if m.raise_by == 0 else None, compiler_options=opts
+        )
         if m.method == "rays":
             out["price_timing"] = _timed_prices(table, built.prior, key, built.dtype, ex.stats_profiles)
-        out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p)
+            out["price_timing"]["fast_compile"] = settings.audit.fast_compile  # then slower code than a real run
+        out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p, compiler_options=opts)
         if env.name == "example1":  # the construction on Example 1: t*_i = p_j + c_j (tests/test_pivotal.py derives it)
             t = tables[[r["kind"] for r in rows].index("pivotal")]
             x = np.asarray(s, np.float64)
@@ -181,7 +191,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
             if prof.shape != (env.size,):
                 raise cfg.ConfigError(f"experiment.profile: need {env.size} signals, got {prof.shape[0]}")
             fn = pivotal_fn[0] if pivotal_fn is not None else prices_from_settings(env, specs[0], base_dir)[0]
-            g, vo, vj, price, arg = _signal_square_data(env, fn, prof)
+            g, vo, vj, price, arg = _signal_square_data(env, fn, prof, compiler_options=opts)
             f = plots.signal_classes(out_dir / "signal_square.png", g, vo, vj, price, arg,
                                      f"{env.name}: buyer 1 at s_-1 = {np.round(np.asarray(prof[2:], np.float64), 2).tolist()}")  # fmt: skip
             figs.append(f.name)
@@ -223,13 +233,13 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
     for k, tau in enumerate(ex.targets):
         if not 0.0 <= tau <= 0.5:
             raise cfg.ConfigError(f"experiment.targets[{k}]: must be in [0, 0.5], got {tau}")
+    search = two_outcome_searcher(env, built.prior, fam, batch=sc.batch, learning_rate=sc.learning_rate,
+                                  dtype=built.dtype)  # fmt: skip
+    for k, tau in enumerate(ex.targets):
         shift = float(np.quantile(diff, 1.0 - tau)) if tau > 0 else float(diff.max()) + 1.0
         t0 = _time()
-        fit = search_two_outcome(
-            env, built.prior, fam, tau, key=jax.random.fold_in(key, 100 + k), steps=sc.steps if tau > 0 else 1,
-            batch=sc.batch, learning_rate=sc.learning_rate, shift=shift, eval_profiles=ex.stats_profiles,
-            dtype=built.dtype,
-        )  # fmt: skip
+        fit = search(tau, key=jax.random.fold_in(key, 100 + k), steps=sc.steps if tau > 0 else 1, shift=shift,
+                     eval_profiles=ex.stats_profiles)  # fmt: skip
         rows.append({"target": tau, "p_a1": fit.p_a1, "p_a2": fit.p_a2, "nontriviality": min(fit.p_a1[0], fit.p_a2[0]),
                      "regret_max": fit.regret_max, "regret_mean": fit.regret_mean, "seconds": _time() - t0,
                      "loss_first_last": [fit.loss[0], fit.loss[-1]]})  # fmt: skip
