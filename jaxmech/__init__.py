@@ -79,9 +79,11 @@ from jaxmech._src.mechanisms import (
     example1_prices,
     generalized_vcg,
     linear_trade_pivot,
+    menu_kinks,
     own_signal_prices,
     personalized_prices,
     pivot_payments,
+    price_kinks,
     threshold_with_rebate,
 )
 from jaxmech._src.pivotal import (
@@ -238,6 +240,7 @@ __all__ = [
     "linear_trade_pivot",
     "linear_trade_values",
     "linear_uniform_deficit",
+    "menu_kinks",
     "lowest_trading_signal",
     "multiplicative_trade_values",
     "outcome_graph",
@@ -248,6 +251,7 @@ __all__ = [
     "pivotal_mechanism",
     "pivotal_price_of",
     "pivotal_prices",
+    "price_kinks",
     "price_stats",
     "private_common_values",
     "project_choice",

@@ -117,3 +117,41 @@ def test_non_monotone_rule_has_positive_regret():
     coef = jnp.array([1.0, 0.5, 0.0, 0.0, 1.0, 0.5, 0.0], jnp.float32)
     reg, _ = _cutoff_audit_jit(coef, jnp.array([0.8, -0.6], jnp.float32), _PROFILES, jax.random.PRNGKey(0))
     assert float(reg[1]) > 0.05
+
+
+def _kink_check(env, mech, price_of, s, i):
+    """(respond.kinks(), mech.kinks, |V_i(kink) - t_i|) at every profile, in one jit."""
+    sl = slice(sum(env.dims[:i]), sum(env.dims[: i + 1]))
+
+    def one(m):
+        via_menu = jm.menu_kinks(mech, mech.menu((), m, i), (), m, i)
+        direct = mech.kinks((), m, i)
+        gap = None
+        if price_of is not None:
+            v = jax.vmap(lambda x: env.values(m.at[sl].set(x))[i])(direct)
+            gap = jnp.abs(v - price_of((), m, i))
+        return via_menu, direct, gap
+
+    return jax.jit(jax.vmap(one))(s)
+
+
+def test_menu_kinks_equal_the_kinks_function(key):
+    """A menu's respond.kinks() (what the audit uses) equals mech.kinks; B's kinks lie on V_i = t_i."""
+    trade = jm.bilateral_trade(jm.multiplicative_trade_values(0.3))
+    ex1 = jm.example1()
+    pc = jm.single_object([2, 3], jm.private_common_values([2, 3], [1.0, 0.4]), name="private_common")
+    cfg = jm.PivotalConfig(rays=9, refine=6)
+    cases = [
+        (trade, jm.generalized_vcg(trade), None),  # pivots by bisection
+        (ex1, jm.personalized_prices(ex1, jm.example1_prices), lambda p, m, i: jm.example1_prices(p, m)[i]),
+        (pc, jm.pivotal_mechanism(pc, config=cfg), jm.pivotal_price_of(pc, config=cfg)),  # B Sec. 4.1 rays
+    ]
+    for env, mech, price_of in cases:
+        s = jm.independent(env.dims).sample(key, 64)
+        for i in range(env.n_agents):
+            via_menu, direct, gap = _kink_check(env, mech, price_of, s, i)
+            chex.assert_trees_all_close(via_menu, direct, atol=1e-6)
+            if gap is not None:  # on the boundary of the win set where the bisection found an interior crossing
+                inside = np.asarray(jnp.all((direct > 1e-4) & (direct < 1 - 1e-4), axis=-1))
+                assert inside.any()
+                assert np.asarray(gap)[inside].max() < 1e-4
