@@ -314,6 +314,7 @@ def with_fees(mech: Mechanism, fees, *, name: str | None = None) -> Mechanism:
             q, t_i = respond(m_i)
             return q, t_i + jnp.asarray(fees[i], m.dtype)
 
+        with_fee.kinks = getattr(respond, "kinks", None)  # a fee moves no kink (None: mech.kinks is used)
         return with_fee
 
     label = name or f"{mech.name}+fees"

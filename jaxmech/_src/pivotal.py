@@ -1018,11 +1018,12 @@ def ray_accuracy(
     ``(N, n)`` prices at ``config`` on ``profiles`` when the caller already has them (saves a compile).
     ``compiler_options`` go to ``jax.jit``.
     """
-    opts = compiler_options
-    if prices is None:
-        prices = batched_prices(pivotal_prices(env, config=config), profiles, compiler_options=opts)
-    t = np.asarray(prices, np.float64)
-    r = np.asarray(batched_prices(pivotal_prices(env, config=reference), profiles, compiler_options=opts), np.float64)
+
+    def table(c: PivotalConfig) -> Array:
+        return batched_prices(pivotal_prices(env, config=c), profiles, compiler_options=compiler_options)
+
+    t = np.asarray(table(config) if prices is None else prices, np.float64)
+    r = np.asarray(table(reference), np.float64)
     fin = np.isfinite(t) & np.isfinite(r)
     err = np.where(fin, np.abs(t - r), 0.0)
 

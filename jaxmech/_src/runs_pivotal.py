@@ -13,13 +13,13 @@ from jaxmech._src.environments import Environment
 from jaxmech._src.pivotal import (
     Array,
     PivotalConfig,
+    _all_buyers,
     _mean_se,
     _ray_search,
     assumption_report,
     evaluate_two_outcome,
     lemma2_check,
     pivotal_price_of,
-    pivotal_prices,
     price_stats,
     price_table,
     raise_price_of,
@@ -43,9 +43,8 @@ def prices_from_settings(env: Environment, m, base_dir=None):
     price_of = None
     if m.kind == "pivotal":
         try:
-            config = PivotalConfig(rays=m.rays, refine=m.refine)
-            fn = pivotal_prices(env, config=config, method=m.method)
-            price_of = pivotal_price_of(env, config=config, method=m.method)
+            price_of = pivotal_price_of(env, config=PivotalConfig(rays=m.rays, refine=m.refine), method=m.method)
+            fn = _all_buyers(price_of, env.n_agents)  # = pivotal_prices, on the same per-buyer searches
         except ValueError as e:
             raise cfg.ConfigError(f"mechanism: {e}") from None
         label = "pivotal" if m.method == "rays" else f"pivotal({m.method})"
@@ -141,9 +140,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
             if idx == 0
             else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
         )
-        table = price_table(
-            fn, compiler_options=opts
-        )  # compiled once: the stats here, the timing on a fresh sample below
+        table = price_table(fn, compiler_options=opts)  # compiled once: the stats here, the timing below
         t0 = _time()
         t = table(s)
         t.block_until_ready()
