@@ -111,8 +111,17 @@ def truthful(env: Environment, mech: Mechanism, params, s: Array) -> Truthful:
     )
 
 
-def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i):
+def _n_draws(misreports: Misreports) -> tuple[int, int]:
+    """Uniform draws per profile and agent: ``(random misreports, extra gradient-ascent starts)``."""
+    extra = max(1, misreports.gradient_restarts) - 1 if misreports.gradient_steps > 0 else 0
+    return misreports.random, extra
+
+
+def _best_deviation(env, mech, params, misreports: Misreports, profiles, draws, i):
     """Best misreport of agent ``i`` at each profile of a block: ``(best_u (B,), best_m (B, d_i))``.
+
+    ``draws`` (``(B, R + E, d_max)``, uniform on ``[0, 1)``) give the ``R`` random misreports and the
+    ``E`` extra ascent starts (:func:`_n_draws`), scaled to ``S_i``.
 
     One function per profile, vmapped over the block: agent ``i``'s menu at ``s_-i`` is built once and
     every strategy (grid chunks, random draws, kinks, gradient ascent) asks it, so the ``m_-i``-only work
@@ -125,7 +134,6 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
     dtype = profiles.dtype
     lo_np, hi_np = env.lo[sl], env.hi[sl]
     lo, hi = jnp.asarray(lo_np, dtype), jnp.asarray(hi_np, dtype)
-    batch = profiles.shape[0]
 
     chunks = None
     if misreports.grid > 0:  # shared by all profiles, scanned in chunks of grid_chunk
@@ -135,17 +143,15 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, key, i)
         grid = np.concatenate([grid, np.repeat(grid[:1], pad, axis=0)]) if pad else grid
         chunks = jnp.asarray(grid.reshape(-1, c, d), dtype)
 
-    rand_key, grad_key = jax.random.split(jax.random.fold_in(key, i))
-    per_profile = []  # (B, C, d) candidates of each profile
-    if misreports.random > 0:
-        per_profile.append(jax.random.uniform(rand_key, (batch, misreports.random, d), dtype, lo, hi))
-    cands = jnp.concatenate(per_profile, axis=1) if per_profile else jnp.zeros((batch, 0, d), dtype)
+    scale = hi - lo
+    n_rand, _ = _n_draws(misreports)
+    points = jnp.clip(
+        lo[None, None] + scale[None, None] * draws[:, :, :d], lo[None, None], hi[None, None]
+    )  # (B, R + E, d)
+    cands, extra_starts = points[:, :n_rand], points[:, n_rand:]  # random misreports; ascent starts besides the best
     use_kinks = misreports.kinks and mech.kinks is not None
     eps = (misreports.kink_eps * (hi - lo))[None, :]
-    r = max(1, misreports.gradient_restarts) if misreports.gradient_steps > 0 else 1
-    extra_starts = jax.random.uniform(grad_key, (batch, r - 1, d), dtype, lo, hi)  # ascent starts besides the best
     opt = optax.adam(misreports.gradient_lr)
-    scale = hi - lo
 
     def take_better(best, u, ms):  # u: (C,), ms: (C, d); strict improvement keeps the earlier point on ties
         j = jnp.argmax(u)
@@ -233,8 +239,12 @@ def block_stats(
     n = env.n_agents
     dmax = max(env.dims)
     regrets, reg_max, reg_j, reg_m = [], [], [], []
+    # One uniform draw for every agent's random misreports and ascent starts: each threefry call is its
+    # own loop in the compiled program (rolled on CPU), so one call instead of n * 4 compiles faster.
+    n_draws = sum(_n_draws(misreports))
+    draws = jax.random.uniform(key, (n, batch, n_draws, dmax), dtype)
     for i in range(n):
-        best_u, best_m = _best_deviation(env, mech, params, misreports, profiles, key, i)
+        best_u, best_m = _best_deviation(env, mech, params, misreports, profiles, draws[i], i)
         r = jnp.maximum(0.0, best_u - tr.utility[:, i])
         regrets.append(r)
         mx, j = _masked_argext(r, valid, True)
