@@ -39,6 +39,23 @@ def test_efficient_projects_certify_everywhere(key, a, i):
     assert rep.worst_cycle[0] == rep.worst_cycle[-1]
 
 
+def test_characterize_all_agents_in_one_program_equals_one_agent_at_a_time(key):
+    """characterize() traces the agent index (equal signal dimensions): the same rows as characterize_agent."""
+    env = bilateral_trade(linear_trade_values(0.5))
+    mech = generalized_vcg(env)
+    profiles = jax.random.uniform(key, (12, 2))
+    grid = jnp.linspace(0.0, 1.0, 33)[:, None]
+    trade = jnp.array([0.0, 1.0])  # the outcome rows (no trade, trade)
+    together = C.characterize(env, mech, mech.params, profiles, [grid, grid], outcomes=trade)
+    row, rep, pe = together[1]  # the seller: a nonzero traced index
+    row1, rep1, pe1 = C.characterize_agent(env, mech, mech.params, profiles, 1, grid, outcomes=trade)
+    row.pop("certificates_per_s"), row1.pop("certificates_per_s")
+    assert row == row1 and row["agent"] == "seller"
+    np.testing.assert_array_equal(rep.max_walk, rep1.max_walk)
+    np.testing.assert_array_equal(pe.cert_payments, pe1.cert_payments)
+    assert [r["certified_share"] for r, _, _ in together] == [1.0, 1.0]  # VCG is ex post IC (CE Thm 1)
+
+
 def test_cyclic_allocation_has_positive_cycle_and_profitable_misreport(key):
     env = C.cyclic_allocation()
     decide = efficient_rule(env)

@@ -16,6 +16,23 @@ def test_layout_helpers():
     np.testing.assert_array_equal(out, [9.0, 8.0, 2.0, 3.0, 4.0])
 
 
+def test_traced_agent_index_replaces_like_the_static_one():
+    s = jnp.arange(6.0).reshape(2, 3)  # two profiles, three 1-d agents
+    for i in range(3):
+        traced = jax.jit(lambda i, s: jm.replace_signal(s, (1, 1, 1), i, 7.0))(jnp.int32(i), s)
+        np.testing.assert_array_equal(traced, jm.replace_signal(s, (1, 1, 1), i, 7.0))
+    with pytest.raises(ValueError, match="equal signal dimensions"):
+        jax.jit(lambda i: jm.replace_signal(jnp.zeros(3), (2, 1), i, 0.0))(jnp.int32(0))
+
+
+def test_independent_coordinate_j_is_drawn_from_fold_in_key_j(key):
+    """The batched draw of the uniform coordinates keeps the documented stream: coordinate j from fold_in(key, j)."""
+    marginals = [jm.uniform(-1, 2), jm.beta(2, 5, 0, 4), jm.uniform(0.5, 1.0)]
+    s = jm.independent((1, 2), marginals).sample(key, 100)
+    for j, m in enumerate(marginals):
+        np.testing.assert_array_equal(s[:, j], m.sample(jax.random.fold_in(key, j), (100,), jnp.float32))
+
+
 class TestSampling(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_shapes_dtype_and_support(self):

@@ -363,20 +363,30 @@ def certify(
     samples = jnp.asarray(samples, profiles_minus.dtype)
     if samples.ndim != 2 or samples.shape[1] != env.dims[i]:
         raise ValueError(f"certify: samples must have shape (S, {env.dims[i]}), got {samples.shape}")
-    certs = _certify_fn(env, decide, i, outcomes, tol, batch_size)(params, profiles_minus, samples)
+    certs = _certify_fn(env, decide, outcomes, tol, batch_size)(params, _agent(env, i), profiles_minus, samples)
     return _report(certs, profiles_minus, samples)
 
 
-def _certify_fn(env, decide, i, outcomes, tol, batch_size):
-    """``(params, profiles_minus, samples) -> Certificate`` (leading axis: profile), jitted."""
+def _agent(env: Environment, i: int):
+    return priors.agent_index(env.dims, i)
 
-    def run(params, profiles_minus, samples):
+
+def _per_agent_jit(env: Environment, fn):
+    """``jax.jit(fn)`` for ``fn(params, i, ...)``: one compile for every agent where the signal dimensions are
+    equal (``i`` traced, :func:`priors.agent_index`), else one per agent (``i`` static)."""
+    return jax.jit(fn, static_argnums=() if len(set(env.dims)) == 1 else (1,))
+
+
+def _certify_fn(env, decide, outcomes, tol, batch_size):
+    """``(params, i, profiles_minus, samples) -> Certificate`` (leading axis: profile), jitted."""
+
+    def run(params, i, profiles_minus, samples):
         def one(s):
             return solve_graph(_outcome_graph(env, decide, params, s, i, samples, outcomes), tol=tol)
 
         return jax.lax.map(one, profiles_minus, batch_size=batch_size)
 
-    return jax.jit(run)
+    return _per_agent_jit(env, run)
 
 
 def _report(certs: Certificate, profiles_minus, samples) -> CertifyReport:
@@ -621,11 +631,14 @@ def payoff_equivalence(
     not depend on the normalization.
     """
     decide = _decide_of(mech_or_decide)
-    profiles_minus = jnp.asarray(profiles_minus)
-    dt = profiles_minus.dtype
-    samples, starts, ends = (jnp.asarray(x, dt) for x in (samples, starts, ends))
+    fn = _payoff_equivalence_fn(env, decide, outcomes, iters, tol, batch_size)
+    return _payoff_equivalence_on(fn, env, params, profiles_minus, i, samples, starts, ends)
 
-    def one(params, s):
+
+def _payoff_equivalence_fn(env, decide, outcomes, iters, tol, batch_size):
+    """``(params, i, profiles_minus, samples, starts, ends) -> arrays`` of :func:`payoff_equivalence`, jitted."""
+
+    def one(params, i, s, samples, starts, ends):
         b = _boundary_points(env, decide, params, s, i, starts, ends, outcomes, iters)
         bp = _boundary_payments(env, decide, params, s, i, samples, b, outcomes)
         xs = jnp.concatenate([samples, b.lo, b.hi])
@@ -636,7 +649,17 @@ def payoff_equivalence(
         dev = jnp.max(jnp.where(both, jnp.abs(d - shift), 0.0))
         return dev, bp.residual, bp.connected, cert.feasible, cert.payments, bp.payments, both
 
-    out = jax.jit(lambda p, P: jax.lax.map(lambda s: one(p, s), P, batch_size=batch_size))(params, profiles_minus)
+    def run(params, i, profiles_minus, samples, starts, ends):
+        return jax.lax.map(lambda s: one(params, i, s, samples, starts, ends), profiles_minus, batch_size=batch_size)
+
+    return _per_agent_jit(env, run)
+
+
+def _payoff_equivalence_on(fn, env, params, profiles_minus, i, samples, starts, ends) -> PayoffEquivalence:
+    profiles_minus = jnp.asarray(profiles_minus)
+    dt = profiles_minus.dtype
+    samples, starts, ends = (jnp.asarray(x, dt) for x in (samples, starts, ends))
+    out = fn(params, _agent(env, i), profiles_minus, samples, starts, ends)
     dev, res, conn, feas, tc, tb, both = (np.asarray(x) for x in out)
     return PayoffEquivalence(
         float(dev.max()), float(res.max()), float(conn.mean()), float(feas.mean()), dev, tc, tb, both
@@ -768,23 +791,60 @@ def characterize_agent(
     and the eq. (4) residual, and the certificate throughput (graphs built and solved per second, timed
     on a second, compiled call).
     """
+    decide = _decide_of(mech_or_decide)
+    fns = _characterize_fns(env, decide, outcomes, tol, batch_size)
+    return _characterize_on(fns, env, params, profiles_minus, i, samples, outcomes, equivalence_profiles)
+
+
+def characterize(
+    env: Environment,
+    mech_or_decide,
+    params: Params,
+    profiles_minus: Array,
+    samples: Sequence[Array],
+    *,
+    outcomes=None,
+    equivalence_profiles: int = 16,
+    tol: float = 1e-5,
+    batch_size: int | None = 256,
+) -> list[tuple[dict, CertifyReport, PayoffEquivalence]]:
+    """:func:`characterize_agent` for every agent (``samples[i]``: agent ``i``'s own-signal samples).
+
+    Where all agents have the same signal dimension the agent index is a traced argument, so the
+    certificate and payoff-equivalence programs compile once for all agents.
+    """
+    if len(samples) != env.n_agents:
+        raise ValueError(f"characterize: need one sample array per agent ({env.n_agents}), got {len(samples)}")
+    decide = _decide_of(mech_or_decide)
+    fns = _characterize_fns(env, decide, outcomes, tol, batch_size)
+    return [
+        _characterize_on(fns, env, params, profiles_minus, i, x, outcomes, equivalence_profiles)
+        for i, x in enumerate(samples)
+    ]
+
+
+def _characterize_fns(env, decide, outcomes, tol, batch_size):
+    return _certify_fn(env, decide, outcomes, tol, batch_size), _payoff_equivalence_fn(
+        env, decide, outcomes, 40, tol, 64
+    )
+
+
+def _characterize_on(fns, env, params, profiles_minus, i, samples, outcomes, equivalence_profiles):
     import time
 
-    decide = _decide_of(mech_or_decide)
+    cert_fn, pe_fn = fns
     profiles_minus = jnp.asarray(profiles_minus)
     samples = jnp.asarray(samples, profiles_minus.dtype)
-    fn = _certify_fn(env, decide, i, outcomes, tol, batch_size)
-    rep = _report(fn(params, profiles_minus, samples), profiles_minus, samples)
+    agent = _agent(env, i)
+    rep = _report(cert_fn(params, agent, profiles_minus, samples), profiles_minus, samples)
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(params, profiles_minus, samples))  # compiled: the throughput
+    jax.block_until_ready(cert_fn(params, agent, profiles_minus, samples))  # compiled: the throughput
     per_s = len(profiles_minus) / max(time.perf_counter() - t0, 1e-9)
 
     certified = np.flatnonzero(rep.feasible)[:equivalence_profiles]
     pick = certified if len(certified) else np.arange(min(equivalence_profiles, len(profiles_minus)))
     starts, ends = segments(samples)
-    pe = payoff_equivalence(
-        env, decide, params, profiles_minus[pick], i, samples, starts, ends, outcomes=outcomes, tol=tol
-    )
+    pe = _payoff_equivalence_on(pe_fn, env, params, profiles_minus[pick], i, samples, starts, ends)
     names = env.outcome_names if outcomes is None or len(env.outcome_names) == _n_outcomes(env, outcomes) else None
     label = (lambda a: names[a]) if names else (lambda a: int(a))
     row = {

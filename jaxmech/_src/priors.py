@@ -42,12 +42,28 @@ def agent_slice(dims: Sequence[int], i: int) -> slice:
     return slice(start, start + dims[i])
 
 
-def replace_signal(profile: Array, dims: Sequence[int], i: int, signal: Array) -> Array:
-    """``(m_i, s_-i)``: the profile with agent ``i``'s signal replaced by ``signal``."""
+def replace_signal(profile: Array, dims: Sequence[int], i: int | Array, signal: Array) -> Array:
+    """``(m_i, s_-i)``: the profile with agent ``i``'s signal replaced by ``signal``.
+
+    ``i`` may be a traced integer where every agent has the same signal dimension, so one compiled
+    program serves every agent (see :func:`agent_index`).
+    """
+    if not isinstance(i, (int, np.integer)):
+        d = dims[0]
+        if any(x != d for x in dims):
+            raise ValueError(f"replace_signal: a traced agent index needs equal signal dimensions, got {dims}")
+        signal = jnp.broadcast_to(jnp.asarray(signal, profile.dtype), profile.shape[:-1] + (d,))
+        return jax.lax.dynamic_update_slice_in_dim(profile, signal, i * d, axis=profile.ndim - 1)
     sl = agent_slice(dims, i)
     signal = jnp.broadcast_to(jnp.asarray(signal, profile.dtype), profile.shape[:-1] + (sl.stop - sl.start,))
     # a concatenation of static slices fuses into the consumer (a scatter would not)
     return jnp.concatenate([profile[..., : sl.start], signal, profile[..., sl.stop :]], axis=-1)
+
+
+def agent_index(dims: Sequence[int], i: int) -> int | Array:
+    """Agent ``i`` as a program argument: an int32 array where all signal dimensions are equal (one compile
+    for every agent, :func:`replace_signal`), else the static ``int``."""
+    return jnp.asarray(i, jnp.int32) if len(set(dims)) == 1 else int(i)
 
 
 def validate_dims(dims: Sequence[int], name: str = "dims") -> tuple[int, ...]:

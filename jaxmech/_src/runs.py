@@ -1302,14 +1302,13 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
     key = jax.random.PRNGKey(settings.seed)
     others = built.prior.sample(jax.random.fold_in(key, 5), profiles, built.dtype)
     table = _outcome_table(env)
-    rows, raw, grids = [], [], []
+    grids = []
     for i in range(env.n_agents):
         sl = priors.agent_slice(env.dims, i)
-        grid = jnp.asarray(audit_lib.grid_points(env.lo[sl], env.hi[sl], points, 4096), built.dtype)
-        row, rep, pe = cert.characterize_agent(env, mech, mech.params, others, i, grid, outcomes=table)
-        rows.append(row)
-        raw.append((rep, pe))
-        grids.append(grid)
+        grids.append(jnp.asarray(audit_lib.grid_points(env.lo[sl], env.hi[sl], points, 4096), built.dtype))
+    agents = cert.characterize(env, mech, mech.params, others, grids, outcomes=table)
+    rows = [row for row, _, _ in agents]
+    raw = [(rep, pe) for _, rep, pe in agents]
     out = {"name": settings.name, "environment": env.name, "mechanism": mech.name, "profiles": profiles,
            "samples_per_agent": int(len(grids[0])), "agents": rows}  # fmt: skip
     if table is not None and env.is_separable and all(d == 1 for d in env.dims):
