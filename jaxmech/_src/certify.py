@@ -363,18 +363,16 @@ def certify(
     samples = jnp.asarray(samples, profiles_minus.dtype)
     if samples.ndim != 2 or samples.shape[1] != env.dims[i]:
         raise ValueError(f"certify: samples must have shape (S, {env.dims[i]}), got {samples.shape}")
-    certs = _certify_fn(env, decide, outcomes, tol, batch_size)(params, _agent(env, i), profiles_minus, samples)
+    certs = _certify_fn(env, decide, outcomes, tol, batch_size)(
+        params, priors.agent_index(env.dims, i), profiles_minus, samples
+    )
     return _report(certs, profiles_minus, samples)
-
-
-def _agent(env: Environment, i: int):
-    return priors.agent_index(env.dims, i)
 
 
 def _per_agent_jit(env: Environment, fn):
     """``jax.jit(fn)`` for ``fn(params, i, ...)``: one compile for every agent where the signal dimensions are
     equal (``i`` traced, :func:`priors.agent_index`), else one per agent (``i`` static)."""
-    return jax.jit(fn, static_argnums=() if len(set(env.dims)) == 1 else (1,))
+    return jax.jit(fn, static_argnums=() if priors.equal_dims(env.dims) else (1,))
 
 
 def _certify_fn(env, decide, outcomes, tol, batch_size):
@@ -608,6 +606,9 @@ class PayoffEquivalence(NamedTuple):
     shared: np.ndarray  # shape=(P, k) bool: outcomes some sample gets that the boundary tree reaches
 
 
+_PE_ITERS, _PE_BATCH = 40, 64  # payoff_equivalence's bisection steps and profiles per batch
+
+
 def payoff_equivalence(
     env: Environment,
     mech_or_decide,
@@ -619,9 +620,9 @@ def payoff_equivalence(
     ends: Array,
     *,
     outcomes=None,
-    iters: int = 40,
+    iters: int = _PE_ITERS,
     tol: float = 1e-5,
-    batch_size: int | None = 64,
+    batch_size: int | None = _PE_BATCH,
 ) -> PayoffEquivalence:
     """CE Thm 3 numerically: two IC payment constructions agree up to a constant in ``s_i`` at each ``s_-i``.
 
@@ -659,7 +660,7 @@ def _payoff_equivalence_on(fn, env, params, profiles_minus, i, samples, starts, 
     profiles_minus = jnp.asarray(profiles_minus)
     dt = profiles_minus.dtype
     samples, starts, ends = (jnp.asarray(x, dt) for x in (samples, starts, ends))
-    out = fn(params, _agent(env, i), profiles_minus, samples, starts, ends)
+    out = fn(params, priors.agent_index(env.dims, i), profiles_minus, samples, starts, ends)
     dev, res, conn, feas, tc, tb, both = (np.asarray(x) for x in out)
     return PayoffEquivalence(
         float(dev.max()), float(res.max()), float(conn.mean()), float(feas.mean()), dev, tc, tb, both
@@ -824,9 +825,8 @@ def characterize(
 
 
 def _characterize_fns(env, decide, outcomes, tol, batch_size):
-    return _certify_fn(env, decide, outcomes, tol, batch_size), _payoff_equivalence_fn(
-        env, decide, outcomes, 40, tol, 64
-    )
+    pe_fn = _payoff_equivalence_fn(env, decide, outcomes, _PE_ITERS, tol, _PE_BATCH)  # payoff_equivalence's defaults
+    return _certify_fn(env, decide, outcomes, tol, batch_size), pe_fn
 
 
 def _characterize_on(fns, env, params, profiles_minus, i, samples, outcomes, equivalence_profiles):
@@ -835,7 +835,7 @@ def _characterize_on(fns, env, params, profiles_minus, i, samples, outcomes, equ
     cert_fn, pe_fn = fns
     profiles_minus = jnp.asarray(profiles_minus)
     samples = jnp.asarray(samples, profiles_minus.dtype)
-    agent = _agent(env, i)
+    agent = priors.agent_index(env.dims, i)
     rep = _report(cert_fn(params, agent, profiles_minus, samples), profiles_minus, samples)
     t0 = time.perf_counter()
     jax.block_until_ready(cert_fn(params, agent, profiles_minus, samples))  # compiled: the throughput

@@ -245,13 +245,6 @@ def _gather_closed(closed: list[dict]) -> list[dict]:
     return out
 
 
-@jax.jit
-def _block_keys(key: Array, block_ids: Array) -> Array:
-    """``fold_in(key, b)`` for each block id, in a program of its own (compiled once per process): a
-    threefry call in the block kernel is a loop of its own there, and the kernel compiles faster without."""
-    return jax.vmap(jax.random.fold_in, (None, 0))(key, block_ids)
-
-
 def stream(
     block_fn: BlockFn,
     *,
@@ -326,24 +319,23 @@ def stream(
     per_chunk = math.ceil(per_chunk / n_dev) * n_dev
     n_chunks = math.ceil((hi - start) / per_chunk)
 
-    def per_device(block_keys, block_ids, n_valid):
-        return jax.lax.map(lambda args: block_fn(*args), (block_keys, block_ids, n_valid))
+    def per_device(root, block_ids, n_valid):
+        def one(args):
+            b, nv = args
+            return block_fn(jax.random.fold_in(root, b), b, nv)
+
+        return jax.lax.map(one, (block_ids, n_valid))
 
     sharded = jax.jit(
         jax.shard_map(
-            per_device,
-            mesh=mesh,
-            in_specs=(P("blocks"), P("blocks"), P("blocks")),
-            out_specs=P("blocks"),
-            check_vma=False,
+            per_device, mesh=mesh, in_specs=(P(), P("blocks"), P("blocks")), out_specs=P("blocks"), check_vma=False
         )
     )
 
     def args_for(c):
         ids = np.arange(start + c * per_chunk, start + (c + 1) * per_chunk, dtype=np.int64)
         n_valid = np.where(ids < hi, np.clip(n_profiles - ids * block_size, 0, block_size), 0)
-        ids = jnp.asarray(ids, jnp.int32)
-        return _block_keys(key, ids), ids, jnp.asarray(n_valid, jnp.int32)
+        return key, jnp.asarray(ids, jnp.int32), jnp.asarray(n_valid, jnp.int32)
 
     compile_s = 0.0
     t0 = time.perf_counter()

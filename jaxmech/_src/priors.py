@@ -49,9 +49,9 @@ def replace_signal(profile: Array, dims: Sequence[int], i: int | Array, signal: 
     program serves every agent (see :func:`agent_index`).
     """
     if not isinstance(i, (int, np.integer)):
-        d = dims[0]
-        if any(x != d for x in dims):
+        if not equal_dims(dims):
             raise ValueError(f"replace_signal: a traced agent index needs equal signal dimensions, got {dims}")
+        d = dims[0]
         signal = jnp.broadcast_to(jnp.asarray(signal, profile.dtype), profile.shape[:-1] + (d,))
         return jax.lax.dynamic_update_slice_in_dim(profile, signal, i * d, axis=profile.ndim - 1)
     sl = agent_slice(dims, i)
@@ -60,10 +60,15 @@ def replace_signal(profile: Array, dims: Sequence[int], i: int | Array, signal: 
     return jnp.concatenate([profile[..., : sl.start], signal, profile[..., sl.stop :]], axis=-1)
 
 
+def equal_dims(dims: Sequence[int]) -> bool:
+    """Whether every agent has the same signal dimension (then the agent index may be traced)."""
+    return len(set(dims)) == 1
+
+
 def agent_index(dims: Sequence[int], i: int) -> int | Array:
     """Agent ``i`` as a program argument: an int32 array where all signal dimensions are equal (one compile
     for every agent, :func:`replace_signal`), else the static ``int``."""
-    return jnp.asarray(i, jnp.int32) if len(set(dims)) == 1 else int(i)
+    return jnp.asarray(i, jnp.int32) if equal_dims(dims) else int(i)
 
 
 def validate_dims(dims: Sequence[int], name: str = "dims") -> tuple[int, ...]:
