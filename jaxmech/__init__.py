@@ -53,7 +53,16 @@ from jaxmech._src.conditions import (
 )
 from jaxmech._src.config import ConfigError, Settings
 from jaxmech._src.double_auction import DoubleAuctionResult, solve_double_auction
-from jaxmech._src.engine import AuditResult, Checkpoint, StreamInfo, audit, compare_deficits, stream
+from jaxmech._src.engine import (
+    AuditResult,
+    Checkpoint,
+    StreamInfo,
+    audit,
+    audit_family,
+    compare_deficits,
+    stream,
+    stream_cases,
+)
 from jaxmech._src.environments import (
     Environment,
     bilateral_trade,
@@ -183,6 +192,7 @@ __all__ = [
     "agent_menu",
     "agent_slice",
     "audit",
+    "audit_family",
     "band_trade",
     "beta",
     "bilateral_trade",
@@ -279,6 +289,7 @@ __all__ = [
     "solve_double_auction",
     "solve_graph",
     "stream",
+    "stream_cases",
     "strong_single_crossing",
     "support_grid",
     "tabulated_cutoff",

@@ -103,3 +103,32 @@ def test_bad_case_override_is_a_one_line_config_error(tmp_path):
     ):
         runs.run(settings, tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_sweep_families_share_one_kernel():
+    # runs that differ only in float environment / prior / mechanism values form one family (one compiled kernel);
+    # a None-vs-float difference (a copula switched on), an int (n) or an audit setting starts another
+    base, _ = cfg.load(CONFIGS / "ce_thm8_budget_classes.toml")
+    cases = [
+        runs._settings_with(base, o)
+        for o in (
+            ["environment.a=0.5"], ["environment.a=1.5", "environment.cost=1.2"], ["environment.a=0.5", "prior.rho=0.3"],
+            ["environment.a=2.0", "environment.n=3"], ["environment.a=0.7", "audit.rtol=1e-3"], ["environment.a=1.0"],
+        )
+    ]  # fmt: skip
+    fams = runs._families(cases)
+    assert fams == [([0, 1, 5], [("environment", "a"), ("environment", "cost")]), ([2], []), ([3], []), ([4], [])]
+
+
+def test_sweep_family_falls_back_where_a_builder_needs_numbers(tmp_path):
+    # a Gaussian copula validates its correlation matrix with NumPy: not traceable in rho, so each case compiles its
+    # own kernel and the sweep still runs (CE Thm 5 is prior-free: a deficit under either correlation)
+    m = _run(
+        tmp_path, "ce_thm5_deficit", "audit.profiles=2048", "audit.misreports.grid=4",
+        'experiment.cases=[{name="rho+", set=["prior.rho=0.5"]}, {name="rho-", set=["prior.rho=-0.5"]}]',
+    )  # fmt: skip
+    rows = m["sweep"]["rows"]
+    assert [r["case"] for r in rows] == ["rho+", "rho-"]
+    assert rows[0]["deficit"]["mean"] < rows[1]["deficit"]["mean"]  # positive correlation: fewer trades
+    for r in rows:
+        assert r["deficit"]["min"] >= -1e-5 and r["deficit"]["ci95"][0] > 0

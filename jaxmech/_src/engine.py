@@ -285,12 +285,56 @@ def stream(
         ``checkpoint.every_s`` seconds; with ``checkpoint.resume``, continue from it.
       fast_compile: compile with :data:`FAST_COMPILE` (same numbers, faster compile, slower run).
     """
+    ((acc, info),) = stream_cases(
+        lambda _, k, b, nv: block_fn(k, b, nv), [(key, ())], n_profiles=n_profiles, block_size=block_size,
+        chunk_size=chunk_size, devices=devices, progress=progress, segment_blocks=segment_blocks,
+        checkpoint=checkpoint, fast_compile=fast_compile,
+    )  # fmt: skip
+    return acc, info
+
+
+def _abstract(tree) -> Any:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)), tree)
+
+
+def stream_cases(
+    block_fn: Callable[[Any, Array, Array, Array], dict],
+    cases: Sequence[tuple[Array, Any]],
+    *,
+    n_profiles: int,
+    block_size: int,
+    chunk_size: int,
+    devices: Sequence[Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
+    checkpoint: Checkpoint | None = None,
+    fast_compile: bool = False,
+) -> list[tuple[audit_lib.Accumulator, StreamInfo]]:
+    """:func:`stream` for several cases ``(key, operand)`` through one compiled program.
+
+    ``block_fn(operand, block_key, block_index, n_valid)``: the operand (a pytree of
+    arrays, e.g. a sweep point's parameters) is an argument of the compiled program,
+    not a constant in it, so every case after the first runs without tracing or
+    compiling; all operands need the first one's tree structure, shapes and dtypes.
+    Each case's totals are exactly what :func:`stream` gives for it; ``progress``
+    is called per case, ``compile_s`` is the first case's. ``checkpoint`` needs a
+    single case. The other arguments are :func:`stream`'s.
+    """
+    cases = list(cases)
+    if not cases:
+        raise ValueError("stream_cases: need at least one (key, operand) case")
+    if checkpoint is not None and len(cases) > 1:
+        raise ValueError("stream_cases: a checkpoint needs a single case")
     if n_profiles < 1:
         raise ValueError(f"n_profiles must be >= 1, got {n_profiles}")
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     if segment_blocks < 1:
         raise ValueError(f"segment_blocks must be >= 1, got {segment_blocks}")
+    spec = _abstract(cases[0][1])
+    for k, (_, op) in enumerate(cases[1:], 1):
+        if _abstract(op) != spec:
+            raise ValueError(f"stream_cases: case {k}'s operand {_abstract(op)} differs from case 0's {spec}")
     mesh = _mesh(devices)
     n_dev = mesh.devices.size
     n_proc, proc = jax.process_count(), jax.process_index()
@@ -298,81 +342,86 @@ def stream(
     n_seg = math.ceil(n_blocks / segment_blocks)
     lo = min(proc * n_seg // n_proc * segment_blocks, n_blocks)  # this process's blocks: [lo, hi)
     hi = min((proc + 1) * n_seg // n_proc * segment_blocks, n_blocks)
-    red = _Reduction(segment_blocks, merge_closed=n_proc == 1)
-    state_meta = {
-        "fingerprint": checkpoint.fingerprint if checkpoint else "",
-        "n_profiles": n_profiles,
-        "block_size": block_size,
-        "segment_blocks": segment_blocks,
-        "process": proc,
-        "n_processes": n_proc,
-        "key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
-        .ravel()
-        .tolist(),
-    }
-    start = lo
-    if checkpoint is not None and checkpoint.resume and Path(checkpoint.path).exists():
-        start = _load_state(checkpoint, red, state_meta)
 
-    per_chunk = max(1, chunk_size // block_size)
-    per_chunk = min(per_chunk, max(hi - lo, 1))
-    per_chunk = math.ceil(per_chunk / n_dev) * n_dev
-    n_chunks = math.ceil((hi - start) / per_chunk)
-
-    def per_device(root, block_ids, n_valid):
+    def per_device(operand, root, block_ids, n_valid):
         def one(args):
             b, nv = args
-            return block_fn(jax.random.fold_in(root, b), b, nv)
+            return block_fn(operand, jax.random.fold_in(root, b), b, nv)
 
         return jax.lax.map(one, (block_ids, n_valid))
 
     sharded = jax.jit(
         jax.shard_map(
-            per_device, mesh=mesh, in_specs=(P(), P("blocks"), P("blocks")), out_specs=P("blocks"), check_vma=False
+            per_device, mesh=mesh, in_specs=(P(), P(), P("blocks"), P("blocks")), out_specs=P("blocks"),
+            check_vma=False,
         )
-    )
+    )  # fmt: skip
+    compiled = None
+    results = []
+    for key, operand in cases:
+        red = _Reduction(segment_blocks, merge_closed=n_proc == 1)
+        state_meta = {
+            "fingerprint": checkpoint.fingerprint if checkpoint else "",
+            "n_profiles": n_profiles,
+            "block_size": block_size,
+            "segment_blocks": segment_blocks,
+            "process": proc,
+            "n_processes": n_proc,
+            "key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+            .ravel()
+            .tolist(),
+        }
+        start = lo
+        if checkpoint is not None and checkpoint.resume and Path(checkpoint.path).exists():
+            start = _load_state(checkpoint, red, state_meta)
 
-    def args_for(c):
-        ids = np.arange(start + c * per_chunk, start + (c + 1) * per_chunk, dtype=np.int64)
-        n_valid = np.where(ids < hi, np.clip(n_profiles - ids * block_size, 0, block_size), 0)
-        return key, jnp.asarray(ids, jnp.int32), jnp.asarray(n_valid, jnp.int32)
+        per_chunk = max(1, chunk_size // block_size)
+        per_chunk = min(per_chunk, max(hi - lo, 1))
+        per_chunk = math.ceil(per_chunk / n_dev) * n_dev
+        n_chunks = math.ceil((hi - start) / per_chunk)
 
-    compile_s = 0.0
-    t0 = time.perf_counter()
-    if n_chunks > 0:
-        compiled = sharded.lower(*args_for(0)).compile(dict(FAST_COMPILE) if fast_compile else None)
-        compile_s = time.perf_counter() - t0
+        def args_for(c, key=key, operand=operand, start=start, per_chunk=per_chunk):
+            ids = np.arange(start + c * per_chunk, start + (c + 1) * per_chunk, dtype=np.int64)
+            n_valid = np.where(ids < hi, np.clip(n_profiles - ids * block_size, 0, block_size), 0)
+            return operand, key, jnp.asarray(ids, jnp.int32), jnp.asarray(n_valid, jnp.int32)
 
-    def save(next_block):
-        meta = dict(state_meta, next_block=next_block, meta=checkpoint.meta or {})
-        _save_state(checkpoint, red, meta)
+        compile_s = 0.0
+        t0 = time.perf_counter()
+        if n_chunks > 0 and compiled is None:
+            compiled = sharded.lower(*args_for(0)).compile(dict(FAST_COMPILE) if fast_compile else None)
+            compile_s = time.perf_counter() - t0
 
-    my_profiles = min(hi * block_size, n_profiles) - lo * block_size
-    t0 = last_save = time.perf_counter()
-    pending = compiled(*args_for(0)) if n_chunks > 0 else None
-    for c in range(n_chunks):
-        # Dispatch the next chunk before pulling this one back, so the device stays busy.
-        nxt = compiled(*args_for(c + 1)) if c + 1 < n_chunks else None
-        host = jax.tree.map(np.asarray, pending)
-        red.add_chunk(host, start + c * per_chunk, block_size)
-        pending = nxt
-        done_block = min(start + (c + 1) * per_chunk, hi)
-        if checkpoint is not None and c + 1 < n_chunks and time.perf_counter() - last_save >= checkpoint.every_s:
-            save(done_block)
-            last_save = time.perf_counter()
-        if progress is not None:
-            progress(min(done_block * block_size, n_profiles) - lo * block_size, my_profiles)
-    red.close()
-    closed = _gather_closed(red.closed) if n_proc > 1 else red.closed
-    acc = audit_lib.Accumulator()
-    for tot in closed:
-        if acc.totals:
-            _merge(acc.totals, tot)
-        else:
-            acc.totals = tot
-    run_s = time.perf_counter() - t0
-    info = StreamInfo(n_profiles, block_size, per_chunk, n_chunks, n_dev, compile_s, run_s, n_proc, start - lo)
-    return acc, info
+        def save(next_block, red=red, state_meta=state_meta):
+            meta = dict(state_meta, next_block=next_block, meta=checkpoint.meta or {})
+            _save_state(checkpoint, red, meta)
+
+        my_profiles = min(hi * block_size, n_profiles) - lo * block_size
+        t0 = last_save = time.perf_counter()
+        pending = compiled(*args_for(0)) if n_chunks > 0 else None
+        for c in range(n_chunks):
+            # Dispatch the next chunk before pulling this one back, so the device stays busy.
+            nxt = compiled(*args_for(c + 1)) if c + 1 < n_chunks else None
+            host = jax.tree.map(np.asarray, pending)
+            red.add_chunk(host, start + c * per_chunk, block_size)
+            pending = nxt
+            done_block = min(start + (c + 1) * per_chunk, hi)
+            if checkpoint is not None and c + 1 < n_chunks and time.perf_counter() - last_save >= checkpoint.every_s:
+                save(done_block)
+                last_save = time.perf_counter()
+            if progress is not None:
+                progress(min(done_block * block_size, n_profiles) - lo * block_size, my_profiles)
+        red.close()
+        closed = _gather_closed(red.closed) if n_proc > 1 else red.closed
+        acc = audit_lib.Accumulator()
+        for tot in closed:
+            if acc.totals:
+                _merge(acc.totals, tot)
+            else:
+                acc.totals = tot
+        run_s = time.perf_counter() - t0
+        info = StreamInfo(n_profiles, block_size, per_chunk, n_chunks, n_dev, compile_s, run_s, n_proc, start - lo)
+        results.append((acc, info))
+    return results
 
 
 # --------------------------------------------------------------------------
@@ -427,40 +476,91 @@ def audit(
     ``P(x > tol)`` with ``tol = rtol * value_scale``. ``segment_blocks`` and
     ``checkpoint`` (save / resume the running reductions) and ``fast_compile`` go to :func:`stream`.
     """
-    if prior.dims != env.dims:
-        raise ValueError(f"prior dims {list(prior.dims)} do not match environment dims {list(env.dims)}")
+    mech = mech if params is None else mech._replace(params=params)
+    (result,) = _audit_cases(
+        lambda _: (env, mech, prior), [((), key, (env, mech, prior))], n_profiles=n_profiles, misreports=misreports,
+        block_size=block_size, chunk_size=chunk_size, dtype=dtype, rtol=rtol, devices=devices, progress=progress,
+        segment_blocks=segment_blocks, checkpoint=checkpoint, fast_compile=fast_compile,
+    )  # fmt: skip
+    return result
+
+
+def audit_family(
+    model: Callable[[Any], tuple[Environment, Mechanism, Prior]],
+    thetas: Sequence[Any],
+    *,
+    key: Array,
+    n_profiles: int,
+    misreports: audit_lib.Misreports = audit_lib.Misreports(),
+    block_size: int = 4096,
+    chunk_size: int = 1 << 16,
+    dtype=jnp.float32,
+    rtol: float | None = None,
+    devices: Sequence[Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
+    fast_compile: bool = False,
+    built: Sequence[tuple[Environment, Mechanism, Prior]] | None = None,
+) -> list[AuditResult]:
+    """:func:`audit` of ``model(theta)`` for each ``theta`` in ``thetas``, through one compiled kernel.
+
+    ``model(theta) -> (env, mech, prior)`` builds one case of a family from its
+    numbers ``theta`` (a pytree of floats, the same structure for every case: e.g.
+    ``{"a": 0.5}`` for a sweep over the value weight of CE Sec. 4.4) and must be
+    traceable in them. The kernel takes ``theta`` (in ``dtype``) as an argument,
+    so a sweep of ``K`` points traces and compiles once instead of ``K`` times;
+    the pilot scale and the report of each case come from ``model(theta)`` built
+    with the concrete numbers. Every case is audited on the same profiles (common
+    random numbers: ``key`` as in :func:`audit`), and its report equals
+    :func:`audit`'s of ``model(theta)`` up to float rounding (a number the
+    compiler sees as an argument is not folded into constants). ``built``: each
+    case's ``model(theta)`` with the concrete numbers, where the caller has them.
+    """
+    if built is not None and len(built) != len(thetas):
+        raise ValueError(f"audit_family: {len(built)} built cases for {len(thetas)} thetas")
+    return _audit_cases(
+        model, [(t, key, built[k] if built is not None else None) for k, t in enumerate(thetas)], n_profiles=n_profiles, misreports=misreports, block_size=block_size,
+        chunk_size=chunk_size, dtype=dtype, rtol=rtol, devices=devices, progress=progress,
+        segment_blocks=segment_blocks, fast_compile=fast_compile,
+    )  # fmt: skip
+
+
+def _audit_cases(model, cases, *, n_profiles, misreports, block_size, chunk_size, dtype, rtol, devices, progress,
+                 segment_blocks, fast_compile, checkpoint=None) -> list[AuditResult]:  # fmt: skip
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.read("jax_enable_x64"):
         raise ValueError(
             "float64 needs jax_enable_x64: set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True)"
         )
-    params = mech.params if params is None else params
-    pilot_key, stream_key = jax.random.split(key)
-    scale = value_scale(env, prior, pilot_key, dtype)
-    tol = (default_rtol(dtype) if rtol is None else rtol) * scale
+    built, stream_in = [], []
+    for theta, key, concrete in cases:
+        env, mech, prior = concrete if concrete is not None else model(theta)
+        if prior.dims != env.dims:
+            raise ValueError(f"prior dims {list(prior.dims)} do not match environment dims {list(env.dims)}")
+        pilot_key, stream_key = jax.random.split(key)
+        scale = value_scale(env, prior, pilot_key, dtype)
+        tol = (default_rtol(dtype) if rtol is None else rtol) * scale
+        built.append((env, scale, tol))
+        operand = (jax.tree.map(lambda x: jnp.asarray(x, dtype), theta), jnp.asarray(tol, dtype))
+        stream_in.append((stream_key, operand))
 
-    def block_fn(block_key, block_index, n_valid):
+    def block_fn(operand, block_key, block_index, n_valid):
         del block_index
+        theta, tol = operand
+        env, mech, prior = model(theta)
         sample_key, misreport_key = jax.random.split(block_key)
         profiles = prior.sample(sample_key, block_size, dtype)
-        return audit_lib.block_stats(
-            env, mech, params, misreports, profiles, n_valid, misreport_key, jnp.asarray(tol, dtype)
-        )
+        return audit_lib.block_stats(env, mech, mech.params, misreports, profiles, n_valid, misreport_key, tol)
 
-    acc, info = stream(
-        block_fn,
-        key=stream_key,
-        n_profiles=n_profiles,
-        block_size=block_size,
-        chunk_size=chunk_size,
-        devices=devices,
-        progress=progress,
-        segment_blocks=segment_blocks,
-        checkpoint=checkpoint,
-        fast_compile=fast_compile,
-    )
-    report = audit_lib.finalize(acc.totals, env, tol)
-    report["value_scale"] = scale
-    return AuditResult(report, info)
+    streamed = stream_cases(
+        block_fn, stream_in, n_profiles=n_profiles, block_size=block_size, chunk_size=chunk_size, devices=devices,
+        progress=progress, segment_blocks=segment_blocks, checkpoint=checkpoint, fast_compile=fast_compile,
+    )  # fmt: skip
+    results = []
+    for (env, scale, tol), (acc, info) in zip(built, streamed, strict=True):
+        report = audit_lib.finalize(acc.totals, env, tol)
+        report["value_scale"] = scale
+        results.append(AuditResult(report, info))
+    return results
 
 
 def compare_deficits(

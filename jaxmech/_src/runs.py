@@ -8,6 +8,7 @@ timings).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -570,6 +571,120 @@ def execute(settings: cfg.Settings, built: Built, *, progress=None, checkpoint=N
     )
 
 
+# Sections whose float settings may vary within one compiled family of audits (see :func:`_families`).
+_FAMILY_SECTIONS = ("environment", "prior", "mechanism")
+
+
+def _leaves(d: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_leaves(v, prefix + (k,)))
+        else:
+            out[prefix + (k,)] = v
+    return out
+
+
+def _float_differences(a: dict, b: dict) -> set | None:
+    """The paths where two flattened settings differ, if all are floats in :data:`_FAMILY_SECTIONS`; else ``None``."""
+    if a.keys() != b.keys():
+        return None
+    diff = set()
+    for path, x in a.items():
+        y = b[path]
+        if x == y and type(x) is type(y):
+            continue
+        if path[0] in _FAMILY_SECTIONS and type(x) is float and type(y) is float:
+            diff.add(path)
+        else:
+            return None
+    return diff
+
+
+def _families(settings: Sequence[cfg.Settings]) -> list[tuple[list[int], list[tuple[str, ...]]]]:
+    """Group runs whose settings differ only in float environment / prior / mechanism values: ``(indices, paths)``."""
+    groups: list[tuple[dict, list[int], set]] = []
+    for k, s in enumerate(settings):
+        flat = _leaves(cfg.to_dict(s))
+        for rep, idx, varying in groups:
+            diff = _float_differences(rep, flat)
+            if diff is not None:
+                idx.append(k)
+                varying |= diff
+                break
+        else:
+            groups.append((flat, [k], set()))
+    return [(idx, sorted(varying)) for _, idx, varying in groups]
+
+
+def _get_path(obj, path: tuple[str, ...]):
+    for name in path:
+        obj = getattr(obj, name)
+    return obj
+
+
+def _replace_path(obj, path: tuple[str, ...], value):
+    if not path:
+        return value
+    return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], value)})
+
+
+def execute_family(
+    settings: Sequence[cfg.Settings], builts: Sequence[Built], base_dir: Path | None = None, *, progress=None
+) -> list[engine.AuditResult]:
+    """:func:`execute` for each run, one compiled kernel per family of runs that differ only in float
+    environment / prior / mechanism values (e.g. a sweep over ``environment.a``): those numbers become arguments of
+    the kernel (:func:`engine.audit_family`). A family whose builders are not traceable in them (e.g. a value a
+    builder needs as a Python number) falls back to one compile per run, with the same numbers."""
+    results: list[engine.AuditResult | None] = [None] * len(settings)
+    for idx, paths in _families(settings):
+        base = settings[idx[0]]
+        if len(idx) > 1 and paths:
+            names = [".".join(p) for p in paths]
+            thetas = [{n: _get_path(settings[k], p) for n, p in zip(names, paths, strict=True)} for k in idx]
+
+            def model(theta, base=base, paths=paths, names=names):
+                s = base
+                for n, p in zip(names, paths, strict=True):
+                    s = _replace_path(s, p, theta[n])
+                b = build(s, base_dir)
+                return b.env, b.mechanism, b.prior
+
+            try:
+                dtype = builts[idx[0]].dtype
+
+                def probe(theta, key, model=model, dtype=dtype):  # the model on one profile, as the kernel uses it
+                    env, mech, prior = model(theta)
+                    s = prior.sample(key, 1, dtype)[0]
+                    q, t = mechs.decide_and_pay(mech, mech.params, s)
+                    return t, env.value(q, s)
+
+                jax.eval_shape(probe, jax.tree.map(lambda x: jnp.asarray(x, dtype), thetas[0]), jax.random.PRNGKey(0))
+            except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                    jax.errors.TracerIntegerConversionError):  # fmt: skip
+                pass  # a builder needs these numbers concretely
+            else:
+                a = base.audit
+                out = engine.audit_family(
+                    model, thetas, built=[(builts[k].env, builts[k].mechanism, builts[k].prior) for k in idx], key=jax.random.PRNGKey(base.seed), n_profiles=a.profiles,
+                    misreports=builts[idx[0]].misreports, block_size=a.block_size, chunk_size=a.chunk_size,
+                    dtype=builts[idx[0]].dtype, rtol=a.rtol, progress=progress, segment_blocks=a.segment_blocks,
+                    fast_compile=a.fast_compile,
+                )  # fmt: skip
+                for k, r in zip(idx, out, strict=True):
+                    results[k] = r
+                continue
+        for k in idx:
+            results[k] = execute(settings[k], builts[k], progress=progress)
+    return results
+
+
+def total_info(results: Sequence[engine.AuditResult]) -> engine.StreamInfo:
+    """The first audit's run info with the compile and run times of all (the manifest's figures for a sweep)."""
+    infos = [r.info for r in results]
+    return infos[0]._replace(compile_s=sum(i.compile_s for i in infos), run_s=sum(i.run_s for i in infos))
+
+
 def _settings_with(settings: cfg.Settings, overrides: Sequence[str]) -> cfg.Settings:
     """The settings with ``path=value`` overrides applied (as ``--set`` does), the experiment reset to an audit."""
     data = cfg.to_dict(settings)
@@ -712,10 +827,10 @@ def _row(name, value, settings, built, rep) -> dict:
 def _run_sweep(settings, base_dir, progress, out_dir):
     cases = _sweep_cases(settings)
     builts = [(name, value, s, build(s, base_dir)) for name, value, s in cases]  # validate all before running
-    rows, info = [], None
-    for name, value, s, built in builts:
-        result = execute(s, built, progress=progress)
-        info = result.info
+    results = execute_family([c[2] for c in builts], [c[3] for c in builts], base_dir, progress=progress)
+    info = total_info(results)
+    rows = []
+    for (name, value, s, built), result in zip(builts, results, strict=True):
         row = _row(name, value, s, built, result.report)
         cond = _conditions(built)
         if cond is not None:

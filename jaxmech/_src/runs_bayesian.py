@@ -60,12 +60,13 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     ex = settings.experiment
     cases = runs._sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
     builts = [(name, s, runs.build(s, base_dir)) for name, _, s in cases]  # validate every case first
-    rows, info = [], None
-    for name, s, built in builts:
+    for _, _, built in builts:
         if any(d != 1 for d in built.env.dims):
             raise cfg.ConfigError("environment: the interim audit needs one-dimensional signals")
-        result = runs.execute(s, built, progress=progress)
-        info = result.info
+    results = runs.execute_family([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
+    info = runs.total_info(results)
+    rows = []
+    for (name, s, built), result in zip(builts, results, strict=True):
         key = jax.random.fold_in(jax.random.PRNGKey(s.seed), 11)
         interim = interim_audit(built.env, built.mechanism, built.prior, key, types=ex.types,
                                 misreports=ex.misreports, inner=ex.inner, dtype=built.dtype)  # fmt: skip
