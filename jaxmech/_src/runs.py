@@ -629,6 +629,33 @@ def _replace_path(obj, path: tuple[str, ...], value):
     return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], value)})
 
 
+def _family_model(base: cfg.Settings, paths: Sequence[tuple[str, ...]], base_dir: Path | None, dtype):
+    """``model(theta) -> (env, mech, prior)`` for the runs of one family, or ``None`` where a builder needs the
+    numbers at ``paths`` concretely (tried on one profile, abstractly: nothing is compiled)."""
+    names = [".".join(p) for p in paths]
+
+    def model(theta):
+        s = base
+        for n, p in zip(names, paths, strict=True):
+            s = _replace_path(s, p, theta[n])
+        b = build(s, base_dir)
+        return b.env, b.mechanism, b.prior
+
+    def probe(theta, key):  # the model on one profile, as the kernel uses it
+        env, mech, prior = model(theta)
+        s = prior.sample(key, 1, dtype)[0]
+        q, t = mechs.decide_and_pay(mech, mech.params, s)
+        return t, env.value(q, s)
+
+    theta0 = {n: jnp.asarray(_get_path(base, p), dtype) for n, p in zip(names, paths, strict=True)}
+    try:
+        jax.eval_shape(probe, theta0, jax.random.PRNGKey(0))
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.TracerIntegerConversionError):  # fmt: skip
+        return None
+    return model
+
+
 def execute_family(
     settings: Sequence[cfg.Settings], builts: Sequence[Built], base_dir: Path | None = None, *, progress=None
 ) -> list[engine.AuditResult]:
@@ -638,44 +665,22 @@ def execute_family(
     builder needs as a Python number) falls back to one compile per run, with the same numbers."""
     results: list[engine.AuditResult | None] = [None] * len(settings)
     for idx, paths in _families(settings):
-        base = settings[idx[0]]
-        if len(idx) > 1 and paths:
-            names = [".".join(p) for p in paths]
-            thetas = [{n: _get_path(settings[k], p) for n, p in zip(names, paths, strict=True)} for k in idx]
-
-            def model(theta, base=base, paths=paths, names=names):
-                s = base
-                for n, p in zip(names, paths, strict=True):
-                    s = _replace_path(s, p, theta[n])
-                b = build(s, base_dir)
-                return b.env, b.mechanism, b.prior
-
-            try:
-                dtype = builts[idx[0]].dtype
-
-                def probe(theta, key, model=model, dtype=dtype):  # the model on one profile, as the kernel uses it
-                    env, mech, prior = model(theta)
-                    s = prior.sample(key, 1, dtype)[0]
-                    q, t = mechs.decide_and_pay(mech, mech.params, s)
-                    return t, env.value(q, s)
-
-                jax.eval_shape(probe, jax.tree.map(lambda x: jnp.asarray(x, dtype), thetas[0]), jax.random.PRNGKey(0))
-            except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                    jax.errors.TracerIntegerConversionError):  # fmt: skip
-                pass  # a builder needs these numbers concretely
-            else:
-                a = base.audit
-                out = engine.audit_family(
-                    model, thetas, built=[(builts[k].env, builts[k].mechanism, builts[k].prior) for k in idx], key=jax.random.PRNGKey(base.seed), n_profiles=a.profiles,
-                    misreports=builts[idx[0]].misreports, block_size=a.block_size, chunk_size=a.chunk_size,
-                    dtype=builts[idx[0]].dtype, rtol=a.rtol, progress=progress, segment_blocks=a.segment_blocks,
-                    fast_compile=a.fast_compile,
-                )  # fmt: skip
-                for k, r in zip(idx, out, strict=True):
-                    results[k] = r
-                continue
-        for k in idx:
-            results[k] = execute(settings[k], builts[k], progress=progress)
+        base, first = settings[idx[0]], builts[idx[0]]
+        model = _family_model(base, paths, base_dir, first.dtype) if len(idx) > 1 and paths else None
+        if model is None:
+            for k in idx:
+                results[k] = execute(settings[k], builts[k], progress=progress)
+            continue
+        a = base.audit
+        thetas = [{".".join(p): _get_path(settings[k], p) for p in paths} for k in idx]
+        out = engine.audit_family(
+            model, thetas, key=jax.random.PRNGKey(base.seed), n_profiles=a.profiles, misreports=first.misreports,
+            block_size=a.block_size, chunk_size=a.chunk_size, dtype=first.dtype, rtol=a.rtol, progress=progress,
+            segment_blocks=a.segment_blocks, fast_compile=a.fast_compile,
+            built=[(builts[k].env, builts[k].mechanism, builts[k].prior) for k in idx],
+        )  # fmt: skip
+        for k, r in zip(idx, out, strict=True):
+            results[k] = r
     return results
 
 
