@@ -46,7 +46,8 @@ def _agents_certified(m: dict, source: str) -> list[Claim]:
             info(
                 "CE Thm 1",
                 f"{r['agent']}: certificate throughput",
-                f"{r['certificates_per_s']:.0f} certificates/s ({r['samples']} own signals each)",
+                f"{r['certificates_per_s']:.0f} certificates/s ({r['samples']} own signals each)"
+                + (" (unoptimized code: slower than a full run)" if m.get("unoptimized_code") else ""),
             )
         )
     return out  # fmt: skip

@@ -30,6 +30,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxmech._src import audit as audit_lib
+from jaxmech._src.compile_options import FAST_COMPILE
 from jaxmech._src.environments import Environment
 from jaxmech._src.mechanisms import Mechanism
 from jaxmech._src.priors import Prior
@@ -58,9 +59,6 @@ class StreamInfo(NamedTuple):
 
 
 DEFAULT_SEGMENT_BLOCKS = 1024
-# XLA compile options of ``fast_compile``: no LLVM backend optimization. Same numbers; on a CPU the audit
-# kernel compiles ~1.5x faster and runs ~1.5-2x slower, a win where the compile dominates (small audits).
-FAST_COMPILE = (("xla_backend_optimization_level", 0),)
 
 
 class Checkpoint(NamedTuple):

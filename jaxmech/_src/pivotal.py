@@ -931,7 +931,7 @@ def price_table(
 
     Chunks of ~1e3 profiles keep the ray searches' working set in cache (2-4x faster on a CPU than one
     vmap over 1e5 profiles). Keep the returned function to reuse its compile across calls of one shape.
-    ``compiler_options`` go to ``jax.jit`` (e.g. ``engine.FAST_COMPILE`` for small tables: equal up to float rounding).
+    ``compiler_options`` go to ``jax.jit`` (e.g. ``compile_options.FAST_COMPILE`` for small tables: equal up to float rounding).
     """
     return jax.jit(
         lambda x: jax.lax.map(lambda m: prices(params, m), x, batch_size=min(chunk, x.shape[0])),

@@ -20,6 +20,7 @@ import fnmatch
 import html
 import importlib.util
 import json
+import os
 import platform
 import time
 import traceback
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from jaxmech._src import compile_options
 from jaxmech._src import config as cfg
 
 PASS, FAIL, INFO = "PASS", "FAIL", "INFO"
@@ -228,6 +230,27 @@ def run_one(layout: Layout, name: str, exp: Experiment, size: str, out: Path, pr
     return rec
 
 
+def worker_xla_flags(size: str) -> str | None:
+    """The ``XLA_FLAGS`` of the worker processes at ``size`` (``None``: inherited as they are).
+
+    ``quick`` adds :data:`compile_options.QUICK_XLA_FLAG`: its experiments compile hundreds of programs that run
+    for milliseconds each, so XLA's CPU backend skips LLVM optimization by default there; the programs whose run
+    time matters ask for :data:`compile_options.FULL_OPTIMIZATION`. The flag is recorded in each manifest.json;
+    set it yourself to rerun a quick experiment bit for bit with ``jaxmech run``."""
+    if size != "quick":
+        return None
+    current = os.environ.get("XLA_FLAGS", "")
+    if compile_options.QUICK_XLA_FLAG in current.split():
+        return current
+    return f"{current} {compile_options.QUICK_XLA_FLAG}".strip()
+
+
+def _worker_init(xla_flags: str | None) -> None:
+    """First thing in each spawned worker, before its JAX backend starts (XLA reads its flags once)."""
+    if xla_flags is not None:
+        os.environ["XLA_FLAGS"] = xla_flags
+
+
 def _worker(root: str, name: str, size: str, out: str) -> dict:
     """Run one experiment in a worker process (rediscovering its registration there: modules are loaded by path)."""
     layout = Layout(Path(root))
@@ -252,6 +275,7 @@ def reproduce(
     ``jobs > 1`` runs experiments in that many worker processes (spawned: each its own JAX runtime). XLA compiles
     on one thread, so on a CPU two workers nearly halve the wall time of the quick run; every experiment's numbers
     depend only on its config and seed, never on which worker ran it. On one accelerator keep ``jobs = 1``.
+    ``quick`` always runs in workers (one for ``jobs = 1``), started with :func:`worker_xla_flags`.
     """
     found = discover(layout)
     names = list(names) if names is not None else select(found, only)
@@ -267,7 +291,8 @@ def reproduce(
             if c["status"] == FAIL:
                 log(f"      FAIL {c['source']}: {c['claim']} — {c['measured']}")
 
-    if jobs <= 1 or len(names) <= 1:
+    xla_flags = worker_xla_flags(size)
+    if xla_flags is None and (jobs <= 1 or len(names) <= 1):
         for name in names:
             log(f"      {name} ({found[name][0]}, {size}) ...")
             prog = progress_factory(name) if progress_factory else None
@@ -276,8 +301,10 @@ def reproduce(
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        log(f"      {len(names)} experiments on {jobs} worker processes")
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        jobs = max(1, min(jobs, len(names)))
+        log(f"      {len(names)} experiments on {jobs} worker process{'es' if jobs > 1 else ''}")
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(xla_flags,)) as pool:
             futs = {pool.submit(_worker, str(layout.root), n, size, str(out)): n for n in names}
             for fut in cf.as_completed(futs):
                 try:
@@ -294,6 +321,7 @@ def reproduce(
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.perf_counter() - t0, 1),
         "jobs": jobs,
+        "xla_flags": xla_flags if xla_flags is not None else os.environ.get("XLA_FLAGS", ""),
         "versions": _versions(),
         "totals": _counts([c for r in records for c in r["claims"]]),
         "experiments": records,
@@ -356,7 +384,12 @@ def render_markdown(summary: dict) -> str:
             lines += [f"![{_md_cell(f['caption'])}]({f['file']})  \n*{f['caption']}*\n" for f in r["figures"]]
     lines += ["## Experiments", ""]
     if any(r["size"] == "quick" for r in summary["experiments"]):
-        lines += ["Every `--quick` run also sets " + ", ".join(f"`{o}`" for o in QUICK_BASE) + ".", ""]
+        lines += [
+            "Every `--quick` run also sets " + ", ".join(f"`{o}`" for o in QUICK_BASE)
+            + f" and runs with `XLA_FLAGS={summary.get('xla_flags', '')}` (compile-bound sizes: LLVM optimization off "
+            "except for search steps and interim loops).",
+            "",
+        ]  # fmt: skip
     lines += ["| Experiment | Paper | Wall (s) | Overrides | Results |", "|---|---|---|---|---|"]
     for r in summary["experiments"]:
         ov = ", ".join(f"`{o}`" for o in r["overrides"]) or "—"

@@ -33,6 +33,7 @@ import optax
 from jaxmech._src import audit as audit_lib
 from jaxmech._src import (
     bayesian,
+    compile_options,
     conditions,
     engine,
     pivotal,
@@ -534,6 +535,7 @@ def manifest(settings: cfg.Settings, wall_s: float, info: engine.StreamInfo | No
         "git_revision": _git_revision(),
         "wall_s": wall_s,
         "argv": sys.argv,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     if info is not None:
         m.update(
@@ -1430,7 +1432,8 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
     rows = [row for row, _, _ in agents]
     raw = [(rep, pe) for _, rep, pe in agents]
     out = {"name": settings.name, "environment": env.name, "mechanism": mech.name, "profiles": profiles,
-           "samples_per_agent": int(len(grids[0])), "agents": rows}  # fmt: skip
+           "samples_per_agent": int(len(grids[0])), "agents": rows,
+           "unoptimized_code": compile_options.process_compiles_fast()}  # timings then slower than a real run  # fmt: skip
     if table is not None and env.is_separable and all(d == 1 for d in env.dims):
         out["conditions"] = conditions.check_separable(env, table, profiles=16, points=65, seed=settings.seed)
         if mech.pay is not None:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src import priors
+from jaxmech._src import compile_options, priors
 from jaxmech._src.environments import Environment
 from jaxmech._src.pivotal import (
     Array,
@@ -112,13 +112,13 @@ def _signal_square_data(env: Environment, prices, profile: Array, points: int = 
 def run_pivotal(settings, base_dir, progress, out_dir):
     """Experiment ``pivotal`` (B Secs. 3-4): every price mechanism of the config on common samples + audits."""
     from jaxmech._src import config as cfg
-    from jaxmech._src import engine, plots, runs
+    from jaxmech._src import plots, runs
 
     ex = settings.experiment
     built = runs.build(settings, base_dir)
     env = built.env
     # audit.fast_compile (set by `jaxmech reproduce --quick`): every compile here too (numbers equal up to float rounding)
-    opts = dict(engine.FAST_COMPILE) if settings.audit.fast_compile else None
+    opts = dict(compile_options.FAST_COMPILE) if settings.audit.fast_compile else None
     if not env.outcome_names or env.outcome_names[0] != "a0" or not env.is_separable:
         raise cfg.ConfigError("environment.kind: the pivotal experiment needs a single-object environment (B Sec. 2)")
     key = jax.random.PRNGKey(settings.seed)
@@ -168,7 +168,9 @@ def run_pivotal(settings, base_dir, progress, out_dir):
         )
         if m.method == "rays":
             out["price_timing"] = _timed_prices(table, built.prior, key, built.dtype, ex.stats_profiles)
-            out["price_timing"]["fast_compile"] = settings.audit.fast_compile  # then slower code than a real run
+            out["price_timing"]["fast_compile"] = (  # then slower code than a real run
+                settings.audit.fast_compile or compile_options.process_compiles_fast()
+            )
         out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p, compiler_options=opts)
         if env.name == "example1":  # the construction on Example 1: t*_i = p_j + c_j (tests/test_pivotal.py derives it)
             t = tables[[r["kind"] for r in rows].index("pivotal")]
