@@ -410,15 +410,22 @@ def private_common_values(
         raise ValueError(
             f"private_common values: own = {own} < (max w - min w) / n = {bound:.4g} breaks B Assumption 2"
         )
-    ends = np.cumsum(dims) - 1  # the last coordinate of each buyer is c_i
-    private = [list(range(e - d + 1, e)) for e, d in zip(ends, dims, strict=True)]
+    starts = np.cumsum((0,) + dims[:-1])  # buyer i's coordinates: starts[i] .. starts[i] + d_i - 1 (the last is c_i)
+
+    def parts(s):  # (private signals (..., n, d - 1), c (..., n)) with static slices: cheap to trace
+        if len(set(dims)) == 1:
+            x = s.reshape(s.shape[:-1] + (n, dims[0]))
+            return x[..., :-1], x[..., -1]
+        own_c = [s[..., a + d - 1] for a, d in zip(starts, dims, strict=True)]
+        return [s[..., a : a + d - 1] for a, d in zip(starts, dims, strict=True)], jnp.stack(own_c, -1)
 
     def values(s):
-        c = s[..., ends]
+        x, c = parts(s)
         common = jnp.mean(c, axis=-1, keepdims=True)
-        priv = jnp.stack(
-            [jnp.mean(s[..., ix] ** 2, axis=-1) if ix else jnp.zeros_like(s[..., 0]) for ix in private], -1
-        )
+        if isinstance(x, list):
+            priv = jnp.stack([jnp.mean(xi**2, axis=-1) if xi.shape[-1] else jnp.zeros_like(s[..., 0]) for xi in x], -1)
+        else:
+            priv = jnp.mean(x**2, axis=-1) if x.shape[-1] else jnp.zeros_like(c)
         return priv + own * c + jnp.asarray(w, s.dtype).reshape((1,) * (s.ndim - 1) + (n,)) * common
 
     return values

@@ -246,9 +246,18 @@ def worker_xla_flags(size: str) -> str | None:
 
 
 def _worker_init(xla_flags: str | None) -> None:
-    """First thing in each spawned worker, before its JAX backend starts (XLA reads its flags once)."""
+    """First thing in each spawned worker, before its JAX backend starts (XLA reads its flags once).
+
+    The worker also moves its import-time heap out of Python's cyclic garbage collector (``gc.freeze``) and
+    collects young objects less often: tracing makes millions of short-lived objects, and each collection
+    rescanned jax's and numpy's module graphs (~4% of a quick experiment's time under ``perf``; -2.5% CPU measured).
+    """
+    import gc
+
     if xla_flags is not None:
         os.environ["XLA_FLAGS"] = xla_flags
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _worker(root: str, name: str, size: str, out: str) -> dict:
