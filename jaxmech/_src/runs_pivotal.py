@@ -4,6 +4,8 @@ Kept out of :mod:`pivotal` (layer 3) so that layers import downward only."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,14 +61,15 @@ def prices_from_settings(env: Environment, m, base_dir=None):
         label = f"personalized_prices({m.prices})"
     else:
         raise cfg.ConfigError(f"mechanism.kind: the pivotal experiment compares price mechanisms, got {m.kind!r}")
-    if m.raise_by > 0:
+    traced = isinstance(m.raise_by, jax.core.Tracer)  # a family of runs over raise_by (runs.execute_family)
+    if traced or m.raise_by > 0:
         eps = m.raise_by
         if m.raise_shape == "constant":
 
             def by(x):
                 return jnp.full((env.n_agents,), eps, x.dtype)
 
-            label += f" + {eps:g}"
+            label += "" if traced else f" + {eps:g}"
         else:
             sizes = np.asarray(env.dims, np.float64)
 
@@ -74,7 +77,7 @@ def prices_from_settings(env: Environment, m, base_dir=None):
                 own = jnp.stack([jnp.sum(x[priors.agent_slice(env.dims, i)]) for i in range(env.n_agents)])
                 return eps * (jnp.sum(x) - own) / jnp.asarray(env.size - sizes, x.dtype)
 
-            label += f" + {eps:g} mean(s_-i)"
+            label += "" if traced else f" + {eps:g} mean(s_-i)"
         fn = raise_prices(fn, by)
         price_of = raise_price_of(price_of, by) if price_of is not None else None
     return fn, price_of, label
@@ -133,20 +136,23 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     v = jax.vmap(env.values)(s)
     specs = [settings.mechanism, *ex.against]
     rows, tables, pivotal_fn = [], [], None
-    for idx, m in enumerate(specs):
+    mechanisms = [built.mechanism] + [
+        runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed) for m in ex.against
+    ]
+    # mechanisms that differ only in a number (e.g. raise_by) share one compiled audit kernel
+    audits = runs.execute_family(
+        [dataclasses.replace(settings, mechanism=m) for m in specs],
+        [built._replace(mechanism=mech) for mech in mechanisms], base_dir, progress=progress,
+    )  # fmt: skip
+    for m, result in zip(specs, audits, strict=True):
         fn, _, label = prices_from_settings(env, m, base_dir)
-        mech = (
-            built.mechanism
-            if idx == 0
-            else runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed)
-        )
         table = price_table(fn, compiler_options=opts)  # compiled once: the stats here, the timing below
         t0 = _time()
         t = table(s)
         t.block_until_ready()
         secs = _time() - t0
         row = {"mechanism": label, "kind": m.kind, "price_seconds": secs, **price_stats(env, s, v, t)}
-        row["audit"] = _regret_summary(runs.execute(settings, built._replace(mechanism=mech), progress=progress).report)
+        row["audit"] = _regret_summary(result.report)
         rows.append(row)
         tables.append(np.asarray(t, np.float64))
         if m.kind == "pivotal" and pivotal_fn is None:
