@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import jax.numpy as jnp
 import pytest
 
 from jaxmech._src import config as cfg
@@ -121,14 +122,22 @@ def test_sweep_families_share_one_kernel():
 
 
 def test_sweep_family_falls_back_where_a_builder_needs_numbers(tmp_path):
-    # a Gaussian copula validates its correlation matrix with NumPy: not traceable in rho, so each case compiles its
-    # own kernel and the sweep still runs (CE Thm 5 is prior-free: a deficit under either correlation)
+    # multiplicative trade values check a < 1, 0 <= b < 1 - a in Python: not traceable in a, so each case compiles
+    # its own kernel; a Gaussian copula is traceable in rho (one kernel for both). CE Thm 5 is prior-free: a
+    # deficit in every case
     m = _run(
         tmp_path, "ce_thm5_deficit", "audit.profiles=2048", "audit.misreports.grid=4",
-        'experiment.cases=[{name="rho+", set=["prior.rho=0.5"]}, {name="rho-", set=["prior.rho=-0.5"]}]',
+        'experiment.cases=[{name="rho+", set=["prior.rho=0.5"]}, {name="rho-", set=["prior.rho=-0.5"]}, '
+        '{name="mult a=0.2", set=["environment.values=multiplicative", "environment.a=0.2"]}, '
+        '{name="mult a=0.3", set=["environment.values=multiplicative", "environment.a=0.3"]}]',
     )  # fmt: skip
     rows = m["sweep"]["rows"]
-    assert [r["case"] for r in rows] == ["rho+", "rho-"]
+    assert [r["case"] for r in rows] == ["rho+", "rho-", "mult a=0.2", "mult a=0.3"]
     assert rows[0]["deficit"]["mean"] < rows[1]["deficit"]["mean"]  # positive correlation: fewer trades
     for r in rows:
         assert r["deficit"]["min"] >= -1e-5 and r["deficit"]["ci95"][0] > 0
+    settings, _ = cfg.load(CONFIGS / "ce_thm5_deficit.toml")
+    cases = [runs._settings_with(settings, o) for o in (["prior.rho=0.5"], ["prior.rho=-0.5"])]
+    assert runs._family_model(cases[0], [("prior", "rho")], None, jnp.float32) is not None
+    mult = runs._settings_with(settings, ["environment.values=multiplicative", "environment.a=0.2"])
+    assert runs._family_model(mult, [("environment", "a")], None, jnp.float32) is None

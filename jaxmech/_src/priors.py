@@ -175,7 +175,7 @@ class Prior(NamedTuple):
 
     dims: tuple[int, ...]
     marginals: tuple[Marginal, ...]
-    cholesky: np.ndarray | None = None
+    cholesky: np.ndarray | jax.Array | None = None
 
     @property
     def n_agents(self) -> int:
@@ -268,6 +268,11 @@ def gaussian_copula(dims: Sequence[int], marginals: Marginal | Sequence[Marginal
     dims = validate_dims(dims)
     marginals = _expand_marginals(dims, marginals)
     size = sum(dims)
+    if isinstance(correlation, jax.core.Tracer):  # a family over its entries (engine.audit_family): each member
+        if correlation.shape != (size, size):  # was built, and so checked, with its concrete matrix
+            raise ValueError(f"correlation: expected a {size}x{size} matrix for dims={list(dims)}")
+        jitter = 1e-12 * jnp.eye(size, dtype=correlation.dtype)
+        return Prior(dims, marginals, jnp.linalg.cholesky(correlation + jitter))
     corr = np.asarray(correlation, dtype=np.float64)
     if corr.shape != (size, size):
         raise ValueError(f"correlation: expected a {size}x{size} matrix for dims={list(dims)}, got shape {corr.shape}")
