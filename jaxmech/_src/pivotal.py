@@ -282,20 +282,30 @@ class _Section(NamedTuple):
     d: int
 
 
-def _section(env: Environment, s: Array, i: int) -> _Section:
-    sl = priors.agent_slice(env.dims, i)
-    lo = jnp.asarray(env.lo[sl], s.dtype)
-    width = jnp.asarray(env.hi[sl] - env.lo[sl], s.dtype)
+def _agent_box(env: Environment, i: int | Array, dtype) -> tuple[Array, Array, int]:
+    """Buyer ``i``'s ``(lo, hi - lo, d_i)``; ``i`` may be traced where all signal dimensions are equal."""
+    if isinstance(i, (int, np.integer)):
+        sl = priors.agent_slice(env.dims, i)
+        return jnp.asarray(env.lo[sl], dtype), jnp.asarray(env.hi[sl] - env.lo[sl], dtype), env.dims[i]
+    if not priors.equal_dims(env.dims):
+        raise ValueError(f"a traced buyer index needs equal signal dimensions, got {env.dims}")
+    d = env.dims[0]
+    lo, width = jnp.asarray(env.lo, dtype), jnp.asarray(env.hi - env.lo, dtype)
+    return jax.lax.dynamic_slice_in_dim(lo, i * d, d), jax.lax.dynamic_slice_in_dim(width, i * d, d), d
+
+
+def _section(env: Environment, s: Array, i: int | Array) -> _Section:
+    lo, width, d = _agent_box(env, i, s.dtype)
 
     def vals(y):
         return env.values(priors.replace_signal(s, env.dims, i, lo + jnp.clip(y, 0.0, 1.0) * width))
 
-    return _Section(vals, env.dims[i])
+    return _Section(vals, d)
 
 
-def _to_signal(env: Environment, i: int, y: Array) -> Array:
-    sl = priors.agent_slice(env.dims, i)
-    return jnp.asarray(env.lo[sl], y.dtype) + y * jnp.asarray(env.hi[sl] - env.lo[sl], y.dtype)
+def _to_signal(env: Environment, i: int | Array, y: Array) -> Array:
+    lo, width, _ = _agent_box(env, i, y.dtype)
+    return lo + y * width
 
 
 def pivotal_max(
@@ -1061,10 +1071,15 @@ def lemma2_check(
 
     @partial(jax.jit, compiler_options=compiler_options)  # every pair in one compile
     def min_steps(p):
-        def g(i, j):
-            return jax.vmap(lambda m: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam))(p)
+        def g(ij):
+            i, j = ij
+            return jnp.min(
+                jnp.diff(jax.vmap(lambda m: jax.vmap(lambda x: g_pair(env, m, i, j, x, config))(lam))(p), axis=1)
+            )
 
-        return jnp.stack([jnp.min(jnp.diff(g(i, j), axis=1)) for i, j in pairs])
+        if priors.equal_dims(env.dims):  # one copy of the nested search for all pairs (traced buyer indices)
+            return jax.lax.map(g, jnp.asarray(pairs, jnp.int32))
+        return jnp.stack([g(ij) for ij in pairs])
 
     worst = np.zeros((n, n))
     for (i, j), w in zip(pairs, np.asarray(min_steps(profiles)), strict=True):
