@@ -354,6 +354,10 @@ def stream_cases(
             check_vma=False,
         )
     )  # fmt: skip
+    per_chunk = max(1, chunk_size // block_size)
+    per_chunk = min(per_chunk, max(hi - lo, 1))
+    per_chunk = math.ceil(per_chunk / n_dev) * n_dev
+    my_profiles = min(hi * block_size, n_profiles) - lo * block_size
     compiled = None
     results = []
     for key, operand in cases:
@@ -372,13 +376,9 @@ def stream_cases(
         start = lo
         if checkpoint is not None and checkpoint.resume and Path(checkpoint.path).exists():
             start = _load_state(checkpoint, red, state_meta)
-
-        per_chunk = max(1, chunk_size // block_size)
-        per_chunk = min(per_chunk, max(hi - lo, 1))
-        per_chunk = math.ceil(per_chunk / n_dev) * n_dev
         n_chunks = math.ceil((hi - start) / per_chunk)
 
-        def args_for(c, key=key, operand=operand, start=start, per_chunk=per_chunk):
+        def args_for(c, key=key, operand=operand, start=start):
             ids = np.arange(start + c * per_chunk, start + (c + 1) * per_chunk, dtype=np.int64)
             n_valid = np.where(ids < hi, np.clip(n_profiles - ids * block_size, 0, block_size), 0)
             return operand, key, jnp.asarray(ids, jnp.int32), jnp.asarray(n_valid, jnp.int32)
@@ -393,7 +393,6 @@ def stream_cases(
             meta = dict(state_meta, next_block=next_block, meta=checkpoint.meta or {})
             _save_state(checkpoint, red, meta)
 
-        my_profiles = min(hi * block_size, n_profiles) - lo * block_size
         t0 = last_save = time.perf_counter()
         pending = compiled(*args_for(0)) if n_chunks > 0 else None
         for c in range(n_chunks):
@@ -517,9 +516,9 @@ def audit_family(
     if built is not None and len(built) != len(thetas):
         raise ValueError(f"audit_family: {len(built)} built cases for {len(thetas)} thetas")
     return _audit_cases(
-        model, [(t, key, built[k] if built is not None else None) for k, t in enumerate(thetas)], n_profiles=n_profiles, misreports=misreports, block_size=block_size,
-        chunk_size=chunk_size, dtype=dtype, rtol=rtol, devices=devices, progress=progress,
-        segment_blocks=segment_blocks, fast_compile=fast_compile,
+        model, [(t, key, None if built is None else built[k]) for k, t in enumerate(thetas)], n_profiles=n_profiles,
+        misreports=misreports, block_size=block_size, chunk_size=chunk_size, dtype=dtype, rtol=rtol, devices=devices,
+        progress=progress, segment_blocks=segment_blocks, fast_compile=fast_compile,
     )  # fmt: skip
 
 

@@ -493,6 +493,8 @@ def _smoke_check(env, mech, prior, dtype) -> None:
 
     try:
         t, v = jax.eval_shape(model, jax.random.PRNGKey(0))
+    except _NEEDS_CONCRETE:
+        raise  # built with traced numbers (a family, :func:`execute_family`): not the user's error
     except Exception as e:
         raise cfg.ConfigError(
             f"model check failed on one profile: {type(e).__name__}: {str(e).splitlines()[0]}"
@@ -575,6 +577,10 @@ def execute(settings: cfg.Settings, built: Built, *, progress=None, checkpoint=N
 
 # Sections whose float settings may vary within one compiled family of audits (see :func:`_families`).
 _FAMILY_SECTIONS = ("environment", "prior", "mechanism")
+# What a builder raises when it needs a number of a family as a Python value (then each run compiles alone).
+_NEEDS_CONCRETE = (
+    jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError,
+)  # fmt: skip
 
 
 def _leaves(d: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
@@ -632,28 +638,20 @@ def _replace_path(obj, path: tuple[str, ...], value):
 
 
 def _family_model(base: cfg.Settings, paths: Sequence[tuple[str, ...]], base_dir: Path | None, dtype):
-    """``model(theta) -> (env, mech, prior)`` for the runs of one family, or ``None`` where a builder needs the
-    numbers at ``paths`` concretely (tried on one profile, abstractly: nothing is compiled)."""
-    names = [".".join(p) for p in paths]
+    """``model(theta) -> (env, mech, prior)`` for the runs of one family (``theta``: the numbers at ``paths``, in
+    order), or ``None`` where a builder needs them concretely. Tried abstractly, nothing compiled: :func:`build`
+    runs the model on one profile (:func:`_smoke_check`)."""
 
     def model(theta):
         s = base
-        for n, p in zip(names, paths, strict=True):
-            s = _replace_path(s, p, theta[n])
+        for p, v in zip(paths, theta, strict=True):
+            s = _replace_path(s, p, v)
         b = build(s, base_dir)
         return b.env, b.mechanism, b.prior
 
-    def probe(theta, key):  # the model on one profile, as the kernel uses it
-        env, mech, prior = model(theta)
-        s = prior.sample(key, 1, dtype)[0]
-        q, t = mechs.decide_and_pay(mech, mech.params, s)
-        return t, env.value(q, s)
-
-    theta0 = {n: jnp.asarray(_get_path(base, p), dtype) for n, p in zip(names, paths, strict=True)}
     try:
-        jax.eval_shape(probe, theta0, jax.random.PRNGKey(0))
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-            jax.errors.TracerIntegerConversionError):  # fmt: skip
+        jax.eval_shape(lambda th: (model(th), ())[1], tuple(jnp.asarray(_get_path(base, p), dtype) for p in paths))
+    except _NEEDS_CONCRETE:
         return None
     return model
 
@@ -674,7 +672,7 @@ def execute_family(
                 results[k] = execute(settings[k], builts[k], progress=progress)
             continue
         a = base.audit
-        thetas = [{".".join(p): _get_path(settings[k], p) for p in paths} for k in idx]
+        thetas = [tuple(_get_path(settings[k], p) for p in paths) for k in idx]
         out = engine.audit_family(
             model, thetas, key=jax.random.PRNGKey(base.seed), n_profiles=a.profiles, misreports=first.misreports,
             block_size=a.block_size, chunk_size=a.chunk_size, dtype=first.dtype, rtol=a.rtol, progress=progress,
