@@ -93,8 +93,9 @@ def test_rows_statuses_and_exit_code(report):
     assert by["t_ok"]["overrides"] == ["audit.profiles=2000"]
     assert json.loads((out / "t_ok" / "metrics.json").read_text())["audit"]["profiles"] == 2000
     assert (out / "t_ok" / "manifest.json").is_file()
-    flag = "--xla_backend_optimization_level=0"  # the quick workers' XLA flags, recorded where the numbers are
-    assert flag in json.loads((out / "t_ok" / "manifest.json").read_text())["xla_flags"] and flag in s["xla_flags"]
+    for flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
+        # the quick workers' XLA flags, recorded where the numbers are
+        assert flag in json.loads((out / "t_ok" / "manifest.json").read_text())["xla_flags"] and flag in s["xla_flags"]
     d = json.loads((out / "t_ok" / "metrics.json").read_text())["audit"]["deficit"]
     assert abs(d["mean"] - 0.25) <= 4 * d["se"]  # the row's number is the run's number
     assert [c["status"] for c in by["t_fail"]["claims"]] == ["FAIL", "INFO"]
@@ -189,12 +190,15 @@ def test_every_size_override_is_a_valid_config():
 
 
 def test_quick_workers_compile_without_llvm_optimization(monkeypatch):
-    # --quick's workers: XLA's backend optimization off by default (compile-bound sizes), the user's flags kept;
-    # other sizes inherit the flags as they are
+    # --quick's workers: XLA's backend optimization off and classic CPU fusion emitters by default (compile-bound
+    # sizes), the user's flags kept, none twice; other sizes inherit the flags as they are
+    fast = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-    assert (
-        rep.worker_xla_flags("quick") == "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
-    )
+    assert rep.worker_xla_flags("quick") == "--xla_force_host_platform_device_count=4 " + fast
     assert rep.worker_xla_flags("full") is None and rep.worker_xla_flags("default") is None
-    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
-    assert rep.worker_xla_flags("quick") == "--xla_backend_optimization_level=0"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false")
+    assert rep.worker_xla_flags("quick") == "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+    monkeypatch.setenv("XLA_FLAGS", fast)
+    assert rep.worker_xla_flags("quick") == fast
+    monkeypatch.delenv("XLA_FLAGS")
+    assert rep.worker_xla_flags("quick") == fast

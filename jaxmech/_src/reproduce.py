@@ -233,16 +233,16 @@ def run_one(layout: Layout, name: str, exp: Experiment, size: str, out: Path, pr
 def worker_xla_flags(size: str) -> str | None:
     """The ``XLA_FLAGS`` of the worker processes at ``size`` (``None``: inherited as they are).
 
-    ``quick`` adds :data:`compile_options.QUICK_XLA_FLAG`: its experiments compile hundreds of programs that run
-    for milliseconds each, so XLA's CPU backend skips LLVM optimization by default there; the programs whose run
-    time matters ask for :data:`compile_options.FULL_OPTIMIZATION`. The flag is recorded in each manifest.json;
-    set it yourself to rerun a quick experiment bit for bit with ``jaxmech run``."""
+    ``quick`` adds :data:`compile_options.QUICK_XLA_FLAGS` (those not already set): its experiments compile
+    hundreds of programs that run for milliseconds each, so XLA's CPU backend skips LLVM optimization and uses
+    its classic fusion emitters by default there; the programs whose run time matters ask for
+    :data:`compile_options.FULL_OPTIMIZATION`. The flags are recorded in each manifest.json; set them yourself
+    to rerun a quick experiment bit for bit with ``jaxmech run``."""
     if size != "quick":
         return None
     current = os.environ.get("XLA_FLAGS", "")
-    if compile_options.QUICK_XLA_FLAG in current.split():
-        return current
-    return f"{current} {compile_options.QUICK_XLA_FLAG}".strip()
+    missing = [f for f in compile_options.QUICK_XLA_FLAGS if f not in current.split()]
+    return " ".join([current, *missing]).strip()
 
 
 def _worker_init(xla_flags: str | None) -> None:
