@@ -18,9 +18,16 @@ import os
 # (ignored by other backends). Same numbers up to float rounding; on a CPU an audit kernel compiles ~2-3x
 # faster and runs ~1.5-2x slower.
 FAST_COMPILE = (("xla_backend_optimization_level", 0), ("xla_cpu_use_fusion_emitters", False))
-# ``compiler_options`` for a program that runs long: XLA's defaults, asked for explicitly so that they hold
-# in a process started with :data:`QUICK_XLA_FLAGS`.
-FULL_OPTIMIZATION = (("xla_backend_optimization_level", 3), ("xla_cpu_use_fusion_emitters", True))
+# ``compiler_options`` for a program that runs long (a search step, the interim loops): XLA's default level and
+# emitters, asked for explicitly so that they hold in a process started with :data:`QUICK_XLA_FLAGS`, and no
+# YNNPACK fusions on a CPU (``xla_cpu_experimental_ynn_fusion_type`` empty): XLA hands reductions to YNNPACK by
+# default, which is slow on the skinny ``(batch, n)`` arrays of a vmapped search (the W4 step: 74 -> 211
+# steps/s at batch 2^16 on 2 cores, the same loss).
+FULL_OPTIMIZATION = (
+    ("xla_backend_optimization_level", 3),
+    ("xla_cpu_use_fusion_emitters", True),
+    ("xla_cpu_experimental_ynn_fusion_type", ""),
+)
 # The ``XLA_FLAGS`` entries of ``jaxmech reproduce --quick``'s worker processes: :data:`FAST_COMPILE` as flags.
 QUICK_XLA_FLAGS = tuple(f"--{k}={str(v).lower()}" for k, v in FAST_COMPILE)
 
