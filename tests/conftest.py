@@ -6,10 +6,11 @@ import jax
 import pytest
 
 # The suite is compile-bound on a CPU: compile with XLA's classic CPU fusion emitters (~20% less time for the
-# suite; the default MLIR emitters set up a pass pipeline per fusion), unless the caller sets XLA_FLAGS.
+# suite; the default MLIR emitters set up a pass pipeline per fusion) unless XLA_FLAGS chooses the emitters.
 # Numbers agree with the default emitters up to float rounding: test_engine.py's device-count test runs its
 # subprocesses with XLA's defaults and compares them with this process.
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false")
+if "--xla_cpu_use_fusion_emitters" not in {f.split("=", 1)[0] for f in os.environ.get("XLA_FLAGS", "").split()}:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
 
 
 @pytest.fixture(autouse=True)

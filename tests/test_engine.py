@@ -100,11 +100,13 @@ def test_device_count_invariance():
     for a, b in zip(one["reports"], four["reports"], strict=True):
         _assert_same(a, b)
     _assert_same(one["reports"][0], four["reports"][1])
+    if jax.default_backend() != "cpu":
+        return  # the comparison below is of two CPU compiles
     env = jm.example1()
     here = jm.audit(env, jm.personalized_prices(env, jm.own_signal_prices), jm.independent(env.dims),
                     key=jax.random.PRNGKey(5), n_profiles=10_000, misreports=jm.Misreports(grid=6, random=4),
                     block_size=1024, chunk_size=2**13).report  # fmt: skip
-    _assert_close(here, one["reports"][0], rtol=1e-5, atol=1e-6)
+    _assert_close(here, one["reports"][1], rtol=1e-5, atol=1e-6)
 
 
 def test_stream_compiles_once_and_counts_exactly():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxmech._src import cli
+from jaxmech._src import cli, compile_options
 from jaxmech._src import config as cfg
 from jaxmech._src import reproduce as rep
 
@@ -189,16 +189,23 @@ def test_every_size_override_is_a_valid_config():
             assert settings.name == name
 
 
-def test_quick_workers_compile_without_llvm_optimization(monkeypatch):
+def test_quick_workers_compile_fast(monkeypatch):
     # --quick's workers: XLA's backend optimization off and classic CPU fusion emitters by default (compile-bound
-    # sizes), the user's flags kept, none twice; other sizes inherit the flags as they are
+    # sizes), the user's flags kept and a user's value of the same option winning; other sizes inherit the flags
     fast = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
     assert rep.worker_xla_flags("quick") == "--xla_force_host_platform_device_count=4 " + fast
     assert rep.worker_xla_flags("full") is None and rep.worker_xla_flags("default") is None
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false")
-    assert rep.worker_xla_flags("quick") == "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    assert rep.worker_xla_flags("quick") == "--xla_cpu_use_fusion_emitters=true --xla_backend_optimization_level=0"
     monkeypatch.setenv("XLA_FLAGS", fast)
     assert rep.worker_xla_flags("quick") == fast
     monkeypatch.delenv("XLA_FLAGS")
     assert rep.worker_xla_flags("quick") == fast
+
+
+def test_unknown_compile_options_are_dropped():
+    # XLA renames and retires options between releases: an unknown one is left out, not an error
+    opts = (("xla_backend_optimization_level", 0), ("xla_no_such_option_in_any_release", 1))
+    assert compile_options.supported(opts) == {"xla_backend_optimization_level": 0}
+    assert compile_options.supported(compile_options.FULL_OPTIMIZATION) == dict(compile_options.FULL_OPTIMIZATION)

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from jaxmech._src import mechanisms, priors
-from jaxmech._src.compile_options import FULL_OPTIMIZATION
+from jaxmech._src.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.environments import Environment
 from jaxmech._src.mechanisms import Mechanism
 
@@ -410,7 +410,7 @@ def interim_check(
 
         reg, reg_se, arg_m, u, u_se = (
             np.asarray(x, np.float64)
-            for x in jax.jit(lambda ts: jax.lax.map(per_type, ts), compiler_options=dict(FULL_OPTIMIZATION))(ts)
+            for x in jax.jit(lambda ts: jax.lax.map(per_type, ts), compiler_options=supported(FULL_OPTIMIZATION))(ts)
         )
         k = int(np.argmax(reg))
         kk = int(np.argmin(u))

@@ -1,13 +1,18 @@
-"""XLA compile options every layer may use (constants, and one read-only check of the process's flags).
+"""XLA compile options every layer may use: constants, a read-only check of the process's flags, and a probe of
+which options this jaxlib's XLA knows.
 
-Not a layer: no JAX objects, no state. ``jaxmech reproduce --quick`` runs its experiments in worker
+Not a layer: no JAX objects at import, no state. ``jaxmech reproduce --quick`` runs its experiments in worker
 processes started with the :data:`QUICK_XLA_FLAGS`: a quick run is dominated by compiling hundreds of
 programs that each run for milliseconds, and XLA's CPU backend compiles them ~1.5-2x faster without LLVM
 optimization and ~1.5x faster again with its classic fusion emitters (``xla_cpu_use_fusion_emitters=false``:
 the default MLIR emitters build and tear down an MLIR context and a pass pipeline per fusion, ~30% of a
 quick run's CPU under ``perf``). The few programs whose *run* time matters (a search step, the interim
-payment and interim IC loops) ask for :data:`FULL_OPTIMIZATION` explicitly, which is XLA's own default:
-outside such a process it changes nothing.
+payment and interim IC loops) ask for :data:`FULL_OPTIMIZATION` explicitly: XLA's default level and
+emitters, without YNNPACK reduction fusions on a CPU.
+
+XLA renames and retires its options between releases, and an unknown one is an error (``No such compile
+option``; in ``XLA_FLAGS`` it aborts the process). So every use goes through :func:`supported`, which keeps
+the options this jaxlib knows: with a newer jaxlib the programs compile with XLA's defaults instead of failing.
 """
 
 from __future__ import annotations
@@ -28,11 +33,42 @@ FULL_OPTIMIZATION = (
     ("xla_cpu_use_fusion_emitters", True),
     ("xla_cpu_experimental_ynn_fusion_type", ""),
 )
+
+
+def as_flags(options) -> tuple[str, ...]:
+    """``(name, value)`` pairs (or a dict) as ``XLA_FLAGS`` entries: ``--name=value``."""
+    items = options.items() if isinstance(options, dict) else options
+    return tuple(f"--{k}={str(v).lower()}" for k, v in items)
+
+
 # The ``XLA_FLAGS`` entries of ``jaxmech reproduce --quick``'s worker processes: :data:`FAST_COMPILE` as flags.
-QUICK_XLA_FLAGS = tuple(f"--{k}={str(v).lower()}" for k, v in FAST_COMPILE)
+QUICK_XLA_FLAGS = as_flags(FAST_COMPILE)
 
 
 def process_compiles_fast() -> bool:
-    """Whether this process's ``XLA_FLAGS`` make fast compiles the default (timings then say so)."""
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    return all(f in flags for f in QUICK_XLA_FLAGS)
+    """Whether this process's ``XLA_FLAGS`` turn LLVM optimization off by default (timings then say so)."""
+    return QUICK_XLA_FLAGS[0] in os.environ.get("XLA_FLAGS", "").split()
+
+
+def _identity(x):
+    return x
+
+
+def supported(options: tuple[tuple[str, object], ...]) -> dict[str, object]:
+    """``options`` as a ``compiler_options`` dict, without the entries this jaxlib's XLA does not know.
+
+    Each option is tried on a one-op program (jax caches its compile, so a repeat costs microseconds). The
+    options are debug options shared by every backend: a CPU-only one is accepted and ignored on a GPU.
+    """
+    import jax
+
+    known = {}
+    for name, value in options:
+        try:
+            jax.jit(_identity, compiler_options={name: value}).lower(0.0).compile()
+        except Exception as e:  # only an unknown option is dropped
+            if "No such compile option" not in str(e) and "not a valid" not in str(e):
+                raise
+            continue
+        known[name] = value
+    return known

@@ -30,7 +30,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxmech._src import audit as audit_lib
-from jaxmech._src.compile_options import FAST_COMPILE
+from jaxmech._src.compile_options import FAST_COMPILE, supported
 from jaxmech._src.environments import Environment
 from jaxmech._src.mechanisms import Mechanism
 from jaxmech._src.priors import Prior
@@ -386,7 +386,7 @@ def stream_cases(
         compile_s = 0.0
         t0 = time.perf_counter()
         if n_chunks > 0 and compiled is None:
-            compiled = sharded.lower(*args_for(0)).compile(dict(FAST_COMPILE) if fast_compile else None)
+            compiled = sharded.lower(*args_for(0)).compile(supported(FAST_COMPILE) if fast_compile else None)
             compile_s = time.perf_counter() - t0
 
         def save(next_block, red=red, state_meta=state_meta):

@@ -233,16 +233,18 @@ def run_one(layout: Layout, name: str, exp: Experiment, size: str, out: Path, pr
 def worker_xla_flags(size: str) -> str | None:
     """The ``XLA_FLAGS`` of the worker processes at ``size`` (``None``: inherited as they are).
 
-    ``quick`` adds :data:`compile_options.QUICK_XLA_FLAGS` (those not already set): its experiments compile
-    hundreds of programs that run for milliseconds each, so XLA's CPU backend skips LLVM optimization and uses
-    its classic fusion emitters by default there; the programs whose run time matters ask for
+    ``quick`` adds :data:`compile_options.QUICK_XLA_FLAGS` whose option the user has not set (the user's value
+    wins) and this jaxlib knows (:func:`compile_options.supported`): its experiments compile hundreds of
+    programs that run for milliseconds each, so XLA's CPU backend skips LLVM optimization and uses its classic
+    fusion emitters by default there; the programs whose run time matters ask for
     :data:`compile_options.FULL_OPTIMIZATION`. The flags are recorded in each manifest.json; set them yourself
     to rerun a quick experiment bit for bit with ``jaxmech run``."""
     if size != "quick":
         return None
     current = os.environ.get("XLA_FLAGS", "")
-    missing = [f for f in compile_options.QUICK_XLA_FLAGS if f not in current.split()]
-    return " ".join([current, *missing]).strip()
+    names = {f.split("=", 1)[0] for f in current.split()}
+    fast = compile_options.as_flags(compile_options.supported(compile_options.FAST_COMPILE))
+    return " ".join([current, *(f for f in fast if f.split("=", 1)[0] not in names)]).strip()
 
 
 def _worker_init(xla_flags: str | None) -> None:
@@ -396,7 +398,7 @@ def render_markdown(summary: dict) -> str:
         lines += [
             "Every `--quick` run also sets " + ", ".join(f"`{o}`" for o in QUICK_BASE)
             + f" and runs with `XLA_FLAGS={summary.get('xla_flags', '')}` (compile-bound sizes: LLVM optimization off "
-            "except for search steps and interim loops).",
+            "and classic CPU fusion emitters, except for search steps and interim loops).",
             "",
         ]  # fmt: skip
     lines += ["| Experiment | Paper | Wall (s) | Overrides | Results |", "|---|---|---|---|---|"]

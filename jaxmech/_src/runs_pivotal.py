@@ -121,7 +121,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     built = runs.build(settings, base_dir)
     env = built.env
     # audit.fast_compile (set by `jaxmech reproduce --quick`): every compile here too (numbers equal up to float rounding)
-    opts = dict(compile_options.FAST_COMPILE) if settings.audit.fast_compile else None
+    opts = compile_options.supported(compile_options.FAST_COMPILE) if settings.audit.fast_compile else None
     if not env.outcome_names or env.outcome_names[0] != "a0" or not env.is_separable:
         raise cfg.ConfigError("environment.kind: the pivotal experiment needs a single-object environment (B Sec. 2)")
     key = jax.random.PRNGKey(settings.seed)

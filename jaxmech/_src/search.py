@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from jaxmech._src import priors, provision
-from jaxmech._src.compile_options import FULL_OPTIMIZATION
+from jaxmech._src.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.environments import Environment
 from jaxmech._src.mechanisms import Mechanism
 
@@ -183,7 +183,7 @@ def search(
         al = 0.5 * rho * (jnp.maximum(0.0, con + lam / rho) ** 2 - (lam / rho) ** 2)
         return -obj + al, (obj, con, hard_max)
 
-    @functools.partial(jax.jit, compiler_options=dict(FULL_OPTIMIZATION))  # the run time is the search's
+    @functools.partial(jax.jit, compiler_options=supported(FULL_OPTIMIZATION))  # the run time is the search's
     def step(params, opt_state, key, temperature, lam, rho):
         s = prior.sample(key, cfg.batch, dtype)
         (loss, aux), grads = jax.value_and_grad(lagrangian, has_aux=True)(params, s, temperature, lam, rho)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src import priors
-from jaxmech._src.compile_options import FULL_OPTIMIZATION
+from jaxmech._src.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.environments import Environment
 from jaxmech._src.mechanisms import Mechanism, Params, _bisect_iters, bisect, pivot_payments
 
@@ -445,7 +445,9 @@ def interim_payments(
             (
                 np.asarray(grid, np.float64),
                 np.asarray(
-                    jax.jit(lambda g, f=mean_pay: jax.lax.map(f, g), compiler_options=dict(FULL_OPTIMIZATION))(grid),
+                    jax.jit(lambda g, f=mean_pay: jax.lax.map(f, g), compiler_options=supported(FULL_OPTIMIZATION))(
+                        grid
+                    ),
                     np.float64,
                 ),
             )
