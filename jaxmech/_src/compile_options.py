@@ -35,14 +35,13 @@ FULL_OPTIMIZATION = (
 )
 
 
-def as_flags(options) -> tuple[str, ...]:
-    """``(name, value)`` pairs (or a dict) as ``XLA_FLAGS`` entries: ``--name=value``."""
-    items = options.items() if isinstance(options, dict) else options
-    return tuple(f"--{k}={str(v).lower()}" for k, v in items)
+def as_flags(options: dict[str, object]) -> tuple[str, ...]:
+    """Compile options as ``XLA_FLAGS`` entries: ``--name=value``."""
+    return tuple(f"--{k}={str(v).lower()}" for k, v in options.items())
 
 
 # The ``XLA_FLAGS`` entries of ``jaxmech reproduce --quick``'s worker processes: :data:`FAST_COMPILE` as flags.
-QUICK_XLA_FLAGS = as_flags(FAST_COMPILE)
+QUICK_XLA_FLAGS = as_flags(dict(FAST_COMPILE))
 
 
 def process_compiles_fast() -> bool:

@@ -331,8 +331,8 @@ def stream_cases(
         raise ValueError(f"segment_blocks must be >= 1, got {segment_blocks}")
     spec = _abstract(cases[0][1])
     for k, (_, op) in enumerate(cases[1:], 1):
-        if _abstract(op) != spec:
-            raise ValueError(f"stream_cases: case {k}'s operand {_abstract(op)} differs from case 0's {spec}")
+        if (got := _abstract(op)) != spec:
+            raise ValueError(f"stream_cases: case {k}'s operand {got} differs from case 0's {spec}")
     mesh = _mesh(devices)
     n_dev = mesh.devices.size
     n_proc, proc = jax.process_count(), jax.process_index()

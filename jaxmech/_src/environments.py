@@ -412,20 +412,13 @@ def private_common_values(
         )
     starts = np.cumsum((0,) + dims[:-1])  # buyer i's coordinates: starts[i] .. starts[i] + d_i - 1 (the last is c_i)
 
-    def parts(s):  # (private signals (..., n, d - 1), c (..., n)) with static slices: cheap to trace
-        if len(set(dims)) == 1:
-            x = s.reshape(s.shape[:-1] + (n, dims[0]))
-            return x[..., :-1], x[..., -1]
-        own_c = [s[..., a + d - 1] for a, d in zip(starts, dims, strict=True)]
-        return [s[..., a : a + d - 1] for a, d in zip(starts, dims, strict=True)], jnp.stack(own_c, -1)
-
-    def values(s):
-        x, c = parts(s)
+    def values(s):  # static slices per buyer: cheap to trace
+        c = jnp.stack([s[..., a + d - 1] for a, d in zip(starts, dims, strict=True)], -1)
+        priv = jnp.stack(
+            [jnp.mean(s[..., a : a + d - 1] ** 2, axis=-1) if d > 1 else jnp.zeros_like(s[..., 0])
+             for a, d in zip(starts, dims, strict=True)], -1,
+        )  # fmt: skip
         common = jnp.mean(c, axis=-1, keepdims=True)
-        if isinstance(x, list):
-            priv = jnp.stack([jnp.mean(xi**2, axis=-1) if xi.shape[-1] else jnp.zeros_like(s[..., 0]) for xi in x], -1)
-        else:
-            priv = jnp.mean(x**2, axis=-1) if x.shape[-1] else jnp.zeros_like(c)
         return priv + own * c + jnp.asarray(w, s.dtype).reshape((1,) * (s.ndim - 1) + (n,)) * common
 
     return values
