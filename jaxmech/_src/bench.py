@@ -135,16 +135,17 @@ class _TorchXP:
 
         self.torch = torch
         self.f = torch.float64 if float64 else torch.float32
-        self.gen = torch.Generator().manual_seed(seed)
+        self.device = torch_device()
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
 
     def uniform(self, *shape):
-        return self.torch.rand(shape, generator=self.gen, dtype=self.f)
+        return self.torch.rand(shape, generator=self.gen, dtype=self.f, device=self.device)
 
     def linspace(self, lo, hi, k):
-        return self.torch.linspace(lo, hi, k, dtype=self.f)
+        return self.torch.linspace(lo, hi, k, dtype=self.f, device=self.device)
 
     def asarray(self, x):
-        return self.torch.as_tensor(np.array(x), dtype=self.f)
+        return self.torch.as_tensor(np.array(x), dtype=self.f, device=self.device)
 
     def where(self, c, a, b):
         return self.torch.where(c, a, b)
@@ -183,7 +184,7 @@ class _TorchXP:
         return self.torch.take_along_dim(x, idx, dim=axis)
 
     def eye(self, k):
-        return self.torch.eye(k, dtype=self.torch.bool)
+        return self.torch.eye(k, dtype=self.torch.bool, device=self.device)
 
 
 def torch_available() -> bool:
@@ -192,6 +193,14 @@ def torch_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def torch_device() -> str:
+    """The PyTorch baseline runs where jaxmech runs: ``cuda`` when JAX's backend is a GPU and torch sees one."""
+    import jax
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
 class _Moments:
@@ -221,7 +230,7 @@ class _Moments:
 
 
 def _to_np(xp, x):
-    return x.numpy() if xp.name == "torch" else x
+    return x.cpu().numpy() if hasattr(x, "cpu") else x
 
 
 def _chunked(xp, n: int, chunk: int, one: Callable) -> dict[str, float]:
@@ -451,7 +460,7 @@ def w4_step_torch(xp, s, grid, vbar, opt, temperature, lam, rho, tau, a=A_SEARCH
     sc = torch.cat([s, grid])
     vc = values(sc)
     viol = cost - sum(
-        vc[:, i] + torch.clamp((sc[:, i : i + 1] + (vbar - vc) / torch.where(torch.arange(n) == i, 1.0, a)).amax(1), 0.0, 1.0)
+        vc[:, i] + torch.clamp((sc[:, i : i + 1] + (vbar - vc) / torch.where(torch.arange(n, device=s.device) == i, 1.0, a)).amax(1), 0.0, 1.0)
         - sc[:, i]
         for i in range(n)
     )  # fmt: skip
@@ -538,7 +547,7 @@ def _bench_w1(size: Sizes, dtype, float64, repeats, with_torch):
 
     k = 256
     env = jm.bilateral_trade(jm.linear_trade_values(A_TRADE))
-    mis = jm.Misreports(grid=k, random=0, kinks=True, grid_chunk=16)
+    mis = jm.Misreports(grid=k, random=0, kinks=True)
     epp = 2 * (k + 2)
     rows = _audit_rows(
         [
@@ -576,7 +585,7 @@ def _bench_w2(size: Sizes, dtype, float64, repeats, with_torch):
     env = jm.public_good(jm.linear_public_values(A_PUBLIC, n), COST_PUBLIC, n)
     vbar = jnp.full((n,), COST_PUBLIC / n, dtype)
     closed = jm.pivot_payments(env, jm.threshold_rule(env), params=vbar, pivot=w2_pivot, name="threshold (closed form)")
-    mis = jm.Misreports(grid=k, random=0, kinks=True, grid_chunk=16)
+    mis = jm.Misreports(grid=k, random=0, kinks=True)
     epp = n * (k + 2)
     mechs = [("jaxmech audit (closed-form pivots)", closed)]
     if size.generic:  # its compile is long (8 agents x 8 bisected roots, per menu and in the payments)
@@ -595,7 +604,7 @@ def _bench_w3(size: Sizes, dtype, float64, repeats, with_torch):
     import jaxmech as jm
 
     env = jm.example1()
-    mis = jm.Misreports(grid=16, random=0, kinks=True, grid_chunk=16)
+    mis = jm.Misreports(grid=16, random=0, kinks=True)
     epp = 2 * (16 * 16 + 6)
     rows = _audit_rows(
         [("jaxmech audit (B eq. (4), bisection kinks)", jm.personalized_prices(env, jm.example1_prices))],
@@ -655,7 +664,7 @@ def _bench_w4(size: Sizes, dtype, float64, repeats, with_torch):
 
         def torch_steps(n):
             xp = _TorchXP(float64, 1)
-            vbar = torch.full((2,), 0.5, dtype=xp.f, requires_grad=True)
+            vbar = torch.full((2,), 0.5, dtype=xp.f, device=xp.device, requires_grad=True)
             opt = torch.optim.Adam([vbar], lr=0.01)
             times = []
             for _ in range(extra):
@@ -728,8 +737,8 @@ def _bench_w5(size: Sizes, dtype, float64, repeats, with_torch):
             for start in range(0, p, 64):
                 with np.errstate(invalid="ignore"):  # -inf - -inf where an outcome does not occur (discarded)
                     out = w5_baseline(xp, xp.uniform(min(64, p - start), k), x)
-                feas.append(out["feasible"])
-                walk.append(out["max_walk"])
+                feas.append(_to_np(xp, out["feasible"]))
+                walk.append(_to_np(xp, out["max_walk"]))
             return np.concatenate(feas), np.concatenate(walk)
 
         t, (feas, walk) = _timed_best(go, repeats)
@@ -795,7 +804,7 @@ def environment_lines(float64: bool) -> list[str]:
     if torch_available():
         import torch
 
-        lines.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+        lines.append(f"torch {torch.__version__} ({torch_device()}, {torch.get_num_threads()} CPU threads)")
     else:
         lines.append("torch: not installed (pip install 'jaxmech[bench]' for the PyTorch eager baseline)")
     return lines

@@ -119,7 +119,7 @@ class MisreportSettings:
     gradient_steps: int = _meta(0, doc="Adam steps of gradient ascent on the misreport (0: off)", min=0)
     gradient_restarts: int = _meta(2, doc="ascent starts (best point so far + random)", min=1)
     gradient_lr: float = _meta(0.02, doc="Adam learning rate (relative to the signal range)", min=0.0)
-    grid_chunk: int = _meta(16, doc="misreports per scan step", min=1)
+    grid_chunk: int = _meta(0, doc="misreports per scan step (0: 16 on a CPU, the whole grid on a GPU)", min=0)
 
 
 @dataclass(frozen=True, kw_only=True)
