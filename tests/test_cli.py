@@ -55,7 +55,7 @@ def test_run_writes_results_folder(tmp_path, capsys):
         ("audit.profils=10", "audit.profils: unknown key (did you mean 'audit.profiles'?)"),
         ("audit.misreports.gird=4", "audit.misreports.gird: unknown key (did you mean 'audit.misreports.grid'?)"),
         ("audit.profiles='many'", "audit.profiles: expected an integer"),
-        ("audit.profiles=0", "audit.profiles: must be >= 1"),
+        ("audit.profiles=1", "audit.profiles: must be >= 2"),
         ("precision='float16'", "precision: must be one of float32, float64"),
         ("mechanism.kind='generalized_vgc'", "did you mean 'generalized_vcg'?"),
         ("prior.correlation=[[1.0, 2.0], [2.0, 1.0]]", "positive semi-definite"),

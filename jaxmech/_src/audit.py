@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -211,7 +212,9 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, draws, 
             starts = jnp.concatenate([best[1][None, :], extra_starts], axis=0)
             gu, gm = jax.vmap(ascend)(starts)
             best = take_better(best, gu, gm)
-        return best
+        # the menu at the truthful report: must give the utility decide / pay give (checked by block_stats)
+        truth = u(s[sl]) if mech.menu is not None else jnp.zeros((), dtype)
+        return best + (truth,)
 
     return jax.vmap(one)(profiles, cands, extra_starts)
 
@@ -259,15 +262,18 @@ def block_stats(
     # own loop in the compiled program (rolled on CPU), so one call instead of n * 4 compiles faster.
     n_draws = sum(_n_draws(misreports))
     draws = jax.random.uniform(key, (n, batch, n_draws, dmax), dtype)
+    menu_gap = []
     for i in range(n):
-        best_u, best_m = _best_deviation(env, mech, params, misreports, profiles, draws[i], i)
+        best_u, best_m, menu_u = _best_deviation(env, mech, params, misreports, profiles, draws[i], i)
         r = jnp.maximum(0.0, best_u - tr.utility[:, i])
         regrets.append(r)
         mx, j = _masked_argext(r, valid, True)
         reg_max.append(mx)
         reg_j.append(j)
         reg_m.append(jnp.pad(best_m[j], (0, dmax - env.dims[i])))
+        menu_gap.append(jnp.abs(menu_u - tr.utility[:, i]) if mech.menu is not None else jnp.zeros_like(r))
     reg = jnp.stack(regrets, axis=1)  # (B, n)
+    _integrity_stats(out, profiles, valid, tr, reg, jnp.stack(menu_gap, axis=1), tol)
     moments("regret", reg)
     out["regret_count"] = jnp.sum(w[:, None] * (reg > tol).astype(dtype), axis=0)
     out["regret_max"] = jnp.stack(reg_max)
@@ -298,6 +304,39 @@ def block_stats(
     out["welfare_x_first_best_sum"] = jnp.sum(w * tr.welfare * tr.first_best)
     moments("outcome", tr.outcome_probs)
     return out
+
+
+def _integrity_stats(out: dict, profiles, valid, tr: Truthful, reg, menu_gap, tol) -> None:
+    """Counts that make a report trustworthy or refused: non-finite per-profile numbers, menu disagreements.
+
+    ``nonfinite_*_count``: profiles whose decision (outcome weights), payment, utility or regret
+    (per agent), or deficit / welfare are NaN or infinite; ``nonfinite_any_max`` with its witnesses
+    marks the first such profile (earliest block, then earliest in the block). ``menu_gap_*``: agents
+    whose menu at the truthful report gives another utility than ``decide`` / ``pay`` (by more than tol).
+    """
+    w = valid.astype(profiles.dtype)
+    per_agent = {
+        "payment": ~jnp.isfinite(tr.payments),
+        "utility": ~jnp.isfinite(tr.utility),
+        "regret": ~jnp.isfinite(reg),
+    }  # each (B, n)
+    decision = ~jnp.all(jnp.isfinite(tr.outcome_probs), axis=1)
+    budget = ~(jnp.isfinite(tr.deficit) & jnp.isfinite(tr.welfare) & jnp.isfinite(tr.first_best))
+    for name, bad in per_agent.items():
+        out[f"nonfinite_{name}_count"] = jnp.sum(w[:, None] * bad.astype(w.dtype), axis=0)
+    out["nonfinite_decision_count"] = jnp.sum(w * decision.astype(w.dtype))
+    out["nonfinite_deficit_count"] = jnp.sum(w * budget.astype(w.dtype))
+    anybad = decision | budget | jnp.any(per_agent["payment"] | per_agent["utility"] | per_agent["regret"], axis=1)
+    x, j = _masked_argext(anybad.astype(profiles.dtype), valid, True)
+    out["nonfinite_any_max"] = x
+    out["nonfinite_any_max_at_index"] = j.astype(jnp.int32)
+    out["nonfinite_any_max_at_profile"] = profiles[j]
+    gap = jnp.where(jnp.isfinite(menu_gap), menu_gap, 0.0)  # non-finite rows are counted above
+    out["menu_gap_count"] = jnp.sum(w[:, None] * (gap > tol).astype(w.dtype), axis=0)
+    ext = [_masked_argext(gap[:, i], valid, True) for i in range(gap.shape[1])]
+    out["menu_gap_max"] = jnp.stack([e[0] for e in ext])
+    out["menu_gap_max_at_index"] = jnp.stack([e[1] for e in ext]).astype(jnp.int32)
+    out["menu_gap_max_at_profile"] = profiles[jnp.stack([e[1] for e in ext])]
 
 
 def _deficit(env: Environment, mech: Mechanism, s: Array) -> Array:
@@ -561,7 +600,85 @@ def finalize(totals: dict[str, Any], env: Environment, tol: float) -> dict:
         name: {"p": out["mean"][k], "se": out["se"][k], "ci95": [out["ci95"][0][k], out["ci95"][1][k]]}
         for k, name in enumerate(env.outcome_names)
     }
+    rep["integrity"] = _integrity(totals, env)
     return _jsonable(rep)
+
+
+def _integrity(totals: dict[str, Any], env: Environment) -> dict:
+    """The report's ``integrity`` section (see :func:`_integrity_stats`) and the moments that overflowed."""
+    if "nonfinite_any_max" not in totals:  # a report of totals made before these counts existed
+        return {}
+    agents = range(env.n_agents)
+    nonfinite = {k: [int(totals[f"nonfinite_{k}_count"][i]) for i in agents] for k in ("payment", "utility", "regret")}
+    nonfinite["decision"] = int(totals["nonfinite_decision_count"])
+    nonfinite["deficit_or_welfare"] = int(totals["nonfinite_deficit_count"])
+    total_bad = sum(sum(v) if isinstance(v, list) else v for v in nonfinite.values())
+    first = None
+    if total_bad:
+        first = {"index": int(totals["nonfinite_any_max_at_index"]), "profile": totals["nonfinite_any_max_at_profile"].tolist()}
+    overflow = sorted(
+        k.rsplit("_", 1)[0]
+        for k, v in totals.items()
+        if k.endswith(("_sum", "_sumsq")) and not np.all(np.isfinite(np.asarray(v, np.float64)))
+    )
+    menu = [
+        {
+            "count": int(totals["menu_gap_count"][i]),
+            "max": float(totals["menu_gap_max"][i]),
+            "profile": totals["menu_gap_max_at_profile"][i].tolist(),
+            "index": int(totals["menu_gap_max_at_index"][i]),
+        }
+        for i in agents
+    ]
+    return {"nonfinite": nonfinite, "first_nonfinite": first, "overflow": sorted(set(overflow)), "menu_gap": menu}
+
+
+class AuditError(ValueError):
+    """An audit whose numbers cannot be trusted: non-finite values, overflowing moments, or a mechanism whose
+    menu disagrees with its decision / payment rules. ``result`` holds the report for inspection."""
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result
+
+
+def integrity_problem(report: dict, agents: Sequence[str] | None = None) -> str | None:
+    """One line saying why ``report`` (from :func:`finalize`) cannot be trusted, or ``None`` when it can."""
+    integ = report.get("integrity") or {}
+    if not integ:
+        return None
+    names = list(agents or report.get("agents") or [])
+
+    def who(i):
+        return names[i] if i < len(names) else f"agent {i}"
+
+    nf = integ["nonfinite"]
+    parts = [f"{k} of {who(i)} {c}x" for k, v in nf.items() if isinstance(v, list) for i, c in enumerate(v) if c]
+    parts += [f"{k} {v}x" for k, v in nf.items() if not isinstance(v, list) and v]
+    if parts:
+        f = integ["first_nonfinite"]
+        return (
+            f"non-finite numbers (NaN or inf) in {report['profiles']:,} profiles: {', '.join(parts)}; "
+            f"first at profile #{f['index']} = {_fmt_profile(f['profile'])}"
+        )
+    if integ["overflow"]:
+        return (
+            f"the sums behind {', '.join(integ['overflow'])} overflowed (finite values too large for the "
+            'working precision): rescale the values or run with precision = "float64"'
+        )
+    for i, g in enumerate(integ["menu_gap"]):
+        if g["count"]:
+            return (
+                f"the mechanism's menu disagrees with its decide / pay for {who(i)} at the truthful report "
+                f"({g['count']:,} of {report['profiles']:,} profiles, by up to {g['max']:.3g} in utility; largest "
+                f"at profile #{g['index']} = {_fmt_profile(g['profile'])}): rebuild the mechanism after changing "
+                "decide or pay (Mechanism._replace drops stale views)"
+            )
+    return None
+
+
+def _fmt_profile(p) -> str:
+    return "[" + ", ".join(f"{x:.6g}" for x in p) + "]"
 
 
 def _prob(count, n) -> dict:
@@ -573,7 +690,7 @@ def _prob(count, n) -> dict:
 def _ratio(totals, n) -> dict:
     """``E[W] / E[W*]`` with a delta-method standard error."""
     mw, mf = totals["welfare_sum"] / n, totals["first_best_sum"] / n
-    if mf == 0:
+    if mf == 0 or not np.isfinite(mf):  # undefined (null in metrics.json); an overflow is reported by integrity
         return {"mean": float("nan"), "se": float("nan"), "ci95": [float("nan"), float("nan")]}
     vw = totals["welfare_sumsq"] / n - mw**2
     vf = totals["first_best_sumsq"] / n - mf**2

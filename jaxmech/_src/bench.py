@@ -40,6 +40,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -881,6 +882,11 @@ def run_workloads(
     return record
 
 
+# (Sizes field, flag, argparse attribute) of the size overrides
+_SIZE_FLAGS = (("jax", "--profiles", "profiles"), ("block_size", "--block-size", "block_size"),
+               ("chunk_size", "--chunk-size", "chunk_size"))  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="jaxmech bench", description=__doc__.splitlines()[0])
     add_arguments(p)
@@ -891,22 +897,78 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="W1 .. W5 (repeatable; default all)")
     p.add_argument("--quick", action="store_true", help="small sizes (all five in under 3 minutes on 2 CPU cores)")
     p.add_argument("--float64", action="store_true", help="double precision (jax_enable_x64)")
-    p.add_argument(
-        "--repeats", type=int, default=None, help="timed runs per path, best counts (default 1 quick, 3 full)"
-    )
+    # the counts are read as text and checked by run_from_args (one-line usage errors, integral floats like 1e6)
+    p.add_argument("--repeats", default=None, help="timed runs per path, best counts (default 1 quick, 3 full)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline even if torch is installed")
-    p.add_argument("--profiles", type=int, help="jaxmech size (profiles / batch / s_-i), e.g. 2^31 for W1 on a GPU")
-    p.add_argument("--block-size", type=int, help="audit block size (W1-W3; GPU: 262144 or more)")
-    p.add_argument("--chunk-size", type=int, help="audit chunk size (W1-W3; GPU: 8388608 or more)")
+    p.add_argument(
+        "--profiles", help="jaxmech size (profiles / batch / s_-i), e.g. 1e6, or 2147483648 (2^31) for W1 on a GPU"
+    )
+    p.add_argument("--block-size", help="audit block size (W1-W3; GPU: 262144 or more)")
+    p.add_argument("--chunk-size", help="audit chunk size (W1-W3; GPU: 8388608 or more)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
+def _count(flag: str, raw) -> int | None:
+    """A positive count from the command line: an integer or an integral float (``1e6``); ``ValueError`` (one line)
+    otherwise, or above :data:`config.MAX_PROFILES`."""
+    from jaxmech._src import config as cfg
+
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                f = float(raw)
+            except ValueError:
+                raise ValueError(f"{flag} must be an integer, got {raw!r}") from None
+            if not f.is_integer():
+                raise ValueError(f"{flag} must be an integer, got {raw!r}") from None
+            value = int(f)
+    elif isinstance(raw, float) and raw.is_integer():
+        value = int(raw)
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    else:
+        raise ValueError(f"{flag} must be an integer, got {raw!r}")
+    if value < 1:
+        raise ValueError(f"{flag} must be >= 1, got {value}")
+    if value > cfg.MAX_PROFILES:
+        raise ValueError(cfg.too_many(flag, value))
+    return value
+
+
+def _check_json_path(raw: str) -> None:
+    """``--json FILE`` must be writable before the benchmark runs (not after it)."""
+    path = Path(raw)
+    if path.is_dir():
+        raise ValueError(f"--json {raw}: is a folder, not a file")
+    parent = path.parent
+    if not parent.exists():
+        raise ValueError(f"--json {raw}: folder {str(parent)!r} does not exist")
+    if not parent.is_dir():
+        raise ValueError(f"--json {raw}: {str(parent)!r} is not a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--json {raw}: file is not writable")
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--json {raw}: folder {str(parent)!r} is not writable")
+
+
 def run_from_args(args) -> int:
-    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    """Validate the arguments (``jaxmech: usage error: ...`` and 2 before anything runs), then run."""
+    try:
+        repeats = _count("--repeats", args.repeats)
+        sizes = {k: _count(flag, getattr(args, attr)) for k, flag, attr in _SIZE_FLAGS}
+        if args.json:
+            _check_json_path(args.json)
+    except ValueError as e:
+        print(f"jaxmech: usage error: {e}", file=sys.stderr)
+        return 2
+    if repeats is None:
+        repeats = 1 if args.quick else 3
     names = args.workload or sorted(WORKLOADS)
-    over = {
-        k: v for k, v in (("jax", args.profiles), ("block_size", args.block_size), ("chunk_size", args.chunk_size)) if v
-    }
+    over = {k: v for k, v in sizes.items() if v is not None}
     rec = run_workloads(
         names,
         quick=args.quick,

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from jaxmech._src import config as cfg
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAIL: "a paper claim failed (reproduce) or the rule is not ex post implementable (certify)",
+    EXIT_USAGE: "bad input: usage, config, user code, results folder (holds a run, in use, not writable), "
+    "damaged checkpoint",
+    EXIT_UNTRUSTED: "the numbers cannot be trusted: NaN / infinity, overflowing sums, or a mechanism whose menu "
+    "disagrees with its decision / payment rules (nothing is written)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C / SIGINT); an audit run says how to resume",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. audit.profiles=1e6"
     )
     r.add_argument("--json", action="store_true", help="print metrics.json instead of the summary table")
+    r.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     _scale_options(r)
     sub.add_parser("list", help="environments, priors, mechanisms and misreport strategies, with their options")
     c = sub.add_parser(
@@ -85,8 +94,33 @@ def _list() -> str:
     return "\n".join(out)
 
 
+def _fail(kind: str, message: str, code: int) -> int:
+    print(f"jaxmech: {kind}: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv=None) -> int:
+    """The CLI; every failure a user can cause is one line on stderr with a documented exit code (EXIT_CODES)."""
+    from jaxmech._src import audit, engine, results_dir
+
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        hint = getattr(args, "_resume_hint", None)
+        return _fail("interrupted", hint() if hint else "nothing was written", EXIT_INTERRUPTED)
+    except audit.AuditError as e:
+        return _fail("refused", str(e), EXIT_UNTRUSTED)
+    except cfg.ConfigError as e:
+        return _fail("config error", str(e), EXIT_USAGE)
+    except (results_dir.ResultsError, engine.CheckpointError) as e:
+        return _fail("error", str(e), EXIT_USAGE)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        return _fail("error", f"{e.strerror or e}{where}", EXIT_USAGE)
+
+
+def _dispatch(args) -> int:
     if args.command == "list":
         print(_list())
         return EXIT_OK
@@ -98,11 +132,7 @@ def main(argv=None) -> int:
         return bench.run_from_args(args)
     if args.command == "run":
         return _run(args)
-    try:
-        settings, _ = cfg.load(args.config, tuple(args.set))
-    except cfg.ConfigError as e:
-        print(f"jaxmech: config error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    settings, _ = cfg.load(args.config, tuple(args.set))
     return _certify(args, settings)
 
 
@@ -162,37 +192,54 @@ def _run(args) -> int:
 
     if dist is not None:
         jax.distributed.initialize(*dist)  # before anything touches a device
-    from jaxmech._src import engine, runs
+    from jaxmech._src import results_dir, runs
 
-    try:
-        if args.resume:
-            settings, base_dir = runs.resume_settings(Path(args.resume))
-            out_dir = Path(args.resume)
-        else:
-            settings, _ = cfg.load(args.config, tuple(args.set))
-            base_dir = Path(args.config).resolve().parent
-            out_dir = Path(args.out) if args.out else runs.default_out_dir(settings)
-        if settings.precision == "float64":
-            jax.config.update("jax_enable_x64", True)
-        metrics = runs.run(
-            settings,
-            out_dir,
-            base_dir=base_dir,
-            progress=engine.terminal_progress(settings.name),
-            checkpoint_every=args.checkpoint_every,
-            resume=bool(args.resume),
-        )
-    except cfg.ConfigError as e:
-        print(f"jaxmech: config error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    if args.resume:
+        out_dir = Path(args.resume)
+        if not out_dir.is_dir():
+            raise results_dir.ResultsError(f"--resume {out_dir}: no such folder")
+        with results_dir.claim(out_dir, resume=True, process=jax.process_index()):
+            settings, base_dir = runs.resume_settings(out_dir)
+            metrics = _run_claimed(args, settings, base_dir, out_dir)
+    else:
+        settings, _ = cfg.load(args.config, tuple(args.set))
+        base_dir = Path(args.config).resolve().parent
+        out_dir = Path(args.out) if args.out else runs.default_out_dir(settings)
+        later = jax.process_index() > 0  # process 0 checks the folder; the others join it
+        with results_dir.claim(out_dir, overwrite=args.overwrite or later, process=jax.process_index()):
+            metrics = _run_claimed(args, settings, base_dir, out_dir)
     if jax.process_index() != 0:
         return EXIT_OK
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        print(results_dir.dumps(metrics))
     else:
         print(runs.summary(metrics))
         print(f"\nresults: {out_dir}/ (config.toml, metrics.json, manifest.json)")
     return EXIT_OK
+
+
+def _run_claimed(args, settings, base_dir, out_dir: Path) -> dict:
+    import jax
+
+    from jaxmech._src import engine, runs
+
+    if settings.precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+    if settings.experiment.kind == "audit":
+        ck = runs.checkpoint_path(out_dir)
+        args._resume_hint = lambda: (
+            f"resume with: jaxmech run --resume {out_dir}"
+            if ck.exists()
+            else f"no checkpoint saved yet (one every {args.checkpoint_every:g} s); nothing was written"
+        )
+    return runs.run(
+        settings,
+        out_dir,
+        base_dir=base_dir,
+        progress=engine.terminal_progress(settings.name),
+        checkpoint_every=args.checkpoint_every,
+        resume=bool(args.resume),
+    )
 
 
 def _certify(args, settings) -> int:
@@ -205,14 +252,10 @@ def _certify(args, settings) -> int:
         jax.config.update("jax_enable_x64", True)
     from jaxmech._src import runs
 
-    try:
-        rep = runs.certify_model(
-            settings, Path(args.config).resolve().parent, profiles=args.profiles, points=args.points
-        )
-    except cfg.ConfigError as e:
-        print(f"jaxmech: config error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(rep, indent=2) if args.json else runs.certify_summary(rep))
+    rep = runs.certify_model(settings, Path(args.config).resolve().parent, profiles=args.profiles, points=args.points)
+    from jaxmech._src import results_dir
+
+    print(results_dir.dumps(rep) if args.json else runs.certify_summary(rep))
     return EXIT_OK if all(r["certified_share"] == 1.0 for r in rep["agents"]) else EXIT_FAIL
 
 
@@ -224,35 +267,34 @@ def _reproduce(args) -> int:
         found = rep.discover(layout)
         names = rep.select(found, args.only)
     except cfg.ConfigError as e:
-        print(f"jaxmech: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("error", str(e), EXIT_USAGE)
     if args.list:
         for n in names:
             print(f"{n:<44} {found[n][1].paper:<3} experiments/{found[n][0]}")
         return EXIT_OK
     if args.jobs is not None and args.jobs < 1:
-        print("jaxmech: usage error: --jobs must be >= 1", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("usage error", f"--jobs must be >= 1, got {args.jobs}", EXIT_USAGE)
     import os
 
     import jax
 
-    from jaxmech._src import engine
+    from jaxmech._src import engine, results_dir
 
     jobs = args.jobs or (min(os.cpu_count() or 1, 4) if jax.default_backend() == "cpu" else 1)
     size = "quick" if args.quick else "full" if args.full else "default"
     out = Path(args.out)
-    print(f"jaxmech reproduce: {len(names)} experiments ({size} sizes, {jobs} jobs) -> {out}/", flush=True)
-    summary = rep.reproduce(
-        layout,
-        out,
-        size=size,
-        only=args.only,
-        names=names,
-        jobs=jobs,
-        log=lambda s: print(s, flush=True),
-        progress_factory=engine.terminal_progress,
-    )
+    with results_dir.claim(out, overwrite=True):  # reproduce owns its folder; a second one at once is refused
+        print(f"jaxmech reproduce: {len(names)} experiments ({size} sizes, {jobs} jobs) -> {out}/", flush=True)
+        summary = rep.reproduce(
+            layout,
+            out,
+            size=size,
+            only=args.only,
+            names=names,
+            jobs=jobs,
+            log=lambda s: print(s, flush=True),
+            progress_factory=engine.terminal_progress,
+        )
     t = summary["totals"]
     print(
         f"\n{t[rep.PASS]} PASS, {t[rep.FAIL]} FAIL, {t[rep.INFO]} INFO in {summary['wall_s']:.0f} s; "

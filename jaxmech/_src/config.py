@@ -22,8 +22,46 @@ class ConfigError(ValueError):
     """A config problem, reported as one line naming the key path."""
 
 
-def _meta(default=dataclasses.MISSING, *, doc: str = "", min=None, max=None, choices=None, factory=None):
-    md = {"doc": doc, "min": min, "max": max, "choices": choices}
+# The most profiles (or other per-profile work items) a count setting may ask for: 2^53, the largest count a float64
+# holds exactly. Beyond it a request is a typo, not a workload: the message says how long it would take at
+# PROFILES_PER_SECOND.
+MAX_PROFILES = 2**53
+PROFILES_PER_SECOND = 1e9
+_SECONDS_PER_YEAR = 365.25 * 24 * 3600
+
+
+def _power_of_two(n: int) -> str:
+    """``2^53`` for a power of two, else the number."""
+    k = n.bit_length() - 1
+    return f"2^{k}" if n == 1 << k and k >= 10 else f"{n}"
+
+
+def too_many(what: str, value, maximum: int = MAX_PROFILES, unit: str = "profiles") -> str:
+    """``'<what> = 1e+30 is more than 2^53 (9.0e+15); at 1e9 profiles/s it would take 3.2e+13 years'``."""
+    bound = _power_of_two(maximum)
+    bound = f"{bound} ({maximum:.1e})" if bound != f"{maximum}" else bound
+    seconds = float(value) / PROFILES_PER_SECOND
+    scales = ((_SECONDS_PER_YEAR, "years"), (86400.0, "days"), (3600.0, "hours"), (1.0, "s"))
+    size, name = next((sz, nm) for sz, nm in scales if seconds >= 2 * sz or nm == "s")
+    n = seconds / size
+    took = f"{n:.0f} {name}" if 10 <= n < 1e4 else f"{n:.2g} {name}"
+    rate = f"{PROFILES_PER_SECOND:.0e}".replace("e+0", "e").replace("e+", "e")
+    return f"{what} = {_show(value)} is more than {bound}; at {rate} {unit}/s it would take {took}"
+
+
+def _show(value) -> str:
+    """A value for a message: huge integers (from ``1e30``) in exponent notation."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
+        return f"{value:.3g}"
+    return repr(value)
+
+
+def _meta(default=dataclasses.MISSING, *, doc: str = "", min=None, max=None, choices=None, factory=None, unit=None):
+    """A settings field. ``min`` / ``max``: inclusive bounds; ``unit``: the work item a count counts (its ``max``
+    message then says how long that many would take, :func:`too_many`)."""
+    if max is not None and unit is not None:
+        doc = f"{doc} (at most {_power_of_two(max)})"
+    md = {"doc": doc, "min": min, "max": max, "choices": choices, "unit": unit}
     if factory is not None:
         return field(default_factory=factory, metadata=md)
     return field(default=default, metadata=md)
@@ -47,7 +85,7 @@ class PriorSettings:
     marginal: MarginalSettings = _meta(factory=MarginalSettings, doc="marginal of every coordinate")
     marginals: tuple[MarginalSettings, ...] | None = _meta(None, doc="one marginal per coordinate (overrides marginal)")
     correlation: tuple[tuple[float, ...], ...] | None = _meta(None, doc="Gaussian-copula correlation matrix (D x D)")
-    rho: float | None = _meta(None, doc="Gaussian copula with equicorrelation rho", min=-1.0, max=1.0)
+    rho: float | None = _meta(None, doc="Gaussian copula with equicorrelation rho (-1/(D-1) < rho < 1)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +124,9 @@ class MechanismSettings:
     width: float = _meta(0.5, doc="band_trade / randomized_ramp / lemma5_reduction: band width", min=0.0)
     table_points: int = _meta(1025, doc="deficit_minimizing: grid points for g_*", min=3)
     cells: int = _meta(1024, doc="randomized_ramp: Riemann-Stieltjes cells of the envelope payments", min=1)
-    inner: int = _meta(65536, doc="interim: profiles for the interim expectation of payments", min=1)
+    inner: int = _meta(
+        65536, doc="interim: profiles for the interim expectation of payments", min=1, max=MAX_PROFILES, unit="profiles"
+    )
     thresholds: tuple[float, ...] | None = _meta(
         None, doc="threshold_contribution: pivotal valuations vbar (one per agent)"
     )
@@ -124,9 +164,11 @@ class MisreportSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class AuditSettings:
-    profiles: int = _meta(100_000, doc="number of sampled profiles", min=1)
-    block_size: int = _meta(4096, doc="profiles per block (fixes the sample)", min=1)
-    chunk_size: int = _meta(65536, doc="profiles per compiled call", min=1)
+    profiles: int = _meta(
+        100_000, doc="number of sampled profiles (a standard error needs two)", min=2, max=MAX_PROFILES, unit="profiles"
+    )
+    block_size: int = _meta(4096, doc="profiles per block (fixes the sample)", min=1, max=MAX_PROFILES, unit="profiles")
+    chunk_size: int = _meta(65536, doc="profiles per compiled call", min=1, max=MAX_PROFILES, unit="profiles")
     segment_blocks: int = _meta(
         1024,
         doc="blocks per reduction segment (processes split on segments; totals equal for any process count)",
@@ -157,7 +199,7 @@ class SearchSettings:
     warm_start: bool = _meta(False, doc="monotone_cutoff: start from the best budget-balanced two-price rule")
     constraint_grid: int = _meta(33, doc="support grid points per coordinate added to every constraint batch", min=0)
     steps: int = _meta(400, doc="optimizer steps", min=1)
-    batch: int = _meta(4096, doc="fresh profiles per step", min=16)
+    batch: int = _meta(4096, doc="fresh profiles per step", min=16, max=MAX_PROFILES, unit="profiles")
     optimizer: str = _meta("adam", doc="optax optimizer", choices=("adam", "sgd", "adamw", "rmsprop"))
     learning_rate: float = _meta(0.01, doc="peak learning rate", min=0.0)
     schedule: str = _meta("cosine", doc="learning-rate schedule", choices=("constant", "cosine", "exponential"))
@@ -175,7 +217,9 @@ class SearchSettings:
     softmax_temperature: float = _meta(0.005, doc="smooth max over the batch of the constraint violations", min=1e-9)
     objective: str = _meta("welfare", doc="welfare | revenue", choices=("welfare", "revenue"))
     grid_points: int = _meta(201, doc="grid search along the budget line: points per free coordinate", min=2)
-    grid_profiles: int = _meta(131072, doc="common profiles for the grid search and the comparison", min=16)
+    grid_profiles: int = _meta(
+        131072, doc="common profiles for the grid search and the comparison", min=16, max=MAX_PROFILES, unit="profiles"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,14 +261,20 @@ class ExperimentSettings:
     )
     profile: tuple[float, ...] | None = _meta(None, doc="pivotal: the profile whose s_-1 the signal-square plot fixes")
     stats_profiles: int = _meta(
-        16384, doc="pivotal: profiles for price statistics; two_outcome: evaluation profiles", min=16
+        16384,
+        doc="pivotal: profiles for price statistics; two_outcome: evaluation profiles",
+        min=16,
+        max=MAX_PROFILES,
+        unit="profiles",
     )
     types: int = _meta(33, doc="interim: type grid points per agent", min=2)
     misreports: int = _meta(129, doc="interim: misreport grid points", min=2)
-    inner: int = _meta(16384, doc="interim: profiles for the interim check", min=1)
+    inner: int = _meta(16384, doc="interim: profiles for the interim check", min=1, max=MAX_PROFILES, unit="profiles")
     signals: int = _meta(21, doc="double_auction / contributions: signal grid points per agent", min=2)
     bids: int = _meta(41, doc="double_auction: bid grid points; contributions: deviation grid per (d, p) axis", min=2)
-    profiles: int = _meta(64, doc="certify: sampled s_-i per agent (CE Thm 1 certificates)", min=1)
+    profiles: int = _meta(
+        64, doc="certify: sampled s_-i per agent (CE Thm 1 certificates)", min=1, max=MAX_PROFILES, unit="profiles"
+    )
     points: int = _meta(33, doc="certify: own-signal grid points per dimension (capped at 4096 per agent)", min=2)
     plots: bool = _meta(True, doc="write PNG plots into the results folder (needs matplotlib)")
 
@@ -232,7 +282,7 @@ class ExperimentSettings:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     name: str = _meta("run", doc="run name (results folder prefix)")
-    seed: int = _meta(0, doc="root PRNG seed", min=0)
+    seed: int = _meta(0, doc="root PRNG seed (jax.random.PRNGKey keeps 32 bits)", min=0, max=2**32 - 1)
     precision: str = _meta("float32", doc="float32 | float64", choices=("float32", "float64"))
     environment: EnvironmentSettings = _meta(doc="value model")
     prior: PriorSettings = _meta(factory=PriorSettings, doc="distribution of signals")
@@ -272,6 +322,10 @@ def _check(value, tp, path: str):
             raise ConfigError(f"{path}: expected true or false, got {value!r}")
         return value
     if tp is int:
+        # An integral float is an integer (TOML `profiles = 1e6`, `--set audit.profiles=1e6`); 1.5, inf, nan and
+        # booleans are not.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
@@ -310,12 +364,43 @@ def parse(cls, data: dict, path: str = ""):
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{kp}: must be one of {', '.join(md['choices'])}; got {value!r}{hint}")
         if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            bounded = md.get("min") is not None or md.get("max") is not None
+            if bounded and value != value:  # nan passes every comparison
+                raise ConfigError(f"{kp}: expected a number, got {value!r}")
             if md.get("min") is not None and value < md["min"]:
-                raise ConfigError(f"{kp}: must be >= {md['min']}, got {value!r}")
+                raise ConfigError(f"{kp}: must be >= {md['min']}, got {_show(value)}")
             if md.get("max") is not None and value > md["max"]:
-                raise ConfigError(f"{kp}: must be <= {md['max']}, got {value!r}")
+                if md.get("unit"):
+                    raise ConfigError(too_many(kp, value, md["max"], md["unit"]))
+                raise ConfigError(f"{kp}: must be <= {md['max']}, got {_show(value)}")
         kwargs[name] = value
+    check = _SECTION_CHECKS.get(cls)
+    if check is not None:
+        check(kwargs, prefix)
     return cls(**kwargs)
+
+
+def _check_prior(values: dict, prefix: str) -> None:
+    """A Gaussian copula must have a positive definite correlation: rho = 1 (or a singular matrix) makes signals
+    exact functions of each other, whose ties the audit's probabilities would silently miscount."""
+    rho = values.get("rho")
+    if rho is not None:
+        from jaxmech._src.priors import rho_problem
+
+        problem = rho_problem(rho)
+        if problem is not None:
+            raise ConfigError(f"{prefix}{problem}")
+    corr = values.get("correlation")
+    if corr is not None:
+        from jaxmech._src.priors import correlation_problem
+
+        problem = correlation_problem(corr)
+        if problem is not None:
+            raise ConfigError(f"{prefix}correlation: {problem}")
+
+
+# Checks across the fields of one section, after each field passed its own (``check(values, prefix)``).
+_SECTION_CHECKS = {PriorSettings: _check_prior}
 
 
 def set_path(data: dict, dotted: str, raw: str) -> None:
@@ -340,9 +425,17 @@ def load(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[Settings, d
     """Read, override and validate a TOML config; returns ``(settings, raw mapping)``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path}: config is UTF-16 text (byte-order mark {raw[:2].hex()}); TOML must be UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")  # TOML is UTF-8; a leading UTF-8 byte-order mark is dropped
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: config is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); TOML must be UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

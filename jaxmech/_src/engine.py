@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -203,20 +204,45 @@ def _save_state(ck: Checkpoint, red: _Reduction, meta: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read (truncated, garbled) or belongs to another run."""
+
+
+def _read_checkpoint(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of a checkpoint file; :class:`CheckpointError` (one line) when it is damaged."""
+    if Path(path).exists() and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is damaged (not an .npz archive: truncated or overwritten): "
+                              "delete it and rerun")  # fmt: skip
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+        int(meta["next_block"])
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # BadZipFile, EOFError, pickle / JSON / key errors of a truncated or garbled file
+        raise CheckpointError(
+            f"checkpoint {path} is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}): "
+            "delete it and rerun"
+        ) from None
+    return meta, arrays
+
+
 def read_checkpoint_meta(path: str | Path) -> dict:
     """The JSON metadata stored in a checkpoint file (fingerprint, next block, caller's ``meta``)."""
-    with np.load(path) as z:
-        return json.loads(str(z["meta"]))
+    return _read_checkpoint(path)[0]
 
 
 def _load_state(ck: Checkpoint, red: _Reduction, expect: dict) -> int:
-    """Restore ``red`` from ``ck.path``; returns the next block. Raises ``ValueError`` on a mismatch."""
-    with np.load(ck.path) as z:
-        meta = json.loads(str(z["meta"]))
-        for k, v in expect.items():
-            if meta.get(k) != v:
-                raise ValueError(f"checkpoint {ck.path}: {k} is {meta.get(k)!r}, this run has {v!r}; cannot resume")
-        red.load({k: z[k] for k in z.files if k != "meta"})
+    """Restore ``red`` from ``ck.path``; returns the next block. Raises :class:`CheckpointError` on a mismatch."""
+    meta, arrays = _read_checkpoint(ck.path)
+    for k, v in expect.items():
+        if meta.get(k) != v:
+            raise CheckpointError(f"checkpoint {ck.path}: {k} is {meta.get(k)!r}, this run has {v!r}; cannot resume")
+    try:
+        red.load(arrays)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {ck.path} is damaged ({type(e).__name__}): delete it and rerun") from None
     return int(meta["next_block"])
 
 
@@ -472,6 +498,11 @@ def audit(
     95% interval, maxima with the profile (and misreport) where they occur, and
     ``P(x > tol)`` with ``tol = rtol * value_scale``. ``segment_blocks`` and
     ``checkpoint`` (save / resume the running reductions) and ``fast_compile`` go to :func:`stream`.
+
+    Raises:
+      audit.AuditError: a number is NaN or infinite (decision, payment, utility, regret, deficit;
+        the message names the first such profile), a moment overflowed, or the mechanism's menu
+        disagrees with its decide / pay at a truthful report. ``err.result`` holds the report.
     """
     mech = mech if params is None else mech._replace(params=params)
     (result,) = _audit_cases(
@@ -528,6 +559,8 @@ def _audit_cases(model, cases, *, n_profiles, misreports, block_size, chunk_size
         raise ValueError(
             "float64 needs jax_enable_x64: set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True)"
         )
+    if int(n_profiles) < 2:
+        raise ValueError(f"n_profiles must be >= 2 (a standard error needs two profiles), got {n_profiles}")
     built, stream_in = [], []
     for theta, key, concrete in cases:
         env, mech, prior = concrete if concrete is not None else model(theta)
@@ -536,7 +569,7 @@ def _audit_cases(model, cases, *, n_profiles, misreports, block_size, chunk_size
         pilot_key, stream_key = jax.random.split(key)
         scale = value_scale(env, prior, pilot_key, dtype)
         tol = (default_rtol(dtype) if rtol is None else rtol) * scale
-        built.append((env, scale, tol))
+        built.append((env, mech.name, scale, tol))
         operand = (jax.tree.map(lambda x: jnp.asarray(x, dtype), theta), jnp.asarray(tol, dtype))
         stream_in.append((stream_key, operand))
 
@@ -553,9 +586,12 @@ def _audit_cases(model, cases, *, n_profiles, misreports, block_size, chunk_size
         progress=progress, segment_blocks=segment_blocks, checkpoint=checkpoint, fast_compile=fast_compile,
     )  # fmt: skip
     results = []
-    for (env, scale, tol), (acc, info) in zip(built, streamed, strict=True):
+    for (env, name, scale, tol), (acc, info) in zip(built, streamed, strict=True):
         report = audit_lib.finalize(acc.totals, env, tol)
         report["value_scale"] = scale
+        problem = audit_lib.integrity_problem(report)
+        if problem is not None:  # no silent wrong answer: the report is attached to the error
+            raise audit_lib.AuditError(f"{name} in {env.name}: {problem}", AuditResult(report, info))
         results.append(AuditResult(report, info))
     return results
 

@@ -54,11 +54,18 @@ class Mechanism(NamedTuple):
       decide_and_pay: optional ``decide_and_pay(params, m) -> (q, t)``, equal to
         ``(decide(params, m), pay(params, m))`` with the work they share (e.g.
         personalized prices) done once; :func:`decide_and_pay` falls back to the two
-        calls. A mechanism made by replacing ``decide`` or ``pay`` must drop it.
+        calls.
 
     A menu's ``respond`` may also carry ``respond.kinks() -> (K, d_i)``, equal to
-    ``kinks(params, m, i)`` (see :func:`menu_kinks`); a mechanism made by replacing
-    ``kinks`` must not keep such a menu.
+    ``kinks(params, m, i)`` (see :func:`menu_kinks`).
+
+    ``menu`` and ``decide_and_pay`` are *views* derived from ``decide`` / ``pay``
+    (and a menu's kinks from ``kinks``): ``mech._replace(pay=new_pay)`` drops the
+    views that the replaced fields invalidate (``decide`` or ``pay``: ``menu`` and
+    ``decide_and_pay``; ``kinks``: the kinks a menu carries), unless the same call
+    passes new ones. The audit also checks, on every profile it samples, that the
+    menu at the truthful report gives the utility ``decide`` / ``pay`` give, and
+    fails naming the profile where they disagree.
     """
 
     name: str
@@ -68,6 +75,30 @@ class Mechanism(NamedTuple):
     kinks: Callable[[Params, Array, int], Array] | None = None
     menu: Callable[[Params, Array, int], Callable[[Array], tuple[Array, Array]]] | None = None
     decide_and_pay: Callable[[Params, Array], tuple[Array, Array]] | None = None
+
+
+_namedtuple_replace = Mechanism._replace
+
+
+def _replace_keeping_views_true(self: Mechanism, **changes) -> Mechanism:
+    """``Mechanism._replace`` that drops the derived views a change invalidates (see :class:`Mechanism`)."""
+    if {"decide", "pay"} & changes.keys():
+        changes.setdefault("menu", None)
+        changes.setdefault("decide_and_pay", None)
+    if "kinks" in changes and "menu" not in changes and self.menu is not None:
+        changes["menu"] = _without_menu_kinks(self.menu)
+    return _namedtuple_replace(self, **changes)
+
+
+def _without_menu_kinks(menu):
+    def stripped(params, m, i):
+        respond = menu(params, m, i)
+        return lambda m_i: respond(m_i)  # no ``kinks`` attribute: menu_kinks asks Mechanism.kinks
+
+    return stripped
+
+
+Mechanism._replace = _replace_keeping_views_true  # NamedTuple forbids defining _replace in the class body
 
 
 def decide_and_pay(mech: Mechanism, params: Params, m: Array) -> tuple[Array, Array]:

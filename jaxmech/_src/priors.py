@@ -263,7 +263,9 @@ def gaussian_copula(dims: Sequence[int], marginals: Marginal | Sequence[Marginal
 
     ``s_j = F_j^{-1}(Phi(z_j))`` with ``z ~ N(0, correlation)``.
     Raises ``ValueError`` for a matrix of the wrong size, not symmetric, without
-    unit diagonal, or not positive semi-definite.
+    unit diagonal, or not positive definite (:func:`correlation_problem`; e.g.
+    ``rho = 1``, identical signals). A traced matrix (a family over its entries) is
+    not checked here: each member is checked where it is built with its concrete matrix.
     """
     dims = validate_dims(dims)
     marginals = _expand_marginals(dims, marginals)
@@ -276,18 +278,100 @@ def gaussian_copula(dims: Sequence[int], marginals: Marginal | Sequence[Marginal
     corr = np.asarray(correlation, dtype=np.float64)
     if corr.shape != (size, size):
         raise ValueError(f"correlation: expected a {size}x{size} matrix for dims={list(dims)}, got shape {corr.shape}")
-    if not np.all(np.isfinite(corr)):
-        raise ValueError("correlation: entries must be finite")
-    if not np.allclose(corr, corr.T, atol=1e-10):
-        raise ValueError("correlation: matrix must be symmetric")
-    if not np.allclose(np.diag(corr), 1.0, atol=1e-10):
-        raise ValueError(f"correlation: diagonal must be all ones, got {np.diag(corr).tolist()}")
-    eig = np.linalg.eigvalsh(corr)
-    if eig.min() < -1e-10:
-        raise ValueError(f"correlation: matrix must be positive semi-definite (smallest eigenvalue {eig.min():.3g})")
-    # Cholesky of a PSD (possibly singular) matrix: a tiny jitter keeps it defined.
+    problem = correlation_problem(corr)
+    if problem is not None:
+        raise ValueError(f"correlation: {problem}")
+    # Positive definite (checked above); the tiny jitter stays so every valid prior samples the numbers it always did.
     chol = np.linalg.cholesky(corr + 1e-12 * np.eye(size))
     return Prior(dims, marginals, chol)
+
+
+# Eigenvalue tolerance of a correlation matrix: smallest eigenvalue <= _SINGULAR: singular; < -_SINGULAR: indefinite.
+_SINGULAR = 1e-10
+
+
+def rho_problem(rho, size: int | None = None, name: str = "rho") -> str | None:
+    """Why the equicorrelation ``rho`` over ``size`` signals (``None``: any number >= 2) is no Gaussian copula, or
+    ``None`` if it is one: it needs ``-1/(D-1) < rho < 1``. At ``rho = 1`` the signals are identical (ties, whose
+    probabilities an audit would silently miscount); at ``-1/(D-1)`` the matrix is singular, below it indefinite.
+    Plain Python and NumPy (config validation calls it before anything is traced)."""
+    r = float(rho)
+    need = "the Gaussian copula needs -1/(D-1) < rho < 1"
+    if size is not None:
+        if size < 2:
+            return None  # a single signal: no off-diagonal entry
+        need += f" (D = {size}: {-1 / (size - 1):.4g} < rho < 1)"
+    head = f"{name} = {r:g}"
+    if not math.isfinite(r):
+        return f"{head} is not a number; {need}"
+    if r > 1 + _SINGULAR:
+        return f"{head} makes the correlation matrix not positive semi-definite (a correlation is at most 1); {need}"
+    if r >= 1 - _SINGULAR:
+        return f"{head} makes the signals identical; {need}"
+    if r < -1 - _SINGULAR:
+        return f"{head} makes the correlation matrix not positive semi-definite (a correlation is at least -1); {need}"
+    if size is None:
+        if r <= -1 + _SINGULAR:
+            return (
+                f"{head} makes the correlation matrix singular for D = 2 signals and not positive semi-definite for "
+                f"more; {need}"
+            )
+        return None
+    smallest = 1 + (size - 1) * r  # the eigenvalue along (1, ..., 1); the others are 1 - rho
+    if smallest < -_SINGULAR:
+        return (
+            f"{head} makes the correlation matrix not positive semi-definite (smallest eigenvalue 1 + (D-1) rho = "
+            f"{smallest:.3g}); {need}"
+        )
+    if smallest <= _SINGULAR:
+        why = (
+            "one signal is a decreasing function of the other"
+            if size == 2
+            else f"the normal scores of the {size} signals sum to zero"
+        )
+        return f"{head} makes the correlation matrix singular ({why}); {need}"
+    return None
+
+
+def correlation_problem(correlation) -> str | None:
+    """Why ``correlation`` is no Gaussian-copula correlation matrix, or ``None`` if it is one: square, finite,
+    symmetric, unit diagonal and positive definite (Cholesky). A singular matrix makes some signals exact
+    functions of others (``rho = 1``: identical signals, ties). An equicorrelation matrix is explained by its
+    ``rho`` (:func:`rho_problem`). Plain NumPy: never a traced value."""
+    try:
+        corr = np.asarray(correlation, dtype=np.float64)
+    except (TypeError, ValueError):
+        return f"expected a square matrix of numbers, got {correlation!r}"
+    if corr.ndim != 2 or corr.shape[0] != corr.shape[1]:
+        return f"expected a square matrix, got shape {corr.shape}"
+    size = corr.shape[0]
+    if not np.all(np.isfinite(corr)):
+        return "entries must be finite"
+    if not np.allclose(corr, corr.T, atol=1e-10):
+        return "matrix must be symmetric"
+    if not np.allclose(np.diag(corr), 1.0, atol=1e-10):
+        return f"diagonal must be all ones, got {np.diag(corr).tolist()}"
+    if size >= 2:
+        off = corr[~np.eye(size, dtype=bool)]
+        if np.ptp(off) <= 1e-12:  # equicorrelation
+            problem = rho_problem(off[0], size, name="rho (every off-diagonal entry)")
+            if problem is not None:
+                return problem
+    smallest = float(np.linalg.eigvalsh(corr).min())
+    need = "the Gaussian copula needs a positive definite correlation matrix"
+    if smallest < -_SINGULAR:
+        return f"matrix is not positive semi-definite (smallest eigenvalue {smallest:.3g}); {need}"
+    try:
+        np.linalg.cholesky(corr)
+        factored = True
+    except np.linalg.LinAlgError:
+        factored = False
+    if not factored or smallest <= _SINGULAR:
+        return (
+            f"matrix is singular (smallest eigenvalue {smallest:.3g}): some signals are exact functions of others; "
+            f"{need}"
+        )
+    return None
 
 
 def equicorrelation(size: int, rho: float) -> np.ndarray:

@@ -13,7 +13,6 @@ import functools
 import hashlib
 import importlib
 import importlib.util
-import json
 import os
 import platform
 import shutil
@@ -40,6 +39,7 @@ from jaxmech._src import (
     plots,
     priors,
     provision,
+    results_dir,
     runs_bayesian,
     runs_pivotal,
     trading,
@@ -261,7 +261,23 @@ def load_callable(spec: str, base_dir: Path | None = None, what: str = "function
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise cfg.ConfigError(f"{what}: {mod_name!r} has no function {fn_name!r}")
-    return fn
+    return _user_function(fn, spec, what)
+
+
+def _user_function(fn: Callable, spec: str, what: str) -> Callable:
+    """``fn`` whose own errors read as one line naming the config key and the function, with the user's message."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (*_NEEDS_CONCRETE, cfg.ConfigError):
+            raise  # a traced family member needs concrete numbers / already one line
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else "(no message)"
+            raise cfg.ConfigError(f"{what} = {spec!r} raised {type(e).__name__}: {msg}") from None
+
+    return call
 
 
 def _marginal(m: cfg.MarginalSettings, path: str):
@@ -350,6 +366,8 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
     fn = load_callable(e.values, base_dir, "environment.values")
     try:
         return envs.single_object(e.dims, fn)
+    except cfg.ConfigError:
+        raise
     except ValueError as err:
         raise cfg.ConfigError(f"environment.{err}") from None
 
@@ -1335,7 +1353,7 @@ def run(
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    staging = out_dir / ".plots-tmp"
+    staging = out_dir / f".staging-{os.getpid()}"  # plots are made here and renamed into place at the end
     runner = EXPERIMENT_RUNNERS[settings.experiment.kind]
     ck = None
     if resume or (checkpoint_every is not None and settings.experiment.kind == "audit"):
@@ -1361,9 +1379,9 @@ def run(
     shutil.rmtree(staging, ignore_errors=True)
     wall = time.perf_counter() - t0
     metrics = _body_metrics(settings, body, figs)
-    (out_dir / "config.toml").write_text(cfg.dump_toml(cfg.to_dict(settings)))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-    (out_dir / "manifest.json").write_text(json.dumps(manifest(settings, wall, info), indent=2) + "\n")
+    results_dir.write_text(out_dir / "config.toml", cfg.dump_toml(cfg.to_dict(settings)))
+    results_dir.write_text(out_dir / "manifest.json", results_dir.dumps(manifest(settings, wall, info)) + "\n")
+    results_dir.write_text(out_dir / "metrics.json", results_dir.dumps(metrics) + "\n")  # last: marks a whole run
     return metrics
 
 
@@ -1812,5 +1830,6 @@ def _audit_summary(metrics: dict) -> str:
 
 
 def default_out_dir(settings: cfg.Settings) -> Path:
+    """``results/<name>-<time>-<pid>``; a name that would leave ``results/`` is refused."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("results") / f"{settings.name}-{stamp}-{os.getpid()}"
+    return Path("results") / f"{results_dir.check_name(settings.name)}-{stamp}-{os.getpid()}"
