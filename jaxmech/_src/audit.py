@@ -692,11 +692,12 @@ def _ratio(totals, n) -> dict:
     mw, mf = totals["welfare_sum"] / n, totals["first_best_sum"] / n
     if mf == 0 or not np.isfinite(mf):  # undefined (null in metrics.json); an overflow is reported by integrity
         return {"mean": float("nan"), "se": float("nan"), "ci95": [float("nan"), float("nan")]}
-    vw = totals["welfare_sumsq"] / n - mw**2
-    vf = totals["first_best_sumsq"] / n - mf**2
-    cov = totals["welfare_x_first_best_sum"] / n - mw * mf
-    r = mw / mf
-    var = max((vw - 2 * r * cov + r**2 * vf) / mf**2, 0.0) / max(n - 1, 1)
+    with np.errstate(invalid="ignore", over="ignore"):  # overflowed sums: NaN here, refused by the integrity check
+        vw = totals["welfare_sumsq"] / n - mw**2
+        vf = totals["first_best_sumsq"] / n - mf**2
+        cov = totals["welfare_x_first_best_sum"] / n - mw * mf
+        r = mw / mf
+        var = max((vw - 2 * r * cov + r**2 * vf) / mf**2, 0.0) / max(n - 1, 1)
     se = math.sqrt(var)
     return {"mean": r, "se": se, "ci95": [r - Z95 * se, r + Z95 * se]}
 
