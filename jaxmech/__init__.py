@@ -1,6 +1,6 @@
 """jaxmech: GPU-accelerated Monte Carlo audits and search for ex post IC mechanisms.
 
-Layers (design.md), bottom to top: priors, environments, mechanisms, audit,
+Layers (docs/design.md), bottom to top: priors, environments, mechanisms, audit,
 engine, runs. The public API is re-exported here; implementation modules live
 in ``jaxmech._src``.
 """

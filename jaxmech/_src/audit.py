@@ -7,7 +7,7 @@ their witnesses. The engine (layer 5) streams blocks and adds the per-block
 results up; :func:`finalize` turns the totals into an :class:`AuditReport`
 with standard errors.
 
-Definitions (design.md): ``u_i = v_i(f(m), s) - t_i(m)``; regret of agent ``i``
+Definitions (docs/design.md): ``u_i = v_i(f(m), s) - t_i(m)``; regret of agent ``i``
 at profile ``s`` is ``max(0, max_{m_i} u_i(m_i, s_-i; s) - u_i(s; s))`` (ex post
 IC, CE Def 2); IR violation ``max(0, -u_i(s; s))`` (reservation utility 0, the
 seller's CE Sec. 4 level in net terms); deficit ``cost(f(s)) - sum_i t_i(s)``.

@@ -492,6 +492,47 @@ def dump_toml(data: dict) -> str:
     return "\n".join(lines).lstrip() + "\n"
 
 
+def reference_markdown(cls=None, prefix: str = "") -> str:
+    """The config reference as Markdown tables, one per section, generated from the settings schema.
+
+    ``docs/configs.md`` embeds it between ``<!-- config reference -->`` markers; ``tests/test_docs.py`` fails
+    when the file is stale (``tests/test_docs.py`` rewrites it with ``JAXMECH_WRITE_DOCS=1``).
+    """
+    cls = Settings if cls is None else cls
+    hints = typing.get_type_hints(cls)
+    rows, subs = [], []
+    for f in dataclasses.fields(cls):
+        tp, md = hints[f.name], f.metadata
+        if dataclasses.is_dataclass(tp):
+            subs.append(reference_markdown(tp, f"{prefix}{f.name}."))
+            continue
+        default = "(required)" if f.default is dataclasses.MISSING else _toml_value(f.default)
+        allowed = []
+        if md.get("choices"):
+            allowed.append(" \\| ".join(md["choices"]))
+        if md.get("min") is not None:
+            allowed.append(f">= {md['min']}")
+        if md.get("max") is not None:
+            mx = md["max"]
+            allowed.append(f"<= {_power_of_two(mx) if isinstance(mx, int) else mx}")
+        doc = md.get("doc", "").replace("|", "\\|")
+        tname = _type_name(tp).replace("|", "\\|")
+        rows.append(f"| `{prefix}{f.name}` | {tname} | `{default}` | {', '.join(allowed)} | {doc} |")
+    title = f"### [{prefix.rstrip('.')}]" if prefix else "### top level"
+    table = [title, "", "| key | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |", *rows]
+    return "\n".join(table if rows else [title]) + "\n" + "".join("\n" + s for s in subs)
+
+
+def _toml_value(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v)
+
+
 def describe(cls, indent: str = "") -> list[str]:
     """Human-readable reference of a settings dataclass (for README / `jaxmech list`)."""
     out = []
