@@ -11,10 +11,10 @@ import pytest
 from scipy import integrate
 
 import jaxmech as jm
-from jaxmech._src import environments as envs
-from jaxmech._src import pivotal as pv
-from jaxmech._src.mechanisms import example1_prices, own_signal_prices
-from jaxmech._src.priors import independent
+from jaxmech._src.core import environments as envs
+from jaxmech._src.core.mechanisms import example1_prices, own_signal_prices
+from jaxmech._src.core.priors import independent
+from jaxmech._src.models import pivotal as pv
 from tests.conftest import within
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -151,8 +151,8 @@ def test_two_outcome_gap_closed_form():
 
 
 def test_config_errors_are_one_line():
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import runs
 
     base = {"name": "x", "environment": {"kind": "private_common", "dims": [2, 2], "weights": [1.0, 0.0], "own": 0.1},
             "mechanism": {"kind": "pivotal"}, "experiment": {"kind": "pivotal"}}  # fmt: skip
@@ -167,8 +167,8 @@ def test_config_errors_are_one_line():
 
 def test_user_prices_of_the_wrong_shape_fail_in_one_line(tmp_path):
     # the model check traces the model once (jax.eval_shape) without compiling it: a shape error is one line
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import runs
 
     (tmp_path / "bad.py").write_text("import jax.numpy as jnp\ndef prices(params, m):\n    return jnp.zeros(3)\n")
     base = {"name": "x", "environment": {"kind": "example1"},
@@ -181,8 +181,8 @@ def test_user_prices_of_the_wrong_shape_fail_in_one_line(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(bikhchandani.EXPERIMENTS))
 def test_config_runs_end_to_end_and_every_claim_passes(tmp_path, name):
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import runs
 
     ex = bikhchandani.EXPERIMENTS[name]
     settings, _ = cfg.load(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", tuple(ex.quick))
@@ -199,8 +199,8 @@ def test_price_mechanisms_differing_in_eps_share_one_audit_kernel():
     # member's report is the one its own audit gives, and both members are ex post IC (eq. (3) holds for every eps)
     import dataclasses
 
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import runs
 
     data = {"name": "fam", "environment": {"kind": "example1"},
             "mechanism": {"kind": "personalized_prices", "prices": "example1"},

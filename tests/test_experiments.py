@@ -6,8 +6,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import pytest
 
-from jaxmech._src import config as cfg
-from jaxmech._src import runs
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = (

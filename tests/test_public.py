@@ -11,10 +11,11 @@ import pytest
 from conftest import within
 
 import jaxmech as jm
-from jaxmech._src import conditions, provision, runs
-from jaxmech._src import config as cfg
-from jaxmech._src import environments as envs
-from jaxmech._src import search as search_lib
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
+from jaxmech._src.core import environments as envs
+from jaxmech._src.core import search as search_lib
+from jaxmech._src.models import conditions, provision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -13,9 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmech._src import audit as audit_lib
-from jaxmech._src import cli, engine, runs
-from jaxmech._src import config as cfg
+from jaxmech._src.app import cli, runs
+from jaxmech._src.app import config as cfg
+from jaxmech._src.core import audit as audit_lib
+from jaxmech._src.core import engine
 
 ROOT = Path(__file__).resolve().parents[1]
 # 256 chunks of one block: long enough to kill after the first checkpoint, short enough for CI
@@ -50,7 +51,7 @@ def test_kill_and_resume_gives_the_uninterrupted_numbers(tmp_path, compile_cache
     argv = [
         sys.executable,
         "-m",
-        "jaxmech._src.cli",
+        "jaxmech._src.app.cli",
         "run",
         str(ROOT / "configs/bilateral_trade.toml"),
         "--out",

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src.bayesian import (
+from jaxmech._src.models.bayesian import (
     cremer_mclean,
     discretize_copula,
     finite_report,
@@ -54,8 +54,8 @@ def _worst_witness(built, rep: dict) -> dict | None:
 
 def run_interim_audit(settings, base_dir, progress, out_dir):
     """Experiment ``interim_audit``: ex post and interim (Bayesian) IC / IR of [mechanism], per prior case (CE Props 1–2)."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import plots, runs
 
     ex = settings.experiment
     cases = runs._sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
@@ -106,8 +106,9 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
 
 def run_thm4(settings, base_dir, progress, out_dir):
     """Experiment ``thm4``: CE Thm 4 from the Bayesian IC [mechanism] (e.g. expected_externality), independent prior."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import engine, plots, runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import plots, runs
+    from jaxmech._src.core import engine
 
     ex = settings.experiment
     built = runs.build(settings, base_dir)
@@ -165,8 +166,8 @@ def run_thm4(settings, base_dir, progress, out_dir):
 
 def run_cremer_mclean(settings, base_dir, progress, out_dir):
     """Experiment ``cremer_mclean``: CE fn. 6 on the [prior] discretized to ``experiment.signals`` types per bidder."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import plots, runs
 
     del progress
     ex = settings.experiment

@@ -385,14 +385,14 @@ def _check_prior(values: dict, prefix: str) -> None:
     exact functions of each other, whose ties the audit's probabilities would silently miscount."""
     rho = values.get("rho")
     if rho is not None:
-        from jaxmech._src.priors import rho_problem
+        from jaxmech._src.core.priors import rho_problem
 
         problem = rho_problem(rho)
         if problem is not None:
             raise ConfigError(f"{prefix}{problem}")
     corr = values.get("correlation")
     if corr is not None:
-        from jaxmech._src.priors import correlation_problem
+        from jaxmech._src.core.priors import correlation_problem
 
         problem = correlation_problem(corr)
         if problem is not None:

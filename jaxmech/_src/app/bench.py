@@ -702,7 +702,8 @@ def _search_stats(log: dict) -> dict[str, float]:
 def _bench_w5(size: Sizes, dtype, float64, repeats, with_torch):
     import jax
 
-    from jaxmech._src import certify, mechanisms
+    from jaxmech._src.core import mechanisms
+    from jaxmech._src.models import certify
 
     k, n_samples = K_OUTCOMES, 256
     env = certify.project_choice(k, 2, A_OUTCOMES)
@@ -911,7 +912,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _count(flag: str, raw) -> int | None:
     """A positive count from the command line: an integer or an integral float (``1e6``); ``ValueError`` (one line)
     otherwise, or above :data:`config.MAX_PROFILES`."""
-    from jaxmech._src import config as cfg
+    from jaxmech._src.app import config as cfg
 
     if raw is None:
         return None

@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmech._src import mechanisms, priors
-from jaxmech._src.compile_options import FULL_OPTIMIZATION, supported
-from jaxmech._src.environments import Environment
-from jaxmech._src.mechanisms import Mechanism
+from jaxmech._src.core import mechanisms, priors
+from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import Mechanism
 
 Array = jax.Array
 

@@ -28,10 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmech._src import priors, provision
-from jaxmech._src.compile_options import FULL_OPTIMIZATION, supported
-from jaxmech._src.environments import Environment
-from jaxmech._src.mechanisms import Mechanism
+from jaxmech._src.core import priors
+from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import Mechanism
+from jaxmech._src.models import provision
 
 Array = jax.Array
 Params = Any
@@ -242,7 +243,7 @@ def threshold_family(env: Environment, init=None) -> Family:
 
     Relaxation: ``f_T(s) = prod_i sigmoid((v_i(s) - vbar_i) / T)``. Constraint:
     the deficit ``c - sum_i t_i(s)`` of the generalized VCG payments (differentiable
-    in ``vbar``, :func:`jaxmech._src.provision.threshold_payments`) in every
+    in ``vbar``, :func:`jaxmech._src.models.provision.threshold_payments`) in every
     state where the hard rule provides. Restoration: if the worst deficit over a
     large sample is positive, raise every ``vbar_i`` by ``(c - sum vbar)^+ / n``
     (then ``t_i >= vbar_i`` gives ``sum t >= c`` in every provided state).
@@ -383,7 +384,7 @@ def trade_cutoff_family(
     deficit non-positive on ``restore_profiles`` fresh profiles (then the exact audit
     checks fresh ones).
     """
-    from jaxmech._src import trading
+    from jaxmech._src.models import trading
 
     trading._check_trade(env, "trade_cutoff_family")
     xs = np.linspace(0.0, 1.0, knots)
@@ -468,7 +469,7 @@ def provision_boundary_family(
         return decide(jax.lax.stop_gradient(params), s)
 
     def mechanism(params):
-        from jaxmech._src.mechanisms import pivot_payments
+        from jaxmech._src.core.mechanisms import pivot_payments
 
         b, binv = b_of(params)
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from jaxmech._src import config as cfg
+from jaxmech._src.app import config as cfg
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes (default: the CPU count on a CPU-only machine, 1 with an accelerator)",
     )
     rp.add_argument("--list", action="store_true", help="list the registered experiments and exit")
-    from jaxmech._src import bench
+    from jaxmech._src.app import bench
 
     bench.add_arguments(
         sub.add_parser("bench", help="workloads W1-W5: jaxmech vs NumPy and PyTorch eager, same statistic, one run")
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> str:
-    from jaxmech._src import runs
+    from jaxmech._src.app import runs
 
     out = []
     for title, table in (
@@ -101,7 +101,8 @@ def _fail(kind: str, message: str, code: int) -> int:
 
 def main(argv=None) -> int:
     """The CLI; every failure a user can cause is one line on stderr with a documented exit code (EXIT_CODES)."""
-    from jaxmech._src import audit, engine, results_dir
+    from jaxmech._src.app import results_dir
+    from jaxmech._src.core import audit, engine
 
     args = _parser().parse_args(argv)
     try:
@@ -127,7 +128,7 @@ def _dispatch(args) -> int:
     if args.command == "reproduce":
         return _reproduce(args)
     if args.command == "bench":
-        from jaxmech._src import bench
+        from jaxmech._src.app import bench
 
         return bench.run_from_args(args)
     if args.command == "run":
@@ -192,7 +193,7 @@ def _run(args) -> int:
 
     if dist is not None:
         jax.distributed.initialize(*dist)  # before anything touches a device
-    from jaxmech._src import results_dir, runs
+    from jaxmech._src.app import results_dir, runs
 
     if args.resume:
         out_dir = Path(args.resume)
@@ -221,7 +222,8 @@ def _run(args) -> int:
 def _run_claimed(args, settings, base_dir, out_dir: Path) -> dict:
     import jax
 
-    from jaxmech._src import engine, runs
+    from jaxmech._src.app import runs
+    from jaxmech._src.core import engine
 
     if settings.precision == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -250,17 +252,17 @@ def _certify(args, settings) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    from jaxmech._src import runs
+    from jaxmech._src.app import runs
 
     rep = runs.certify_model(settings, Path(args.config).resolve().parent, profiles=args.profiles, points=args.points)
-    from jaxmech._src import results_dir
+    from jaxmech._src.app import results_dir
 
     print(results_dir.dumps(rep) if args.json else runs.certify_summary(rep))
     return EXIT_OK if all(r["certified_share"] == 1.0 for r in rep["agents"]) else EXIT_FAIL
 
 
 def _reproduce(args) -> int:
-    from jaxmech._src import reproduce as rep
+    from jaxmech._src.app import reproduce as rep
 
     try:
         layout = rep.find_layout(args.root)
@@ -278,7 +280,8 @@ def _reproduce(args) -> int:
 
     import jax
 
-    from jaxmech._src import engine, results_dir
+    from jaxmech._src.app import results_dir
+    from jaxmech._src.core import engine
 
     jobs = args.jobs or (min(os.cpu_count() or 1, 4) if jax.default_backend() == "cpu" else 1)
     size = "quick" if args.quick else "full" if args.full else "default"

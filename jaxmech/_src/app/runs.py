@@ -29,25 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmech._src import audit as audit_lib
-from jaxmech._src import (
-    bayesian,
-    compile_options,
-    conditions,
-    engine,
-    pivotal,
-    plots,
-    priors,
-    provision,
-    results_dir,
-    runs_bayesian,
-    runs_pivotal,
-    trading,
-)
-from jaxmech._src import config as cfg
-from jaxmech._src import environments as envs
-from jaxmech._src import mechanisms as mechs
-from jaxmech._src import search as search_lib
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import plots, results_dir, runs_bayesian, runs_pivotal
+from jaxmech._src.core import audit as audit_lib
+from jaxmech._src.core import compile_options, engine, priors
+from jaxmech._src.core import environments as envs
+from jaxmech._src.core import mechanisms as mechs
+from jaxmech._src.core import search as search_lib
+from jaxmech._src.models import bayesian, conditions, pivotal, provision, trading
 
 METRICS_SCHEMA_VERSION = 1
 
@@ -358,7 +347,7 @@ def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs
         except ValueError as err:
             raise cfg.ConfigError(f"environment.{err}") from None
     if e.kind in ("project_choice", "cyclic_allocation"):
-        from jaxmech._src import certify as cert
+        from jaxmech._src.models import certify as cert
 
         return cert.project_choice(e.projects, e.n, e.a) if e.kind == "project_choice" else cert.cyclic_allocation()
     if e.dims is None:
@@ -959,7 +948,7 @@ def _run_interim(settings, base_dir, progress, out_dir):
 
 
 def _run_double_auction(settings, base_dir, progress, out_dir):
-    from jaxmech._src import double_auction
+    from jaxmech._src.models import double_auction
 
     env = build_environment(settings.environment, base_dir)
     if not _is_trade(env):
@@ -1251,7 +1240,7 @@ def _run_search(settings, base_dir, progress, out_dir):
 
 
 def _run_contributions(settings, base_dir, progress, out_dir):
-    from jaxmech._src import contributions
+    from jaxmech._src.models import contributions
 
     built = build(settings, base_dir)
     env = built.env
@@ -1406,8 +1395,8 @@ def _outcome_table(env: envs.Environment):
 
 def _affine_maximizer(env: envs.Environment, m: cfg.MechanismSettings, dtype) -> mechs.Mechanism:
     """``f(m) = argmax_a sum_i v_i(a, m) + w(a)`` on a finite outcome set, payments from its certificate (CE Thm 3)."""
-    from jaxmech._src import audit as audit_lib
-    from jaxmech._src import certify as cert
+    from jaxmech._src.core import audit as audit_lib
+    from jaxmech._src.models import certify as cert
 
     table = _outcome_table(env)
     k = len(env.outcome_names) if table is None else int(table.shape[0])
@@ -1432,8 +1421,8 @@ def _affine_maximizer(env: envs.Environment, m: cfg.MechanismSettings, dtype) ->
 def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
     """CE Thm 1 + Thm 3 per agent (:func:`certify.characterize_agent`), plus CE Def 7 / single crossing and
     envelope-vs-pivot payments (CE Thm 2) where the environment is separable with 1-d signals."""
-    from jaxmech._src import audit as audit_lib
-    from jaxmech._src import certify as cert
+    from jaxmech._src.core import audit as audit_lib
+    from jaxmech._src.models import certify as cert
 
     built = build(settings, base_dir)
     env, mech = built.env, built.mechanism
@@ -1479,14 +1468,14 @@ def certify_model(
 ) -> dict:
     """CE Thm 1 / Lemma 1 for the configured decision rule: per agent, the share of sampled ``s_-i`` at which
     the rule is pseudo-efficient (certified: payments exist that make it ex post IC there), the worst
-    violating cycle with its witnessing signals, and CE Thm 3 payoff equivalence (see :mod:`jaxmech._src.certify`);
+    violating cycle with its witnessing signals, and CE Thm 3 payoff equivalence (see :mod:`jaxmech._src.models.certify`);
     for separable environments also single crossing / CE Def 7 and envelope vs the mechanism's payments."""
     return _certify_all(settings, base_dir, profiles, points)[0]
 
 
 def _witness_regret(env, mech, rep, grid, i: int, dtype) -> dict:
     """The audit's regret (best misreport on the own-signal grid) of each cycle witness at the worst ``s_-i``."""
-    from jaxmech._src import audit as audit_lib
+    from jaxmech._src.core import audit as audit_lib
 
     s_minus = jnp.asarray(rep.worst_profile, dtype)
     wit = jax.vmap(lambda x: priors.replace_signal(s_minus, env.dims, i, x))(jnp.asarray(rep.worst_signals, dtype))
@@ -1518,7 +1507,7 @@ def _run_certify(settings, base_dir, progress, out_dir):
     """``certify`` experiment: :func:`certify_model` plus, where a cycle is found, the best misreport of each
     cycle witness under the mechanism's payments (any menu leaves one a gain >= slack / cycle length), the
     recovery of an affine maximizer's potentials, and a plot of the menu at the worst ``s_-i``."""
-    from jaxmech._src import certify as cert
+    from jaxmech._src.models import certify as cert
 
     ex = settings.experiment
     out, built, raw, grids = _certify_all(settings, base_dir, ex.profiles, ex.points)

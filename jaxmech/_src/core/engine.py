@@ -7,7 +7,7 @@ of a jit-compiled function, sharded over the devices of a 1-D mesh with
 ``shard_map``: each device takes a contiguous run of blocks and loops over them
 with ``lax.map``, so device memory holds one block at a time. Each block is
 reduced to a small dict of sums / counts / extrema; the host adds those up in
-block order in float64 (:class:`jaxmech._src.audit.Accumulator`), which makes
+block order in float64 (:class:`jaxmech._src.core.audit.Accumulator`), which makes
 totals identical for every chunk size and device count.
 """
 
@@ -30,11 +30,11 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxmech._src import audit as audit_lib
-from jaxmech._src.compile_options import FAST_COMPILE, supported
-from jaxmech._src.environments import Environment
-from jaxmech._src.mechanisms import Mechanism
-from jaxmech._src.priors import Prior
+from jaxmech._src.core import audit as audit_lib
+from jaxmech._src.core.compile_options import FAST_COMPILE, supported
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import Mechanism
+from jaxmech._src.core.priors import Prior
 
 Array = jax.Array
 BlockFn = Callable[[Array, Array, Array], dict]  # (block_key, block_index, n_valid) -> stats

@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src import compile_options, priors
-from jaxmech._src.environments import Environment
-from jaxmech._src.pivotal import (
+from jaxmech._src.core import compile_options, priors
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.models.pivotal import (
     Array,
     PivotalConfig,
     _all_buyers,
@@ -38,9 +38,9 @@ def prices_from_settings(env: Environment, m, base_dir=None):
 
     ``prices(params, m) -> (n,)``; ``price_of(params, m, i)`` is one buyer's price alone (``None`` where the
     rule has no cheaper way than ``prices(params, m)[i]``)."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import mechanisms as mechs
-    from jaxmech._src import runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import runs
+    from jaxmech._src.core import mechanisms as mechs
 
     price_of = None
     if m.kind == "pivotal":
@@ -114,8 +114,8 @@ def _signal_square_data(env: Environment, prices, profile: Array, points: int = 
 
 def run_pivotal(settings, base_dir, progress, out_dir):
     """Experiment ``pivotal`` (B Secs. 3-4): every price mechanism of the config on common samples + audits."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import plots, runs
 
     ex = settings.experiment
     built = runs.build(settings, base_dir)
@@ -220,8 +220,8 @@ def _timed_prices(table, prior, key, dtype, n: int) -> dict:
 
 def run_two_outcome(settings, base_dir, progress, out_dir):
     """Experiment ``two_outcome`` (B Sec. 3, JMM): least regret of two-outcome rules at each non-triviality target."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import plots, runs
 
     ex, sc = settings.experiment, settings.search
     built = runs.build(settings, base_dir)
