@@ -11,7 +11,6 @@ from jaxmech._src.app.config import ConfigError, Settings
 from jaxmech._src.core.audit import Misreports, block_stats, grid_points, interim_check, regret, utility
 from jaxmech._src.core.engine import (
     AuditResult,
-    Checkpoint,
     StreamInfo,
     audit,
     audit_family,
@@ -63,6 +62,7 @@ from jaxmech._src.core.priors import (
     replace_signal,
     uniform,
 )
+from jaxmech._src.core.reduction import Checkpoint
 from jaxmech._src.core.search import (
     Family,
     SearchConfig,

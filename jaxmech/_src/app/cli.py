@@ -102,7 +102,7 @@ def _fail(kind: str, message: str, code: int) -> int:
 def main(argv=None) -> int:
     """The CLI; every failure a user can cause is one line on stderr with a documented exit code (EXIT_CODES)."""
     from jaxmech._src.app import results_dir
-    from jaxmech._src.core import audit, engine
+    from jaxmech._src.core import audit, reduction
 
     args = _parser().parse_args(argv)
     try:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         return _fail("refused", str(e), EXIT_UNTRUSTED)
     except cfg.ConfigError as e:
         return _fail("config error", str(e), EXIT_USAGE)
-    except (results_dir.ResultsError, engine.CheckpointError) as e:
+    except (results_dir.ResultsError, reduction.CheckpointError) as e:
         return _fail("error", str(e), EXIT_USAGE)
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""

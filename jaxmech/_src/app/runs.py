@@ -32,7 +32,7 @@ import optax
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots, results_dir, runs_bayesian, runs_pivotal
 from jaxmech._src.core import audit as audit_lib
-from jaxmech._src.core import compile_options, engine, priors
+from jaxmech._src.core import compile_options, engine, priors, reduction
 from jaxmech._src.core import environments as envs
 from jaxmech._src.core import mechanisms as mechs
 from jaxmech._src.core import search as search_lib
@@ -562,7 +562,7 @@ def manifest(settings: cfg.Settings, wall_s: float, info: engine.StreamInfo | No
 
 
 def execute(settings: cfg.Settings, built: Built, *, progress=None, checkpoint=None) -> engine.AuditResult:
-    """Run the audit the settings describe (no files besides the optional ``engine.Checkpoint``)."""
+    """Run the audit the settings describe (no files besides the optional ``reduction.Checkpoint``)."""
     a = settings.audit
     return engine.audit(
         built.env,
@@ -1304,7 +1304,7 @@ def resume_settings(out_dir: Path) -> tuple[cfg.Settings, Path | None]:
         raise cfg.ConfigError(
             f"--resume {out_dir}: no checkpoint {path} (a run writes its first after --checkpoint-every)"
         )
-    meta = engine.read_checkpoint_meta(path)["meta"]
+    meta = reduction.read_checkpoint_meta(path)["meta"]
     settings = cfg.parse(cfg.Settings, tomllib.loads(meta["config"]))
     return settings, Path(meta["base_dir"]) if meta.get("base_dir") else None
 
@@ -1313,7 +1313,7 @@ def _checkpoint(settings: cfg.Settings, out_dir: Path, base_dir: Path | None, ev
     if settings.experiment.kind != "audit":
         raise cfg.ConfigError(f"--resume: only audit runs checkpoint (experiment.kind = {settings.experiment.kind!r})")
     config = cfg.dump_toml(cfg.to_dict(settings))
-    return engine.Checkpoint(
+    return reduction.Checkpoint(
         path=checkpoint_path(out_dir),
         every_s=every_s,
         fingerprint=hashlib.sha256(config.encode()).hexdigest(),
