@@ -63,18 +63,7 @@ from jaxmech._src.core.priors import (
     uniform,
 )
 from jaxmech._src.core.reduction import Checkpoint
-from jaxmech._src.core.search import (
-    Family,
-    SearchConfig,
-    SearchResult,
-    budget_line_grid,
-    provision_boundary_family,
-    search,
-    support_grid,
-    threshold_family,
-    trade_cutoff_family,
-    welfare_table,
-)
+from jaxmech._src.core.search import Family, SearchConfig, SearchResult, search, support_grid, welfare_table
 from jaxmech._src.models.bayesian import (
     FiniteAuction,
     conditional_sampler,
@@ -119,6 +108,12 @@ from jaxmech._src.models.conditions import (
     value_monotonicity,
 )
 from jaxmech._src.models.double_auction import DoubleAuctionResult, solve_double_auction
+from jaxmech._src.models.families import (
+    budget_line_grid,
+    provision_boundary_family,
+    threshold_family,
+    trade_cutoff_family,
+)
 from jaxmech._src.models.pivotal import (
     PivotalConfig,
     buyer_price,

@@ -36,7 +36,7 @@ from jaxmech._src.core import compile_options, engine, priors, reduction
 from jaxmech._src.core import environments as envs
 from jaxmech._src.core import mechanisms as mechs
 from jaxmech._src.core import search as search_lib
-from jaxmech._src.models import bayesian, conditions, pivotal, provision, trading
+from jaxmech._src.models import bayesian, conditions, families, pivotal, provision, trading
 
 METRICS_SCHEMA_VERSION = 1
 
@@ -1058,11 +1058,11 @@ def _run_boundary_search(settings, built, progress, out_dir):
     if sc.family == "monotone_cutoff":
         if not _is_trade(env):
             raise cfg.ConfigError("search.family: monotone_cutoff needs bilateral_trade")
-        make = search_lib.trade_cutoff_family
+        make = families.trade_cutoff_family
     else:
         if not (_is_public(env) and env.n_agents == 2):
             raise cfg.ConfigError("search.family: monotone_boundary needs public_good with n = 2")
-        make = search_lib.provision_boundary_family
+        make = families.provision_boundary_family
     if sc.init is not None and len(sc.init) != sc.knots:
         raise cfg.ConfigError(f"search.init: need one value per knot ({sc.knots}), got {len(sc.init)}")
     s = built.prior.sample(jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype)
@@ -1110,7 +1110,7 @@ def _run_boundary_search(settings, built, progress, out_dir):
         if settings.experiment.plots and plots.available():
             figs += _trade_figures(built._replace(mechanism=mech), out_dir, f"searched cutoff in {env.name}")
     else:
-        grid = search_lib.budget_line_grid(env, sc.grid_points)
+        grid = families.budget_line_grid(env, sc.grid_points)
         mean, se, per = search_lib.welfare_table(
             env,
             grid,
@@ -1158,7 +1158,7 @@ def _run_search(settings, base_dir, progress, out_dir):
     init = sc.init
     if init is not None and len(init) != env.n_agents:
         raise cfg.ConfigError(f"search.init: need {env.n_agents} values, got {len(init)}")
-    family = search_lib.threshold_family(env, init)
+    family = families.threshold_family(env, init)
     key = jax.random.PRNGKey(settings.seed)
     t0 = time.perf_counter()
     found = search_lib.search(
@@ -1169,7 +1169,7 @@ def _run_search(settings, base_dir, progress, out_dir):
     raw = np.asarray(found.params, np.float64)
     restored = np.asarray(found.restored, np.float64)
     # the same family on a grid along the budget line, on one common sample with the found rule
-    grid = search_lib.budget_line_grid(env, sc.grid_points if env.n_agents == 2 else min(sc.grid_points, 61))
+    grid = families.budget_line_grid(env, sc.grid_points if env.n_agents == 2 else min(sc.grid_points, 61))
     rows = np.concatenate([restored[None], grid])
     mean, se, per = search_lib.welfare_table(
         env, rows, provision.threshold_rule(env), built.prior, jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype
