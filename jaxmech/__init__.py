@@ -1,8 +1,9 @@
 """jaxmech: GPU-accelerated Monte Carlo audits and search for ex post IC mechanisms.
 
-Layers (docs/design.md), bottom to top: priors, environments, mechanisms, audit,
-engine, runs. The public API is re-exported here; implementation modules live
-in ``jaxmech._src``.
+Three floors (docs/design.md), bottom to top: ``jaxmech._src.core`` (priors,
+environments, mechanisms, audit, reduction, engine, search), ``jaxmech._src.models``
+(the papers' models and search families) and ``jaxmech._src.app`` (config, runs,
+CLI); tests/test_layers.py enforces them. The public API is re-exported here.
 """
 
 __version__ = "0.1.0"
