@@ -49,7 +49,7 @@ STREAM = dict(n_profiles=5000, block_size=64, chunk_size=256, segment_blocks=5) 
 SCRIPT = (
     "import json, sys, jax, numpy as np\n"
     "jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))\n"
-    "from jaxmech._src import engine\n" + BLOCK_FN + "\n"
+    "from jaxmech._src.core import engine\n" + BLOCK_FN + "\n"
     f"acc, info = engine.stream(block_fn, key=jax.random.PRNGKey(7), **{STREAM!r})\n"
     "print(json.dumps({'process': jax.process_index(), 'n_chunks': info.n_chunks,\n"
     "                  'totals': {k: np.asarray(v).tolist() for k, v in acc.totals.items()}}))\n"

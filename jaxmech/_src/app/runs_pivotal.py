@@ -1,4 +1,5 @@
-"""Run layer for B (layer 7): the ``pivotal`` and ``two_outcome`` experiment kinds, and prices from config settings.
+"""Run layer for B (layer 7): the ``pivotal`` and ``two_outcome`` experiment kinds (prices from config settings:
+:func:`jaxmech._src.app.build.prices_from_settings`).
 
 Kept out of :mod:`pivotal` (layer 3) so that layers import downward only."""
 
