@@ -20,7 +20,7 @@ import sys
 CASE = r"""
 import json, sys, time, jax
 import jaxmech as jm
-from jaxmech._src import bench
+from jaxmech._src.app import bench
 n, block, chunk = int(float(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
 env = jm.bilateral_trade(jm.linear_trade_values(0.5))
 mech = jm.generalized_vcg(env, pivot=jm.linear_trade_pivot(0.5))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmech._src.reproduce import Claim, Experiment, check, info, main_for, pm
+from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for, pm
 
 # --- independent references for Example 1 (midpoint rule; no Monte Carlo) -----------------------------------
 

@@ -8,7 +8,7 @@ these with
 
 from __future__ import annotations
 
-from jaxmech._src.reproduce import Claim, Experiment, check, info, main_for
+from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for
 
 # quick: seconds on a 2-core CPU (the engine's compile dominates); full: paper-grade sizes for a GPU
 _SMALL = ("audit.profiles=4096", "audit.block_size=4096", "audit.chunk_size=4096", "audit.misreports.grid=8",

@@ -8,7 +8,7 @@ Registered in ``EXPERIMENTS`` for ``jaxmech reproduce``. Run only these with
 
 from __future__ import annotations
 
-from jaxmech._src.reproduce import Claim, Experiment, check, info, main_for
+from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for
 
 _CAPTIONS = {
     "certificate.png": "One agent's menu at the worst sampled s_-i: utility of each outcome v_i(a, x) - t(a) (lines), the "

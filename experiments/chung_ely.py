@@ -8,7 +8,7 @@ metrics into report rows). Run only this paper's sections with
 
 from __future__ import annotations
 
-from jaxmech._src.reproduce import Claim, Experiment, check, info, main_for, pm
+from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for, pm
 
 # --quick: CI sizes (the whole paper in a few minutes on 2 cores); SEs grow, every check still applies.
 QUICK = ("audit.profiles=10000", "audit.misreports.grid=16")

@@ -1,14 +1,71 @@
 """jaxmech: GPU-accelerated Monte Carlo audits and search for ex post IC mechanisms.
 
-Layers (docs/design.md), bottom to top: priors, environments, mechanisms, audit,
-engine, runs. The public API is re-exported here; implementation modules live
-in ``jaxmech._src``.
+Three floors (docs/design.md), bottom to top: ``jaxmech._src.core`` (priors,
+environments, mechanisms, audit, reduction, engine, search), ``jaxmech._src.models``
+(the papers' models and search families) and ``jaxmech._src.app`` (config, runs,
+CLI); tests/test_layers.py enforces them. The public API is re-exported here.
 """
 
 __version__ = "0.1.0"
 
-from jaxmech._src.audit import Misreports, block_stats, grid_points, interim_check, regret, utility
-from jaxmech._src.bayesian import (
+from jaxmech._src.app.config import ConfigError, Settings
+from jaxmech._src.core.audit import Misreports, block_stats, grid_points, interim_check, regret, utility
+from jaxmech._src.core.engine import (
+    AuditResult,
+    StreamInfo,
+    audit,
+    audit_family,
+    compare_deficits,
+    stream,
+    stream_cases,
+)
+from jaxmech._src.core.environments import (
+    Environment,
+    bilateral_trade,
+    check_own_monotone,
+    deadzone_trade_values,
+    example1,
+    example1_n_values,
+    example1_values,
+    linear_public_values,
+    linear_trade_values,
+    multiplicative_trade_values,
+    private_common_values,
+    public_good,
+    separable,
+    single_object,
+)
+from jaxmech._src.core.mechanisms import (
+    Mechanism,
+    agent_menu,
+    bisect,
+    decide_and_pay,
+    efficient_rule,
+    example1_prices,
+    generalized_vcg,
+    linear_trade_pivot,
+    menu_kinks,
+    own_signal_prices,
+    personalized_prices,
+    pivot_payments,
+    price_kinks,
+    threshold_with_rebate,
+)
+from jaxmech._src.core.priors import (
+    Beta,
+    Prior,
+    Uniform,
+    agent_slice,
+    beta,
+    equicorrelation,
+    gaussian_copula,
+    independent,
+    replace_signal,
+    uniform,
+)
+from jaxmech._src.core.reduction import Checkpoint
+from jaxmech._src.core.search import Family, SearchConfig, SearchResult, search, support_grid, welfare_table
+from jaxmech._src.models.bayesian import (
     FiniteAuction,
     conditional_sampler,
     cremer_mclean,
@@ -20,7 +77,7 @@ from jaxmech._src.bayesian import (
     thm4_construction,
     with_fees,
 )
-from jaxmech._src.certify import (
+from jaxmech._src.models.certify import (
     BoundaryPayments,
     Certificate,
     CertifyReport,
@@ -39,7 +96,7 @@ from jaxmech._src.certify import (
     solve_graph,
     zbar_normalize,
 )
-from jaxmech._src.conditions import (
+from jaxmech._src.models.conditions import (
     Check,
     DifferenceClass,
     check_bilateral,
@@ -51,51 +108,14 @@ from jaxmech._src.conditions import (
     strong_single_crossing,
     value_monotonicity,
 )
-from jaxmech._src.config import ConfigError, Settings
-from jaxmech._src.double_auction import DoubleAuctionResult, solve_double_auction
-from jaxmech._src.engine import (
-    AuditResult,
-    Checkpoint,
-    StreamInfo,
-    audit,
-    audit_family,
-    compare_deficits,
-    stream,
-    stream_cases,
+from jaxmech._src.models.double_auction import DoubleAuctionResult, solve_double_auction
+from jaxmech._src.models.families import (
+    budget_line_grid,
+    provision_boundary_family,
+    threshold_family,
+    trade_cutoff_family,
 )
-from jaxmech._src.environments import (
-    Environment,
-    bilateral_trade,
-    check_own_monotone,
-    deadzone_trade_values,
-    example1,
-    example1_n_values,
-    example1_values,
-    linear_public_values,
-    linear_trade_values,
-    multiplicative_trade_values,
-    private_common_values,
-    public_good,
-    separable,
-    single_object,
-)
-from jaxmech._src.mechanisms import (
-    Mechanism,
-    agent_menu,
-    bisect,
-    decide_and_pay,
-    efficient_rule,
-    example1_prices,
-    generalized_vcg,
-    linear_trade_pivot,
-    menu_kinks,
-    own_signal_prices,
-    personalized_prices,
-    pivot_payments,
-    price_kinks,
-    threshold_with_rebate,
-)
-from jaxmech._src.pivotal import (
+from jaxmech._src.models.pivotal import (
     PivotalConfig,
     buyer_price,
     check_admissible,
@@ -114,19 +134,7 @@ from jaxmech._src.pivotal import (
     two_outcome_gap,
     two_outcome_searcher,
 )
-from jaxmech._src.priors import (
-    Beta,
-    Prior,
-    Uniform,
-    agent_slice,
-    beta,
-    equicorrelation,
-    gaussian_copula,
-    independent,
-    replace_signal,
-    uniform,
-)
-from jaxmech._src.provision import (
+from jaxmech._src.models.provision import (
     budget_line_point,
     equal_shares,
     threshold_contribution,
@@ -134,19 +142,7 @@ from jaxmech._src.provision import (
     threshold_pivot,
     threshold_rule,
 )
-from jaxmech._src.search import (
-    Family,
-    SearchConfig,
-    SearchResult,
-    budget_line_grid,
-    provision_boundary_family,
-    search,
-    support_grid,
-    threshold_family,
-    trade_cutoff_family,
-    welfare_table,
-)
-from jaxmech._src.trading import (
+from jaxmech._src.models.trading import (
     band_trade,
     cutoff_inverse,
     cutoff_mechanism,

@@ -1,5 +1,5 @@
 import sys
 
-from jaxmech._src.cli import main
+from jaxmech._src.app.cli import main
 
 sys.exit(main())

@@ -14,10 +14,12 @@ import pytest
 from conftest import within
 from scipy import integrate, optimize, stats
 
-from jaxmech._src import audit, bayesian, priors, runs
-from jaxmech._src import config as cfg
-from jaxmech._src import environments as envs
-from jaxmech._src import mechanisms as mechs
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
+from jaxmech._src.core import audit, priors
+from jaxmech._src.core import environments as envs
+from jaxmech._src.core import mechanisms as mechs
+from jaxmech._src.models import bayesian
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

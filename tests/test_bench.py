@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src import bench, certify, mechanisms
-from jaxmech._src import search as search_lib
+from jaxmech._src.app import bench
+from jaxmech._src.core import mechanisms
+from jaxmech._src.core import search as search_lib
+from jaxmech._src.models import certify
 
 
 def test_w1_numpy_matches_the_closed_form():
@@ -105,7 +107,7 @@ def test_w5_numpy_certificates_equal_certify(a):
 
 
 def test_bench_subcommand_is_wired(capsys):
-    from jaxmech._src import cli
+    from jaxmech._src.app import cli
 
     with pytest.raises(SystemExit):
         cli.main(["bench", "--workload", "W9"])

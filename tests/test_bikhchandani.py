@@ -11,10 +11,10 @@ import pytest
 from scipy import integrate
 
 import jaxmech as jm
-from jaxmech._src import environments as envs
-from jaxmech._src import pivotal as pv
-from jaxmech._src.mechanisms import example1_prices, own_signal_prices
-from jaxmech._src.priors import independent
+from jaxmech._src.core import environments as envs
+from jaxmech._src.core.mechanisms import example1_prices, own_signal_prices
+from jaxmech._src.core.priors import independent
+from jaxmech._src.models import pivotal as pv
 from tests.conftest import within
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -151,13 +151,13 @@ def test_two_outcome_gap_closed_form():
 
 
 def test_config_errors_are_one_line():
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import build, runs
+    from jaxmech._src.app import config as cfg
 
     base = {"name": "x", "environment": {"kind": "private_common", "dims": [2, 2], "weights": [1.0, 0.0], "own": 0.1},
             "mechanism": {"kind": "pivotal"}, "experiment": {"kind": "pivotal"}}  # fmt: skip
     with pytest.raises(cfg.ConfigError, match="Assumption 2"):
-        runs.build(cfg.parse(cfg.Settings, base))
+        build.build(cfg.parse(cfg.Settings, base))
     base["environment"] = {"kind": "bilateral_trade"}
     base["mechanism"] = {"kind": "generalized_vcg"}
     with pytest.raises(cfg.ConfigError, match="single-object"):
@@ -167,22 +167,22 @@ def test_config_errors_are_one_line():
 
 def test_user_prices_of_the_wrong_shape_fail_in_one_line(tmp_path):
     # the model check traces the model once (jax.eval_shape) without compiling it: a shape error is one line
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import build
+    from jaxmech._src.app import config as cfg
 
     (tmp_path / "bad.py").write_text("import jax.numpy as jnp\ndef prices(params, m):\n    return jnp.zeros(3)\n")
     base = {"name": "x", "environment": {"kind": "example1"},
             "mechanism": {"kind": "personalized_prices", "prices": "bad.py:prices"}}  # fmt: skip
     with pytest.raises(cfg.ConfigError, match="model check failed on one profile") as e:
-        runs.build(cfg.parse(cfg.Settings, base), tmp_path)
+        build.build(cfg.parse(cfg.Settings, base), tmp_path)
     assert "\n" not in str(e.value)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(bikhchandani.EXPERIMENTS))
 def test_config_runs_end_to_end_and_every_claim_passes(tmp_path, name):
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import runs
 
     ex = bikhchandani.EXPERIMENTS[name]
     settings, _ = cfg.load(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", tuple(ex.quick))
@@ -195,23 +195,23 @@ def test_config_runs_end_to_end_and_every_claim_passes(tmp_path, name):
 
 
 def test_price_mechanisms_differing_in_eps_share_one_audit_kernel():
-    # B Sec. 3's continuum p_j + c_j^2 + eps: raise_by is an argument of one kernel (runs.execute_family); the raised
+    # B Sec. 3's continuum p_j + c_j^2 + eps: raise_by is an argument of one kernel (build.execute_family); the raised
     # member's report is the one its own audit gives, and both members are ex post IC (eq. (3) holds for every eps)
     import dataclasses
 
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import build
+    from jaxmech._src.app import config as cfg
 
     data = {"name": "fam", "environment": {"kind": "example1"},
             "mechanism": {"kind": "personalized_prices", "prices": "example1"},
             "audit": {"profiles": 2048, "block_size": 512, "chunk_size": 2048, "misreports": {"grid": 4, "random": 2}}}  # fmt: skip
     base = cfg.parse(cfg.Settings, data)
     runs_ = [dataclasses.replace(base, mechanism=dataclasses.replace(base.mechanism, raise_by=e)) for e in (0.0, 0.1)]
-    assert runs._families(runs_) == [([0, 1], [("mechanism", "raise_by")])]
-    builts = [runs.build(s) for s in runs_]
-    fam = runs.execute_family(runs_, builts)
+    assert build._families(runs_) == [([0, 1], [("mechanism", "raise_by")])]
+    builts = [build.build(s) for s in runs_]
+    fam = build.execute_family(runs_, builts)
     assert fam[1].info.compile_s == 0.0  # the second member ran on the first one's kernel
-    alone = runs.execute(runs_[1], builts[1]).report
+    alone = build.execute(runs_[1], builts[1]).report
     for a, b in zip(fam[1].report["regret"], alone["regret"], strict=True):
         assert a["max"] == b["max"] <= fam[1].report["tol"]
     assert fam[1].report["deficit"]["mean"] == alone["deficit"]["mean"]

@@ -7,16 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmech._src import certify as C
-from jaxmech._src import priors
-from jaxmech._src.environments import (
+from jaxmech._src.core import priors
+from jaxmech._src.core.environments import (
     bilateral_trade,
     linear_public_values,
     linear_trade_values,
     public_good,
     single_object,
 )
-from jaxmech._src.mechanisms import efficient_rule, generalized_vcg, linear_trade_pivot
+from jaxmech._src.core.mechanisms import efficient_rule, generalized_vcg, linear_trade_pivot
+from jaxmech._src.models import certify as C
 
 
 def test_finite_environment_validates():
@@ -331,8 +331,8 @@ def _run_config(tmp_path, name, *overrides):
     import json
     from pathlib import Path
 
-    from jaxmech._src import config as cfg
-    from jaxmech._src import runs
+    from jaxmech._src.app import config as cfg
+    from jaxmech._src.app import runs
 
     settings, _ = cfg.load(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", overrides)
     metrics = runs.run(settings, tmp_path / name)

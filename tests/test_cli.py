@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jaxmech._src import cli
-from jaxmech._src import config as cfg
+from jaxmech._src.app import cli
+from jaxmech._src.app import config as cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "audit.profiles=4096", "--set", "audit.block_size=1024", "--set", "audit.chunk_size=4096"]
@@ -129,7 +129,7 @@ def test_config_defaults_match_library_defaults():
 
 def test_certify_command(capsys):
     """`jaxmech certify`: CE Thm 1 certificate per agent; exit 0 if certified, 1 with a cycle witness if not."""
-    from jaxmech._src import cli
+    from jaxmech._src.app import cli
 
     root = Path(__file__).resolve().parents[1] / "configs"
     assert cli.main(["certify", str(root / "bilateral_trade.toml"), "--profiles", "16", "--points", "17"]) == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src import conditions as K
+from jaxmech._src.models import conditions as K
 
 TRADE = jnp.asarray([0.0, 1.0])
 

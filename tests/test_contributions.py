@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from jax.tree_util import Partial
 
-from jaxmech._src import contributions as cc
-from jaxmech._src.environments import linear_public_values
+from jaxmech._src.core.environments import linear_public_values
+from jaxmech._src.models import contributions as cc
 
 N = 101  # type grid of the claims
 TOL = 1e-5
@@ -157,7 +157,8 @@ def test_vcg_payments_agree_with_the_provision_module():
     per-constraint roots. Hand value at m = (.9, .45), vbar = (.65, .65), v_i = s_i + .3 s_-i:
     t_1 = v_1 at the pivot x = (.65 - .45) / .3 = 2/3 -> 2/3 + .135; t_2 = .65 (own constraint binds).
     """
-    from jaxmech._src import environments, provision
+    from jaxmech._src.core import environments
+    from jaxmech._src.models import provision
 
     values = linear(0.3)
     env = environments.public_good(environments.linear_public_values(0.3), 1.3)

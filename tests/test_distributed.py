@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from test_resume import compile_cache_fixture  # noqa: F401  (the compile_cache fixture)
 
-from jaxmech._src import config as cfg
-from jaxmech._src import runs
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [
@@ -49,7 +49,7 @@ STREAM = dict(n_profiles=5000, block_size=64, chunk_size=256, segment_blocks=5) 
 SCRIPT = (
     "import json, sys, jax, numpy as np\n"
     "jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))\n"
-    "from jaxmech._src import engine\n" + BLOCK_FN + "\n"
+    "from jaxmech._src.core import engine\n" + BLOCK_FN + "\n"
     f"acc, info = engine.stream(block_fn, key=jax.random.PRNGKey(7), **{STREAM!r})\n"
     "print(json.dumps({'process': jax.process_index(), 'n_chunks': info.n_chunks,\n"
     "                  'totals': {k: np.asarray(v).tolist() for k, v in acc.totals.items()}}))\n"
@@ -58,7 +58,7 @@ SCRIPT = (
 
 def test_stream_over_two_processes_equals_one():
     """Engine level, fast: each process streams its own segments; both end with the one-process totals, bit for bit."""
-    from jaxmech._src import engine
+    from jaxmech._src.core import engine
 
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -91,7 +91,7 @@ def test_two_processes_equal_one_process(tmp_path, compile_cache):
     sets = [x for s in SIZES for x in ("--set", s)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "jaxmech._src.cli", "run", config, "--out", str(out), "--process-id", str(p), *sets],
+            [sys.executable, "-m", "jaxmech._src.app.cli", "run", config, "--out", str(out), "--process-id", str(p), *sets],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -115,7 +115,7 @@ def test_two_processes_equal_one_process(tmp_path, compile_cache):
 
 
 def test_distributed_flags_are_checked(capsys):
-    from jaxmech._src import cli
+    from jaxmech._src.app import cli
 
     assert cli.main(["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "127.0.0.1:1"]) == 2
     assert "needs --coordinator, --num-processes and --process-id" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmech._src import double_auction as da
+from jaxmech._src.models import double_auction as da
 
 N_S, N_B = 21, 41
 

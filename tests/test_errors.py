@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src import audit, cli, mechanisms, results_dir
+from jaxmech._src.app import cli, results_dir
+from jaxmech._src.core import audit, mechanisms
 
 ROOT = Path(__file__).resolve().parents[1]
 TRADE = ROOT / "configs/bilateral_trade.toml"

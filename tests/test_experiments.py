@@ -6,8 +6,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import pytest
 
-from jaxmech._src import config as cfg
-from jaxmech._src import runs
+from jaxmech._src.app import build, runs
+from jaxmech._src.app import config as cfg
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = (
@@ -115,22 +115,22 @@ def test_sweep_families_share_one_kernel():
     # a None-vs-float difference (a copula switched on), an int (n) or an audit setting starts another
     base, _ = cfg.load(CONFIGS / "ce_thm8_budget_classes.toml")
     cases = [
-        runs._settings_with(base, o)
+        build._settings_with(base, o)
         for o in (
             ["environment.a=0.5"], ["environment.a=1.5", "environment.cost=1.2"], ["environment.a=0.5", "prior.rho=0.3"],
             ["environment.a=2.0", "environment.n=3"], ["environment.a=0.7", "audit.rtol=1e-3"], ["environment.a=1.0"],
         )
     ]  # fmt: skip
-    fams = runs._families(cases)
+    fams = build._families(cases)
     assert fams == [([0, 1, 5], [("environment", "a"), ("environment", "cost")]), ([2], []), ([3], []), ([4], [])]
 
 
 def test_sweep_family_falls_back_where_a_builder_needs_numbers():
     # multiplicative trade values check a < 1, 0 <= b < 1 - a in Python: not traceable in a, so such cases compile
-    # one kernel each (runs.execute); a Gaussian copula is traceable in rho. Probed abstractly: nothing compiles
+    # one kernel each (build.execute); a Gaussian copula is traceable in rho. Probed abstractly: nothing compiles
     settings, _ = cfg.load(CONFIGS / "ce_thm5_deficit.toml")
-    copula = runs._settings_with(settings, ["prior.rho=0.5"])
-    assert runs._family_model(copula, [("prior", "rho")], None, jnp.float32) is not None
-    mult = runs._settings_with(settings, ["environment.values=multiplicative", "environment.a=0.2"])
-    assert runs._family_model(mult, [("environment", "a")], None, jnp.float32) is None
-    assert runs._family_model(mult, [("environment", "b")], None, jnp.float32) is None
+    copula = build._settings_with(settings, ["prior.rho=0.5"])
+    assert build._family_model(copula, [("prior", "rho")], None, jnp.float32) is not None
+    mult = build._settings_with(settings, ["environment.values=multiplicative", "environment.a=0.2"])
+    assert build._family_model(mult, [("environment", "a")], None, jnp.float32) is None
+    assert build._family_model(mult, [("environment", "b")], None, jnp.float32) is None

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src import bench, cli
-from jaxmech._src import config as cfg
+from jaxmech._src.app import bench, cli
+from jaxmech._src.app import config as cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 TRADE = ROOT / "configs/bilateral_trade.toml"

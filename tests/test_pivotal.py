@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src import pivotal as pv
-from jaxmech._src.environments import example1, single_object
-from jaxmech._src.mechanisms import example1_prices
-from jaxmech._src.priors import independent
+from jaxmech._src.core.environments import example1, single_object
+from jaxmech._src.core.mechanisms import example1_prices
+from jaxmech._src.core.priors import independent
+from jaxmech._src.models import pivotal as pv
 
 # --- a family with curved classes and cross terms (B Assumptions 1-3) ------------------------------
 #

@@ -11,10 +11,11 @@ import pytest
 from conftest import within
 
 import jaxmech as jm
-from jaxmech._src import conditions, provision, runs
-from jaxmech._src import config as cfg
-from jaxmech._src import environments as envs
-from jaxmech._src import search as search_lib
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
+from jaxmech._src.core import environments as envs
+from jaxmech._src.core import search as search_lib
+from jaxmech._src.models import conditions, families, provision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -123,12 +124,12 @@ def test_threshold_rule_budget_balance_on_and_off_the_budget_line():
 def test_thm9_search_lands_on_the_budget_line_and_matches_the_grid():
     env = _env(0.3)
     prior = jm.independent(env.dims)
-    fam = search_lib.threshold_family(env, init=[0.3, 0.35])
+    fam = families.threshold_family(env, init=[0.3, 0.35])
     res = search_lib.search(env, fam, prior, jax.random.PRNGKey(0), search_lib.SearchConfig(steps=200, batch=2048))
     raw = np.asarray(res.params)
     assert abs(raw.sum() - 1.0) < 0.01  # Thm 9 (1): on the budget line
     assert 1.0 - 1e-6 <= float(np.sum(res.restored)) <= 1.01  # restoration: feasible
-    grid = search_lib.budget_line_grid(env, 101)
+    grid = families.budget_line_grid(env, 101)
     rows = np.concatenate([np.asarray(res.restored)[None], grid])
     mean, se, per = search_lib.welfare_table(
         env, rows, provision.threshold_rule(env), prior, jax.random.PRNGKey(9), 1 << 15

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxmech._src import cli, compile_options
-from jaxmech._src import config as cfg
-from jaxmech._src import reproduce as rep
+from jaxmech._src.app import cli
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import reproduce as rep
+from jaxmech._src.core import compile_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,7 @@ plots = {plots}
 """
 
 MODULE = """
-from jaxmech._src.reproduce import Experiment, check, info, pm
+from jaxmech._src.app.reproduce import Experiment, check, info, pm
 
 def deficit(m):
     d = m["audit"]["deficit"]
@@ -137,7 +138,7 @@ def test_registration_errors(tmp_path):
     (tmp_path / "configs").mkdir()
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "a.py").write_text(
-        "from jaxmech._src.reproduce import Experiment\nEXPERIMENTS = {'x': Experiment(list)}\n"
+        "from jaxmech._src.app.reproduce import Experiment\nEXPERIMENTS = {'x': Experiment(list)}\n"
     )
     with pytest.raises(cfg.ConfigError, match="no configs/x.toml"):
         rep.discover(rep.Layout(tmp_path))

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmech._src import audit as audit_lib
-from jaxmech._src import cli, engine, runs
-from jaxmech._src import config as cfg
+from jaxmech._src.app import cli, runs
+from jaxmech._src.app import config as cfg
+from jaxmech._src.core import engine, reduction
 
 ROOT = Path(__file__).resolve().parents[1]
 # 256 chunks of one block: long enough to kill after the first checkpoint, short enough for CI
@@ -50,7 +50,7 @@ def test_kill_and_resume_gives_the_uninterrupted_numbers(tmp_path, compile_cache
     argv = [
         sys.executable,
         "-m",
-        "jaxmech._src.cli",
+        "jaxmech._src.app.cli",
         "run",
         str(ROOT / "configs/bilateral_trade.toml"),
         "--out",
@@ -69,7 +69,7 @@ def test_kill_and_resume_gives_the_uninterrupted_numbers(tmp_path, compile_cache
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]  # killed, not finished
     assert not (out / "metrics.json").exists()
-    meta = engine.read_checkpoint_meta(ck)
+    meta = reduction.read_checkpoint_meta(ck)
     assert 0 < meta["next_block"] < 256  # interrupted mid-way
 
     assert cli.main(["run", "--resume", str(out)]) == 0
@@ -97,11 +97,11 @@ def test_stream_resume_and_segments(tmp_path):
     """Engine level: stop after three checkpoints, resume with another chunk size; the same totals, bit for bit."""
     kw = dict(key=jax.random.PRNGKey(3), n_profiles=2500, block_size=64, segment_blocks=3)
     full, _ = engine.stream(_block_fn, chunk_size=256, **kw)
-    ck = engine.Checkpoint(path=tmp_path / "ck.npz", every_s=0.0, fingerprint="x")
+    ck = reduction.Checkpoint(path=tmp_path / "ck.npz", every_s=0.0, fingerprint="x")
     saved = []
 
     def stop_after_third(done, total):
-        saved.append(engine.read_checkpoint_meta(ck.path)["next_block"])
+        saved.append(reduction.read_checkpoint_meta(ck.path)["next_block"])
         if len(saved) == 3:
             raise KeyboardInterrupt  # as if killed after the third checkpoint
 
@@ -131,7 +131,7 @@ def test_progress_line_has_rate_and_eta():
 
 
 def test_vectorized_block_reduction_equals_the_accumulator():
-    """The engine's host reduction (NumPy over blocks) gives audit.Accumulator's numbers: sums, ties, NaN, skipped blocks."""
+    """The engine's host reduction (NumPy over blocks) gives reduction.Accumulator's numbers: sums, ties, NaN, skipped blocks."""
     rng = np.random.default_rng(0)
     nb, n, d = 37, 3, 2
     x = rng.integers(0, 4, (nb, n)).astype(np.float32)  # many ties: the earliest block must win
@@ -147,12 +147,12 @@ def test_vectorized_block_reduction_equals_the_accumulator():
         "d_min_at_index": rng.integers(0, 64, nb).astype(np.int32),
         "d_min_at_profile": rng.random((nb, d)).astype(np.float32),
     }
-    ref = audit_lib.Accumulator()
+    ref = reduction.Accumulator()
     for lo, hi in ((0, 11), (11, 12), (12, 37)):  # in pieces, as chunks arrive
         ref.add_chunk({k: v[lo:hi] for k, v in stats.items()}, 100 + lo, 64)
     tot = {}
     for lo, hi in ((0, 20), (20, 37)):
-        engine._add_blocks(tot, {k: v[lo:hi] for k, v in stats.items()}, 100 + lo, 64)
+        reduction._add_blocks(tot, {k: v[lo:hi] for k, v in stats.items()}, 100 + lo, 64)
     assert tot.keys() == ref.totals.keys()
     for k in tot:
         assert tot[k].dtype == ref.totals[k].dtype, k

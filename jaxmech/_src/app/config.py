@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+from jaxmech._src.core.priors import correlation_problem, rho_problem
+
 
 class ConfigError(ValueError):
     """A config problem, reported as one line naming the key path."""
@@ -385,15 +387,11 @@ def _check_prior(values: dict, prefix: str) -> None:
     exact functions of each other, whose ties the audit's probabilities would silently miscount."""
     rho = values.get("rho")
     if rho is not None:
-        from jaxmech._src.priors import rho_problem
-
         problem = rho_problem(rho)
         if problem is not None:
             raise ConfigError(f"{prefix}{problem}")
     corr = values.get("correlation")
     if corr is not None:
-        from jaxmech._src.priors import correlation_problem
-
         problem = correlation_problem(corr)
         if problem is not None:
             raise ConfigError(f"{prefix}correlation: {problem}")

@@ -10,7 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src.bayesian import (
+from jaxmech._src.app import build, plots
+from jaxmech._src.app import config as cfg
+from jaxmech._src.core import engine
+from jaxmech._src.models.bayesian import (
     cremer_mclean,
     discretize_copula,
     finite_report,
@@ -54,17 +57,15 @@ def _worst_witness(built, rep: dict) -> dict | None:
 
 def run_interim_audit(settings, base_dir, progress, out_dir):
     """Experiment ``interim_audit``: ex post and interim (Bayesian) IC / IR of [mechanism], per prior case (CE Props 1–2)."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
 
     ex = settings.experiment
-    cases = runs._sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
-    builts = [(name, s, runs.build(s, base_dir)) for name, _, s in cases]  # validate every case first
+    cases = build._sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
+    builts = [(name, s, build.build(s, base_dir)) for name, _, s in cases]  # validate every case first
     for _, _, built in builts:
         if any(d != 1 for d in built.env.dims):
             raise cfg.ConfigError("environment: the interim audit needs one-dimensional signals")
-    results = runs.execute_family([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
-    info = runs.total_info(results)
+    results = build.execute_family([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
+    info = build.total_info(results)
     rows = []
     for (name, s, built), result in zip(builts, results, strict=True):
         key = jax.random.fold_in(jax.random.PRNGKey(s.seed), 11)
@@ -106,11 +107,9 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
 
 def run_thm4(settings, base_dir, progress, out_dir):
     """Experiment ``thm4``: CE Thm 4 from the Bayesian IC [mechanism] (e.g. expected_externality), independent prior."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import engine, plots, runs
 
     ex = settings.experiment
-    built = runs.build(settings, base_dir)
+    built = build.build(settings, base_dir)
     if built.prior.cholesky is not None:
         raise cfg.ConfigError("prior: CE Thm 4 assumes independent signals (no correlation / rho)")
     key = jax.random.PRNGKey(settings.seed)
@@ -124,7 +123,7 @@ def run_thm4(settings, base_dir, progress, out_dir):
     info = None
     for label, mech in (("ex_post", tpp), ("fees", fee_mech)):
         b = built._replace(mechanism=mech)
-        result = runs.execute(settings, b, progress=progress)
+        result = build.execute(settings, b, progress=progress)
         info = result.info
         out[f"{label}_audit"] = _ex_post_summary(result.report)
         out[f"{label}_witness"] = _worst_witness(b, result.report)
@@ -165,15 +164,13 @@ def run_thm4(settings, base_dir, progress, out_dir):
 
 def run_cremer_mclean(settings, base_dir, progress, out_dir):
     """Experiment ``cremer_mclean``: CE fn. 6 on the [prior] discretized to ``experiment.signals`` types per bidder."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
 
     del progress
     ex = settings.experiment
-    env = runs.build_environment(settings.environment, base_dir)
+    env = build.build_environment(settings.environment, base_dir)
     if env.dims != (1, 1) or env.outcome_names[:1] != ("a0",):
         raise cfg.ConfigError("environment: the Cremer-McLean example needs single_object with dims = [1, 1]")
-    prior = runs.build_prior(settings.prior, env.dims)
+    prior = build.build_prior(settings.prior, env.dims)
     types, pmf = discretize_copula(prior, ex.signals)
     try:
         fa = cremer_mclean(env.values, types, pmf)

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxmech._src import priors
-from jaxmech._src.environments import Environment
-from jaxmech._src.mechanisms import Mechanism, _bisect_iters, bisect, pivot_payments
+from jaxmech._src.core import priors
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import Mechanism, _bisect_iters, bisect, pivot_payments
 
 Array = jax.Array
 

@@ -1,4 +1,5 @@
-"""Run layer for B (layer 7): the ``pivotal`` and ``two_outcome`` experiment kinds, and prices from config settings.
+"""Run layer for B (layer 7): the ``pivotal`` and ``two_outcome`` experiment kinds (prices from config settings:
+:func:`jaxmech._src.app.build.prices_from_settings`).
 
 Kept out of :mod:`pivotal` (layer 3) so that layers import downward only."""
 
@@ -10,77 +11,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src import compile_options, priors
-from jaxmech._src.environments import Environment
-from jaxmech._src.pivotal import (
+from jaxmech._src.app import build, plots
+from jaxmech._src.app import config as cfg
+from jaxmech._src.core import compile_options, priors
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.models.pivotal import (
     Array,
     PivotalConfig,
-    _all_buyers,
     _mean_se,
     _ray_search,
     assumption_report,
     evaluate_two_outcome,
     lemma2_check,
-    pivotal_price_of,
     price_stats,
     price_table,
-    raise_price_of,
-    raise_prices,
     ray_accuracy,
     score_family,
     signal_grids,
     two_outcome_searcher,
 )
-
-
-def prices_from_settings(env: Environment, m, base_dir=None):
-    """``(prices, price_of, label)`` of a ``[mechanism]`` of kind ``personalized_prices`` or ``pivotal`` (with eps).
-
-    ``prices(params, m) -> (n,)``; ``price_of(params, m, i)`` is one buyer's price alone (``None`` where the
-    rule has no cheaper way than ``prices(params, m)[i]``)."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import mechanisms as mechs
-    from jaxmech._src import runs
-
-    price_of = None
-    if m.kind == "pivotal":
-        try:
-            price_of = pivotal_price_of(env, config=PivotalConfig(rays=m.rays, refine=m.refine), method=m.method)
-            fn = _all_buyers(price_of, env.n_agents)  # = pivotal_prices, on the same per-buyer searches
-        except ValueError as e:
-            raise cfg.ConfigError(f"mechanism: {e}") from None
-        label = "pivotal" if m.method == "rays" else f"pivotal({m.method})"
-    elif m.kind == "personalized_prices":
-        builtin = {"example1": mechs.example1_prices, "own_signal": mechs.own_signal_prices}
-        if m.prices in builtin:
-            if env.dims != (2, 2):
-                raise cfg.ConfigError(f"mechanism.prices: '{m.prices}' needs two buyers with 2-d signals (example1)")
-            fn = builtin[m.prices]
-        else:
-            fn = runs.load_callable(m.prices, base_dir, "mechanism.prices")
-        label = f"personalized_prices({m.prices})"
-    else:
-        raise cfg.ConfigError(f"mechanism.kind: the pivotal experiment compares price mechanisms, got {m.kind!r}")
-    traced = isinstance(m.raise_by, jax.core.Tracer)  # a family of runs over raise_by (runs.execute_family)
-    if traced or m.raise_by > 0:
-        eps = m.raise_by
-        if m.raise_shape == "constant":
-
-            def by(x):
-                return jnp.full((env.n_agents,), eps, x.dtype)
-
-            label += "" if traced else f" + {eps:g}"
-        else:
-            sizes = np.asarray(env.dims, np.float64)
-
-            def by(x):  # eps times the mean of the others' signals
-                own = jnp.stack([jnp.sum(x[priors.agent_slice(env.dims, i)]) for i in range(env.n_agents)])
-                return eps * (jnp.sum(x) - own) / jnp.asarray(env.size - sizes, x.dtype)
-
-            label += "" if traced else f" + {eps:g} mean(s_-i)"
-        fn = raise_prices(fn, by)
-        price_of = raise_price_of(price_of, by) if price_of is not None else None
-    return fn, price_of, label
 
 
 def _regret_summary(rep: dict) -> dict:
@@ -114,11 +63,9 @@ def _signal_square_data(env: Environment, prices, profile: Array, points: int = 
 
 def run_pivotal(settings, base_dir, progress, out_dir):
     """Experiment ``pivotal`` (B Secs. 3-4): every price mechanism of the config on common samples + audits."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
 
     ex = settings.experiment
-    built = runs.build(settings, base_dir)
+    built = build.build(settings, base_dir)
     env = built.env
     # audit.fast_compile (set by `jaxmech reproduce --quick`): every compile here too (numbers equal up to float rounding)
     opts = compile_options.supported(compile_options.FAST_COMPILE) if settings.audit.fast_compile else None
@@ -137,15 +84,15 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     specs = [settings.mechanism, *ex.against]
     rows, tables, pivotal_fn = [], [], None
     mechanisms = [built.mechanism] + [
-        runs.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed) for m in ex.against
+        build.build_mechanism(m, env, settings.environment, base_dir, built.prior, settings.seed) for m in ex.against
     ]
     # mechanisms that differ only in a number (e.g. raise_by) share one compiled audit kernel
-    audits = runs.execute_family(
+    audits = build.execute_family(
         [dataclasses.replace(settings, mechanism=m) for m in specs],
         [built._replace(mechanism=mech) for mech in mechanisms], base_dir, progress=progress,
     )  # fmt: skip
     for m, result in zip(specs, audits, strict=True):
-        fn, _, label = prices_from_settings(env, m, base_dir)
+        fn, _, label = build.prices_from_settings(env, m, base_dir)
         table = price_table(fn, compiler_options=opts)  # compiled once: the stats here, the timing below
         t0 = _time()
         t = table(s)
@@ -195,7 +142,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
             prof = jnp.asarray(ex.profile if ex.profile is not None else [0.5] * env.size, built.dtype)
             if prof.shape != (env.size,):
                 raise cfg.ConfigError(f"experiment.profile: need {env.size} signals, got {prof.shape[0]}")
-            fn = pivotal_fn[0] if pivotal_fn is not None else prices_from_settings(env, specs[0], base_dir)[0]
+            fn = pivotal_fn[0] if pivotal_fn is not None else build.prices_from_settings(env, specs[0], base_dir)[0]
             g, vo, vj, price, arg = _signal_square_data(env, fn, prof, compiler_options=opts)
             f = plots.signal_classes(out_dir / "signal_square.png", g, vo, vj, price, arg,
                                      f"{env.name}: buyer 1 at s_-1 = {np.round(np.asarray(prof[2:], np.float64), 2).tolist()}")  # fmt: skip
@@ -220,11 +167,9 @@ def _timed_prices(table, prior, key, dtype, n: int) -> dict:
 
 def run_two_outcome(settings, base_dir, progress, out_dir):
     """Experiment ``two_outcome`` (B Sec. 3, JMM): least regret of two-outcome rules at each non-triviality target."""
-    from jaxmech._src import config as cfg
-    from jaxmech._src import plots, runs
 
     ex, sc = settings.experiment, settings.search
-    built = runs.build(settings, base_dir)
+    built = build.build(settings, base_dir)
     env = built.env
     if env.n_agents != 2 or env.outcome_names[:1] != ("a0",):
         raise cfg.ConfigError("environment: the two_outcome experiment needs two buyers of one object")
@@ -257,7 +202,7 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
         eff.append(
             {"shift": b, "p_a1": p1, "nontriviality": min(p1[0], p2[0]), "regret_max": rmax, "regret_mean": rmean}
         )
-    rep = runs.execute(settings, built, progress=progress).report
+    rep = build.execute(settings, built, progress=progress).report
     oc = rep["outcomes"]
     with_a0 = {"mechanism": built.mechanism.name, "outcomes": {k: {"p": x["p"], "se": x["se"]} for k, x in oc.items()},
                "nontriviality": min(oc["a1"]["p"], oc["a2"]["p"]), "regret": _regret_summary(rep)}  # fmt: skip

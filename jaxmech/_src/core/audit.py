@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmech._src import mechanisms, priors
-from jaxmech._src.compile_options import FULL_OPTIMIZATION, supported
-from jaxmech._src.environments import Environment
-from jaxmech._src.mechanisms import Mechanism
+from jaxmech._src.core import mechanisms, priors
+from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import Mechanism
 
 Array = jax.Array
 
@@ -480,55 +480,6 @@ def interim_check(
             }
         )
     return {"types": types, "misreports": misreports, "inner": inner, "agents": rows}
-
-
-# --------------------------------------------------------------------------
-# host-side accumulation (float64, block by block in block order)
-
-
-class Accumulator:
-    """Adds per-block statistics in block order, in float64 on the host.
-
-    The order of additions is the block order whatever the chunk size or the
-    number of devices, so totals are bit-identical across both.
-    """
-
-    def __init__(self):
-        self.totals: dict[str, Any] = {}
-
-    def add_chunk(self, stats: dict[str, np.ndarray], first_block: int, block_size: int) -> None:
-        nb = len(stats["n_sum"])
-        for b in range(nb):
-            if stats["n_sum"][b] == 0:
-                continue
-            self._add_block({k: v[b] for k, v in stats.items()}, first_block + b, block_size)
-
-    def _add_block(self, blk: dict[str, np.ndarray], block: int, block_size: int) -> None:
-        tot = self.totals
-        for k, v in blk.items():
-            if k.endswith(("_sum", "_sumsq", "_count")):
-                v = np.asarray(v, np.float64)
-                tot[k] = tot[k] + v if k in tot else v
-        for k in blk:
-            if not (k.endswith("_max") or k.endswith("_min")):
-                continue
-            largest = k.endswith("_max")
-            v = np.asarray(blk[k], np.float64)
-            wit = {w: np.asarray(blk[w]) for w in blk if w.startswith(k + "_at_")}
-            gidx = block * block_size + np.asarray(blk[f"{k}_at_index"], np.int64)
-            wit[f"{k}_at_index"] = gidx
-            if k not in tot:
-                tot[k] = v.copy()
-                for w, x in wit.items():
-                    tot[w] = np.array(x, copy=True)
-                continue
-            better = v > tot[k] if largest else v < tot[k]
-            if not np.any(better):
-                continue
-            tot[k] = np.where(better, v, tot[k])
-            for w, x in wit.items():
-                mask = better.reshape(better.shape + (1,) * (x.ndim - better.ndim))
-                tot[w] = np.where(mask, x, tot[w])
 
 
 def _mean_se(total_sum, total_sumsq, n):

@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmech._src import priors
-from jaxmech._src.environments import Environment
+from jaxmech._src.core import priors
+from jaxmech._src.core.environments import Environment
 
 Array = jax.Array
 Params = Any

@@ -28,8 +28,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from jaxmech._src import compile_options
-from jaxmech._src import config as cfg
+import jaxmech
+from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
+from jaxmech._src.core import compile_options
 
 PASS, FAIL, INFO = "PASS", "FAIL", "INFO"
 
@@ -122,7 +124,7 @@ class Layout(NamedTuple):
 def find_layout(root: str | Path | None = None) -> Layout:
     """The repository holding configs/ and experiments/: ``root``, else the working directory, else the checkout
     this package was installed from (an editable install). Raises ``ConfigError`` when none has them."""
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]
     for cand in [Path(root)] if root is not None else [Path.cwd(), here]:
         lay = Layout(cand.resolve())
         if lay.configs.is_dir() and lay.experiments.is_dir():
@@ -176,8 +178,6 @@ def select(found: dict, only: Sequence[str] = ()) -> list[str]:
 def _versions() -> dict:
     import jax
 
-    import jaxmech
-
     return {
         "jaxmech": jaxmech.__version__,
         "jax": jax.__version__,
@@ -196,8 +196,6 @@ QUICK_BASE = ("audit.fast_compile=true",)
 
 def run_one(layout: Layout, name: str, exp: Experiment, size: str, out: Path, progress=None) -> dict:
     """Run one experiment; never raises. A failed run or claims function becomes one FAIL row with the error."""
-    from jaxmech._src import runs
-
     t0, c0 = time.perf_counter(), time.process_time()
     overrides = {"quick": exp.quick, "full": exp.full}.get(size, ())
     rec = {"name": name, "paper": exp.paper, "size": size, "overrides": list(overrides), "figures": [], "error": None}

@@ -4,7 +4,7 @@ A trading rule maps reports ``m = (m_beta, m_sigma)`` to the probability of
 trade ``f(m) in [0, 1]`` (CE Sec. 4). Deterministic monotone rules are cutoff
 rules, trade iff ``m_beta > g(m_sigma)`` for a non-decreasing ``g`` (CE Sec. 4.2);
 their generalized VCG payments (CE eqs. (5)-(6)) come from
-:func:`jaxmech._src.mechanisms.pivot_payments` with the pivots
+:func:`jaxmech._src.core.mechanisms.pivot_payments` with the pivots
 ``g_beta(s_sigma) = g(s_sigma)`` and ``g_sigma(s_beta) = g^{-1}(s_beta) =
 sup{y : s_beta > g(y)}``. Randomized rules get their payments from the
 envelope formula (:func:`envelope_payments`, CE Thm 3).
@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src import priors
-from jaxmech._src.compile_options import FULL_OPTIMIZATION, supported
-from jaxmech._src.environments import Environment
-from jaxmech._src.mechanisms import Mechanism, Params, _bisect_iters, bisect, pivot_payments
+from jaxmech._src.core import priors
+from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import Mechanism, Params, _bisect_iters, bisect, pivot_payments
 
 Array = jax.Array
 
@@ -71,7 +71,7 @@ def cutoff_mechanism(
 def shifted_cutoff(env: Environment, shift: float, *, name: str | None = None) -> Mechanism:
     """``g(s_sigma) = s_sigma + shift``: trade iff ``m_beta > m_sigma + shift`` (closed-form pivots).
 
-    For :func:`~jaxmech._src.environments.deadzone_trade_values` with band
+    For :func:`~jaxmech._src.core.environments.deadzone_trade_values` with band
     ``w``, every ``shift in [-w, w]`` is efficient and ``shift = w`` is the
     deficit-minimizing ``g_*`` of CE Thm 6.
     """

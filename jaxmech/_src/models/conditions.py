@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src.environments import Environment
+from jaxmech._src.core.environments import Environment
 
 Array = jax.Array
 

@@ -45,6 +45,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+import jaxmech as jm
+from jaxmech import __version__
+from jaxmech._src.app import config as cfg
+from jaxmech._src.core import mechanisms
+from jaxmech._src.models import certify
+
 A_TRADE, A_PUBLIC, N_PUBLIC, COST_PUBLIC = 0.5, 0.2, 8, 4.0
 A_SEARCH, K_OUTCOMES, A_OUTCOMES = 0.3, 16, 0.5
 KINK_EPS = 1e-4
@@ -490,8 +496,6 @@ def _timed_best(fn, repeats):
 def _audit_rows(label_mechs, env, misreports, n, evals_per_profile, dtype, repeats, block_size, chunk_size, stats_of):
     import jax
 
-    import jaxmech as jm
-
     prior = jm.independent(env.dims)
     rows = []
     for label, mech in label_mechs:
@@ -544,8 +548,6 @@ def _baseline_rows(fn, n_np, n_torch, evals_per_profile, float64, repeats, with_
 
 
 def _bench_w1(size: Sizes, dtype, float64, repeats, with_torch):
-    import jaxmech as jm
-
     k = 256
     env = jm.bilateral_trade(jm.linear_trade_values(A_TRADE))
     mis = jm.Misreports(grid=k, random=0, kinks=True)
@@ -580,8 +582,6 @@ def w2_pivot(vbar, m, i, a: float = A_PUBLIC):
 def _bench_w2(size: Sizes, dtype, float64, repeats, with_torch):
     import jax.numpy as jnp
 
-    import jaxmech as jm
-
     k, n = 64, N_PUBLIC
     env = jm.public_good(jm.linear_public_values(A_PUBLIC, n), COST_PUBLIC, n)
     vbar = jnp.full((n,), COST_PUBLIC / n, dtype)
@@ -602,8 +602,6 @@ def _bench_w2(size: Sizes, dtype, float64, repeats, with_torch):
 
 
 def _bench_w3(size: Sizes, dtype, float64, repeats, with_torch):
-    import jaxmech as jm
-
     env = jm.example1()
     mis = jm.Misreports(grid=16, random=0, kinks=True)
     epp = 2 * (16 * 16 + 6)
@@ -617,8 +615,6 @@ def _bench_w3(size: Sizes, dtype, float64, repeats, with_torch):
 
 def _bench_w4(size: Sizes, dtype, float64, repeats, with_torch):
     import jax
-
-    import jaxmech as jm
 
     env = jm.public_good(jm.linear_public_values(A_SEARCH, 2), 1.0, 2)
     family = jm.threshold_family(env)
@@ -701,8 +697,6 @@ def _search_stats(log: dict) -> dict[str, float]:
 
 def _bench_w5(size: Sizes, dtype, float64, repeats, with_torch):
     import jax
-
-    from jaxmech._src import certify, mechanisms
 
     k, n_samples = K_OUTCOMES, 256
     env = certify.project_choice(k, 2, A_OUTCOMES)
@@ -812,8 +806,6 @@ def environment_lines(float64: bool) -> list[str]:
 
 
 def _version() -> str:
-    from jaxmech import __version__
-
     return __version__
 
 
@@ -911,8 +903,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _count(flag: str, raw) -> int | None:
     """A positive count from the command line: an integer or an integral float (``1e6``); ``ValueError`` (one line)
     otherwise, or above :data:`config.MAX_PROFILES`."""
-    from jaxmech._src import config as cfg
-
     if raw is None:
         return None
     if isinstance(raw, str):

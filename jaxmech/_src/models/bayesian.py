@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betainc, ndtr, ndtri
 
-from jaxmech._src import mechanisms, priors
-from jaxmech._src.environments import Environment, linear_public_values
-from jaxmech._src.mechanisms import Mechanism
+from jaxmech._src.core import mechanisms, priors
+from jaxmech._src.core.environments import Environment, linear_public_values
+from jaxmech._src.core.mechanisms import Mechanism
 
 Array = jax.Array
 
@@ -45,7 +45,7 @@ _U_EPS = 1e-6  # copula scores are taken at u in [eps, 1 - eps]: finite at the e
 
 
 def marginal_cdf(m: priors.Marginal, x: Array) -> Array:
-    """``F(x)`` of a :class:`~jaxmech._src.priors.Uniform` or :class:`~jaxmech._src.priors.Beta` marginal."""
+    """``F(x)`` of a :class:`~jaxmech._src.core.priors.Uniform` or :class:`~jaxmech._src.core.priors.Beta` marginal."""
     z = jnp.clip((x - m.lo) / (m.hi - m.lo), 0.0, 1.0)
     if isinstance(m, priors.Beta):
         return betainc(jnp.asarray(m.a, z.dtype), jnp.asarray(m.b, z.dtype), z)
@@ -371,7 +371,7 @@ def thm4_construction(
        the fee's SE), ``lo_i`` minimizes the interim utility on that grid (within 4 SE).
 
     ``ex_post``: the generalized VCG mechanism of ``f`` when a closed form is at hand (default: pivots by
-    bisection, :func:`~jaxmech._src.mechanisms.generalized_vcg`). Returns ``(t'' mechanism, fee mechanism,
+    bisection, :func:`~jaxmech._src.core.mechanisms.generalized_vcg`). Returns ``(t'' mechanism, fee mechanism,
     report)``; the caller audits ``t''`` ex post (zero regret, ex post IR) and compares expected budgets (interim
     payoff equivalence: the same).
     """

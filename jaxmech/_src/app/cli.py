@@ -1,4 +1,9 @@
-"""The ``jaxmech`` command line: thin — parse, validate, call ``runs.run``."""
+"""The ``jaxmech`` command line: thin — parse, validate, call ``runs.run``.
+
+The run layer (runs, build, plots, runs_bayesian, runs_pivotal) and reproduce are imported inside the subcommands
+that use them, so ``--help``, usage errors and ``bench`` do not load them; these are the only function-local imports
+of jaxmech modules in the package (tests/test_layers.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from jaxmech._src import config as cfg
+from jaxmech._src.app import bench, results_dir
+from jaxmech._src.app import config as cfg
+from jaxmech._src.core import audit, engine, reduction
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {
@@ -65,8 +72,6 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes (default: the CPU count on a CPU-only machine, 1 with an accelerator)",
     )
     rp.add_argument("--list", action="store_true", help="list the registered experiments and exit")
-    from jaxmech._src import bench
-
     bench.add_arguments(
         sub.add_parser("bench", help="workloads W1-W5: jaxmech vs NumPy and PyTorch eager, same statistic, one run")
     )
@@ -74,14 +79,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> str:
-    from jaxmech._src import runs
+    from jaxmech._src.app import build, runs  # deferred: CLI start-up (module docstring)
 
     out = []
     for title, table in (
-        ("environments ([environment] kind = ...)", runs.ENVIRONMENTS),
-        ("priors ([prior])", runs.PRIORS),
-        ("mechanisms ([mechanism] kind = ...)", runs.MECHANISMS),
-        ("misreport strategies ([audit.misreports], combined)", runs.MISREPORTS),
+        ("environments ([environment] kind = ...)", build.ENVIRONMENTS),
+        ("priors ([prior])", build.PRIORS),
+        ("mechanisms ([mechanism] kind = ...)", build.MECHANISMS),
+        ("misreport strategies ([audit.misreports], combined)", build.MISREPORTS),
         ("experiments ([experiment] kind = ...)", runs.EXPERIMENTS),
     ):
         out.append(title)
@@ -101,8 +106,6 @@ def _fail(kind: str, message: str, code: int) -> int:
 
 def main(argv=None) -> int:
     """The CLI; every failure a user can cause is one line on stderr with a documented exit code (EXIT_CODES)."""
-    from jaxmech._src import audit, engine, results_dir
-
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
         return _fail("refused", str(e), EXIT_UNTRUSTED)
     except cfg.ConfigError as e:
         return _fail("config error", str(e), EXIT_USAGE)
-    except (results_dir.ResultsError, engine.CheckpointError) as e:
+    except (results_dir.ResultsError, reduction.CheckpointError) as e:
         return _fail("error", str(e), EXIT_USAGE)
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
@@ -127,8 +130,6 @@ def _dispatch(args) -> int:
     if args.command == "reproduce":
         return _reproduce(args)
     if args.command == "bench":
-        from jaxmech._src import bench
-
         return bench.run_from_args(args)
     if args.command == "run":
         return _run(args)
@@ -192,7 +193,7 @@ def _run(args) -> int:
 
     if dist is not None:
         jax.distributed.initialize(*dist)  # before anything touches a device
-    from jaxmech._src import results_dir, runs
+    from jaxmech._src.app import runs  # deferred: CLI start-up (module docstring)
 
     if args.resume:
         out_dir = Path(args.resume)
@@ -221,7 +222,7 @@ def _run(args) -> int:
 def _run_claimed(args, settings, base_dir, out_dir: Path) -> dict:
     import jax
 
-    from jaxmech._src import engine, runs
+    from jaxmech._src.app import runs  # deferred: CLI start-up (module docstring)
 
     if settings.precision == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -250,17 +251,15 @@ def _certify(args, settings) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    from jaxmech._src import runs
+    from jaxmech._src.app import runs  # deferred: CLI start-up (module docstring)
 
     rep = runs.certify_model(settings, Path(args.config).resolve().parent, profiles=args.profiles, points=args.points)
-    from jaxmech._src import results_dir
-
     print(results_dir.dumps(rep) if args.json else runs.certify_summary(rep))
     return EXIT_OK if all(r["certified_share"] == 1.0 for r in rep["agents"]) else EXIT_FAIL
 
 
 def _reproduce(args) -> int:
-    from jaxmech._src import reproduce as rep
+    from jaxmech._src.app import reproduce as rep  # deferred: CLI start-up (module docstring)
 
     try:
         layout = rep.find_layout(args.root)
@@ -277,8 +276,6 @@ def _reproduce(args) -> int:
     import os
 
     import jax
-
-    from jaxmech._src import engine, results_dir
 
     jobs = args.jobs or (min(os.cpu_count() or 1, 4) if jax.default_backend() == "cpu" else 1)
     size = "quick" if args.quick else "full" if args.full else "default"

@@ -43,9 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src import priors
-from jaxmech._src.environments import Environment, _domain
-from jaxmech._src.mechanisms import Mechanism
+from jaxmech._src.core import priors
+from jaxmech._src.core.environments import Environment, _domain
+from jaxmech._src.core.mechanisms import Mechanism
 
 Array = jax.Array
 Params = Any
@@ -486,7 +486,7 @@ def boundary_samples(
 def segments(samples, *, key: Array | None = None, pairs: int = 0) -> tuple[Array, Array]:
     """Segments for :func:`boundary_points`: consecutive rows of ``samples`` plus ``pairs`` random pairs.
 
-    For a sorted 1-d grid, or a grid from :func:`jaxmech._src.audit.grid_points` (rows vary fastest in
+    For a sorted 1-d grid, or a grid from :func:`jaxmech._src.core.audit.grid_points` (rows vary fastest in
     the last coordinate), consecutive rows are grid neighbours, so every boundary the grid resolves is
     crossed; random pairs reach boundaries in other directions.
     """

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src import priors
+from jaxmech._src.core import priors
 
 Array = jax.Array
 
@@ -232,7 +232,7 @@ def bilateral_trade(
     increasing in the own signal; the last is checked on a grid (``check``) and
     a violation raises ``ValueError`` with a witness. Weak monotonicity in the
     other signal is NOT required (CE Sec. 4.4 drops it); see
-    :mod:`jaxmech._src.conditions` for that and the single crossing checks.
+    :mod:`jaxmech._src.models.conditions` for that and the single crossing checks.
     """
     if check:
         check_own_monotone(values, (1, 1), 0.0, 1.0)

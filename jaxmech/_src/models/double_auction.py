@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src.mechanisms import bisect
+from jaxmech._src.core.mechanisms import bisect
 
 Array = jax.Array
 

@@ -52,9 +52,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src import priors
-from jaxmech._src.environments import Environment
-from jaxmech._src.mechanisms import bisect
+from jaxmech._src.core import priors
+from jaxmech._src.core.audit import grid_points
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import bisect, buyer_price_of, personalized_prices, price_kinks
+from jaxmech._src.core.search import soft_max
 
 Array = jax.Array
 Params = Any
@@ -547,8 +549,6 @@ def pivotal_mechanism(
     allocation to ``i`` when the prices are admissible (eq. (3)); where they are not, truthful
     ``decide`` may give the object to another clearing buyer and the audit shows that as regret.
     """
-    from jaxmech._src.mechanisms import buyer_price_of, personalized_prices, price_kinks
-
     if prices is None:
         price_of = pivotal_price_of(env, config=config, method=method)
         prices = _all_buyers(price_of, env.n_agents)
@@ -788,8 +788,6 @@ class TwoOutcomeFit(NamedTuple):
 
 def signal_grids(env: Environment, points: int, dtype=jnp.float32, max_points: int = 1 << 14) -> list[Array]:
     """A full grid over each buyer's ``S_i`` (``points`` per dimension, at most ``max_points`` rows)."""
-    from jaxmech._src.audit import grid_points
-
     out = []
     for i in range(env.n_agents):
         sl = priors.agent_slice(env.dims, i)
@@ -865,8 +863,6 @@ def two_outcome_searcher(
     eval_profiles=512, eval_grid=33) -> TwoOutcomeFit``, the optimizer step compiled once for every target
     (the target is an argument of the step, not a constant in it)."""
     import optax
-
-    from jaxmech._src.search import soft_max
 
     if env.n_agents != 2:
         raise ValueError(f"two-outcome search: needs 2 buyers, got {env.n_agents}")
