@@ -115,6 +115,7 @@ from jaxmech._src.models.families import (
     threshold_family,
     trade_cutoff_family,
 )
+from jaxmech._src.models.lp_reference import LPReference, LPSolution, lp_reference
 from jaxmech._src.models.pivotal import (
     PivotalConfig,
     buyer_price,
@@ -162,6 +163,9 @@ from jaxmech._src.models.trading import (
 )
 
 __all__ = [
+    "LPReference",
+    "LPSolution",
+    "lp_reference",
     "AuditResult",
     "Beta",
     "BoundaryPayments",

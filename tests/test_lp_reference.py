@@ -1,0 +1,132 @@
+"""The finite-type LP reference (jm.lp_reference): its solutions satisfy every constraint when checked by brute
+force, the adjacent-type reduction equals the full LP, and its values match the closed forms it must."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import jaxmech as jm
+from jaxmech._src.models import lp_reference as lp
+
+pytest.importorskip("scipy")
+
+
+def _trade(a):
+    env = jm.bilateral_trade(jm.linear_trade_values(a))
+    return env, jm.independent(env.dims)
+
+
+def _brute_force_violations(sol: jm.LPSolution, worth, cost_slope=0.0, budget="ex_post"):
+    """Largest violation of ex post IC (every pair of grid types), IR and the budget, straight from (q, t)."""
+    q, t = sol.q, sol.t
+    n = t.shape[0]
+    g = q.shape[0]
+    ic = ir = 0.0
+    for s in itertools.product(range(g), repeat=n):
+        for i in range(n):
+            a = worth(i, s)
+            u_true = q[s] * a - t[i][s]
+            ir = max(ir, -u_true)
+            for k in range(g):
+                r = tuple(k if d == i else s[d] for d in range(n))
+                ic = max(ic, q[r] * a - t[i][r] - u_true)
+    deficit = cost_slope * q - t.sum(0)
+    bud = float(np.max(deficit)) if budget == "ex_post" else float(np.mean(deficit))
+    return ic, ir, bud
+
+
+@pytest.mark.parametrize("a", [0.0, 0.5])
+def test_solution_is_ex_post_ic_ir_and_balanced_by_brute_force(a):
+    env, prior = _trade(a)
+    sol = lp.solve(env, prior, 9)
+    x = sol.types
+
+    def worth(i, s):  # bilateral trade: (v_beta, -v_sigma), v_i = s_i + a s_-i
+        sb, ss = x[0][s[0]], x[1][s[1]]
+        return sb + a * ss if i == 0 else -(ss + a * sb)
+
+    ic, ir, bud = _brute_force_violations(sol, worth)
+    assert ic < 1e-7 and ir < 1e-7 and bud < 1e-7
+    # the objective is the expected gains from trade of that (q, t)
+    gains = (x[0][:, None] - x[1][None, :]) * (1 - a)
+    assert sol.welfare == pytest.approx(float(np.mean(sol.q * gains)), abs=1e-6)  # types in float32
+
+
+def test_adjacent_type_ic_equals_the_full_lp():
+    """Single crossing (a_i monotone in s_i): the local-IC LP has the optimum of the all-pairs LP."""
+    for a in (0.0, 0.5):
+        env, prior = _trade(a)
+        full = lp.solve(env, prior, 7, ic="full")
+        local = lp.solve(env, prior, 7, ic="local")
+        assert local.rows < full.rows
+        assert local.value == pytest.approx(full.value, abs=1e-9)
+
+
+def test_private_values_limit_is_the_posted_price_optimum():
+    """a = 0, uniform signals: ex post IC, IR and budget balance allow only posted prices (Hagerty-Rogerson); the
+    best, p = 1/2, trades 1/4 of the time with gains 1/2 on average: 1/8. Every grid optimum is at least the best
+    posted price on that grid (feasible there), and the 1/G extrapolation lands on 1/8."""
+    env, prior = _trade(0.0)
+    ref = lp.lp_reference(env, prior, grids=(9, 17, 33))
+    for sol in ref.solutions:
+        b, s = sol.types
+        gains = b[:, None] - s[None, :]
+        best_posted = max(
+            float(np.mean(((b[:, None] >= p) & (s[None, :] <= p)) * gains)) for p in np.linspace(0, 1, 201)
+        )
+        assert sol.value >= best_posted - 1e-6  # float32 types
+        assert sol.randomized_share == 0.0
+    assert ref.limit == pytest.approx(1 / 8, abs=1.5e-3)
+    assert ref.residual < 5e-4  # the 1/G fit is good to a few 1e-4 from G = 9 on
+
+
+def test_ex_ante_budget_is_a_relaxation_that_helps():
+    """The budget in expectation only is a relaxation: ex post optimum <= ex ante optimum <= first best, and here
+    (a = 0, uniform) it strictly helps: payments may run a deficit in some states if others cover it."""
+    env, prior = _trade(0.0)
+    post = lp.solve(env, prior, 17, budget="ex_post")
+    ante = lp.solve(env, prior, 17, budget="ex_ante")
+    b, s = post.types
+    first_best = float(np.mean(np.maximum(b[:, None] - s[None, :], 0.0)))
+    assert post.value <= ante.value + 1e-9 <= first_best + 1e-9
+    assert ante.value > post.value + 1e-4
+
+
+def test_public_good_solution_is_feasible_and_at_least_the_best_threshold_rule():
+    """Public good, n = 2, v_i = s_i + a s_j, c = 1: the LP's optimum satisfies every constraint by brute force and
+    is at least the welfare of CE Thm 9's threshold rules restricted to the grid (each feasible there)."""
+    a, cost = 0.3, 1.0
+    env = jm.public_good(jm.linear_public_values(a, 2), cost, 2)
+    prior = jm.independent(env.dims)
+    sol = lp.solve(env, prior, 9)
+    x = sol.types
+
+    def worth(i, s):
+        si, sj = x[i][s[i]], x[1 - i][s[1 - i]]
+        return si + a * sj
+
+    ic, ir, bud = _brute_force_violations(sol, worth, cost_slope=cost)
+    assert ic < 1e-7 and ir < 1e-7 and bud < 1e-7
+    v0 = x[0][:, None] + a * x[1][None, :]  # (G, G): agent 0's value at (s_0, s_1)
+    v1 = x[1][None, :] + a * x[0][:, None]
+    # threshold rules on the budget line (CE Thm 9: provide iff v_i >= vbar_i for both, vbar_1 + vbar_2 = c, pivot
+    # payments sum to >= c): ex post IC, IR and balanced on the continuum, so feasible on the grid; their welfare
+    # on the grid is a lower bound of the LP value
+    best = 0.0
+    for vb1 in np.linspace(0.0, cost, 101):
+        provide = (v0 >= vb1) & (v1 >= cost - vb1)
+        best = max(best, float(np.mean(provide * (v0 + v1 - cost))))
+    assert sol.welfare >= best - 1e-9
+
+
+def test_bad_arguments_are_one_line():
+    env, prior = _trade(0.5)
+    with pytest.raises(ValueError, match="objective: one of welfare, revenue"):
+        lp.solve(env, prior, 5, objective="profit")
+    with pytest.raises(ValueError, match="needs independent signals"):
+        lp.solve(env, jm.gaussian_copula(env.dims, jm.uniform(), [[1.0, 0.5], [0.5, 1.0]]), 5)
+    with pytest.raises(ValueError, match="grid: need >= 2"):
+        lp.solve(env, prior, 1)
