@@ -186,11 +186,16 @@ def ray_direction(angles: Array) -> Array:
     """Unit vector in the closed positive orthant from ``d - 1`` hyperspherical angles in ``[0, pi/2]``.
 
     ``u_1 = cos a_1, u_2 = sin a_1 cos a_2, ..., u_d = sin a_1 ... sin a_{d-1}``; shape ``(d,)``.
+
+    A component below ``4 eps`` is exactly 0: the ray at ``a = pi/2`` lies ON the face of the cube. In float64
+    ``cos(pi/2) = 6e-17 > 0`` otherwise, and where the pivotal set is that face (B Example 1 at ``p_j = 0``:
+    ``V_i <= V_j`` iff ``p_i = 0``) every ray would cross at the origin and the price come out 0, not ``c_j``.
     """
     angles = jnp.asarray(angles)
     sines = jnp.concatenate([jnp.ones((1,), angles.dtype), jnp.cumprod(jnp.sin(angles))])  # (d,)
     cosines = jnp.concatenate([jnp.cos(angles), jnp.ones((1,), angles.dtype)])  # (d,)
-    return jnp.maximum(sines * cosines, 0.0)
+    u = sines * cosines
+    return jnp.where(u > 4 * jnp.finfo(u.dtype).eps, u, 0.0)
 
 
 def ray_exit(u: Array) -> Array:
