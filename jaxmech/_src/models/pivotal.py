@@ -187,15 +187,20 @@ def ray_direction(angles: Array) -> Array:
 
     ``u_1 = cos a_1, u_2 = sin a_1 cos a_2, ..., u_d = sin a_1 ... sin a_{d-1}``; shape ``(d,)``.
 
-    A component below ``4 eps`` is exactly 0: the ray at ``a = pi/2`` lies ON the face of the cube. In float64
-    ``cos(pi/2) = 6e-17 > 0`` otherwise, and where the pivotal set is that face (B Example 1 at ``p_j = 0``:
-    ``V_i <= V_j`` iff ``p_i = 0``) every ray would cross at the origin and the price come out 0, not ``c_j``.
+    At ``a = pi/2`` (the angle rounded to the dtype, or beyond) the cosine is exactly 0, so that ray lies ON
+    the face of the cube: in float64 ``cos(pi/2) = 6e-17 > 0`` otherwise, and where the pivotal set is that
+    face (B Example 1 at ``p_j = 0``: ``V_i <= V_j`` iff ``p_i = 0``) every ray would cross at the origin and
+    the price come out 0, not ``c_j``. In float32 ``cos(pi/2)`` rounds below 0 and the clip already gives 0, so
+    float32 programs are left exactly as they are (the ray maximization is sensitive to rounding: a changed
+    float32 program moved b_private_common's menu and decide_and_pay prices apart by 2e-3 on a few profiles).
     """
     angles = jnp.asarray(angles)
     sines = jnp.concatenate([jnp.ones((1,), angles.dtype), jnp.cumprod(jnp.sin(angles))])  # (d,)
-    cosines = jnp.concatenate([jnp.cos(angles), jnp.ones((1,), angles.dtype)])  # (d,)
-    u = sines * cosines
-    return jnp.where(u > 4 * jnp.finfo(u.dtype).eps, u, 0.0)
+    cos = jnp.cos(angles)
+    if jnp.dtype(angles.dtype) == jnp.float64:
+        cos = jnp.where(angles >= jnp.asarray(jnp.pi / 2, angles.dtype), 0.0, cos)
+    cosines = jnp.concatenate([cos, jnp.ones((1,), angles.dtype)])  # (d,)
+    return jnp.maximum(sines * cosines, 0.0)
 
 
 def ray_exit(u: Array) -> Array:
