@@ -9,7 +9,16 @@ CLI); tests/test_layers.py enforces them. The public API is re-exported here.
 __version__ = "0.1.0"
 
 from jaxmech._src.app.config import ConfigError, Settings
-from jaxmech._src.core.audit import Misreports, block_stats, grid_points, interim_check, regret, utility
+from jaxmech._src.core.audit import (
+    AuditError,
+    Misreports,
+    block_stats,
+    grid_points,
+    interim_check,
+    linear_combination,
+    regret,
+    utility,
+)
 from jaxmech._src.core.engine import (
     AuditResult,
     StreamInfo,
@@ -163,6 +172,8 @@ from jaxmech._src.models.trading import (
 )
 
 __all__ = [
+    "AuditError",
+    "linear_combination",
     "LPReference",
     "LPSolution",
     "lp_reference",

@@ -303,6 +303,11 @@ def block_stats(
     moments("first_best", tr.first_best)
     out["welfare_x_first_best_sum"] = jnp.sum(w * tr.welfare * tr.first_best)
     moments("outcome", tr.outcome_probs)
+    # paired statistics of any linear combination (e.g. total utility, a winner's surplus): first and cross
+    # moments of z = (utilities, payments, deficit, welfare, first-best welfare) on the same profiles
+    z = jnp.concatenate([tr.utility, tr.payments, jnp.stack([tr.deficit, tr.welfare, tr.first_best], axis=1)], 1)
+    out["paired_sum"] = jnp.sum(w[:, None] * z, axis=0)
+    out["paired_cross_sum"] = jnp.einsum("b,bk,bl->kl", w, z, z)
     return out
 
 
@@ -541,6 +546,13 @@ def finalize(totals: dict[str, Any], env: Environment, tol: float) -> dict:
         }
     )
     rep["deficit"] = deficit
+    rep["revenue"] = {  # the designer's budget surplus, -deficit (sum of payments minus the cost)
+        "mean": -deficit["mean"],
+        "se": deficit["se"],
+        "ci95": [-deficit["ci95"][1], -deficit["ci95"][0]],
+        "min": -totals["deficit_max"],
+        "max": -totals["deficit_min"],
+    }
     w = _stat(totals["welfare_sum"], totals["welfare_sumsq"], n)
     fb = _stat(totals["first_best_sum"], totals["first_best_sumsq"], n)
     rep["welfare"] = w
@@ -551,8 +563,40 @@ def finalize(totals: dict[str, Any], env: Environment, tol: float) -> dict:
         name: {"p": out["mean"][k], "se": out["se"][k], "ci95": [out["ci95"][0][k], out["ci95"][1][k]]}
         for k, name in enumerate(env.outcome_names)
     }
+    if "paired_sum" in totals:
+        rep["paired"] = _paired(totals, agents, n)
+        rep["total_utility"] = linear_combination(rep, {f"utility.{a}": 1.0 for a in agents})
     rep["integrity"] = _integrity(totals, env)
     return _jsonable(rep)
+
+
+def _paired(totals: dict[str, Any], agents, n) -> dict:
+    names = [f"utility.{a}" for a in agents] + [f"payment.{a}" for a in agents]
+    names += ["deficit", "welfare", "first_best_welfare"]
+    mean = np.asarray(totals["paired_sum"], np.float64) / n
+    with np.errstate(invalid="ignore", over="ignore"):
+        cov = (np.asarray(totals["paired_cross_sum"], np.float64) / n - np.outer(mean, mean)) * (n / max(n - 1, 1))
+    return {"names": names, "mean": mean.tolist(), "cov": cov.tolist(), "profiles": int(n)}
+
+
+def linear_combination(report: dict, weights: dict[str, float]) -> dict:
+    """Mean, paired standard error and 95% interval of ``sum_k w_k x_k`` over the audited profiles.
+
+    ``weights`` maps names of ``report["paired"]["names"]`` (``"utility.<agent>"``, ``"payment.<agent>"``,
+    ``"deficit"``, ``"welfare"``, ``"first_best_welfare"``) to coefficients; the SE uses the per-profile
+    covariance, so e.g. total utility or a difference between agents gets its exact (paired) error, not the
+    conservative sum of the parts' SEs. Example: ``linear_combination(rep, {"utility.buyer": 1, "utility.seller": 1})``.
+    """
+    paired = report["paired"]
+    names = paired["names"]
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"linear_combination: unknown quantities {unknown}; choose from {names}")
+    w = np.array([float(weights.get(k, 0.0)) for k in names])
+    mean = float(w @ np.asarray(paired["mean"]))
+    var = float(w @ np.asarray(paired["cov"]) @ w) / paired["profiles"]
+    se = math.sqrt(max(var, 0.0)) if math.isfinite(var) else float("nan")
+    return {"mean": mean, "se": se, "ci95": [mean - Z95 * se, mean + Z95 * se]}
 
 
 def _integrity(totals: dict[str, Any], env: Environment) -> dict:
