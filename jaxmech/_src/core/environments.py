@@ -260,14 +260,32 @@ def bilateral_trade(
 # public goods (CE Sec. 5)
 
 
-def linear_public_values(a: float, n: int = 2, weights: Sequence[float] | None = None) -> Callable[[Array], Array]:
+def linear_public_values(
+    a: float = 0.0, n: int = 2, weights: Sequence[float] | None = None, *, matrix=None
+) -> Callable[[Array], Array]:
     """``v_i(s) = w_i s_i + a sum_{j != i} s_j`` (CE Sec. 5 with ``n`` agents; ``w_i = 1`` by default).
 
     The differences ``v_i - v_j = (w_i - a) s_i - (w_j - a) s_j + ...`` make the
     environment one of increasing differences for ``a < min w``, pure common
     values for ``a = w_i`` (all equal), decreasing differences for ``a > max w``
     (CE Def 11). Values increase weakly in all signals for ``a >= 0``.
+
+    ``matrix`` (``n x n``, replaces ``a`` and ``weights``): ``v_i(s) = sum_j M_ij s_j``, asymmetric
+    interdependence (agent ``i`` weighs agent ``j``'s signal by ``M_ij``); the diagonal must be positive
+    (values strictly increasing in the own signal, CE Def 6), off-diagonal entries are free (negative:
+    values falling in others' signals).
     """
+    if matrix is not None:
+        m = np.asarray(matrix, np.float64)
+        if m.shape != (n, n) or not np.all(np.isfinite(m)) or np.any(np.diag(m) <= 0):
+            raise ValueError(
+                f"linear public values: matrix must be {n} x {n}, finite, with a positive diagonal, got {matrix!r}"
+            )
+
+        def matrix_values(s):
+            return jnp.asarray(m, s.dtype) @ s
+
+        return matrix_values
     w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
     if w.shape != (n,) or np.any(w <= 0):
         raise ValueError(f"linear public values: need {n} positive own-signal weights, got {weights!r}")
