@@ -233,19 +233,51 @@ def pivot_payments(
     return Mechanism(name, decide, pay, params, kinks, menu)
 
 
-def efficient_rule(env: Environment) -> Callable[[Params, Array], Array]:
-    """The first-best decision rule of ``env`` as a decision rule of reports."""
+TIE_BREAKS = ("status_quo", "allocate")
 
-    def decide(params, m):
+
+def efficient_rule(env: Environment, *, tie_break: str = "status_quo") -> Callable[[Params, Array], Array]:
+    """The first-best decision rule of ``env`` as a decision rule of reports, with a documented tie-break.
+
+    ``tie_break="status_quo"`` (the default, ``env.efficient``): where the welfare of changing the status quo
+    ties with keeping it, keep it — no trade when ``v_beta = v_sigma``, no provision when ``sum_i v_i = c``, no
+    sale when the highest value is 0. ``"allocate"``: trade, provide, sell on such ties. Ties between buyers of a
+    single object go to the lowest index either way. Ties have positive probability in some models (CE Sec. 4's
+    dead-zone values, common values), and both rules are efficient; which one a mechanism uses moves its
+    outcomes and budget (CE Thm 6), never its welfare.
+    """
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break: one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
+    if tie_break == "status_quo":
+
+        def decide(params, m):
+            del params
+            return env.efficient(m)
+
+        return decide
+
+    def allocate(params, m):
         del params
-        return env.efficient(m)
+        q = env.efficient(m)
+        if q.ndim == 0:  # two outcomes (trade, provision): allocate iff the welfare of q = 1 is at least q = 0's
+            one, zero = jnp.ones_like(q), jnp.zeros_like(q)
+            return (env.welfare(one, m) >= env.welfare(zero, m)).astype(q.dtype)
+        if env.values is None or not env.outcome_names[0].startswith("a"):
+            raise ValueError(f"tie_break='allocate': needs a two-outcome or single-object environment, got {env.name}")
+        v = env.values(m)  # one object: the highest value (lowest index on ties) buys when it is >= 0
+        win = jnp.argmax(v)
+        return jax.nn.one_hot(win, v.shape[0], dtype=q.dtype) * (v[win] >= 0).astype(q.dtype)
 
-    return decide
+    return allocate
 
 
-def generalized_vcg(env: Environment, *, pivot=None) -> Mechanism:
-    """The efficient rule with its generalized VCG payments (CE Sec. 3.3; bilateral trade CE eqs. (5)-(6))."""
-    return pivot_payments(env, efficient_rule(env), pivot=pivot, name="generalized_vcg")
+def generalized_vcg(env: Environment, *, pivot=None, tie_break: str = "status_quo") -> Mechanism:
+    """The efficient rule with its generalized VCG payments (CE Sec. 3.3; bilateral trade CE eqs. (5)-(6)).
+
+    ``tie_break``: see :func:`efficient_rule` (the payments are the pivots of the rule actually used).
+    """
+    name = "generalized_vcg" if tie_break == "status_quo" else f"generalized_vcg({tie_break})"
+    return pivot_payments(env, efficient_rule(env, tie_break=tie_break), pivot=pivot, name=name)
 
 
 def linear_trade_pivot(a: float):
