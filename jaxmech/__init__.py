@@ -117,6 +117,7 @@ from jaxmech._src.models.conditions import (
     strong_single_crossing,
     value_monotonicity,
 )
+from jaxmech._src.models.contributions import ContributionResult, Strategies, check_equilibrium, contribution_strategies
 from jaxmech._src.models.double_auction import DoubleAuctionResult, solve_double_auction
 from jaxmech._src.models.families import (
     budget_line_grid,
@@ -172,6 +173,10 @@ from jaxmech._src.models.trading import (
 )
 
 __all__ = [
+    "ContributionResult",
+    "Strategies",
+    "check_equilibrium",
+    "contribution_strategies",
     "AuditError",
     "linear_combination",
     "LPReference",
