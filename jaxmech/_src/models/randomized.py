@@ -1,0 +1,205 @@
+"""Randomized monotone trading rules with envelope payments: ex post IC by construction (CE Thm 2).
+
+A rule is a trade probability ``q(s_beta, s_sigma)`` on ``[0, 1]^2``, bilinear between the knots of a ``K x K``
+grid, with knot values ``Q = sigmoid(Z)`` and
+
+    Z[j, k] = z0 + sum_{j' <= j} alpha[j'] - sum_{k' <= k} beta[k'] + sum_{j' <= j, k' >= k} gamma[j', k']
+
+for ``alpha, beta, gamma >= 0`` (softplus of free parameters): ``Z`` and ``Q`` increase in the buyer's knot
+``j`` and decrease in the seller's knot ``k``, and bilinear interpolation keeps both monotonicities, so ``q``
+is non-decreasing in ``s_beta`` and non-increasing in ``s_sigma`` — the directions single crossing requires when
+values increase in the own signal (CE Def 8, Sec. 4). Every such family member is a randomized monotone rule,
+and with the envelope payments of CE Thm 2 it is ex post IC; the lowest type's IR binds:
+
+    t_beta(s)  = q(s) v_beta(s)   - int_0^{s_beta}  q(x, s_sigma) dv_beta/ds_beta(x, s_sigma)  dx
+    t_sigma(s) = -q(s) v_sigma(s) - int_{s_sigma}^1 q(s_beta, y) dv_sigma/ds_sigma(s_beta, y) dy
+
+(buyer's utility 0 at ``s_beta = 0``, seller's at ``s_sigma = 1``; the environment's convention: ``u_sigma =
+-q v_sigma - t_sigma``). The integrals run over the pieces of ``q`` (linear in the own signal between knots) by
+Gauss-Legendre, exact for values linear in the own signal. :func:`randomized_trade_family` makes it a search
+family under ex post budget balance (deficit ``-(t_beta + t_sigma) <= 0`` in every state).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmech._src.core import priors
+from jaxmech._src.core.environments import Environment
+from jaxmech._src.core.mechanisms import Mechanism
+from jaxmech._src.core.search import Family, support_grid
+
+Array = jax.Array
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(4)
+
+
+def init_params(knots: int, z0: float = 0.0, slope: float = 4.0, dtype=jnp.float32) -> dict:
+    """A cold start: ``Z = z0 + slope (x_j - y_k)`` on the knots (trade more as the buyer's signal rises), no
+    interaction; ``slope`` spreads the sigmoid over the square."""
+    step = slope / (knots - 1)
+    inv = float(np.log(np.expm1(step)))  # softplus^{-1}
+    return {
+        "z0": jnp.asarray(z0, dtype),
+        "alpha": jnp.full((knots - 1,), inv, dtype),
+        "beta": jnp.full((knots - 1,), inv, dtype),
+        "gamma": jnp.full((knots - 1, knots - 1), -8.0, dtype),
+    }
+
+
+def knot_values(params: dict) -> Array:
+    """``Q = sigmoid(Z)`` on the ``K x K`` knots (buyer's axis first), monotone as the module docstring says."""
+    a = jax.nn.softplus(params["alpha"])
+    b = jax.nn.softplus(params["beta"])
+    g = jax.nn.softplus(params["gamma"])  # (K-1, K-1): increments between knots
+    zero = jnp.zeros((1,), a.dtype)
+    up = jnp.concatenate([zero, jnp.cumsum(a)])  # (K,) increasing in j
+    down = jnp.concatenate([zero, jnp.cumsum(b)])  # (K,) increasing in k (subtracted)
+    # sum_{j' <= j, k' >= k} gamma: gamma padded so that index j' in 1..K-1, k' in 0..K-2
+    gp = jnp.pad(g, ((1, 0), (0, 1)))  # (K, K): row 0 and last column zero
+    inter = jnp.cumsum(jnp.flip(jnp.cumsum(jnp.flip(gp, 1), axis=1), 1), axis=0)
+    z = params["z0"] + up[:, None] - down[None, :] + inter
+    return jax.nn.sigmoid(z)
+
+
+def trade_probability(params: dict, s: Array) -> Array:
+    """``q(s)`` by bilinear interpolation of :func:`knot_values` at ``s = (s_beta, s_sigma)`` in ``[0, 1]^2``."""
+    q = knot_values(params)
+    k = q.shape[0] - 1
+    x = jnp.clip(s[0], 0.0, 1.0) * k
+    y = jnp.clip(s[1], 0.0, 1.0) * k
+    xi, yj = jnp.clip(jnp.floor(x), 0, k - 1), jnp.clip(jnp.floor(y), 0, k - 1)
+    fx, fy = x - xi, y - yj
+    i, j = xi.astype(jnp.int32), yj.astype(jnp.int32)
+    return (q[i, j] * (1 - fx) * (1 - fy) + q[i + 1, j] * fx * (1 - fy) + q[i, j + 1] * (1 - fx) * fy
+            + q[i + 1, j + 1] * fx * fy)  # fmt: skip
+
+
+def _integral(f, lo, hi, knots: int):
+    """``int_lo^hi f(x) dx`` over the knot cells of ``[0, 1]`` (``f`` smooth inside each), 4-point Gauss-Legendre."""
+    edges = jnp.linspace(0.0, 1.0, knots)
+    a = jnp.clip(edges[:-1], lo, hi)
+    b = jnp.clip(edges[1:], lo, hi)
+    mid, half = 0.5 * (a + b), 0.5 * (b - a)
+    nodes = mid[:, None] + half[:, None] * jnp.asarray(_GL_NODES, a.dtype)[None, :]
+    vals = jax.vmap(jax.vmap(f))(nodes)
+    return jnp.sum(half[:, None] * jnp.asarray(_GL_WEIGHTS, a.dtype)[None, :] * vals)
+
+
+def envelope_payments(env: Environment, params: dict, s: Array) -> Array:
+    """``(t_beta, t_sigma)`` of the module docstring at reports ``s`` (CE Thm 2, lowest types' IR binding)."""
+    knots = params["alpha"].shape[0] + 1
+    q = trade_probability(params, s)
+    v = env.values(s)
+
+    def buyer_slope(x):
+        m = s.at[0].set(x)
+        return trade_probability(params, m) * jax.grad(lambda z: env.values(m.at[0].set(z))[0])(x)
+
+    def seller_slope(y):
+        m = s.at[1].set(y)
+        return trade_probability(params, m) * jax.grad(lambda z: env.values(m.at[1].set(z))[1])(y)
+
+    t_b = q * v[0] - _integral(buyer_slope, 0.0, s[0], knots)
+    t_s = -q * v[1] - _integral(seller_slope, s[1], 1.0, knots)
+    return jnp.stack([t_b, t_s])
+
+
+def randomized_trade_mechanism(env: Environment, params: dict, name: str = "randomized_monotone") -> Mechanism:
+    """The randomized monotone rule with its envelope payments as a :class:`Mechanism` (trade probability ``q``)."""
+
+    def decide(p, m):
+        return trade_probability(p, m)
+
+    def pay(p, m):
+        return envelope_payments(env, p, m)
+
+    return Mechanism(name, decide, pay, params)
+
+
+def _check_trade(env: Environment, what: str) -> None:
+    if env.outcome_names != ("no_trade", "trade") or env.dims != (1, 1):
+        raise ValueError(f"{what}: needs bilateral trade with one-dimensional signals, got {env.name}")
+
+
+def randomized_trade_family(
+    env: Environment,
+    prior: priors.Prior,
+    *,
+    knots: int = 9,
+    init: dict | None = None,
+    key: Array | None = None,
+    repair_profiles: int = 1 << 14,
+    repair_grid: int = 65,
+    dtype=jnp.float32,
+) -> Family:
+    """Search family of randomized monotone trading rules with envelope payments under ex post budget balance.
+
+    Objective: expected gains from trade ``E[q (v_beta - v_sigma)]`` (the environment's welfare). Constraint:
+    the deficit ``-(t_beta + t_sigma)`` in every state (weight 1). Exact repair (:func:`repair_shift`): a
+    scalar shift of ``z0`` found by bisection onto the budget boundary, down if the worst deficit over
+    ``repair_profiles`` fresh profiles plus a ``repair_grid``-point support grid is positive, up while it stays
+    non-positive.
+    """
+    _check_trade(env, "randomized_trade_family")
+    if knots < 2:
+        raise ValueError(f"knots: need >= 2, got {knots}")
+    params0 = init_params(knots, dtype=dtype) if init is None else jax.tree.map(lambda x: jnp.asarray(x, dtype), init)
+    key = jax.random.PRNGKey(0) if key is None else key
+    check = jnp.concatenate([prior.sample(key, repair_profiles, dtype), support_grid(prior, repair_grid, dtype)])
+
+    def soft_decide(params, s, temperature):
+        del temperature  # already a probability: nothing to relax
+        return trade_probability(params, s)
+
+    def violation(params, s):
+        return -jnp.sum(envelope_payments(env, params, s))
+
+    def weight(params, s):
+        return jnp.ones((), s.dtype)
+
+    @jax.jit
+    def worst(params, delta):
+        p = dict(params, z0=params["z0"] + delta)
+        return jnp.max(jax.vmap(lambda s: violation(p, s))(check))
+
+    def restore(params):
+        delta = repair_shift(lambda d: float(worst(params, jnp.asarray(d, dtype))))
+        return dict(params, z0=params["z0"] + delta)
+
+    def describe(params):
+        q = np.asarray(knot_values(params))
+        return {"z0": float(params["z0"]), "q_min": float(q.min()), "q_max": float(q.max())}
+
+    def revenue(params, s):
+        return jnp.sum(envelope_payments(env, params, s))
+
+    return Family(
+        "randomized_monotone_trade", params0, soft_decide, violation, weight,
+        lambda p: randomized_trade_mechanism(env, p), restore, describe, revenue,
+    )  # fmt: skip
+
+
+def repair_shift(worst_deficit, span: float = 40.0, iters: int = 60, tol: float = 0.0) -> float:
+    """The shift ``delta`` of ``z0`` that puts the worst deficit on the budget boundary, from either side.
+
+    ``worst_deficit(delta)`` is assumed non-decreasing in ``delta`` (more trade, more to pay). If it is positive
+    at 0, bisect on ``[-span, 0]`` for the largest feasible shift; if not, on ``[0, span]``: the result is the
+    largest ``delta`` with ``worst_deficit(delta) <= tol`` (to ``span / 2^iters``).
+    """
+    if worst_deficit(0.0) > tol:
+        lo, hi = -span, 0.0
+        if worst_deficit(lo) > tol:
+            raise ValueError("repair: no shift of z0 makes the rule budget feasible (even almost never trading)")
+    else:
+        lo, hi = 0.0, span
+        if worst_deficit(hi) <= tol:
+            return hi
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if worst_deficit(mid) <= tol:
+            lo = mid
+        else:
+            hi = mid
+    return lo
