@@ -153,6 +153,7 @@ from jaxmech._src.models.provision import (
     threshold_pivot,
     threshold_rule,
 )
+from jaxmech._src.models.randomized import randomized_trade_family, randomized_trade_mechanism
 from jaxmech._src.models.trading import (
     band_trade,
     cutoff_inverse,
@@ -173,6 +174,8 @@ from jaxmech._src.models.trading import (
 )
 
 __all__ = [
+    "randomized_trade_family",
+    "randomized_trade_mechanism",
     "ContributionResult",
     "Strategies",
     "check_equilibrium",
