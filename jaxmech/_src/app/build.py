@@ -4,8 +4,8 @@ The registries of what a config can name (environments, mechanisms, priors,
 misreport strategies), the builders that turn ``[environment]`` / ``[prior]`` /
 ``[mechanism]`` settings into model objects (user functions loaded and traced
 once, so their errors name the config key), and :func:`execute` /
-:func:`execute_family`, which run the audits. :mod:`runs`, :mod:`runs_bayesian`
-and :mod:`runs_pivotal` import it; it imports none of them.
+:func:`execute_family`, which run the audits. :mod:`runs` and the experiment kinds
+(:mod:`jaxmech._src.app.kinds`) import it; it imports none of them.
 """
 
 from __future__ import annotations
