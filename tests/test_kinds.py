@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxmech._src.app import cli, kinds, runs
+from jaxmech._src.app import build, cli, kinds, runs
 from jaxmech._src.app import config as cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +106,36 @@ def _settings(kind: str) -> dict:
         "mechanism": {"kind": "generalized_vcg"},
         "experiment": {"kind": kind},
     }
+
+
+@pytest.mark.parametrize("table", ["ENVIRONMENTS", "MECHANISMS"])
+def test_each_environment_and_mechanism_kind_is_one_row_with_its_builder(table):
+    rows = getattr(build, table)
+    assert rows
+    for name, entry in rows.items():
+        assert callable(entry.build), name
+        assert isinstance(entry.doc, str) and entry.doc, name
+    text = cli._list()
+    for name, entry in rows.items():
+        assert f"  {name:<22} {entry.doc}" in text
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("configs/*.toml")), ids=lambda p: p.name)
+def test_every_config_names_registered_environment_and_mechanism_kinds(path):
+    data = tomllib.loads(path.read_text())
+    assert data["environment"]["kind"] in build.ENVIRONMENTS
+    mechanisms = [data["mechanism"], *data.get("experiment", {}).get("against", [])]
+    assert all(m["kind"] in build.MECHANISMS for m in mechanisms)
+
+
+def test_unregistered_environment_and_mechanism_kinds_name_the_table():
+    env = cfg.parse(cfg.EnvironmentSettings, {"kind": "bilateral_trad"})
+    with pytest.raises(cfg.ConfigError) as e:
+        build.build_environment(env, None)
+    assert str(e.value) == (
+        f"environment.kind: unknown 'bilateral_trad'; choose one of {', '.join(build.ENVIRONMENTS)} "
+        "(did you mean 'bilateral_trade'?)"
+    )
+    settings = cfg.parse(cfg.Settings, {**_settings("audit"), "mechanism": {"kind": "generalised_vcg"}})
+    with pytest.raises(cfg.ConfigError, match=r"mechanism.kind: unknown 'generalised_vcg'; .*did you mean"):
+        build.build(settings)
