@@ -135,12 +135,13 @@ def run(
 ) -> dict:
     """Run the experiment the settings describe; write ``config.toml``, ``metrics.json``, ``manifest.json``, plots.
 
-    Returns the metrics dict. Nothing is written if the settings do not build.
-    Audit runs save their running reductions to ``out_dir/checkpoint/`` every
-    ``checkpoint_every`` seconds (``None``: never) and, with ``resume``, continue
-    from there, ending with the numbers of an uninterrupted run. In a
-    multi-process run (``jax.distributed``) every process computes its share and
-    process 0 alone writes the results.
+    Returns the metrics dict. Nothing is written if the settings do not build
+    (an unregistered ``experiment.kind`` included). Kinds that checkpoint
+    (``Kind.checkpoints``: audit) save their running reductions to
+    ``out_dir/checkpoint/`` every ``checkpoint_every`` seconds (``None``: never)
+    and, with ``resume``, continue from there, ending with the numbers of an
+    uninterrupted run. In a multi-process run (``jax.distributed``) every
+    process computes its share and process 0 alone writes the results.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)

@@ -17,7 +17,9 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     """Experiment ``interim_audit``: ex post and interim (Bayesian) IC / IR of [mechanism], per prior case (CE Props 1–2)."""
 
     ex = settings.experiment
-    cases = build._sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
+    cases = (
+        build._sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
+    )
     builts = [(name, s, build.build(s, base_dir)) for name, _, s in cases]  # validate every case first
     for _, _, built in builts:
         if any(d != 1 for d in built.env.dims):
