@@ -4,8 +4,8 @@ The registries of what a config can name (environments, mechanisms, priors,
 misreport strategies), the builders that turn ``[environment]`` / ``[prior]`` /
 ``[mechanism]`` settings into model objects (user functions loaded and traced
 once, so their errors name the config key), and :func:`execute` /
-:func:`execute_family`, which run the audits. :mod:`runs`, :mod:`runs_bayesian`
-and :mod:`runs_pivotal` import it; it imports none of them.
+:func:`execute_family`, which run the audits. :mod:`runs` and the experiment kinds
+(:mod:`jaxmech._src.app.kinds`) import it; it imports none of them.
 """
 
 from __future__ import annotations
@@ -33,10 +33,182 @@ from jaxmech._src.models.pivotal import PivotalConfig, _all_buyers, pivotal_pric
 
 
 class Entry(NamedTuple):
-    """A registered name with its options and one-line doc (for configs and `jaxmech list`)."""
+    """A registered name with its options and one-line doc (for configs and `jaxmech list`); environments and
+    mechanisms also carry the function that builds them from their settings (:func:`build_environment`,
+    :func:`build_mechanism`)."""
 
     options: tuple[str, ...]
     doc: str
+    build: Callable | None = None
+
+
+# environment builders: (e, base_dir) -> Environment, errors as ConfigError naming the [environment] key
+
+
+def _bilateral_trade(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    try:
+        if e.values == "linear":
+            return envs.bilateral_trade(envs.linear_trade_values(e.a), name=f"bilateral_trade(a={e.a})")
+        if e.values == "multiplicative":
+            fn = envs.multiplicative_trade_values(e.a, e.b, e.gamma)
+            return envs.bilateral_trade(fn, name=f"bilateral_trade(multiplicative a={e.a}, b={e.b}, gamma={e.gamma})")
+        if e.values == "deadzone":
+            fn = envs.deadzone_trade_values(e.w, e.k)
+            return envs.bilateral_trade(fn, name=f"bilateral_trade(deadzone w={e.w}, k={e.k})")
+        if ":" not in e.values:
+            raise cfg.ConfigError(_unknown("environment.values", e.values, VALUE_FAMILIES))
+        return envs.bilateral_trade(load_callable(e.values, base_dir, "environment.values"))
+    except cfg.ConfigError:
+        raise
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
+def _example1(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    try:
+        return envs.example1(e.n)
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
+def _private_common(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    try:
+        dims = e.dims if e.dims is not None else (2,) * e.n
+        fn = envs.private_common_values(dims, e.weights, e.own)
+        return envs.single_object(dims, fn, name=f"private_common(dims={list(dims)})")
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
+def _public_good(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    try:
+        if e.values == "linear":
+            fn = envs.linear_public_values(e.a, e.n, e.weights)
+            w = "" if e.weights is None else f", w={list(e.weights)}"
+            return envs.public_good(fn, e.cost, e.n, name=f"public_good(n={e.n}, a={e.a}{w}, c={e.cost})")
+        if ":" not in e.values:
+            raise cfg.ConfigError(
+                f"environment.values: public_good takes 'linear' or 'module:function', got {e.values!r}"
+            )
+        return envs.public_good(load_callable(e.values, base_dir, "environment.values"), e.cost, e.n)
+    except cfg.ConfigError:
+        raise
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
+def _single_object(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    if e.dims is None:
+        raise cfg.ConfigError("environment.dims: required for single_object (one signal dimension per buyer)")
+    fn = load_callable(e.values, base_dir, "environment.values")
+    try:
+        return envs.single_object(e.dims, fn)
+    except cfg.ConfigError:
+        raise
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
+def _project_choice(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    return cert.project_choice(e.projects, e.n, e.a)
+
+
+def _cyclic_allocation(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    return cert.cyclic_allocation()
+
+
+# mechanism builders: (m, env, e, base_dir, prior, seed) -> Mechanism; build_mechanism turns a ValueError into a
+# ConfigError naming [mechanism]
+
+
+def _generalized_vcg_or_pivot(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    pivot = None
+    if m.pivot == "closed_form":
+        if not (env.name.startswith("bilateral_trade(") and e.values == "linear"):
+            raise cfg.ConfigError("mechanism.pivot: closed_form is known only for bilateral_trade with linear values")
+        if m.kind != "generalized_vcg":
+            raise cfg.ConfigError("mechanism.pivot: closed_form applies to generalized_vcg only")
+        pivot = mechs.linear_trade_pivot(e.a)
+    if m.kind == "generalized_vcg":
+        return mechs.generalized_vcg(env, pivot=pivot)
+    if m.decide is None:
+        raise cfg.ConfigError("mechanism.decide: required for kind 'pivot'")
+    return mechs.pivot_payments(env, load_callable(m.decide, base_dir, "mechanism.decide"), name="pivot")
+
+
+def _price_mechanism(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    fn, price_of, label = prices_from_settings(env, m, base_dir)
+    if m.kind == "pivotal":
+        return pivotal.pivotal_mechanism(env, fn, price_of=price_of, name=label)
+    return mechs.personalized_prices(env, fn, price_of=price_of, name=label)
+
+
+def _threshold_with_rebate(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    if env.dims != (1, 1):
+        raise cfg.ConfigError("mechanism.kind: threshold_with_rebate needs bilateral trade")
+    return mechs.threshold_with_rebate(env, cutoff=m.cutoff, window=m.window, rebate=m.rebate)
+
+
+def _trade(make: Callable) -> Callable:
+    """A bilateral-trade mechanism builder ``make(m, env, prior, seed)``: refused unless the signals are 1-d, 1-d."""
+
+    def builder(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+        if env.dims != (1, 1):
+            raise cfg.ConfigError(f"mechanism.kind: {m.kind} needs bilateral trade")
+        return make(m, env, prior, seed)
+
+    return builder
+
+
+def _interim(m, env, prior, seed) -> mechs.Mechanism:
+    if prior is None or prior.cholesky is not None:
+        raise cfg.ConfigError("mechanism.kind: interim needs an independent prior (no correlation / rho)")
+    base = mechs.generalized_vcg(env)
+    key = jax.random.PRNGKey(seed)
+    return trading.interim_payments(env, base, prior, jax.random.fold_in(key, 7), inner=m.inner)
+
+
+def _custom(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    if m.decide is None or m.pay is None:
+        raise cfg.ConfigError("mechanism: kind 'custom' needs both decide and pay ('module:function')")
+    return mechs.Mechanism(
+        "custom",
+        load_callable(m.decide, base_dir, "mechanism.decide"),
+        load_callable(m.pay, base_dir, "mechanism.pay"),
+    )
+
+
+def _equal_shares(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    if env.outcome_names != ("not_provided", "provided"):
+        raise cfg.ConfigError("mechanism.kind: equal_shares needs public_good")
+    return provision.equal_shares(env)
+
+
+def _threshold_contribution(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    if env.outcome_names != ("not_provided", "provided"):
+        raise cfg.ConfigError("mechanism.kind: threshold_contribution needs public_good")
+    if (m.thresholds is None) == (m.sbar is None):
+        raise cfg.ConfigError("mechanism: threshold_contribution needs exactly one of thresholds or sbar")
+    if m.thresholds is not None:
+        vbar = m.thresholds
+    else:
+        if len(m.sbar) != env.n_agents:
+            raise cfg.ConfigError(f"mechanism.sbar: need {env.n_agents} signals, got {len(m.sbar)}")
+        vbar = [float(x) for x in provision.budget_line_point(env, jnp.asarray(m.sbar, jnp.float32))]
+    if len(vbar) != env.n_agents:
+        raise cfg.ConfigError(f"mechanism.thresholds: need {env.n_agents} values, got {len(vbar)}")
+    return provision.threshold_contribution(env, vbar)
+
+
+def _expected_externality(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    if prior is None or prior.cholesky is not None:
+        raise cfg.ConfigError("mechanism.kind: expected_externality needs an independent prior (no correlation / rho)")
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 17)
+    return bayesian.expected_externality(env, prior, key, inner=m.inner)
+
+
+def _affine_maximizer_builder(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    return _affine_maximizer(env, m, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
 
 
 ENVIRONMENTS = {
@@ -46,31 +218,39 @@ ENVIRONMENTS = {
         "(v_i = s_i + a s_-i, CE Sec. 4.4) | 'multiplicative' (v_beta = s_beta + a s_sigma + b s_beta s_sigma, "
         "v_sigma = gamma + s_sigma + a s_beta) | 'deadzone' (common value s_beta + s_sigma plus k max(0, s_i - s_-i - w): "
         "ties on a band) | 'module:function' returning (v_beta, v_sigma)",
+        build=_bilateral_trade,
     ),
     "example1": Entry(
         ("n",),
         "B Example 1: buyers with s_i = (p_i, c_i) in [0,1]^2, V_i = p_i + c_i c_j (n > 2: c_i times the mean of the "
         "others' c_j)",
+        build=_example1,
     ),
     "private_common": Entry(
         ("dims", "weights", "own"),
         "B Sec. 1: V_i = mean_k x_ik^2 + own c_i + w_i mean_k c_k; s_i = (x_i1.., c_i) in [0,1]^{d_i} (d_i may differ)",
+        build=_private_common,
     ),
     "public_good": Entry(
         ("values", "a", "weights", "n", "cost"),
         "CE Sec. 5: n agents, project of cost c; values = 'linear' (v_i = w_i s_i + a sum_{j != i} s_j: increasing "
         "differences for a < min w, common values a = w, decreasing a > max w) | 'module:function' returning v (n,)",
+        build=_public_good,
     ),
     "single_object": Entry(
         ("dims", "values"),
         "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,)",
+        build=_single_object,
     ),
     "project_choice": Entry(
         ("projects", "n", "a"),
         "CE Sec. 2.3 finite outcomes: choose one of k projects; s_i in [0,1]^k, v_i(q, s) = s_iq + a mean_j s_jq",
+        build=_project_choice,
     ),
     "cyclic_allocation": Entry(
-        (), "CE Thm 1 counterexample: 2 agents, 3 outcomes; the efficient rule is NOT ex post IC (a positive cycle)"
+        (),
+        "CE Thm 1 counterexample: 2 agents, 3 outcomes; the efficient rule is NOT ex post IC (a positive cycle)",
+        build=_cyclic_allocation,
     ),
 }
 
@@ -78,62 +258,93 @@ MECHANISMS = {
     "generalized_vcg": Entry(
         ("pivot",),
         "efficient rule + generalized VCG payments (CE Sec. 3.3, eqs. (5)-(6)); pivot = bisection | closed_form",
+        build=_generalized_vcg_or_pivot,
     ),
     "pivot": Entry(
         ("decide", "pivot"),
         "your monotone deterministic rule ('module:function', decide(params, m) -> q) + pivot payments (CE Sec. 3.3)",
+        build=_generalized_vcg_or_pivot,
     ),
     "personalized_prices": Entry(
         ("prices", "raise_by", "raise_shape"),
         "B eq. (4) allocation implementing personalized prices; prices = example1 (p_j + c_j^2) | own_signal "
         "(p_j, not admissible) | 'module:function' prices(params, m) -> (n,); raised by eps_i >= 0 (B Sec. 3)",
+        build=_price_mechanism,
     ),
     "pivotal": Entry(
         ("method", "rays", "refine", "raise_by", "raise_shape"),
         "B Sec. 4 Theorem / 4.1: the construction's prices t*_i = max_j V^m_ij(lam*_ij) for any V (Assumptions 1-3), "
         "allocation by eq. (4)",
+        build=_price_mechanism,
     ),
     "threshold_with_rebate": Entry(
         ("cutoff", "window", "rebate"),
         "NOT ex post IC: trade iff m_beta > cutoff, rebate for reports just above it (tests kink misreports)",
+        build=_threshold_with_rebate,
     ),
-    "custom": Entry(("decide", "pay"), "your decide(params, m) -> q and pay(params, m) -> t, as 'module:function'"),
+    "custom": Entry(
+        ("decide", "pay"),
+        "your decide(params, m) -> q and pay(params, m) -> t, as 'module:function'",
+        build=_custom,
+    ),
     "efficient_trade": Entry(
         ("tie_break",),
         "bilateral trade: trade iff v_beta > v_sigma (tie_break = no_trade) or >= (trade); pivot payments",
+        build=_trade(lambda m, env, prior, seed: trading.efficient_trade(env, tie_break=m.tie_break)),
     ),
     "deficit_minimizing": Entry(
-        ("table_points",), "CE Thm 6: cutoff g_* = sup of the monotone efficient cutoffs, generalized VCG payments"
+        ("table_points",),
+        "CE Thm 6: cutoff g_* = sup of the monotone efficient cutoffs, generalized VCG payments",
+        build=_trade(lambda m, env, prior, seed: trading.deficit_minimizing(env, points=m.table_points)),
     ),
     "shifted_cutoff": Entry(
-        ("shift",), "bilateral trade: trade iff m_beta > m_sigma + shift, generalized VCG payments"
+        ("shift",),
+        "bilateral trade: trade iff m_beta > m_sigma + shift, generalized VCG payments",
+        build=_trade(lambda m, env, prior, seed: trading.shifted_cutoff(env, m.shift)),
     ),
-    "band_trade": Entry(("width",), "NOT monotone (CE Thm 2): trade iff 0 < m_beta - m_sigma < width"),
+    "band_trade": Entry(
+        ("width",),
+        "NOT monotone (CE Thm 2): trade iff 0 < m_beta - m_sigma < width",
+        build=_trade(lambda m, env, prior, seed: trading.band_trade(env, m.width)),
+    ),
     "randomized_ramp": Entry(
         ("width", "cells"),
         "CE Lemma 5: trade with probability clip((m_beta - m_sigma + width) / (2 width), 0, 1), envelope payments",
+        build=_trade(lambda m, env, prior, seed: trading.randomized_ramp(env, m.width, cells=m.cells)),
     ),
-    "lemma5_reduction": Entry(("width",), "CE Lemma 5: the randomized_ramp rule reduced to T = f^{-1}(1)"),
+    "lemma5_reduction": Entry(
+        ("width",),
+        "CE Lemma 5: the randomized_ramp rule reduced to T = f^{-1}(1)",
+        build=_trade(lambda m, env, prior, seed: trading.lemma5_reduction(env, m.width)),
+    ),
     "threshold_contribution": Entry(
         ("thresholds", "sbar"),
         "CE Def 12 / Thm 9: provide iff v_i(m) >= vbar_i for all i, generalized VCG payments; vbar = thresholds "
         "or v(sbar)",
+        build=_threshold_contribution,
     ),
-    "equal_shares": Entry((), "public good: efficient rule, equal cost shares c/n when provided (CE Thm 8(3))"),
+    "equal_shares": Entry(
+        (),
+        "public good: efficient rule, equal cost shares c/n when provided (CE Thm 8(3))",
+        build=_equal_shares,
+    ),
     "interim": Entry(
         ("inner",),
         "CE Sec. 3.4 / Cor. 1: generalized VCG with each payment replaced by its interim expectation "
         "(Bayesian IC, not ex post IC); independent prior",
+        build=_trade(_interim),
     ),
     "affine_maximizer": Entry(
         ("potentials",),
         "finite outcomes: argmax_a sum_i v_i(a, m) + w(a) (w = potentials, default 0: efficient), payments from its "
         "CE Thm 1 certificate, z-bar normalized (generalized VCG, CE Thm 3)",
+        build=_affine_maximizer_builder,
     ),
     "expected_externality": Entry(
         ("inner",),
         "d'Aspremont-Gerard-Varet: efficient rule, expected-externality transfers from the interim envelope formula "
         "(Bayesian IC, exactly budget balanced, not ex post IC); independent prior",
+        build=_expected_externality,
     ),
 }
 
@@ -235,62 +446,10 @@ def build_prior(p: cfg.PriorSettings, dims: tuple[int, ...]) -> priors.Prior:
 
 
 def build_environment(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
-    if e.kind not in ENVIRONMENTS:
+    entry = ENVIRONMENTS.get(e.kind)
+    if entry is None:
         raise cfg.ConfigError(_unknown("environment.kind", e.kind, ENVIRONMENTS))
-    if e.kind == "bilateral_trade":
-        try:
-            if e.values == "linear":
-                return envs.bilateral_trade(envs.linear_trade_values(e.a), name=f"bilateral_trade(a={e.a})")
-            if e.values == "multiplicative":
-                fn = envs.multiplicative_trade_values(e.a, e.b, e.gamma)
-                return envs.bilateral_trade(
-                    fn, name=f"bilateral_trade(multiplicative a={e.a}, b={e.b}, gamma={e.gamma})"
-                )
-            if e.values == "deadzone":
-                fn = envs.deadzone_trade_values(e.w, e.k)
-                return envs.bilateral_trade(fn, name=f"bilateral_trade(deadzone w={e.w}, k={e.k})")
-            if ":" not in e.values:
-                raise cfg.ConfigError(_unknown("environment.values", e.values, VALUE_FAMILIES))
-            return envs.bilateral_trade(load_callable(e.values, base_dir, "environment.values"))
-        except cfg.ConfigError:
-            raise
-        except ValueError as err:
-            raise cfg.ConfigError(f"environment.{err}") from None
-    if e.kind in ("example1", "private_common"):
-        try:
-            if e.kind == "example1":
-                return envs.example1(e.n)
-            dims = e.dims if e.dims is not None else (2,) * e.n
-            fn = envs.private_common_values(dims, e.weights, e.own)
-            return envs.single_object(dims, fn, name=f"private_common(dims={list(dims)})")
-        except ValueError as err:
-            raise cfg.ConfigError(f"environment.{err}") from None
-    if e.kind == "public_good":
-        try:
-            if e.values == "linear":
-                fn = envs.linear_public_values(e.a, e.n, e.weights)
-                w = "" if e.weights is None else f", w={list(e.weights)}"
-                return envs.public_good(fn, e.cost, e.n, name=f"public_good(n={e.n}, a={e.a}{w}, c={e.cost})")
-            if ":" not in e.values:
-                raise cfg.ConfigError(
-                    f"environment.values: public_good takes 'linear' or 'module:function', got {e.values!r}"
-                )
-            return envs.public_good(load_callable(e.values, base_dir, "environment.values"), e.cost, e.n)
-        except cfg.ConfigError:
-            raise
-        except ValueError as err:
-            raise cfg.ConfigError(f"environment.{err}") from None
-    if e.kind in ("project_choice", "cyclic_allocation"):
-        return cert.project_choice(e.projects, e.n, e.a) if e.kind == "project_choice" else cert.cyclic_allocation()
-    if e.dims is None:
-        raise cfg.ConfigError("environment.dims: required for single_object (one signal dimension per buyer)")
-    fn = load_callable(e.values, base_dir, "environment.values")
-    try:
-        return envs.single_object(e.dims, fn)
-    except cfg.ConfigError:
-        raise
-    except ValueError as err:
-        raise cfg.ConfigError(f"environment.{err}") from None
+    return entry.build(e, base_dir)
 
 
 def build_mechanism(
@@ -301,91 +460,11 @@ def build_mechanism(
     prior: priors.Prior | None = None,
     seed: int = 0,
 ) -> mechs.Mechanism:
-    if m.kind not in MECHANISMS:
+    entry = MECHANISMS.get(m.kind)
+    if entry is None:
         raise cfg.ConfigError(_unknown("mechanism.kind", m.kind, MECHANISMS))
     try:
-        if m.kind in ("generalized_vcg", "pivot"):
-            pivot = None
-            if m.pivot == "closed_form":
-                if not (env.name.startswith("bilateral_trade(") and e.values == "linear"):
-                    raise cfg.ConfigError(
-                        "mechanism.pivot: closed_form is known only for bilateral_trade with linear values"
-                    )
-                if m.kind != "generalized_vcg":
-                    raise cfg.ConfigError("mechanism.pivot: closed_form applies to generalized_vcg only")
-                pivot = mechs.linear_trade_pivot(e.a)
-            if m.kind == "generalized_vcg":
-                return mechs.generalized_vcg(env, pivot=pivot)
-            if m.decide is None:
-                raise cfg.ConfigError("mechanism.decide: required for kind 'pivot'")
-            return mechs.pivot_payments(env, load_callable(m.decide, base_dir, "mechanism.decide"), name="pivot")
-        if m.kind in ("personalized_prices", "pivotal"):
-            fn, price_of, label = prices_from_settings(env, m, base_dir)
-            if m.kind == "pivotal":
-                return pivotal.pivotal_mechanism(env, fn, price_of=price_of, name=label)
-            return mechs.personalized_prices(env, fn, price_of=price_of, name=label)
-        if m.kind == "threshold_with_rebate":
-            if env.dims != (1, 1):
-                raise cfg.ConfigError("mechanism.kind: threshold_with_rebate needs bilateral trade")
-            return mechs.threshold_with_rebate(env, cutoff=m.cutoff, window=m.window, rebate=m.rebate)
-        trade = {
-            "efficient_trade", "deficit_minimizing", "shifted_cutoff", "band_trade", "randomized_ramp",
-            "lemma5_reduction", "interim",
-        }  # fmt: skip
-        if m.kind in trade and env.dims != (1, 1):
-            raise cfg.ConfigError(f"mechanism.kind: {m.kind} needs bilateral trade")
-        if m.kind == "efficient_trade":
-            return trading.efficient_trade(env, tie_break=m.tie_break)
-        if m.kind == "deficit_minimizing":
-            return trading.deficit_minimizing(env, points=m.table_points)
-        if m.kind == "shifted_cutoff":
-            return trading.shifted_cutoff(env, m.shift)
-        if m.kind == "band_trade":
-            return trading.band_trade(env, m.width)
-        if m.kind == "randomized_ramp":
-            return trading.randomized_ramp(env, m.width, cells=m.cells)
-        if m.kind == "lemma5_reduction":
-            return trading.lemma5_reduction(env, m.width)
-        if m.kind == "equal_shares":
-            if env.outcome_names != ("not_provided", "provided"):
-                raise cfg.ConfigError("mechanism.kind: equal_shares needs public_good")
-            return provision.equal_shares(env)
-        if m.kind == "threshold_contribution":
-            if env.outcome_names != ("not_provided", "provided"):
-                raise cfg.ConfigError("mechanism.kind: threshold_contribution needs public_good")
-            if (m.thresholds is None) == (m.sbar is None):
-                raise cfg.ConfigError("mechanism: threshold_contribution needs exactly one of thresholds or sbar")
-            if m.thresholds is not None:
-                vbar = m.thresholds
-            else:
-                if len(m.sbar) != env.n_agents:
-                    raise cfg.ConfigError(f"mechanism.sbar: need {env.n_agents} signals, got {len(m.sbar)}")
-                vbar = [float(x) for x in provision.budget_line_point(env, jnp.asarray(m.sbar, jnp.float32))]
-            if len(vbar) != env.n_agents:
-                raise cfg.ConfigError(f"mechanism.thresholds: need {env.n_agents} values, got {len(vbar)}")
-            return provision.threshold_contribution(env, vbar)
-        if m.kind == "interim":
-            if prior is None or prior.cholesky is not None:
-                raise cfg.ConfigError("mechanism.kind: interim needs an independent prior (no correlation / rho)")
-            base = mechs.generalized_vcg(env)
-            key = jax.random.PRNGKey(seed)
-            return trading.interim_payments(env, base, prior, jax.random.fold_in(key, 7), inner=m.inner)
-        if m.kind == "expected_externality":
-            if prior is None or prior.cholesky is not None:
-                raise cfg.ConfigError(
-                    "mechanism.kind: expected_externality needs an independent prior (no correlation / rho)"
-                )
-            key = jax.random.fold_in(jax.random.PRNGKey(seed), 17)
-            return bayesian.expected_externality(env, prior, key, inner=m.inner)
-        if m.kind == "affine_maximizer":
-            return _affine_maximizer(env, m, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-        if m.decide is None or m.pay is None:
-            raise cfg.ConfigError("mechanism: kind 'custom' needs both decide and pay ('module:function')")
-        return mechs.Mechanism(
-            "custom",
-            load_callable(m.decide, base_dir, "mechanism.decide"),
-            load_callable(m.pay, base_dir, "mechanism.pay"),
-        )
+        return entry.build(m, env, e, base_dir, prior, seed)
     except ValueError as err:
         if isinstance(err, cfg.ConfigError):
             raise

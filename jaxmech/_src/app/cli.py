@@ -1,6 +1,6 @@
 """The ``jaxmech`` command line: thin — parse, validate, call ``runs.run``.
 
-The run layer (runs, build, plots, runs_bayesian, runs_pivotal) and reproduce are imported inside the subcommands
+The run layer (runs, build, plots, kinds) and reproduce are imported inside the subcommands
 that use them, so ``--help``, usage errors and ``bench`` do not load them; these are the only function-local imports
 of jaxmech modules in the package (tests/test_layers.py).
 """
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> str:
-    from jaxmech._src.app import build, runs  # deferred: CLI start-up (module docstring)
+    from jaxmech._src.app import build, kinds  # deferred: CLI start-up (module docstring)
 
     out = []
     for title, table in (
@@ -87,7 +87,7 @@ def _list() -> str:
         ("priors ([prior])", build.PRIORS),
         ("mechanisms ([mechanism] kind = ...)", build.MECHANISMS),
         ("misreport strategies ([audit.misreports], combined)", build.MISREPORTS),
-        ("experiments ([experiment] kind = ...)", runs.EXPERIMENTS),
+        ("experiments ([experiment] kind = ...)", kinds.KINDS),
     ):
         out.append(title)
         for name, e in table.items():
@@ -222,11 +222,11 @@ def _run(args) -> int:
 def _run_claimed(args, settings, base_dir, out_dir: Path) -> dict:
     import jax
 
-    from jaxmech._src.app import runs  # deferred: CLI start-up (module docstring)
+    from jaxmech._src.app import kinds, runs  # deferred: CLI start-up (module docstring)
 
     if settings.precision == "float64":
         jax.config.update("jax_enable_x64", True)
-    if settings.experiment.kind == "audit":
+    if kinds.get(settings.experiment.kind).checkpoints:
         ck = runs.checkpoint_path(out_dir)
         args._resume_hint = lambda: (
             f"resume with: jaxmech run --resume {out_dir}"

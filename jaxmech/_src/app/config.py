@@ -233,24 +233,7 @@ class CaseSettings:
 @dataclass(frozen=True, kw_only=True)
 class ExperimentSettings:
     kind: str = _meta(
-        "audit",
-        doc="audit | sweep | compare_deficits | interim | double_auction | search | contributions | interim_audit | "
-        "thm4 | cremer_mclean | certify | pivotal | two_outcome",
-        choices=(
-            "audit",
-            "sweep",
-            "compare_deficits",
-            "interim",
-            "double_auction",
-            "search",
-            "contributions",
-            "interim_audit",
-            "thm4",
-            "cremer_mclean",
-            "certify",
-            "pivotal",
-            "two_outcome",
-        ),  # fmt: skip
+        "audit", doc="experiment kind (see `jaxmech list`; checked against the registered kinds when the run starts)"
     )
     parameter: str | None = _meta(None, doc="sweep: key path to vary, e.g. environment.a")
     values: tuple[float, ...] = _meta((), doc="sweep: values of the parameter")
@@ -342,6 +325,14 @@ def _check(value, tp, path: str):
     raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")  # pragma: no cover
 
 
+def not_one_of(path: str, value, choices) -> str:
+    """``'<path>: must be one of a, b, c; got 'x' (did you mean 'a'?)'``: a value outside a field's choices (also
+    used for names checked outside the schema, e.g. ``experiment.kind`` against the registered kinds)."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{path}: must be one of {', '.join(choices)}; got {value!r}{hint}"
+
+
 def parse(cls, data: dict, path: str = ""):
     """Validate ``data`` against the dataclass ``cls``; return a frozen instance."""
     hints = typing.get_type_hints(cls)
@@ -362,9 +353,7 @@ def parse(cls, data: dict, path: str = ""):
         value = _check(data[name], hints[name], kp)
         md = f.metadata
         if md.get("choices") and value not in md["choices"]:
-            close = difflib.get_close_matches(str(value), md["choices"], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{kp}: must be one of {', '.join(md['choices'])}; got {value!r}{hint}")
+            raise ConfigError(not_one_of(kp, value, md["choices"]))
         if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
             bounded = md.get("min") is not None or md.get("max") is not None
             if bounded and value != value:  # nan passes every comparison
