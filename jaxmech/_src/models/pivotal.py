@@ -1121,4 +1121,4 @@ def assumption_report(env: Environment, profiles: Array, steps: Array, compiler_
 
 
 # --------------------------------------------------------------------------
-# experiments for `jaxmech run` (registered in runs.EXPERIMENT_RUNNERS)
+# experiments for `jaxmech run` (registered in app/kinds (kinds.KINDS))
