@@ -593,8 +593,9 @@ def linear_combination(report: dict, weights: dict[str, float]) -> dict:
     if unknown:
         raise ValueError(f"linear_combination: unknown quantities {unknown}; choose from {names}")
     w = np.array([float(weights.get(k, 0.0)) for k in names])
-    mean = float(w @ np.asarray(paired["mean"]))
-    var = float(w @ np.asarray(paired["cov"]) @ w) / paired["profiles"]
+    with np.errstate(invalid="ignore", over="ignore"):  # overflowed sums: NaN here, refused by the integrity check
+        mean = float(w @ np.asarray(paired["mean"], np.float64))
+        var = float(w @ np.asarray(paired["cov"], np.float64) @ w) / paired["profiles"]
     se = math.sqrt(max(var, 0.0)) if math.isfinite(var) else float("nan")
     return {"mean": mean, "se": se, "ci95": [mean - Z95 * se, mean + Z95 * se]}
 
