@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src.app import config as cfg
+from jaxmech._src.app import streams
 from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import engine, priors
 from jaxmech._src.core import environments as envs
@@ -165,7 +166,7 @@ def _interim(m, env, prior, seed) -> mechs.Mechanism:
         raise cfg.ConfigError("mechanism.kind: interim needs an independent prior (no correlation / rho)")
     base = mechs.generalized_vcg(env)
     key = jax.random.PRNGKey(seed)
-    return trading.interim_payments(env, base, prior, jax.random.fold_in(key, 7), inner=m.inner)
+    return trading.interim_payments(env, base, prior, streams.key_for(key, streams.INTERIM_PAYMENTS), inner=m.inner)
 
 
 def _custom(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
@@ -203,7 +204,7 @@ def _threshold_contribution(m, env, e, base_dir, prior, seed) -> mechs.Mechanism
 def _expected_externality(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
     if prior is None or prior.cholesky is not None:
         raise cfg.ConfigError("mechanism.kind: expected_externality needs an independent prior (no correlation / rho)")
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 17)
+    key = streams.key_for(jax.random.PRNGKey(seed), streams.EXPECTED_EXTERNALITY)
     return bayesian.expected_externality(env, prior, key, inner=m.inner)
 
 

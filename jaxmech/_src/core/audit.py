@@ -4,7 +4,7 @@ Single-profile functions (:func:`utility`, :func:`regret`) read like the paper;
 :func:`block_stats` vmaps them over a block of profiles and loops (``lax.scan``)
 over misreports, reducing to sums, sums of squares, counts and maxima with
 their witnesses. The engine (layer 5) streams blocks and adds the per-block
-results up; :func:`finalize` turns the totals into an :class:`AuditReport`
+results up; :func:`finalize` turns the totals into the audit report (a JSON-ready dict)
 with standard errors.
 
 Definitions (docs/design.md): ``u_i = v_i(f(m), s) - t_i(m)``; regret of agent ``i``

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app import plots
+from jaxmech._src.app import plots, streams
 from jaxmech._src.app.build import _outcome_table, build
 from jaxmech._src.app.kinds.common import Kind
 from jaxmech._src.core import audit as audit_lib
@@ -24,7 +24,7 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
     built = build(settings, base_dir)
     env, mech = built.env, built.mechanism
     key = jax.random.PRNGKey(settings.seed)
-    others = built.prior.sample(jax.random.fold_in(key, 5), profiles, built.dtype)
+    others = built.prior.sample(streams.key_for(key, streams.CERTIFY_OTHERS), profiles, built.dtype)
     table = _outcome_table(env)
     grids = []
     for i in range(env.n_agents):
@@ -106,7 +106,7 @@ def _run_certify(settings, base_dir, progress, out_dir):
     out, built, raw, grids = _certify_all(settings, base_dir, ex.profiles, ex.points)
     env, mech = built.env, built.mechanism
     table = _outcome_table(env)
-    others = built.prior.sample(jax.random.fold_in(jax.random.PRNGKey(settings.seed), 5), ex.profiles, built.dtype)
+    others = built.prior.sample(streams.key_for(jax.random.PRNGKey(settings.seed), streams.CERTIFY_OTHERS), ex.profiles, built.dtype)
     for i, (row, (rep, pe), grid) in enumerate(zip(out["agents"], raw, grids, strict=True)):
         if rep.fraction < 1.0:
             row["witness_regret"] = _witness_regret(env, mech, rep, grid, i, built.dtype)

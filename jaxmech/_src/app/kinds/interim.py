@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app import plots
+from jaxmech._src.app import plots, streams
 from jaxmech._src.app.build import _is_trade, build, execute
 from jaxmech._src.app.kinds.common import Kind, _pm, _trade_figures
 from jaxmech._src.core import audit as audit_lib
@@ -24,7 +24,7 @@ def _run_interim(settings, base_dir, progress, out_dir):
     key = jax.random.PRNGKey(settings.seed)
     vcg = built.mechanism
     interim = trading.interim_payments(
-        built.env, vcg, built.prior, jax.random.fold_in(key, 7), inner=settings.mechanism.inner
+        built.env, vcg, built.prior, streams.key_for(key, streams.INTERIM_PAYMENTS), inner=settings.mechanism.inner
     )
     out = {"environment": built.env.name, "mechanism": vcg.name, "interim_mechanism": interim.name}
     info = None
@@ -33,7 +33,7 @@ def _run_interim(settings, base_dir, progress, out_dir):
         info = result.info
         out[f"{label}_audit"] = result.report
         out[f"{label}_bayesian"] = audit_lib.interim_check(
-            built.env, mech, built.prior, jax.random.fold_in(key, 11), types=ex.types, misreports=ex.misreports,
+            built.env, mech, built.prior, streams.key_for(key, streams.INTERIM_CHECK), types=ex.types, misreports=ex.misreports,
             inner=ex.inner, dtype=built.dtype,
         )  # fmt: skip
     a = settings.audit

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxmech._src.app import build, plots
+from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app.kinds.common import Kind, _ex_post_summary, _worst_witness
 from jaxmech._src.models.bayesian import interim_audit
@@ -28,7 +28,7 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     info = build.total_info(results)
     rows = []
     for (name, s, built), result in zip(builts, results, strict=True):
-        key = jax.random.fold_in(jax.random.PRNGKey(s.seed), 11)
+        key = streams.key_for(jax.random.PRNGKey(s.seed), streams.INTERIM_CHECK)
         interim = interim_audit(built.env, built.mechanism, built.prior, key, types=ex.types,
                                 misreports=ex.misreports, inner=ex.inner, dtype=built.dtype)  # fmt: skip
         rep = result.report

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmech._src.app import build, plots
+from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app.kinds.common import Kind, _regret_summary, _time
 from jaxmech._src.core import compile_options, priors
@@ -58,8 +58,8 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     if not env.outcome_names or env.outcome_names[0] != "a0" or not env.is_separable:
         raise cfg.ConfigError("environment.kind: the pivotal experiment needs a single-object environment (B Sec. 2)")
     key = jax.random.PRNGKey(settings.seed)
-    s = built.prior.sample(jax.random.fold_in(key, 31), ex.stats_profiles, built.dtype)
-    steps = 0.3 * jax.random.uniform(jax.random.fold_in(key, 32), s.shape, built.dtype)
+    s = built.prior.sample(streams.key_for(key, streams.PIVOTAL_STATS), ex.stats_profiles, built.dtype)
+    steps = 0.3 * jax.random.uniform(streams.key_for(key, streams.PIVOTAL_STEPS), s.shape, built.dtype)
     k = min(ex.stats_profiles, 20000)
     out = {
         "environment": env.name,
@@ -138,7 +138,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
 
 def _timed_prices(table, prior, key, dtype, n: int) -> dict:
     """Wall time of a :func:`price_table` (already compiled on this shape) on ``n`` fresh profiles."""
-    s = prior.sample(jax.random.fold_in(key, 77), n, dtype)
+    s = prior.sample(streams.key_for(key, streams.PRICE_TIMING), n, dtype)
     t0 = _time()
     table(s).block_until_ready()
     secs = _time() - t0

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app import plots
+from jaxmech._src.app import plots, streams
 from jaxmech._src.app.build import _is_public, _is_trade, build, execute
 from jaxmech._src.app.kinds.common import Kind, _conditions, _pm, _trade_figures
 from jaxmech._src.core import environments as envs
@@ -109,7 +109,7 @@ def _run_boundary_search(settings, built, progress, out_dir):
         make = families.provision_boundary_family
     if sc.init is not None and len(sc.init) != sc.knots:
         raise cfg.ConfigError(f"search.init: need one value per knot ({sc.knots}), got {len(sc.init)}")
-    s = built.prior.sample(jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype)
+    s = built.prior.sample(streams.key_for(key, streams.GRID_PROFILES), sc.grid_profiles, built.dtype)
     grid_pts = search_lib.support_grid(built.prior, 129, built.dtype)
     baseline = (
         _two_price_baseline(env, s, grid_pts, min(sc.grid_points, 51), built.dtype)
@@ -121,10 +121,10 @@ def _run_boundary_search(settings, built, progress, out_dir):
         pb, ps = baseline["best"]["buyer_price"], baseline["best"]["seller_price"]
         xs = np.linspace(0.0, 1.0, sc.knots)
         init = np.where(xs < ps, pb, 1.05 + 0.5 * (xs - ps))  # g = p_b below p_s, no trade above
-    family = make(env, built.prior, jax.random.fold_in(key, 3), knots=sc.knots, init=init)
+    family = make(env, built.prior, streams.key_for(key, streams.FAMILY), knots=sc.knots, init=init)
     t0 = time.perf_counter()
     found = search_lib.search(
-        env, family, built.prior, jax.random.fold_in(key, 1), _search_config(sc), dtype=built.dtype, progress=progress
+        env, family, built.prior, streams.key_for(key, streams.SEARCH), _search_config(sc), dtype=built.dtype, progress=progress
     )
     search_s = time.perf_counter() - t0
     mech = found.mechanism
@@ -160,7 +160,7 @@ def _run_boundary_search(settings, built, progress, out_dir):
             grid,
             provision.threshold_rule(env),
             built.prior,
-            jax.random.fold_in(key, 2),
+            streams.key_for(key, streams.GRID_PROFILES),
             sc.grid_profiles,
             built.dtype,
         )
@@ -206,7 +206,7 @@ def _run_search(settings, base_dir, progress, out_dir):
     key = jax.random.PRNGKey(settings.seed)
     t0 = time.perf_counter()
     found = search_lib.search(
-        env, family, built.prior, jax.random.fold_in(key, 1), _search_config(sc), dtype=built.dtype, progress=progress
+        env, family, built.prior, streams.key_for(key, streams.SEARCH), _search_config(sc), dtype=built.dtype, progress=progress
     )
     search_s = time.perf_counter() - t0
     c = float(env.cost(jnp.ones(())))
@@ -216,7 +216,7 @@ def _run_search(settings, base_dir, progress, out_dir):
     grid = families.budget_line_grid(env, sc.grid_points if env.n_agents == 2 else min(sc.grid_points, 61))
     rows = np.concatenate([restored[None], grid])
     mean, se, per = search_lib.welfare_table(
-        env, rows, provision.threshold_rule(env), built.prior, jax.random.fold_in(key, 2), sc.grid_profiles, built.dtype
+        env, rows, provision.threshold_rule(env), built.prior, streams.key_for(key, streams.GRID_PROFILES), sc.grid_profiles, built.dtype
     )
     best = int(np.argmax(mean[1:])) + 1
     diff = per[0] - per[best]

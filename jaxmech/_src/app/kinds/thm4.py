@@ -7,7 +7,7 @@ import math
 import jax
 import numpy as np
 
-from jaxmech._src.app import build, plots
+from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app.kinds.common import Kind, _ex_post_summary, _worst_witness
 from jaxmech._src.core import engine
@@ -23,7 +23,7 @@ def run_thm4(settings, base_dir, progress, out_dir):
         raise cfg.ConfigError("prior: CE Thm 4 assumes independent signals (no correlation / rho)")
     key = jax.random.PRNGKey(settings.seed)
     try:
-        tpp, fee_mech, rep = thm4_construction(built.env, built.mechanism, built.prior, jax.random.fold_in(key, 13),
+        tpp, fee_mech, rep = thm4_construction(built.env, built.mechanism, built.prior, streams.key_for(key, streams.THM4),
                                                types=ex.types, inner=ex.inner, fee_inner=16 * ex.inner,
                                                dtype=built.dtype)  # fmt: skip
     except ValueError as e:
@@ -38,7 +38,7 @@ def run_thm4(settings, base_dir, progress, out_dir):
         out[f"{label}_witness"] = _worst_witness(b, result.report)
     text = payment_anchored(built.env, tpp, built.prior, key, taus=rep["lowest_type_payments"],
                             lowest=rep["lowest_types"], dtype=built.dtype)  # fmt: skip
-    scan = built.prior.sample(jax.random.fold_in(key, 23), min(settings.audit.profiles, 1 << 18), built.dtype)
+    scan = built.prior.sample(streams.key_for(key, streams.THM4_SCAN), min(settings.audit.profiles, 1 << 18), built.dtype)
     out["text_anchored"] = {"mechanism": text.name, **ir_scan(built.env, text, scan)}
     a = settings.audit
     cmp = engine.compare_deficits(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxmech._src.app import build, plots
+from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app.kinds.common import Kind, _regret_summary, _time
 from jaxmech._src.models.pivotal import evaluate_two_outcome, score_family, signal_grids, two_outcome_searcher
@@ -20,8 +20,8 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
     if env.n_agents != 2 or env.outcome_names[:1] != ("a0",):
         raise cfg.ConfigError("environment: the two_outcome experiment needs two buyers of one object")
     key = jax.random.PRNGKey(settings.seed)
-    fam = score_family(env, key=jax.random.fold_in(key, 41))
-    s = built.prior.sample(jax.random.fold_in(key, 42), ex.stats_profiles, built.dtype)
+    fam = score_family(env, key=streams.key_for(key, streams.TWO_OUTCOME_FAMILY))
+    s = built.prior.sample(streams.key_for(key, streams.TWO_OUTCOME_STATS), ex.stats_profiles, built.dtype)
     v = jax.vmap(env.values)(s)
     diff = np.asarray(v[:, 0] - v[:, 1], np.float64)
     grids = signal_grids(env, 33, built.dtype)
@@ -34,7 +34,7 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
     for k, tau in enumerate(ex.targets):
         shift = float(np.quantile(diff, 1.0 - tau)) if tau > 0 else float(diff.max()) + 1.0
         t0 = _time()
-        fit = search(tau, key=jax.random.fold_in(key, 100 + k), steps=sc.steps if tau > 0 else 1, shift=shift,
+        fit = search(tau, key=streams.key_for(key, streams.TWO_OUTCOME_FIT, k), steps=sc.steps if tau > 0 else 1, shift=shift,
                      eval_profiles=ex.stats_profiles)  # fmt: skip
         rows.append({"target": tau, "p_a1": fit.p_a1, "p_a2": fit.p_a2, "nontriviality": min(fit.p_a1[0], fit.p_a2[0]),
                      "regret_max": fit.regret_max, "regret_mean": fit.regret_mean, "seconds": _time() - t0,
