@@ -92,7 +92,7 @@ def main():
         runs = [
             jm.audit(
                 env, mech, prior, key=jax.random.PRNGKey(0), n_profiles=n, misreports=mis, dtype=dtype,
-                block_size=args.block_size, chunk_size=args.chunk_size,
+                options=jm.StreamOptions(block_size=args.block_size, chunk_size=args.chunk_size),
             )  # fmt: skip
             for _ in range(args.repeats)
         ]

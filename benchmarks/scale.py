@@ -26,7 +26,7 @@ env = jm.bilateral_trade(jm.linear_trade_values(0.5))
 mech = jm.generalized_vcg(env, pivot=jm.linear_trade_pivot(0.5))
 t0 = time.perf_counter()
 res = jm.audit(env, mech, jm.independent(env.dims), key=jax.random.PRNGKey(0), n_profiles=n,
-               misreports=jm.Misreports(grid=256, random=0, kinks=True), block_size=block, chunk_size=chunk)
+               misreports=jm.Misreports(grid=256, random=0, kinks=True), options=jm.StreamOptions(block_size=block, chunk_size=chunk))
 r = res.report
 print(json.dumps({
     "profiles": n, "devices": res.info.n_devices, "evals_per_s": n * 2 * 258 / res.info.run_s,

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
         for gc in args.grid_chunks:
             mis = jm.Misreports(grid=256, random=0, kinks=True, grid_chunk=gc)
             res = jm.audit(env, mech, jm.independent(env.dims), key=jax.random.PRNGKey(0), n_profiles=args.profiles,
-                           misreports=mis, block_size=block, chunk_size=max(args.chunk_size, block))
+                           misreports=mis, options=jm.StreamOptions(block_size=block, chunk_size=max(args.chunk_size, block)))
             r = res.report
             print(json.dumps({"block": block, "grid_chunk": gc, "evals_per_s": args.profiles * 2 * 258 / res.info.run_s,
                               "compile_s": round(res.info.compile_s, 2), "run_s": round(res.info.run_s, 3),

@@ -22,6 +22,7 @@ from jaxmech._src.core.audit import (
 from jaxmech._src.core.engine import (
     AuditResult,
     StreamInfo,
+    StreamOptions,
     audit,
     audit_family,
     compare_deficits,
@@ -72,7 +73,7 @@ from jaxmech._src.core.priors import (
     replace_signal,
     uniform,
 )
-from jaxmech._src.core.reduction import Checkpoint
+from jaxmech._src.core.reduction import BlockStats, Checkpoint, Extremum, Moments
 from jaxmech._src.core.search import Family, SearchConfig, SearchResult, search, support_grid, welfare_table
 from jaxmech._src.models.bayesian import (
     FiniteAuction,
@@ -207,6 +208,10 @@ __all__ = [
     "SearchResult",
     "Settings",
     "StreamInfo",
+    "StreamOptions",
+    "BlockStats",
+    "Extremum",
+    "Moments",
     "Uniform",
     "agent_menu",
     "agent_slice",

@@ -32,7 +32,7 @@ def test_w2_closed_form_pivot_equals_bisection_and_numpy_matches_the_audit():
     mech = jm.pivot_payments(env, jm.threshold_rule(env), params=vbar, pivot=bench.w2_pivot)
     rep = jm.audit(
         env, mech, jm.independent(env.dims), key=jax.random.PRNGKey(0), n_profiles=4096,
-        misreports=jm.Misreports(grid=8, random=0, kinks=True), block_size=4096, chunk_size=4096,
+        misreports=jm.Misreports(grid=8, random=0, kinks=True), options=jm.StreamOptions(block_size=4096, chunk_size=4096),
     ).report  # fmt: skip
     st = bench.w2_baseline(bench._NumpyXP(False, 3), 4096, k=8, agents=n, cost=cost)
     assert max(r["max"] for r in rep["regret"]) == 0.0

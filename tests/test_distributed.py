@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from test_resume import compile_cache_fixture  # noqa: F401  (the compile_cache fixture)
 
+import jaxmech as jm
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import runs
 
@@ -37,28 +38,30 @@ def _free_port() -> int:
 
 BLOCK_FN = """
 import jax, jax.numpy as jnp
+import jaxmech as jm
 
 def block_fn(key, b, n_valid):
     x = jax.random.uniform(key, (64, 2))
     w = (jnp.arange(64, dtype=jnp.int32) < n_valid).astype(jnp.float32)
     r = jnp.where(w[:, None] > 0, x, -1.0)
-    return {"n_sum": jnp.sum(w), "x_sum": jnp.sum(w[:, None] * x, 0), "x_max": jnp.max(r, 0),
-            "x_max_at_index": jnp.argmax(r, 0).astype(jnp.int32), "x_max_at_profile": x[jnp.argmax(r, 0)]}
+    return {"n": jm.Moments(jnp.sum(w)), "x": jm.Moments(jnp.sum(w[:, None] * x, 0)),
+            "x_max": jm.Extremum(jnp.max(r, 0), jnp.argmax(r, 0).astype(jnp.int32), {"profile": x[jnp.argmax(r, 0)]})}
+
+STREAM = dict(n_profiles=5000, options=jm.StreamOptions(block_size=64, chunk_size=256, segment_blocks=5))  # 79 blocks, 16 segments
 """
-STREAM = dict(n_profiles=5000, block_size=64, chunk_size=256, segment_blocks=5)  # 79 blocks, 16 segments
 SCRIPT = (
     "import json, sys, jax, numpy as np\n"
     "jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))\n"
-    "from jaxmech._src.core import engine\n" + BLOCK_FN + "\n"
-    f"acc, info = engine.stream(block_fn, key=jax.random.PRNGKey(7), **{STREAM!r})\n"
+    "from jaxmech._src.core import reduction\n" + BLOCK_FN + "\n"
+    "acc, info = jm.stream(block_fn, key=jax.random.PRNGKey(7), **STREAM)\n"
     "print(json.dumps({'process': jax.process_index(), 'n_chunks': info.n_chunks,\n"
-    "                  'totals': {k: np.asarray(v).tolist() for k, v in acc.totals.items()}}))\n"
+    "                  'totals': {k: np.asarray(v).tolist() for k, v in reduction.flatten_totals(acc.totals).items()}}))\n"
 )
 
 
 def test_stream_over_two_processes_equals_one():
     """Engine level, fast: each process streams its own segments; both end with the one-process totals, bit for bit."""
-    from jaxmech._src.core import engine
+    from jaxmech._src.core import reduction
 
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -74,10 +77,10 @@ def test_stream_over_two_processes_equals_one():
     assert got[0]["n_chunks"] + got[1]["n_chunks"] >= 2 and got[0]["n_chunks"] > 0 and got[1]["n_chunks"] > 0
     scope: dict = {}
     exec(BLOCK_FN, scope)
-    acc, _ = engine.stream(scope["block_fn"], key=jax.random.PRNGKey(7), **STREAM)
-    ref = {k: np.asarray(v).tolist() for k, v in acc.totals.items()}
+    acc, _ = jm.stream(scope["block_fn"], key=jax.random.PRNGKey(7), **scope["STREAM"])
+    ref = {k: np.asarray(v).tolist() for k, v in reduction.flatten_totals(acc.totals).items()}
     assert got[0]["totals"] == ref and got[1]["totals"] == ref  # every process holds the same totals
-    assert ref["n_sum"] == 5000
+    assert ref["n.sum"] == 5000
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ SCRIPT = textwrap.dedent(
     env = jm.example1()
     mech = jm.personalized_prices(env, jm.own_signal_prices)   # positive regret: maxima and witnesses matter
     reps = [jm.audit(env, mech, jm.independent(env.dims), key=jax.random.PRNGKey(5), n_profiles=10_000,
-                     misreports=jm.Misreports(grid=6, random=4), block_size=1024, chunk_size=int(c)).report
+                     misreports=jm.Misreports(grid=6, random=4),
+                     options=jm.StreamOptions(block_size=1024, chunk_size=int(c))).report
             for c in sys.argv[1:]]
     print(json.dumps({"devices": len(jax.devices()), "reports": reps}))
     """
@@ -79,8 +80,8 @@ def test_chunk_size_invariance():
 
     def rep(chunk):
         return jm.audit(
-            env, mech, prior, key=jax.random.PRNGKey(5), n_profiles=10_000, misreports=mis, block_size=1024,
-            chunk_size=chunk,
+            env, mech, prior, key=jax.random.PRNGKey(5), n_profiles=10_000, misreports=mis,
+            options=jm.StreamOptions(block_size=1024, chunk_size=chunk),
         )  # fmt: skip
 
     small, large = rep(2**10), rep(2**13)
@@ -105,7 +106,7 @@ def test_device_count_invariance():
     env = jm.example1()
     here = jm.audit(env, jm.personalized_prices(env, jm.own_signal_prices), jm.independent(env.dims),
                     key=jax.random.PRNGKey(5), n_profiles=10_000, misreports=jm.Misreports(grid=6, random=4),
-                    block_size=1024, chunk_size=2**13).report  # fmt: skip
+                    options=jm.StreamOptions(block_size=1024, chunk_size=2**13)).report  # fmt: skip
     _assert_close(here, one["reports"][1], rtol=1e-5, atol=1e-6)
 
 
@@ -116,14 +117,16 @@ def test_stream_compiles_once_and_counts_exactly():
         traces.append(1)
         x = jax.random.uniform(key, (256,))
         w = (jnp.arange(256, dtype=jnp.int32) < n_valid).astype(jnp.float32)
-        return {"n_sum": jnp.sum(w), "x_sum": jnp.sum(w * x), "x_max": jnp.max(jnp.where(w > 0, x, -1.0)),
-                "x_max_at_index": jnp.argmax(jnp.where(w > 0, x, -1.0)).astype(jnp.int32)}  # fmt: skip
+        xm = jnp.where(w > 0, x, -1.0)
+        return {"n": jm.Moments(jnp.sum(w)), "x": jm.Moments(jnp.sum(w * x)),
+                "x_max": jm.Extremum(jnp.max(xm), jnp.argmax(xm).astype(jnp.int32))}  # fmt: skip
 
-    acc, info = jm.stream(block_fn, key=jax.random.PRNGKey(0), n_profiles=5000, block_size=256, chunk_size=1024)
+    acc, info = jm.stream(block_fn, key=jax.random.PRNGKey(0), n_profiles=5000,
+                          options=jm.StreamOptions(block_size=256, chunk_size=1024))  # fmt: skip
     assert len(traces) == 1  # traced once, reused for all 5 chunks
     assert info.n_chunks == 5
-    assert acc.totals["n_sum"] == 5000  # the last block is masked exactly
-    assert 0 <= acc.totals["x_max_at_index"] < 5000
+    assert acc.totals["n"].sum == 5000  # the last block is masked exactly
+    assert 0 <= acc.totals["x_max"].index < 5000
 
 
 def test_sample_depends_only_on_seed_and_block():
@@ -140,9 +143,10 @@ def test_fast_compile_gives_the_same_report():
     # numbers up to float rounding (float64 host sums of the same blocks)
     env = jm.example1()
     mech = jm.personalized_prices(env, jm.own_signal_prices)  # positive regret: maxima and witnesses matter
-    kw = dict(key=jax.random.PRNGKey(5), n_profiles=3000, misreports=jm.Misreports(grid=6, random=4), block_size=1024)
-    a = jm.audit(env, mech, jm.independent(env.dims), **kw).report
-    b = jm.audit(env, mech, jm.independent(env.dims), fast_compile=True, **kw).report
+    kw = dict(key=jax.random.PRNGKey(5), n_profiles=3000, misreports=jm.Misreports(grid=6, random=4))
+    opts = jm.StreamOptions(block_size=1024)
+    a = jm.audit(env, mech, jm.independent(env.dims), options=opts, **kw).report
+    b = jm.audit(env, mech, jm.independent(env.dims), options=opts._replace(fast_compile=True), **kw).report
     assert a["regret"][0]["max"] > a["tol"]
     _assert_close(a, b, rtol=1e-6, atol=1e-7)
 
@@ -155,7 +159,8 @@ def _trade_family(a):
 def test_audit_family_compiles_once_and_equals_each_audit():
     # CE Sec. 4.4's sweep over a: one kernel with a as an argument; every report is the single audit's, and the
     # deficit tracks the closed form (1 + a) / 6 of independent U[0, 1] signals
-    kw = dict(key=jax.random.PRNGKey(3), n_profiles=4096, misreports=jm.Misreports(grid=8, random=2), block_size=1024)
+    kw = dict(key=jax.random.PRNGKey(3), n_profiles=4096, misreports=jm.Misreports(grid=8, random=2),
+              options=jm.StreamOptions(block_size=1024))  # fmt: skip
     traces = []
 
     def model(theta):
@@ -176,11 +181,11 @@ def test_audit_family_compiles_once_and_equals_each_audit():
 
 def test_stream_cases_rejects_operands_of_another_shape():
     def block_fn(op, key, b, nv):
-        return {"n_sum": nv.astype(jnp.float32), "s_sum": jnp.sum(op)}
+        return {"n": jm.Moments(nv.astype(jnp.float32)), "s": jm.Moments(jnp.sum(op))}
 
-    kw = dict(n_profiles=64, block_size=32, chunk_size=64)
+    kw = dict(n_profiles=64, options=jm.StreamOptions(block_size=32, chunk_size=64))
     k = jax.random.PRNGKey(0)
     with np.testing.assert_raises_regex(ValueError, "case 1's operand"):
         jm.stream_cases(block_fn, [(k, jnp.zeros(2)), (k, jnp.zeros(3))], **kw)
     (a, _), (b, _) = jm.stream_cases(block_fn, [(k, jnp.ones(2)), (k, 2 * jnp.ones(2))], **kw)
-    assert a.totals["s_sum"] == 2 * 2 and b.totals["s_sum"] == 2 * 4  # two blocks, each adds sum(op)
+    assert a.totals["s"].sum == 2 * 2 and b.totals["s"].sum == 2 * 4  # two blocks, each adds sum(op)

@@ -2,7 +2,8 @@
 
 core imports no models or app module (nor the ``jaxmech`` package, which re-exports them), and inside core each
 layer imports only the layers before it; models import core and models only; a jaxmech module is imported at
-module level, except the run layer that app/cli.py defers for start-up. No JAX import: the files are parsed.
+module level, except the run layer that app/cli.py defers for start-up; no module uses another module's private
+names (``_name``), neither imported nor as ``module._name``. No JAX import: the files are parsed.
 """
 
 import ast
@@ -15,7 +16,7 @@ SRC = ROOT / "jaxmech" / "_src"
 FLOORS = ("core", "models", "app")
 ALLOWED = {"core": {"core"}, "models": {"core", "models"}, "app": {"core", "models", "app", "jaxmech"}}
 # core, bottom to top (docs/design.md "Three floors"); compile_options is a leaf every layer may use
-CORE_ORDER = ("compile_options", "priors", "environments", "mechanisms", "audit", "reduction", "engine", "search")
+CORE_ORDER = ("compile_options", "priors", "environments", "mechanisms", "reduction", "audit", "engine", "search")
 LOCAL_IMPORTS_OK = {"app/cli.py"}  # deferred loading of the run layer (see its docstring)
 
 
@@ -86,6 +87,43 @@ def violations(rel: str, source: str) -> list[str]:
     return out
 
 
+def _is_module(dotted: str) -> bool:
+    """Whether a dotted name inside jaxmech is a module (a file or a package folder), not a name in one."""
+    rel = Path(*dotted.split("."))
+    return (ROOT / rel).with_suffix(".py").exists() or (ROOT / rel / "__init__.py").exists()
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_uses(rel: str, source: str) -> list[str]:
+    """Every use in the module at ``rel`` of a private name of another jaxmech module: ``from m import _x`` or
+    ``m._x`` with ``m`` an imported jaxmech module, as ``'jaxmech/_src/<rel>:<line>: <what>'``."""
+    parts = Path(rel).with_suffix("").parts
+    package = ".".join(["jaxmech", "_src", *parts[:-1]])
+    tree = ast.parse(source, filename=rel)
+    out, modules = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            for a, full in zip(node.names, _imports(node, package), strict=True):
+                if not full.startswith("jaxmech."):
+                    continue
+                if _private(a.name):
+                    out.append(f"jaxmech/_src/{rel}:{node.lineno}: imports the private name {full}")
+                elif _is_module(full):
+                    modules[a.asname or a.name] = full
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("jaxmech.") and a.asname:
+                    modules[a.asname] = a.name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            if _private(node.attr):
+                out.append(f"jaxmech/_src/{rel}:{node.lineno}: uses the private name {modules[node.value.id]}.{node.attr}")
+    return out
+
+
 def _modules() -> list[Path]:
     return sorted(SRC.rglob("*.py"))
 
@@ -102,6 +140,29 @@ def test_every_module_sits_on_a_floor():
 def test_floors():
     found = [v for p in _modules() for v in violations(p.relative_to(SRC).as_posix(), p.read_text())]
     assert not found, "layer rule broken (docs/design.md, Three floors):\n" + "\n".join(found)
+
+
+def test_no_private_name_crosses_a_module():
+    found = [v for p in _modules() for v in private_uses(p.relative_to(SRC).as_posix(), p.read_text())]
+    assert not found, "a private name used outside its module (make it public there):\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "rel, source, expect",
+    [
+        ("app/runs.py", "from jaxmech._src.app.build import _is_trade\n", "app/runs.py:1: imports the private name jaxmech._src.app.build._is_trade"),
+        ("app/runs.py", "from jaxmech._src.core import reduction\n\nreduction._merge(a, b)\n", "app/runs.py:3: uses the private name jaxmech._src.core.reduction._merge"),
+        ("models/x.py", "import jaxmech._src.core.mechanisms as m\nm._bisect_iters\n", "uses the private name jaxmech._src.core.mechanisms._bisect_iters"),
+    ],
+)
+def test_the_private_name_checker_names_file_and_line(rel, source, expect):
+    found = private_uses(rel, source)
+    assert any(expect in v for v in found), found
+
+
+def test_the_private_name_checker_allows_namedtuple_methods_and_own_names():
+    src = "from jaxmech._src.core.mechanisms import Mechanism\nm = Mechanism._replace\n_x = 1\nprint(_x)\n"
+    assert private_uses("app/runs.py", src) == []
 
 
 @pytest.mark.parametrize(

@@ -231,7 +231,7 @@ def test_lean_mechanism_has_zero_regret():
     q = np.asarray(jax.jit(jax.vmap(lambda m: lean.pay((), m)))(s))
     np.testing.assert_array_equal(q, (v > t) * t)
     res = jm.audit(
-        env, lean, independent(env.dims), key=jax.random.PRNGKey(6), n_profiles=1024, block_size=1024,
+        env, lean, independent(env.dims), key=jax.random.PRNGKey(6), n_profiles=1024, options=jm.StreamOptions(block_size=1024),
         misreports=jm.Misreports(grid=8, random=8, kinks=False),
     )  # fmt: skip
     rep = res.report

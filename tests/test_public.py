@@ -60,7 +60,7 @@ def test_thm7_thm8_efficient_rule(a):
     env = _env(a)
     rep = jm.audit(
         env, jm.generalized_vcg(env), jm.independent(env.dims), key=jax.random.PRNGKey(1), n_profiles=32_768,
-        misreports=jm.Misreports(grid=16, random=4), block_size=4096, chunk_size=1 << 15,
+        misreports=jm.Misreports(grid=16, random=4), options=jm.StreamOptions(block_size=4096, chunk_size=1 << 15),
     ).report  # fmt: skip
     assert max(r["max"] for r in rep["regret"]) <= rep["tol"]  # Thm 7: efficient => ex post IC
     assert max(r["max"] for r in rep["ir_violation"]) <= rep["tol"]

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxmech as jm
 from jaxmech._src.app import cli, runs
 from jaxmech._src.app import config as cfg
 from jaxmech._src.core import engine, reduction
@@ -89,15 +90,21 @@ def _block_fn(key, b, n_valid):
     x = jax.random.uniform(key, (64,))
     w = (jnp.arange(64, dtype=jnp.int32) < n_valid).astype(jnp.float32)
     xm = jnp.where(w > 0, x, -1.0)
-    return {"n_sum": jnp.sum(w), "x_sum": jnp.sum(w * x), "x_sumsq": jnp.sum(w * x * x), "x_count": jnp.sum(w * (x > 0.9).astype(jnp.float32)),
-            "x_max": jnp.max(xm), "x_max_at_index": jnp.argmax(xm).astype(jnp.int32)}  # fmt: skip
+    return {"n": jm.Moments(jnp.sum(w)), "x": jm.Moments(jnp.sum(w * x), jnp.sum(w * x * x)),
+            "x_count": jm.Moments(jnp.sum(w * (x > 0.9).astype(jnp.float32))),
+            "x_max": jm.Extremum(jnp.max(xm), jnp.argmax(xm).astype(jnp.int32))}  # fmt: skip
+
+
+def _flat(acc):
+    return reduction.flatten_totals(acc.totals)
 
 
 def test_stream_resume_and_segments(tmp_path):
     """Engine level: stop after three checkpoints, resume with another chunk size; the same totals, bit for bit."""
-    kw = dict(key=jax.random.PRNGKey(3), n_profiles=2500, block_size=64, segment_blocks=3)
-    full, _ = engine.stream(_block_fn, chunk_size=256, **kw)
-    ck = reduction.Checkpoint(path=tmp_path / "ck.npz", every_s=0.0, fingerprint="x")
+    kw = dict(key=jax.random.PRNGKey(3), n_profiles=2500)
+    opts = jm.StreamOptions(block_size=64, chunk_size=256, segment_blocks=3)
+    full, _ = jm.stream(_block_fn, options=opts, **kw)
+    ck = jm.Checkpoint(path=tmp_path / "ck.npz", every_s=0.0, fingerprint="x")
     saved = []
 
     def stop_after_third(done, total):
@@ -106,21 +113,22 @@ def test_stream_resume_and_segments(tmp_path):
             raise KeyboardInterrupt  # as if killed after the third checkpoint
 
     with pytest.raises(KeyboardInterrupt):
-        engine.stream(_block_fn, chunk_size=256, checkpoint=ck, progress=stop_after_third, **kw)
+        jm.stream(_block_fn, options=opts._replace(checkpoint=ck, progress=stop_after_third), **kw)
     assert saved == [4, 8, 12]
-    res, info = engine.stream(_block_fn, chunk_size=448, checkpoint=ck._replace(resume=True), **kw)
+    res, info = jm.stream(_block_fn, options=opts._replace(chunk_size=448, checkpoint=ck._replace(resume=True)), **kw)
     assert info.resumed_at_block == 12 and info.n_chunks == 4  # blocks 12..39, 7 per chunk
-    assert res.totals.keys() == full.totals.keys()
-    for k in full.totals:
-        np.testing.assert_array_equal(res.totals[k], full.totals[k], err_msg=k)
-    assert res.totals["n_sum"] == 2500
+    got, want = _flat(res), _flat(full)
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    assert res.totals["n"].sum == 2500
     with pytest.raises(ValueError, match="fingerprint"):
-        engine.stream(_block_fn, chunk_size=256, checkpoint=ck._replace(resume=True, fingerprint="y"), **kw)
+        jm.stream(_block_fn, options=opts._replace(checkpoint=ck._replace(resume=True, fingerprint="y")), **kw)
     # segments change only the association of float64 sums: counts, maxima and witnesses are exact
-    one_seg, _ = engine.stream(_block_fn, chunk_size=256, **dict(kw, segment_blocks=1024))
-    for k in ("n_sum", "x_count", "x_max", "x_max_at_index"):
-        assert one_seg.totals[k] == full.totals[k]
-    np.testing.assert_allclose(one_seg.totals["x_sum"], full.totals["x_sum"], rtol=1e-14)
+    one_seg = _flat(jm.stream(_block_fn, options=opts._replace(segment_blocks=1024), **kw)[0])
+    for k in ("n.sum", "x_count.sum", "x_max.max.value", "x_max.max.index"):
+        assert one_seg[k] == want[k]
+    np.testing.assert_allclose(one_seg["x.sum"], want["x.sum"], rtol=1e-14)
 
 
 def test_progress_line_has_rate_and_eta():
@@ -130,30 +138,78 @@ def test_progress_line_has_rate_and_eta():
     assert np.isclose(float(line.split("profiles, ")[1].split("/s")[0]), 100.0)
 
 
-def test_vectorized_block_reduction_equals_the_accumulator():
-    """The engine's host reduction (NumPy over blocks) gives reduction.Accumulator's numbers: sums, ties, NaN, skipped blocks."""
+def _reference_reduction(stats: dict, first_block: int, block_size: int, tot: dict) -> None:
+    """An independent host reduction, one block at a time in plain Python: float64 running sums; an extremum moves
+    to a strictly better value (NaN never is), its index made global; blocks with no profiles skipped."""
+    for b in range(len(stats["n"])):
+        if stats["n"][b] == 0:
+            continue
+        for k in ("n", "r_sum", "r_sumsq"):
+            v = stats[k][b].astype(np.float64)
+            tot[k] = v if k not in tot else tot[k] + v
+        for k, largest in (("r_max", True), ("d_min", False)):
+            v = stats[k][b].astype(np.float64)
+            idx = (first_block + b) * block_size + stats[k + "_index"][b].astype(np.int64)
+            prof = stats[k + "_profile"][b]
+            if k not in tot:
+                tot[k] = [v.copy(), idx.copy(), prof.copy()]
+                continue
+            old = tot[k]
+            for e in np.ndindex(v.shape):
+                if (v[e] > old[0][e]) if largest else (v[e] < old[0][e]):
+                    old[0][e], old[1][e], old[2][e] = v[e], idx[e], prof[e]
+
+
+def test_block_reduction_equals_an_independent_loop():
+    """reduction.add_blocks (NumPy over blocks, the one host reduction) against a per-block Python loop: sums in block
+    order to the bit, ties to the earliest block, NaN never winning, empty blocks skipped, global witness indices."""
     rng = np.random.default_rng(0)
     nb, n, d = 37, 3, 2
     x = rng.integers(0, 4, (nb, n)).astype(np.float32)  # many ties: the earliest block must win
     x[5, 1] = np.nan  # a NaN block value never wins
-    stats = {
-        "n_sum": np.where(np.arange(nb) % 7 == 6, 0.0, 64.0).astype(np.float32),  # some empty (padding) blocks
+    raw = {
+        "n": np.where(np.arange(nb) % 7 == 6, 0.0, 64.0).astype(np.float32),  # some empty (padding) blocks
         "r_sum": rng.normal(size=(nb, n)).astype(np.float32),
         "r_sumsq": rng.random((nb, n)).astype(np.float32),
         "r_max": x,
-        "r_max_at_index": rng.integers(0, 64, (nb, n)).astype(np.int32),
-        "r_max_at_profile": rng.random((nb, n, d)).astype(np.float32),
+        "r_max_index": rng.integers(0, 64, (nb, n)).astype(np.int32),
+        "r_max_profile": rng.random((nb, n, d)).astype(np.float32),
         "d_min": -x[:, 0],
-        "d_min_at_index": rng.integers(0, 64, nb).astype(np.int32),
-        "d_min_at_profile": rng.random((nb, d)).astype(np.float32),
+        "d_min_index": rng.integers(0, 64, nb).astype(np.int32),
+        "d_min_profile": rng.random((nb, d)).astype(np.float32),
     }
-    ref = reduction.Accumulator()
+    stats = {
+        "n": jm.Moments(raw["n"]),
+        "r": jm.Moments(raw["r_sum"], raw["r_sumsq"]),
+        "r_max": jm.Extremum(raw["r_max"], raw["r_max_index"], {"profile": raw["r_max_profile"]}),
+        "d_min": jm.Extremum(raw["d_min"], raw["d_min_index"], {"profile": raw["d_min_profile"]}, largest=False),
+    }
+    acc = reduction.Accumulator()
     for lo, hi in ((0, 11), (11, 12), (12, 37)):  # in pieces, as chunks arrive
-        ref.add_chunk({k: v[lo:hi] for k, v in stats.items()}, 100 + lo, 64)
-    tot = {}
-    for lo, hi in ((0, 20), (20, 37)):
-        reduction._add_blocks(tot, {k: v[lo:hi] for k, v in stats.items()}, 100 + lo, 64)
-    assert tot.keys() == ref.totals.keys()
-    for k in tot:
-        assert tot[k].dtype == ref.totals[k].dtype, k
-        np.testing.assert_array_equal(tot[k], ref.totals[k], err_msg=k)
+        acc.add_chunk(jax.tree.map(lambda v, lo=lo, hi=hi: v[lo:hi], stats), 100 + lo, 64)
+    ref: dict = {}
+    _reference_reduction(raw, 100, 64, ref)
+    tot = acc.totals
+    assert tot["n"].sum == ref["n"] and tot["n"].sumsq is None
+    np.testing.assert_array_equal(tot["r"].sum, ref["r_sum"])
+    np.testing.assert_array_equal(tot["r"].sumsq, ref["r_sumsq"])
+    for k in ("r_max", "d_min"):
+        np.testing.assert_array_equal(tot[k].value, ref[k][0], err_msg=k)
+        np.testing.assert_array_equal(tot[k].index, ref[k][1], err_msg=k)
+        np.testing.assert_array_equal(tot[k].witness["profile"], ref[k][2], err_msg=k)
+        assert tot[k].index.dtype == np.int64 and tot[k].value.dtype == np.float64
+    # merging the totals of two halves equals adding all blocks at once (sums add, the earlier extremum wins ties)
+    first, second = reduction.Accumulator(), reduction.Accumulator()
+    first.add_chunk(jax.tree.map(lambda v: v[:20], stats), 100, 64)
+    second.add_chunk(jax.tree.map(lambda v: v[20:], stats), 120, 64)
+    reduction.merge_totals(first.totals, second.totals)
+    for k in ("r_max", "d_min"):
+        np.testing.assert_array_equal(first.totals[k].index, tot[k].index)
+    np.testing.assert_allclose(first.totals["r"].sum, tot["r"].sum, rtol=1e-14)
+    # a checkpoint's flat arrays give the totals back
+    back = reduction.unflatten_totals(reduction.flatten_totals(tot))
+    assert jax.tree.structure(back) == jax.tree.structure(tot)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(tot), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+

@@ -146,8 +146,8 @@ def test_envelope_payments_reduce_to_pivot_payments(key):
 def _audit(env, mech, prior=None, n=16_384, seed=0, misreports=jm.Misreports(grid=32, random=4)):
     prior = prior or jm.independent(env.dims)
     return jm.audit(
-        env, mech, prior, key=jax.random.PRNGKey(seed), n_profiles=n, misreports=misreports, block_size=2048,
-        chunk_size=1 << 14,
+        env, mech, prior, key=jax.random.PRNGKey(seed), n_profiles=n, misreports=misreports,
+        options=jm.StreamOptions(block_size=2048, chunk_size=1 << 14),
     ).report  # fmt: skip
 
 
@@ -207,7 +207,7 @@ def test_thm6_g_star_minimizes_the_deficit_state_by_state():
     others = [jm.shifted_cutoff(env, c) for c in (0.1, 0.0, -0.2)] + [jm.efficient_trade(env, tie_break="trade")]
     res = jm.compare_deficits(
         env, [jm.deficit_minimizing(env), *others], jm.independent((1, 1)), key=jax.random.PRNGKey(3),
-        n_profiles=32_768, block_size=2048, chunk_size=1 << 14,
+        n_profiles=32_768, options=jm.StreamOptions(block_size=2048, chunk_size=1 << 14),
     )  # fmt: skip
     rep = res.report
     base, *rows = rep["mechanisms"]
@@ -228,7 +228,7 @@ def test_lemma5_deterministic_reduction_has_smaller_deficit_in_every_state():
     ramp = jm.randomized_ramp(env, W)
     res = jm.compare_deficits(
         env, [jm.lemma5_reduction(env, W), ramp], jm.independent((1, 1)), key=jax.random.PRNGKey(4),
-        n_profiles=16_384, block_size=2048, chunk_size=1 << 14,
+        n_profiles=16_384, options=jm.StreamOptions(block_size=2048, chunk_size=1 << 14),
     )  # fmt: skip
     rep = res.report
     det, rnd = rep["mechanisms"]
@@ -261,7 +261,8 @@ def test_cor1_interim_mechanism_is_bayesian_ic_not_ex_post_ic(key):
     rep = _audit(env, interim, n=8192)
     assert min(r["p_above_tol"]["p"] for r in rep["regret"]) > 0.5  # not ex post IC
     res = jm.compare_deficits(
-        env, [vcg, interim], prior, key=jax.random.PRNGKey(6), n_profiles=32_768, block_size=2048, chunk_size=1 << 14
+        env, [vcg, interim], prior, key=jax.random.PRNGKey(6), n_profiles=32_768,
+        options=jm.StreamOptions(block_size=2048, chunk_size=1 << 14),
     )
     vc, it = res.report["mechanisms"]
     assert vc["deficit"]["ci95"][0] > 0  # positive expected deficit (Lemma 4)

@@ -508,8 +508,7 @@ def _audit_rows(label_mechs, env, misreports, n, evals_per_profile, dtype, repea
                 n_profiles=n,
                 misreports=misreports,
                 dtype=dtype,
-                block_size=block_size,
-                chunk_size=chunk_size,
+                options=jm.StreamOptions(block_size=block_size, chunk_size=chunk_size),
             )  # fmt: skip
             for _ in range(max(repeats, 1))
         ]

@@ -611,24 +611,25 @@ def _is_public(env: envs.Environment) -> bool:
     return env.outcome_names == ("not_provided", "provided")
 
 
+def stream_options(settings: cfg.Settings, *, progress=None, checkpoint=None) -> engine.StreamOptions:
+    """The ``[audit]`` section's streaming settings as one :class:`engine.StreamOptions` (every audit of a run)."""
+    a = settings.audit
+    return engine.StreamOptions(block_size=a.block_size, chunk_size=a.chunk_size, progress=progress,
+                                segment_blocks=a.segment_blocks, checkpoint=checkpoint, fast_compile=a.fast_compile)  # fmt: skip
+
+
 def execute(settings: cfg.Settings, built: Built, *, progress=None, checkpoint=None) -> engine.AuditResult:
     """Run the audit the settings describe (no files besides the optional ``reduction.Checkpoint``)."""
-    a = settings.audit
     return engine.audit(
         built.env,
         built.mechanism,
         built.prior,
         key=jax.random.PRNGKey(settings.seed),
-        n_profiles=a.profiles,
+        n_profiles=settings.audit.profiles,
         misreports=built.misreports,
-        block_size=a.block_size,
-        chunk_size=a.chunk_size,
         dtype=built.dtype,
-        rtol=a.rtol,
-        progress=progress,
-        segment_blocks=a.segment_blocks,
-        checkpoint=checkpoint,
-        fast_compile=a.fast_compile,
+        rtol=settings.audit.rtol,
+        options=stream_options(settings, progress=progress, checkpoint=checkpoint),
     )
 
 
@@ -732,8 +733,7 @@ def execute_family(
         thetas = [tuple(_get_path(settings[k], p) for p in paths) for k in idx]
         out = engine.audit_family(
             model, thetas, key=jax.random.PRNGKey(base.seed), n_profiles=a.profiles, misreports=first.misreports,
-            block_size=a.block_size, chunk_size=a.chunk_size, dtype=first.dtype, rtol=a.rtol, progress=progress,
-            segment_blocks=a.segment_blocks, fast_compile=a.fast_compile,
+            dtype=first.dtype, rtol=a.rtol, options=stream_options(base, progress=progress),
             built=[(builts[k].env, builts[k].mechanism, builts[k].prior) for k in idx],
         )  # fmt: skip
         for k, r in zip(idx, out, strict=True):

@@ -29,6 +29,7 @@ from jaxmech._src.core import mechanisms, priors
 from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.core.mechanisms import Mechanism
+from jaxmech._src.core.reduction import BlockStats, Extremum, Moments
 
 Array = jax.Array
 
@@ -235,12 +236,12 @@ def block_stats(
     n_valid: Array,
     key: Array,
     tol: Array,
-) -> dict[str, Array]:
-    """Reduce one block of profiles (``(B, D)``, first ``n_valid`` real) to sums / counts / extrema.
+) -> BlockStats:
+    """Reduce one block of profiles (``(B, D)``, first ``n_valid`` real) to typed statistics.
 
-    Keys ending in ``_sum`` / ``_sumsq`` / ``_count`` are added across blocks;
-    ``*_max`` / ``*_min`` keep the extreme with its witnesses (``*_at_*``),
-    earliest block winning ties.
+    :class:`Moments` (weighted sums; ``*_count``: profiles above the tolerance) are added across
+    blocks; an :class:`Extremum` keeps the largest / smallest value with its profile (and
+    misreport), the earliest block winning ties (``reduction.add_blocks``).
     """
     batch = profiles.shape[0]
     dtype = profiles.dtype
@@ -248,12 +249,11 @@ def block_stats(
     w = valid.astype(dtype)
     tr = jax.vmap(lambda s: truthful(env, mech, params, s))(profiles)
 
-    out: dict[str, Array] = {"n_sum": jnp.sum(w)}
+    out: BlockStats = {"n": Moments(jnp.sum(w))}
 
     def moments(name, x):
         wx = w.reshape((batch,) + (1,) * (x.ndim - 1)) * x
-        out[f"{name}_sum"] = jnp.sum(wx, axis=0)
-        out[f"{name}_sumsq"] = jnp.sum(wx * x, axis=0)
+        out[name] = Moments(jnp.sum(wx, axis=0), jnp.sum(wx * x, axis=0))
 
     n = env.n_agents
     dmax = max(env.dims)
@@ -275,43 +275,43 @@ def block_stats(
     reg = jnp.stack(regrets, axis=1)  # (B, n)
     _integrity_stats(out, profiles, valid, tr, reg, jnp.stack(menu_gap, axis=1), tol)
     moments("regret", reg)
-    out["regret_count"] = jnp.sum(w[:, None] * (reg > tol).astype(dtype), axis=0)
-    out["regret_max"] = jnp.stack(reg_max)
-    out["regret_max_at_index"] = jnp.stack(reg_j).astype(jnp.int32)
-    out["regret_max_at_profile"] = profiles[jnp.stack(reg_j)]
-    out["regret_max_at_misreport"] = jnp.stack(reg_m)
+    out["regret_count"] = Moments(jnp.sum(w[:, None] * (reg > tol).astype(dtype), axis=0))
+    out["regret_max"] = Extremum(jnp.stack(reg_max), jnp.stack(reg_j).astype(jnp.int32),
+                                 {"profile": profiles[jnp.stack(reg_j)], "misreport": jnp.stack(reg_m)})  # fmt: skip
 
     ir = jnp.maximum(0.0, -tr.utility)
     moments("ir_violation", ir)
     moments("utility", tr.utility)
     moments("payment", tr.payments)
-    out["ir_violation_count"] = jnp.sum(w[:, None] * (ir > tol).astype(dtype), axis=0)
-    ir_ext = [_masked_argext(ir[:, i], valid, True) for i in range(n)]
-    out["ir_violation_max"] = jnp.stack([e[0] for e in ir_ext])
-    out["ir_violation_max_at_index"] = jnp.stack([e[1] for e in ir_ext]).astype(jnp.int32)
-    out["ir_violation_max_at_profile"] = profiles[jnp.stack([e[1] for e in ir_ext])]
+    out["ir_violation_count"] = Moments(jnp.sum(w[:, None] * (ir > tol).astype(dtype), axis=0))
+    out["ir_violation_max"] = _extremum_per_column(ir, valid, profiles, True)
 
     moments("deficit", tr.deficit)
-    out["deficit_count"] = jnp.sum(w * (tr.deficit > tol).astype(dtype))
+    out["deficit_count"] = Moments(jnp.sum(w * (tr.deficit > tol).astype(dtype)))
     for name, largest in (("deficit_max", True), ("deficit_min", False)):
         x, j = _masked_argext(tr.deficit, valid, largest)
-        out[name] = x
-        out[f"{name}_at_index"] = j.astype(jnp.int32)
-        out[f"{name}_at_profile"] = profiles[j]
+        out[name] = Extremum(x, j.astype(jnp.int32), {"profile": profiles[j]}, largest)
 
     moments("welfare", tr.welfare)
     moments("first_best", tr.first_best)
-    out["welfare_x_first_best_sum"] = jnp.sum(w * tr.welfare * tr.first_best)
+    out["welfare_x_first_best"] = Moments(jnp.sum(w * tr.welfare * tr.first_best))
     moments("outcome", tr.outcome_probs)
     # paired statistics of any linear combination (e.g. total utility, a winner's surplus): first and cross
     # moments of z = (utilities, payments, deficit, welfare, first-best welfare) on the same profiles
     z = jnp.concatenate([tr.utility, tr.payments, jnp.stack([tr.deficit, tr.welfare, tr.first_best], axis=1)], 1)
-    out["paired_sum"] = jnp.sum(w[:, None] * z, axis=0)
-    out["paired_cross_sum"] = jnp.einsum("b,bk,bl->kl", w, z, z)
+    out["paired"] = Moments(jnp.sum(w[:, None] * z, axis=0))
+    out["paired_cross"] = Moments(jnp.einsum("b,bk,bl->kl", w, z, z))
     return out
 
 
-def _integrity_stats(out: dict, profiles, valid, tr: Truthful, reg, menu_gap, tol) -> None:
+def _extremum_per_column(x: Array, valid: Array, profiles: Array, largest: bool) -> Extremum:
+    """The largest (smallest) valid entry of each column of ``x`` (``(B, K)``) with its profile."""
+    ext = [_masked_argext(x[:, k], valid, largest) for k in range(x.shape[1])]
+    idx = jnp.stack([e[1] for e in ext]).astype(jnp.int32)
+    return Extremum(jnp.stack([e[0] for e in ext]), idx, {"profile": profiles[idx]}, largest)
+
+
+def _integrity_stats(out: BlockStats, profiles, valid, tr: Truthful, reg, menu_gap, tol) -> None:
     """Counts that make a report trustworthy or refused: non-finite per-profile numbers, menu disagreements.
 
     ``nonfinite_*_count``: profiles whose decision (outcome weights), payment, utility or regret
@@ -328,20 +328,15 @@ def _integrity_stats(out: dict, profiles, valid, tr: Truthful, reg, menu_gap, to
     decision = ~jnp.all(jnp.isfinite(tr.outcome_probs), axis=1)
     budget = ~(jnp.isfinite(tr.deficit) & jnp.isfinite(tr.welfare) & jnp.isfinite(tr.first_best))
     for name, bad in per_agent.items():
-        out[f"nonfinite_{name}_count"] = jnp.sum(w[:, None] * bad.astype(w.dtype), axis=0)
-    out["nonfinite_decision_count"] = jnp.sum(w * decision.astype(w.dtype))
-    out["nonfinite_deficit_count"] = jnp.sum(w * budget.astype(w.dtype))
+        out[f"nonfinite_{name}_count"] = Moments(jnp.sum(w[:, None] * bad.astype(w.dtype), axis=0))
+    out["nonfinite_decision_count"] = Moments(jnp.sum(w * decision.astype(w.dtype)))
+    out["nonfinite_deficit_count"] = Moments(jnp.sum(w * budget.astype(w.dtype)))
     anybad = decision | budget | jnp.any(per_agent["payment"] | per_agent["utility"] | per_agent["regret"], axis=1)
     x, j = _masked_argext(anybad.astype(profiles.dtype), valid, True)
-    out["nonfinite_any_max"] = x
-    out["nonfinite_any_max_at_index"] = j.astype(jnp.int32)
-    out["nonfinite_any_max_at_profile"] = profiles[j]
+    out["nonfinite_any_max"] = Extremum(x, j.astype(jnp.int32), {"profile": profiles[j]})
     gap = jnp.where(jnp.isfinite(menu_gap), menu_gap, 0.0)  # non-finite rows are counted above
-    out["menu_gap_count"] = jnp.sum(w[:, None] * (gap > tol).astype(w.dtype), axis=0)
-    ext = [_masked_argext(gap[:, i], valid, True) for i in range(gap.shape[1])]
-    out["menu_gap_max"] = jnp.stack([e[0] for e in ext])
-    out["menu_gap_max_at_index"] = jnp.stack([e[1] for e in ext]).astype(jnp.int32)
-    out["menu_gap_max_at_profile"] = profiles[jnp.stack([e[1] for e in ext])]
+    out["menu_gap_count"] = Moments(jnp.sum(w[:, None] * (gap > tol).astype(w.dtype), axis=0))
+    out["menu_gap_max"] = _extremum_per_column(gap, valid, profiles, True)
 
 
 def _deficit(env: Environment, mech: Mechanism, s: Array) -> Array:
@@ -351,7 +346,7 @@ def _deficit(env: Environment, mech: Mechanism, s: Array) -> Array:
 
 def deficit_comparison_stats(
     env: Environment, mechs: tuple[Mechanism, ...], profiles: Array, n_valid: Array, tol: Array
-) -> dict[str, Array]:
+) -> BlockStats:
     """State-by-state deficits of ``mechs[0]`` (the claimed minimizer) against each other mechanism.
 
     For ``k >= 1``, ``diff_k(s) = deficit_k(s) - deficit_0(s)``; CE Lemma 5 and
@@ -368,46 +363,41 @@ def deficit_comparison_stats(
         axis=1,
     )  # (B, K)
     diff = deficits - deficits[:, :1]
-    out: dict[str, Array] = {"n_sum": jnp.sum(w)}
+    out: BlockStats = {"n": Moments(jnp.sum(w))}
     for name, x in (("deficit", deficits), ("diff", diff)):
-        out[f"{name}_sum"] = jnp.sum(w[:, None] * x, axis=0)
-        out[f"{name}_sumsq"] = jnp.sum(w[:, None] * x * x, axis=0)
-    out["diff_count"] = jnp.sum(w[:, None] * (diff < -tol).astype(dtype), axis=0)
-    out["deficit_count"] = jnp.sum(w[:, None] * (deficits < -tol).astype(dtype), axis=0)
+        out[name] = Moments(jnp.sum(w[:, None] * x, axis=0), jnp.sum(w[:, None] * x * x, axis=0))
+    out["diff_count"] = Moments(jnp.sum(w[:, None] * (diff < -tol).astype(dtype), axis=0))
+    out["deficit_count"] = Moments(jnp.sum(w[:, None] * (deficits < -tol).astype(dtype), axis=0))
     for name, x, largest in (
         ("diff_min", diff, False),
         ("deficit_min", deficits, False),
         ("deficit_max", deficits, True),
     ):
-        ext = [_masked_argext(x[:, k], valid, largest) for k in range(len(mechs))]
-        out[name] = jnp.stack([e[0] for e in ext])
-        idx = jnp.stack([e[1] for e in ext]).astype(jnp.int32)
-        out[f"{name}_at_index"] = idx
-        out[f"{name}_at_profile"] = profiles[idx]
+        out[name] = _extremum_per_column(x, valid, profiles, largest)
     return out
 
 
-def finalize_comparison(totals: dict[str, Any], names: tuple[str, ...], tol: float) -> dict:
+def finalize_comparison(totals: BlockStats, names: tuple[str, ...], tol: float) -> dict:
     """JSON-ready report of :func:`deficit_comparison_stats` totals."""
-    n = totals["n_sum"]
-    d = _stat(totals["deficit_sum"], totals["deficit_sumsq"], n)
-    f = _stat(totals["diff_sum"], totals["diff_sumsq"], n)
+    n = totals["n"].sum
+    d = _stat(totals["deficit"], n)
+    f = _stat(totals["diff"], n)
     rows = []
     for k, name in enumerate(names):
         rows.append(
             {
                 "mechanism": name,
                 "deficit": {"mean": d["mean"][k], "se": d["se"][k], "ci95": [d["ci95"][0][k], d["ci95"][1][k]]},
-                "deficit_min": totals["deficit_min"][k],
-                "deficit_min_profile": totals["deficit_min_at_profile"][k].tolist(),
-                "deficit_max": totals["deficit_max"][k],
-                "p_deficit_below_tol": _prob(totals["deficit_count"][k], n),
+                "deficit_min": totals["deficit_min"].value[k],
+                "deficit_min_profile": totals["deficit_min"].witness["profile"][k].tolist(),
+                "deficit_max": totals["deficit_max"].value[k],
+                "p_deficit_below_tol": _prob(totals["deficit_count"].sum[k], n),
                 "minus_baseline": {
                     "mean": f["mean"][k],
                     "se": f["se"][k],
-                    "min": totals["diff_min"][k],
-                    "min_profile": totals["diff_min_at_profile"][k].tolist(),
-                    "p_below_minus_tol": _prob(totals["diff_count"][k], n),
+                    "min": totals["diff_min"].value[k],
+                    "min_profile": totals["diff_min"].witness["profile"][k].tolist(),
+                    "p_below_minus_tol": _prob(totals["diff_count"].sum[k], n),
                 },
             }
         )
@@ -494,20 +484,20 @@ def _mean_se(total_sum, total_sumsq, n):
     return mean, se
 
 
-def _stat(total_sum, total_sumsq, n) -> dict:
-    mean, se = _mean_se(total_sum, total_sumsq, n)
+def _stat(m: Moments, n) -> dict:
+    mean, se = _mean_se(m.sum, m.sumsq, n)
     return {"mean": mean, "se": se, "ci95": [mean - Z95 * se, mean + Z95 * se]}
 
 
-def finalize(totals: dict[str, Any], env: Environment, tol: float) -> dict:
-    """The audit report (JSON-ready nested dict) from accumulated totals."""
-    n = totals["n_sum"]
+def finalize(totals: BlockStats, env: Environment, tol: float) -> dict:
+    """The audit report (JSON-ready nested dict, the schema of docs/metrics.md) from accumulated totals."""
+    n = totals["n"].sum
     agents = env.agent_names or tuple(f"agent{i}" for i in range(env.n_agents))
     rep: dict[str, Any] = {"profiles": int(n), "tol": float(tol), "agents": list(agents)}
 
     def per_agent(prefix, extra):
         rows = []
-        st = _stat(totals[f"{prefix}_sum"], totals[f"{prefix}_sumsq"], n)
+        st = _stat(totals[prefix], n)
         for i in range(env.n_agents):
             row = {"mean": st["mean"][i], "se": st["se"][i], "ci95": [st["ci95"][0][i], st["ci95"][1][i]]}
             row.update(extra(i))
@@ -515,34 +505,36 @@ def finalize(totals: dict[str, Any], env: Environment, tol: float) -> dict:
         return rows
 
     def regret_extra(i):
-        cnt = totals["regret_count"][i]
+        worst = totals["regret_max"]
         return {
-            "max": totals["regret_max"][i],
-            "p_above_tol": _prob(cnt, n),
-            "worst_profile": totals["regret_max_at_profile"][i].tolist(),
-            "worst_misreport": totals["regret_max_at_misreport"][i][: env.dims[i]].tolist(),
-            "worst_index": int(totals["regret_max_at_index"][i]),
+            "max": worst.value[i],
+            "p_above_tol": _prob(totals["regret_count"].sum[i], n),
+            "worst_profile": worst.witness["profile"][i].tolist(),
+            "worst_misreport": worst.witness["misreport"][i][: env.dims[i]].tolist(),
+            "worst_index": int(worst.index[i]),
         }
 
     def ir_extra(i):
+        worst = totals["ir_violation_max"]
         return {
-            "max": totals["ir_violation_max"][i],
-            "p_above_tol": _prob(totals["ir_violation_count"][i], n),
-            "worst_profile": totals["ir_violation_max_at_profile"][i].tolist(),
+            "max": worst.value[i],
+            "p_above_tol": _prob(totals["ir_violation_count"].sum[i], n),
+            "worst_profile": worst.witness["profile"][i].tolist(),
         }
 
     rep["regret"] = per_agent("regret", regret_extra)
     rep["ir_violation"] = per_agent("ir_violation", ir_extra)
     rep["utility"] = per_agent("utility", lambda i: {})
     rep["payment"] = per_agent("payment", lambda i: {})
-    deficit = _stat(totals["deficit_sum"], totals["deficit_sumsq"], n)
+    deficit = _stat(totals["deficit"], n)
+    dmax, dmin = totals["deficit_max"], totals["deficit_min"]
     deficit.update(
         {
-            "max": totals["deficit_max"],
-            "min": totals["deficit_min"],
-            "p_above_tol": _prob(totals["deficit_count"], n),
-            "max_profile": totals["deficit_max_at_profile"].tolist(),
-            "min_profile": totals["deficit_min_at_profile"].tolist(),
+            "max": dmax.value,
+            "min": dmin.value,
+            "p_above_tol": _prob(totals["deficit_count"].sum, n),
+            "max_profile": dmax.witness["profile"].tolist(),
+            "min_profile": dmin.witness["profile"].tolist(),
         }
     )
     rep["deficit"] = deficit
@@ -550,32 +542,32 @@ def finalize(totals: dict[str, Any], env: Environment, tol: float) -> dict:
         "mean": -deficit["mean"],
         "se": deficit["se"],
         "ci95": [-deficit["ci95"][1], -deficit["ci95"][0]],
-        "min": -totals["deficit_max"],
-        "max": -totals["deficit_min"],
+        "min": -dmax.value,
+        "max": -dmin.value,
     }
-    w = _stat(totals["welfare_sum"], totals["welfare_sumsq"], n)
-    fb = _stat(totals["first_best_sum"], totals["first_best_sumsq"], n)
+    w = _stat(totals["welfare"], n)
+    fb = _stat(totals["first_best"], n)
     rep["welfare"] = w
     rep["first_best_welfare"] = fb
     rep["efficiency"] = _ratio(totals, n)
-    out = _stat(totals["outcome_sum"], totals["outcome_sumsq"], n)
+    out = _stat(totals["outcome"], n)
     rep["outcomes"] = {
         name: {"p": out["mean"][k], "se": out["se"][k], "ci95": [out["ci95"][0][k], out["ci95"][1][k]]}
         for k, name in enumerate(env.outcome_names)
     }
-    if "paired_sum" in totals:
+    if "paired" in totals:
         rep["paired"] = _paired(totals, agents, n)
         rep["total_utility"] = linear_combination(rep, {f"utility.{a}": 1.0 for a in agents})
     rep["integrity"] = _integrity(totals, env)
     return _jsonable(rep)
 
 
-def _paired(totals: dict[str, Any], agents, n) -> dict:
+def _paired(totals: BlockStats, agents, n) -> dict:
     names = [f"utility.{a}" for a in agents] + [f"payment.{a}" for a in agents]
     names += ["deficit", "welfare", "first_best_welfare"]
-    mean = np.asarray(totals["paired_sum"], np.float64) / n
+    mean = np.asarray(totals["paired"].sum, np.float64) / n
     with np.errstate(invalid="ignore", over="ignore"):
-        cov = (np.asarray(totals["paired_cross_sum"], np.float64) / n - np.outer(mean, mean)) * (n / max(n - 1, 1))
+        cov = (np.asarray(totals["paired_cross"].sum, np.float64) / n - np.outer(mean, mean)) * (n / max(n - 1, 1))
     return {"names": names, "mean": mean.tolist(), "cov": cov.tolist(), "profiles": int(n)}
 
 
@@ -600,29 +592,34 @@ def linear_combination(report: dict, weights: dict[str, float]) -> dict:
     return {"mean": mean, "se": se, "ci95": [mean - Z95 * se, mean + Z95 * se]}
 
 
-def _integrity(totals: dict[str, Any], env: Environment) -> dict:
+def _integrity(totals: BlockStats, env: Environment) -> dict:
     """The report's ``integrity`` section (see :func:`_integrity_stats`) and the moments that overflowed."""
     if "nonfinite_any_max" not in totals:  # a report of totals made before these counts existed
         return {}
     agents = range(env.n_agents)
-    nonfinite = {k: [int(totals[f"nonfinite_{k}_count"][i]) for i in agents] for k in ("payment", "utility", "regret")}
-    nonfinite["decision"] = int(totals["nonfinite_decision_count"])
-    nonfinite["deficit_or_welfare"] = int(totals["nonfinite_deficit_count"])
+    nonfinite = {
+        k: [int(totals[f"nonfinite_{k}_count"].sum[i]) for i in agents] for k in ("payment", "utility", "regret")
+    }
+    nonfinite["decision"] = int(totals["nonfinite_decision_count"].sum)
+    nonfinite["deficit_or_welfare"] = int(totals["nonfinite_deficit_count"].sum)
     total_bad = sum(sum(v) if isinstance(v, list) else v for v in nonfinite.values())
     first = None
     if total_bad:
-        first = {"index": int(totals["nonfinite_any_max_at_index"]), "profile": totals["nonfinite_any_max_at_profile"].tolist()}
+        bad = totals["nonfinite_any_max"]
+        first = {"index": int(bad.index), "profile": bad.witness["profile"].tolist()}
     overflow = sorted(
-        k.rsplit("_", 1)[0]
-        for k, v in totals.items()
-        if k.endswith(("_sum", "_sumsq")) and not np.all(np.isfinite(np.asarray(v, np.float64)))
+        k
+        for k, m in totals.items()
+        if isinstance(m, Moments)
+        and not all(np.all(np.isfinite(np.asarray(x, np.float64))) for x in m if x is not None)
     )
+    gap, gap_count = totals["menu_gap_max"], totals["menu_gap_count"]
     menu = [
         {
-            "count": int(totals["menu_gap_count"][i]),
-            "max": float(totals["menu_gap_max"][i]),
-            "profile": totals["menu_gap_max_at_profile"][i].tolist(),
-            "index": int(totals["menu_gap_max_at_index"][i]),
+            "count": int(gap_count.sum[i]),
+            "max": float(gap.value[i]),
+            "profile": gap.witness["profile"][i].tolist(),
+            "index": int(gap.index[i]),
         }
         for i in agents
     ]
@@ -685,13 +682,13 @@ def _prob(count, n) -> dict:
 
 def _ratio(totals, n) -> dict:
     """``E[W] / E[W*]`` with a delta-method standard error."""
-    mw, mf = totals["welfare_sum"] / n, totals["first_best_sum"] / n
+    mw, mf = totals["welfare"].sum / n, totals["first_best"].sum / n
     if mf == 0 or not np.isfinite(mf):  # undefined (null in metrics.json); an overflow is reported by integrity
         return {"mean": float("nan"), "se": float("nan"), "ci95": [float("nan"), float("nan")]}
     with np.errstate(invalid="ignore", over="ignore"):  # overflowed sums: NaN here, refused by the integrity check
-        vw = totals["welfare_sumsq"] / n - mw**2
-        vf = totals["first_best_sumsq"] / n - mf**2
-        cov = totals["welfare_x_first_best_sum"] / n - mw * mf
+        vw = totals["welfare"].sumsq / n - mw**2
+        vf = totals["first_best"].sumsq / n - mf**2
+        cov = totals["welfare_x_first_best"].sum / n - mw * mf
         r = mw / mf
         var = max((vw - 2 * r * cov + r**2 * vf) / mf**2, 0.0) / max(n - 1, 1)
     se = math.sqrt(var)

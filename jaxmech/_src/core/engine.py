@@ -7,8 +7,9 @@ of a jit-compiled function, sharded over the devices of a 1-D mesh with
 ``shard_map``: each device takes a contiguous run of blocks and loops over them
 with ``lax.map``, so device memory holds one block at a time. Each block is
 reduced to a small dict of sums / counts / extrema; the host adds those up in
-block order in float64 (:class:`jaxmech._src.core.reduction.Accumulator`), which makes
-totals identical for every chunk size and device count.
+block order in float64 (:func:`jaxmech._src.core.reduction.add_blocks`), which makes
+totals identical for every chunk size and device count. How a run streams (sizes,
+devices, progress, checkpoints, compile mode) is one :class:`StreamOptions` value.
 """
 
 from __future__ import annotations
@@ -32,10 +33,21 @@ from jaxmech._src.core.compile_options import FAST_COMPILE, supported
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.core.mechanisms import Mechanism
 from jaxmech._src.core.priors import Prior
-from jaxmech._src.core.reduction import Accumulator, Checkpoint, _load_state, _merge, _Reduction, _save_state
+from jaxmech._src.core.reduction import (
+    CHECKPOINT_FORMAT,
+    Accumulator,
+    BlockStats,
+    Checkpoint,
+    Reduction,
+    flatten_totals,
+    load_state,
+    merge_totals,
+    save_state,
+    unflatten_totals,
+)
 
 Array = jax.Array
-BlockFn = Callable[[Array, Array, Array], dict]  # (block_key, block_index, n_valid) -> stats
+BlockFn = Callable[[Array, Array, Array], BlockStats]  # (block_key, block_index, n_valid) -> stats
 
 
 class StreamInfo(NamedTuple):
@@ -60,6 +72,33 @@ class StreamInfo(NamedTuple):
 DEFAULT_SEGMENT_BLOCKS = 1024
 
 
+class StreamOptions(NamedTuple):
+    """How a run streams its profiles: one value passed through the engine (:func:`stream`, :func:`audit`, ...).
+
+    Only ``block_size`` (with the key) decides the sample; the other options change how fast and where the
+    numbers are computed, never the numbers (``fast_compile``: equal up to float rounding).
+
+    Attributes:
+      block_size: profiles per block (fixes the sample: block ``b`` is drawn from ``fold_in(key, b)``).
+      chunk_size: profiles per compiled call (rounded to whole blocks, and up to a multiple of the device count).
+      devices: devices to shard over (default: all local devices).
+      progress: called as ``progress(done_profiles, n_profiles)`` after each chunk (this process's share in a
+        multi-process run).
+      segment_blocks: blocks per reduction segment (the unit processes split on).
+      checkpoint: save the running reductions to ``checkpoint.path`` every ``checkpoint.every_s`` seconds;
+        with ``checkpoint.resume``, continue from it (a single case only).
+      fast_compile: compile with :data:`FAST_COMPILE` (faster compile, slower run).
+    """
+
+    block_size: int = 4096
+    chunk_size: int = 1 << 16
+    devices: Sequence[Any] | None = None
+    progress: Callable[[int, int], None] | None = None
+    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS
+    checkpoint: Checkpoint | None = None
+    fast_compile: bool = False
+
+
 def _mesh(devices: Sequence[Any] | None) -> Mesh:
     devs = list(devices) if devices is not None else jax.local_devices()
     return Mesh(np.array(devs), ("blocks",))
@@ -70,7 +109,8 @@ def _gather_closed(closed: list[dict]) -> list[dict]:
     from jax.experimental import multihost_utils
 
     buf = io.BytesIO()
-    np.savez(buf, n=np.asarray(len(closed)), **{f"{j}::{k}": v for j, t in enumerate(closed) for k, v in t.items()})
+    flat = {f"{j}::{k}": v for j, t in enumerate(closed) for k, v in flatten_totals(t).items()}
+    np.savez(buf, n=np.asarray(len(closed)), **flat)
     raw = np.frombuffer(buf.getvalue(), np.uint8)
     sizes = np.asarray(multihost_utils.process_allgather(np.asarray([raw.size], np.int32))).reshape(-1)
     padded = np.zeros(int(sizes.max()), np.uint8)
@@ -84,22 +124,12 @@ def _gather_closed(closed: list[dict]) -> list[dict]:
                 if name != "n":
                     j, k = name.split("::", 1)
                     part[int(j)][k] = np.array(z[name])
-        out.extend(part)
+        out.extend(unflatten_totals(t) for t in part)
     return out
 
 
 def stream(
-    block_fn: BlockFn,
-    *,
-    key: Array,
-    n_profiles: int,
-    block_size: int,
-    chunk_size: int,
-    devices: Sequence[Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
-    checkpoint: Checkpoint | None = None,
-    fast_compile: bool = False,
+    block_fn: BlockFn, *, key: Array, n_profiles: int, options: StreamOptions = StreamOptions()
 ) -> tuple[Accumulator, StreamInfo]:
     """Stream ``n_profiles`` profiles through ``block_fn`` and add up its per-block outputs.
 
@@ -113,26 +143,15 @@ def stream(
     process returns the same totals.
 
     Args:
-      block_fn: ``block_fn(block_key, block_index, n_valid) -> dict`` of arrays
-        (one block's sums / counts / extrema, see ``audit.block_stats``).
+      block_fn: ``block_fn(block_key, block_index, n_valid) -> BlockStats`` (one block's
+        :class:`~jaxmech._src.core.reduction.Moments` and :class:`~jaxmech._src.core.reduction.Extremum`
+        by name, with ``"n"``: ``Moments(n_valid)``; see ``audit.block_stats``).
       key: root PRNG key (raw ``uint32[2]``); block ``b`` gets ``fold_in(key, b)``.
       n_profiles: total number of profiles (any size; the last block is masked).
-      block_size: profiles per block (fixes the sample).
-      chunk_size: profiles per compiled call (rounded to whole blocks, and up to a
-        multiple of the device count).
-      devices: devices to shard over (default: all local devices).
-      progress: called as ``progress(done_profiles, n_profiles)`` after each chunk
-        (this process's share in a multi-process run).
-      segment_blocks: blocks per reduction segment (the unit processes split on).
-      checkpoint: save the running reductions to ``checkpoint.path`` every
-        ``checkpoint.every_s`` seconds; with ``checkpoint.resume``, continue from it.
-      fast_compile: compile with :data:`FAST_COMPILE` (same numbers, faster compile, slower run).
+      options: block and chunk sizes, devices, progress, segments, checkpoint, compile mode.
     """
-    ((acc, info),) = stream_cases(
-        lambda _, k, b, nv: block_fn(k, b, nv), [(key, ())], n_profiles=n_profiles, block_size=block_size,
-        chunk_size=chunk_size, devices=devices, progress=progress, segment_blocks=segment_blocks,
-        checkpoint=checkpoint, fast_compile=fast_compile,
-    )  # fmt: skip
+    ((acc, info),) = stream_cases(lambda _, k, b, nv: block_fn(k, b, nv), [(key, ())], n_profiles=n_profiles,
+                                  options=options)  # fmt: skip
     return acc, info
 
 
@@ -141,17 +160,11 @@ def _abstract(tree) -> Any:
 
 
 def stream_cases(
-    block_fn: Callable[[Any, Array, Array, Array], dict],
+    block_fn: Callable[[Any, Array, Array, Array], BlockStats],
     cases: Sequence[tuple[Array, Any]],
     *,
     n_profiles: int,
-    block_size: int,
-    chunk_size: int,
-    devices: Sequence[Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
-    checkpoint: Checkpoint | None = None,
-    fast_compile: bool = False,
+    options: StreamOptions = StreamOptions(),
 ) -> list[tuple[Accumulator, StreamInfo]]:
     """:func:`stream` for several cases ``(key, operand)`` through one compiled program.
 
@@ -160,9 +173,10 @@ def stream_cases(
     not a constant in it, so every case after the first runs without tracing or
     compiling; all operands need the first one's tree structure, shapes and dtypes.
     Each case's totals are exactly what :func:`stream` gives for it; ``progress``
-    is called per case, ``compile_s`` is the first case's. ``checkpoint`` needs a
+    is called per case, ``compile_s`` is the first case's. ``options.checkpoint`` needs a
     single case. The other arguments are :func:`stream`'s.
     """
+    block_size, chunk_size, devices, progress, segment_blocks, checkpoint, fast_compile = options
     cases = list(cases)
     if not cases:
         raise ValueError("stream_cases: need at least one (key, operand) case")
@@ -206,8 +220,9 @@ def stream_cases(
     compiled = None
     results = []
     for key, operand in cases:
-        red = _Reduction(segment_blocks, merge_closed=n_proc == 1)
+        red = Reduction(segment_blocks, merge_closed=n_proc == 1)
         state_meta = {
+            "format": CHECKPOINT_FORMAT,
             "fingerprint": checkpoint.fingerprint if checkpoint else "",
             "n_profiles": n_profiles,
             "block_size": block_size,
@@ -220,7 +235,7 @@ def stream_cases(
         }
         start = lo
         if checkpoint is not None and checkpoint.resume and Path(checkpoint.path).exists():
-            start = _load_state(checkpoint, red, state_meta)
+            start = load_state(checkpoint, red, state_meta)
         n_chunks = math.ceil((hi - start) / per_chunk)
 
         def args_for(c, key=key, operand=operand, start=start):
@@ -236,7 +251,7 @@ def stream_cases(
 
         def save(next_block, red=red, state_meta=state_meta):
             meta = dict(state_meta, next_block=next_block, meta=checkpoint.meta or {})
-            _save_state(checkpoint, red, meta)
+            save_state(checkpoint, red, meta)
 
         t0 = last_save = time.perf_counter()
         pending = compiled(*args_for(0)) if n_chunks > 0 else None
@@ -257,7 +272,7 @@ def stream_cases(
         acc = Accumulator()
         for tot in closed:
             if acc.totals:
-                _merge(acc.totals, tot)
+                merge_totals(acc.totals, tot)
             else:
                 acc.totals = tot
         run_s = time.perf_counter() - t0
@@ -299,15 +314,9 @@ def audit(
     n_profiles: int,
     params: Any = None,
     misreports: audit_lib.Misreports = audit_lib.Misreports(),
-    block_size: int = 4096,
-    chunk_size: int = 1 << 16,
     dtype=jnp.float32,
     rtol: float | None = None,
-    devices: Sequence[Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
-    checkpoint: Checkpoint | None = None,
-    fast_compile: bool = False,
+    options: StreamOptions = StreamOptions(),
 ) -> AuditResult:
     """Audit ``mech`` in ``env`` on ``n_profiles`` profiles drawn from ``prior``, streamed in blocks.
 
@@ -315,8 +324,8 @@ def audit(
     violation, utility and payment; the deficit; welfare, first-best welfare and
     their ratio; outcome frequencies — each mean with its standard error and a
     95% interval, maxima with the profile (and misreport) where they occur, and
-    ``P(x > tol)`` with ``tol = rtol * value_scale``. ``segment_blocks`` and
-    ``checkpoint`` (save / resume the running reductions) and ``fast_compile`` go to :func:`stream`.
+    ``P(x > tol)`` with ``tol = rtol * value_scale``. ``options`` (:class:`StreamOptions`: block and
+    chunk sizes, devices, progress, checkpoint to save / resume the running reductions) go to :func:`stream`.
 
     Raises:
       audit.AuditError: a number is NaN or infinite (decision, payment, utility, regret, deficit;
@@ -324,11 +333,8 @@ def audit(
         disagrees with its decide / pay at a truthful report. ``err.result`` holds the report.
     """
     mech = mech if params is None else mech._replace(params=params)
-    (result,) = _audit_cases(
-        lambda _: (env, mech, prior), [((), key, (env, mech, prior))], n_profiles=n_profiles, misreports=misreports,
-        block_size=block_size, chunk_size=chunk_size, dtype=dtype, rtol=rtol, devices=devices, progress=progress,
-        segment_blocks=segment_blocks, checkpoint=checkpoint, fast_compile=fast_compile,
-    )  # fmt: skip
+    (result,) = _audit_cases(lambda _: (env, mech, prior), [((), key, (env, mech, prior))], n_profiles=n_profiles,
+                             misreports=misreports, dtype=dtype, rtol=rtol, options=options)  # fmt: skip
     return result
 
 
@@ -339,14 +345,9 @@ def audit_family(
     key: Array,
     n_profiles: int,
     misreports: audit_lib.Misreports = audit_lib.Misreports(),
-    block_size: int = 4096,
-    chunk_size: int = 1 << 16,
     dtype=jnp.float32,
     rtol: float | None = None,
-    devices: Sequence[Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    segment_blocks: int = DEFAULT_SEGMENT_BLOCKS,
-    fast_compile: bool = False,
+    options: StreamOptions = StreamOptions(),
     built: Sequence[tuple[Environment, Mechanism, Prior]] | None = None,
 ) -> list[AuditResult]:
     """:func:`audit` of ``model(theta)`` for each ``theta`` in ``thetas``, through one compiled kernel.
@@ -367,13 +368,11 @@ def audit_family(
         raise ValueError(f"audit_family: {len(built)} built cases for {len(thetas)} thetas")
     return _audit_cases(
         model, [(t, key, None if built is None else built[k]) for k, t in enumerate(thetas)], n_profiles=n_profiles,
-        misreports=misreports, block_size=block_size, chunk_size=chunk_size, dtype=dtype, rtol=rtol, devices=devices,
-        progress=progress, segment_blocks=segment_blocks, fast_compile=fast_compile,
+        misreports=misreports, dtype=dtype, rtol=rtol, options=options,
     )  # fmt: skip
 
 
-def _audit_cases(model, cases, *, n_profiles, misreports, block_size, chunk_size, dtype, rtol, devices, progress,
-                 segment_blocks, fast_compile, checkpoint=None) -> list[AuditResult]:  # fmt: skip
+def _audit_cases(model, cases, *, n_profiles, misreports, dtype, rtol, options: StreamOptions) -> list[AuditResult]:
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.read("jax_enable_x64"):
         raise ValueError(
             "float64 needs jax_enable_x64: set JAX_ENABLE_X64=1 or jax.config.update('jax_enable_x64', True)"
@@ -397,13 +396,10 @@ def _audit_cases(model, cases, *, n_profiles, misreports, block_size, chunk_size
         theta, tol = operand
         env, mech, prior = model(theta)
         sample_key, misreport_key = jax.random.split(block_key)
-        profiles = prior.sample(sample_key, block_size, dtype)
+        profiles = prior.sample(sample_key, options.block_size, dtype)
         return audit_lib.block_stats(env, mech, mech.params, misreports, profiles, n_valid, misreport_key, tol)
 
-    streamed = stream_cases(
-        block_fn, stream_in, n_profiles=n_profiles, block_size=block_size, chunk_size=chunk_size, devices=devices,
-        progress=progress, segment_blocks=segment_blocks, checkpoint=checkpoint, fast_compile=fast_compile,
-    )  # fmt: skip
+    streamed = stream_cases(block_fn, stream_in, n_profiles=n_profiles, options=options)
     results = []
     for (env, name, scale, tol), (acc, info) in zip(built, streamed, strict=True):
         report = audit_lib.finalize(acc.totals, env, tol)
@@ -422,13 +418,9 @@ def compare_deficits(
     *,
     key: Array,
     n_profiles: int,
-    block_size: int = 4096,
-    chunk_size: int = 1 << 16,
     dtype=jnp.float32,
     rtol: float | None = None,
-    devices: Sequence[Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    fast_compile: bool = False,
+    options: StreamOptions = StreamOptions(),
 ) -> AuditResult:
     """Deficits of ``mechs[0]`` against each of ``mechs[1:]`` on the same profiles, state by state.
 
@@ -446,13 +438,10 @@ def compare_deficits(
 
     def block_fn(block_key, block_index, n_valid):
         del block_index
-        profiles = prior.sample(jax.random.split(block_key)[0], block_size, dtype)
+        profiles = prior.sample(jax.random.split(block_key)[0], options.block_size, dtype)
         return audit_lib.deficit_comparison_stats(env, mechs, profiles, n_valid, jnp.asarray(tol, dtype))
 
-    acc, info = stream(
-        block_fn, key=stream_key, n_profiles=n_profiles, block_size=block_size, chunk_size=chunk_size,
-        devices=devices, progress=progress, fast_compile=fast_compile,
-    )  # fmt: skip
+    acc, info = stream(block_fn, key=stream_key, n_profiles=n_profiles, options=options)
     return AuditResult(audit_lib.finalize_comparison(acc.totals, tuple(m.name for m in mechs), tol), info)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots
-from jaxmech._src.app.build import _is_trade, build, build_mechanism
+from jaxmech._src.app.build import _is_trade, build, build_mechanism, stream_options
 from jaxmech._src.app.kinds.common import Kind, _conditions, _pm, _trade_figures
 from jaxmech._src.core import engine
 
@@ -25,11 +25,10 @@ def _run_compare(settings, base_dir, progress, out_dir):
             others.append(build_mechanism(m, built.env, settings.environment, base_dir, built.prior, settings.seed))
         except cfg.ConfigError as e:
             raise cfg.ConfigError(f"experiment.against[{k}]: {e}") from None
-    a = settings.audit
     result = engine.compare_deficits(
         built.env, [built.mechanism, *others], built.prior, key=jax.random.PRNGKey(settings.seed),
-        n_profiles=a.profiles, block_size=a.block_size, chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol,
-        progress=progress, fast_compile=a.fast_compile,
+        n_profiles=settings.audit.profiles, dtype=built.dtype, rtol=settings.audit.rtol,
+        options=stream_options(settings, progress=progress),
     )  # fmt: skip
     metrics = {"environment": built.env.name, "mechanism": built.mechanism.name, "comparison": result.report}
     cond = _conditions(built)

@@ -6,7 +6,7 @@ import jax
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots, streams
-from jaxmech._src.app.build import _is_trade, build, execute
+from jaxmech._src.app.build import _is_trade, build, execute, stream_options
 from jaxmech._src.app.kinds.common import Kind, _pm, _trade_figures
 from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import engine
@@ -36,10 +36,9 @@ def _run_interim(settings, base_dir, progress, out_dir):
             built.env, mech, built.prior, streams.key_for(key, streams.INTERIM_CHECK), types=ex.types, misreports=ex.misreports,
             inner=ex.inner, dtype=built.dtype,
         )  # fmt: skip
-    a = settings.audit
     cmp = engine.compare_deficits(
-        built.env, [vcg, interim], built.prior, key=key, n_profiles=a.profiles, block_size=a.block_size,
-        chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol, progress=progress, fast_compile=a.fast_compile,
+        built.env, [vcg, interim], built.prior, key=key, n_profiles=settings.audit.profiles, dtype=built.dtype,
+        rtol=settings.audit.rtol, options=stream_options(settings, progress=progress),
     )  # fmt: skip
     out["comparison"] = cmp.report
     figs = []

@@ -40,11 +40,9 @@ def run_thm4(settings, base_dir, progress, out_dir):
                             lowest=rep["lowest_types"], dtype=built.dtype)  # fmt: skip
     scan = built.prior.sample(streams.key_for(key, streams.THM4_SCAN), min(settings.audit.profiles, 1 << 18), built.dtype)
     out["text_anchored"] = {"mechanism": text.name, **ir_scan(built.env, text, scan)}
-    a = settings.audit
     cmp = engine.compare_deficits(
-        built.env, [tpp, fee_mech, built.mechanism], built.prior, key=key, n_profiles=a.profiles,
-        block_size=a.block_size, chunk_size=a.chunk_size, dtype=built.dtype, rtol=a.rtol, progress=progress,
-        fast_compile=a.fast_compile,
+        built.env, [tpp, fee_mech, built.mechanism], built.prior, key=key, n_profiles=settings.audit.profiles,
+        dtype=built.dtype, rtol=settings.audit.rtol, options=build.stream_options(settings, progress=progress),
     ).report  # fmt: skip
     mb = cmp["mechanisms"][1]["minus_baseline"]  # deficit(fees) - deficit(t'') state by state
     se = math.sqrt(mb["se"] ** 2 + rep["fees_sum_se"] ** 2)
