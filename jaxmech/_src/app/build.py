@@ -571,9 +571,9 @@ def prices_from_settings(env: envs.Environment, m, base_dir=None):
     return fn, price_of, label
 
 
-def _outcome_table(env: envs.Environment):
+def outcome_table(env: envs.Environment):
     """Finite outcome rows for CE Thm 1 certificates: trade / provision (0, 1), an object (nobody, buyer i)."""
-    if _is_trade(env) or _is_public(env):
+    if is_trade(env) or is_public(env):
         return jnp.asarray([0.0, 1.0])
     if env.outcome_names and env.outcome_names[0] == "a0":
         n = env.n_agents
@@ -583,7 +583,7 @@ def _outcome_table(env: envs.Environment):
 
 def _affine_maximizer(env: envs.Environment, m: cfg.MechanismSettings, dtype) -> mechs.Mechanism:
     """``f(m) = argmax_a sum_i v_i(a, m) + w(a)`` on a finite outcome set, payments from its certificate (CE Thm 3)."""
-    table = _outcome_table(env)
+    table = outcome_table(env)
     k = len(env.outcome_names) if table is None else int(table.shape[0])
     if table is not None or env.is_separable:
         raise cfg.ConfigError(
@@ -603,11 +603,11 @@ def _affine_maximizer(env: envs.Environment, m: cfg.MechanismSettings, dtype) ->
     return cert.certificate_payments(env, decide, samples, params=jnp.asarray(w, dtype), name=name)
 
 
-def _is_trade(env: envs.Environment) -> bool:
+def is_trade(env: envs.Environment) -> bool:
     return env.dims == (1, 1) and env.outcome_names == ("no_trade", "trade")
 
 
-def _is_public(env: envs.Environment) -> bool:
+def is_public(env: envs.Environment) -> bool:
     return env.outcome_names == ("not_provided", "provided")
 
 
@@ -759,7 +759,7 @@ def _settings_with(settings: cfg.Settings, overrides: Sequence[str]) -> cfg.Sett
     return cfg.parse(cfg.Settings, data)
 
 
-def _sweep_cases(settings: cfg.Settings) -> list[tuple[str, float | None, cfg.Settings]]:
+def sweep_cases(settings: cfg.Settings) -> list[tuple[str, float | None, cfg.Settings]]:
     ex = settings.experiment
     cases: list[tuple[str, float | None, cfg.Settings]] = []
     if ex.parameter is not None:

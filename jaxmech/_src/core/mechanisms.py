@@ -148,7 +148,7 @@ def bisect(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> 
     return jnp.where(at_lo, lo, b)
 
 
-def _bisect_iters(dtype) -> int:
+def bisection_steps(dtype) -> int:
     return 64 if jnp.dtype(dtype) == jnp.float64 else 32
 
 
@@ -196,7 +196,7 @@ def pivot_payments(
         h_lo, h_hi = h_of(p, m, i, lo), h_of(p, m, i, hi)
         mid = 0.5 * (h_lo + h_hi)
         # h is non-decreasing for a monotone rule; where it never switches, g = hi.
-        g = bisect(lambda x: (h_of(p, m, i, x) > mid) & (h_hi > h_lo), lo, hi, _bisect_iters(m.dtype))
+        g = bisect(lambda x: (h_of(p, m, i, x) > mid) & (h_hi > h_lo), lo, hi, bisection_steps(m.dtype))
         return g
 
     def menu(p, m, i):
@@ -370,7 +370,7 @@ def price_kinks(env: Environment, m: Array, i: int, price: Array) -> Array:
     eye = jnp.eye(d, dtype=m.dtype)
     starts = jnp.concatenate([lo[None, :], m[sl][None, :] * (1.0 - eye) + lo[None, :] * eye])  # (d + 1, d)
     directions = jnp.concatenate([(hi - lo)[None, :], eye * (hi - lo)[None, :]])
-    iters = _bisect_iters(m.dtype)
+    iters = bisection_steps(m.dtype)
 
     def on_line(start, direction):  # boundary point on the segment start + r * direction, r in [0, 1]
         def wins(r):

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src.core import priors
-from jaxmech._src.core.environments import Environment, _domain
+from jaxmech._src.core.environments import Environment, signal_domain
 from jaxmech._src.core.mechanisms import Mechanism
 
 Array = jax.Array
@@ -85,7 +85,7 @@ def finite_environment(
     names = tuple(outcome_names) if outcome_names is not None else tuple(f"a{j}" for j in range(k))
     if len(names) != k:
         raise ValueError(f"finite_environment: outcome_names has {len(names)} names for k={k} outcomes")
-    lo, hi = _domain(dims, lo, hi)
+    lo, hi = signal_domain(dims, lo, hi)
 
     def value(q, s):
         return value_fn(s)[:, q]

@@ -34,7 +34,7 @@ def threshold_family(env: Environment, init=None) -> Family:
     large sample is positive, raise every ``vbar_i`` by ``(c - sum vbar)^+ / n``
     (then ``t_i >= vbar_i`` gives ``sum t >= c`` in every provided state).
     """
-    provision._check_public(env, "threshold_family")
+    provision.check_public_good(env, "threshold_family")
     n = env.n_agents
     c = float(env.cost(jnp.ones(())))
     decide = provision.threshold_rule(env)
@@ -152,7 +152,7 @@ def trade_cutoff_family(
     deficit non-positive on ``restore_profiles`` fresh profiles (then the exact audit
     checks fresh ones).
     """
-    trading._check_trade(env, "trade_cutoff_family")
+    trading.check_trade(env, "trade_cutoff_family")
     xs = np.linspace(0.0, 1.0, knots)
     params0 = _pl_init(xs, np.asarray(init if init is not None else xs, np.float64), True)
     kx = jnp.asarray(xs, params0["y0"].dtype)
@@ -202,7 +202,7 @@ def provision_boundary_family(
     that, with budget balance enforced exactly, none does better. Constraint:
     ``c - t_1 - t_2 <= 0`` in every provided state; restoration raises ``b``.
     """
-    provision._check_public(env, "provision_boundary_family")
+    provision.check_public_good(env, "provision_boundary_family")
     if env.n_agents != 2:
         raise ValueError("provision_boundary_family: two agents")
     c = float(env.cost(jnp.ones(())))

@@ -23,12 +23,12 @@ import jax.numpy as jnp
 
 from jaxmech._src.core import priors
 from jaxmech._src.core.environments import Environment
-from jaxmech._src.core.mechanisms import Mechanism, _bisect_iters, bisect, pivot_payments
+from jaxmech._src.core.mechanisms import Mechanism, bisect, bisection_steps, pivot_payments
 
 Array = jax.Array
 
 
-def _check_public(env: Environment, who: str) -> None:
+def check_public_good(env: Environment, who: str) -> None:
     if not env.is_separable or any(d != 1 for d in env.dims) or env.outcome_names != ("not_provided", "provided"):
         raise ValueError(f"{who}: needs a public-good environment (CE Sec. 5), got {env.name!r}")
 
@@ -61,7 +61,7 @@ def threshold_pivot(env: Environment, vbar: Array, m: Array, i: int) -> Array:
         return env.values(priors.replace_signal(m, env.dims, i, x[None]))
 
     fixed = jax.lax.stop_gradient(vbar)
-    x = jax.lax.stop_gradient(bisect(lambda z: jnp.all(v_at(z) >= fixed), lo, hi, _bisect_iters(m.dtype)))
+    x = jax.lax.stop_gradient(bisect(lambda z: jnp.all(v_at(z) >= fixed), lo, hi, bisection_steps(m.dtype)))
     v, slope = jax.jvp(v_at, (x,), (jnp.ones_like(x),))  # every v_j and v_j' at x in one pass
     gap = v - vbar
     rising = slope > 0
@@ -82,7 +82,7 @@ def threshold_contribution(env: Environment, vbar, *, name: str | None = None) -
     differences the undominated budget-balanced rules are those with
     ``sum vbar = c`` and a profile ``sbar`` with ``v(sbar) = vbar``.
     """
-    _check_public(env, "threshold_contribution")
+    check_public_good(env, "threshold_contribution")
     vbar = jnp.asarray(vbar, jnp.float32 if not jax.config.jax_enable_x64 else jnp.float64)
     if vbar.shape != (env.n_agents,):
         raise ValueError(f"threshold_contribution: need {env.n_agents} pivotal valuations, got shape {vbar.shape}")
@@ -122,7 +122,7 @@ def equal_shares(env: Environment, *, name: str = "equal_shares") -> Mechanism:
     ``t = (0.9, 0.9)``, a surplus of 0.8), so Thm 8(3) needs these payments.
     Outside common values the audit shows the regret of this mechanism.
     """
-    _check_public(env, "equal_shares")
+    check_public_good(env, "equal_shares")
     n = env.n_agents
     c = env.cost(jnp.ones(()))
 

@@ -21,12 +21,12 @@ import numpy as np
 from jaxmech._src.core import priors
 from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment
-from jaxmech._src.core.mechanisms import Mechanism, Params, _bisect_iters, bisect, pivot_payments
+from jaxmech._src.core.mechanisms import Mechanism, Params, bisect, bisection_steps, pivot_payments
 
 Array = jax.Array
 
 
-def _check_trade(env: Environment, who: str) -> None:
+def check_trade(env: Environment, who: str) -> None:
     if env.dims != (1, 1) or not env.is_separable:
         raise ValueError(f"{who}: needs bilateral trade (two agents with one-dimensional signals), got {env.name!r}")
 
@@ -37,7 +37,7 @@ def cutoff_inverse(g: Callable[[Array], Array], s_beta: Array) -> Array:
     Returns 0 when no ``y`` trades (the seller's pivot is then ``inf{y : no trade} = 0``).
     """
     zero = jnp.zeros_like(s_beta)
-    return bisect(lambda y: s_beta <= g(y), zero, jnp.ones_like(s_beta), _bisect_iters(s_beta.dtype))
+    return bisect(lambda y: s_beta <= g(y), zero, jnp.ones_like(s_beta), bisection_steps(s_beta.dtype))
 
 
 def cutoff_mechanism(
@@ -54,7 +54,7 @@ def cutoff_mechanism(
     ``g^{-1}(m_beta)`` (``g_inverse`` if given, else by bisection on ``g``); the
     mechanism exposes both to the audit as kinks.
     """
-    _check_trade(env, "cutoff_mechanism")
+    check_trade(env, "cutoff_mechanism")
     inverse = g_inverse if g_inverse is not None else (lambda sb: cutoff_inverse(g, sb))
 
     def decide(params, m):
@@ -117,7 +117,7 @@ def deficit_minimizing_cutoff(values: Callable[[Array], Array], *, points: int =
         any_pos = jnp.any(pos)
         # refine U between grid points k-1 and k by bisection on "gain > tol"
         a = xs[jnp.maximum(k - 1, 0)]
-        u = bisect(lambda sb: gain(sb, ss) > tol, a, xs[k], _bisect_iters(dtype))
+        u = bisect(lambda sb: gain(sb, ss) > tol, a, xs[k], bisection_steps(dtype))
         u = jnp.where(k == 0, xs[0], u)
         upper = jnp.where(any_pos, u, 1.0)
         j = points - 1 - jnp.argmax(neg[::-1])
@@ -162,7 +162,7 @@ def deficit_minimizing(env: Environment, *, points: int = 1025) -> Mechanism:
     trade at each report (no grid error); otherwise ``g_*`` is the tabulated
     suffix minimum, interpolated (monotone, exact up to the grid).
     """
-    _check_trade(env, "deficit_minimizing")
+    check_trade(env, "deficit_minimizing")
     x, table = deficit_minimizing_cutoff(env.values, points=points)
     upper = _upper_table(env.values, x)
     if np.all(np.diff(upper) >= 0) and np.allclose(upper, table, atol=1e-5):
@@ -182,7 +182,7 @@ def lowest_trading_signal(values: Callable[[Array], Array], s_sigma: Array) -> A
         return v[0] - v[1] > 1e-6 * jnp.maximum(1.0, jnp.abs(v[0]))
 
     zero, one = jnp.zeros_like(s_sigma), jnp.ones_like(s_sigma)
-    return jnp.where(gain_positive(one), bisect(gain_positive, zero, one, _bisect_iters(s_sigma.dtype)), one)
+    return jnp.where(gain_positive(one), bisect(gain_positive, zero, one, bisection_steps(s_sigma.dtype)), one)
 
 
 def _upper_table(values, x: np.ndarray) -> np.ndarray:
@@ -198,7 +198,7 @@ def efficient_trade(env: Environment, *, tie_break: str = "no_trade") -> Mechani
     monotone; with ties on a set of positive measure a monotone tie-break is
     the ``g_*`` rule (:func:`deficit_minimizing`).
     """
-    _check_trade(env, "efficient_trade")
+    check_trade(env, "efficient_trade")
     if tie_break not in ("no_trade", "trade"):
         raise ValueError(f"tie_break: must be 'no_trade' or 'trade', got {tie_break!r}")
 
@@ -217,7 +217,7 @@ def band_trade(env: Environment, width: float = 0.5) -> Mechanism:
     make it ex post IC, and the audit finds the buyer's profitable downward
     misreports.
     """
-    _check_trade(env, "band_trade")
+    check_trade(env, "band_trade")
 
     def decide(params, m):
         del params
@@ -356,7 +356,7 @@ def envelope_payments(
                 f = jax.vmap(lambda z: h_of(z) * dv(z))(y.reshape(-1)).reshape(y.shape)
                 return jnp.sum(half * gw[None, :] * f)
 
-            iters = max(8, _bisect_iters(dtype) - int(np.ceil(np.log2(cells))))
+            iters = max(8, bisection_steps(dtype) - int(np.ceil(np.log2(cells))))
 
             def split(a, b, ha, hb):  # where h crosses the midpoint of (h(a), h(b)) inside the cell
                 mid = 0.5 * (ha + hb)
@@ -391,13 +391,13 @@ def envelope_payments(
 
 def randomized_ramp(env: Environment, width: float, **kw) -> Mechanism:
     """:func:`ramp_rule` with :func:`envelope_payments` (CE Lemma 5's randomized efficient mechanism)."""
-    _check_trade(env, "randomized_ramp")
+    check_trade(env, "randomized_ramp")
     return envelope_payments(env, ramp_rule(width), name=f"randomized_ramp({width:g})", **kw)
 
 
 def lemma5_reduction(env: Environment, width: float) -> Mechanism:
     """CE Lemma 5 applied to :func:`ramp_rule`: trade iff ``f = 1``, with generalized VCG payments."""
-    _check_trade(env, "lemma5_reduction")
+    check_trade(env, "lemma5_reduction")
     return pivot_payments(env, deterministic_reduction(ramp_rule(width)), name=f"lemma5_reduction({width:g})")
 
 

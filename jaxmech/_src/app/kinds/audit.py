@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from jaxmech._src.app import plots
-from jaxmech._src.app.build import Built, _is_trade, build, execute
-from jaxmech._src.app.kinds.common import Kind, _conditions, _pm, _trade_figures
+from jaxmech._src.app.build import Built, build, execute, is_trade
+from jaxmech._src.app.kinds.common import Kind, condition_checks, mean_se_text, trade_figures
 from jaxmech._src.core import engine
 
 
@@ -21,12 +21,12 @@ def _run_audit(settings, base_dir, progress, out_dir, checkpoint=None):
     built = build(settings, base_dir)
     result = execute(settings, built, progress=progress, checkpoint=checkpoint)
     metrics = _audit_metrics(built, result)
-    cond = _conditions(built)
+    cond = condition_checks(built)
     if cond is not None:
         metrics["conditions"] = cond
     figs = []
-    if settings.experiment.plots and plots.available() and _is_trade(built.env):
-        figs = _trade_figures(built, out_dir, f"{built.mechanism.name} in {built.env.name}")
+    if settings.experiment.plots and plots.available() and is_trade(built.env):
+        figs = trade_figures(built, out_dir, f"{built.mechanism.name} in {built.env.name}")
     return metrics, result.info, figs
 
 
@@ -43,7 +43,7 @@ def _audit_summary(metrics: dict) -> str:
     for i, name in enumerate(a["agents"]):
         r, ir, u = a["regret"][i], a["ir_violation"][i], a["utility"][i]
         lines.append(
-            f"{name:<10} {_pm(r):>22} {r['max']:>11.3g} {r['p_above_tol']['p']:>14.4g} {ir['max']:>13.3g} {_pm(u):>22}"
+            f"{name:<10} {mean_se_text(r):>22} {r['max']:>11.3g} {r['p_above_tol']['p']:>14.4g} {ir['max']:>13.3g} {mean_se_text(u):>22}"
         )
     for i, name in enumerate(a["agents"]):
         r = a["regret"][i]
@@ -54,10 +54,10 @@ def _audit_summary(metrics: dict) -> str:
     d = a["deficit"]
     lines += [
         "",
-        f"deficit      {_pm(d)}   [min {d['min']:.4g}, max {d['max']:.4g}], P(deficit > tol) = "
+        f"deficit      {mean_se_text(d)}   [min {d['min']:.4g}, max {d['max']:.4g}], P(deficit > tol) = "
         f"{d['p_above_tol']['p']:.4g}",
-        f"welfare      {_pm(a['welfare'])}   first best {_pm(a['first_best_welfare'])}   "
-        f"efficiency {_pm(a['efficiency'])}",
+        f"welfare      {mean_se_text(a['welfare'])}   first best {mean_se_text(a['first_best_welfare'])}   "
+        f"efficiency {mean_se_text(a['efficiency'])}",
         "outcomes     " + "   ".join(f"{k} {v['p']:.4g} ± {v['se']:.2g}" for k, v in a["outcomes"].items()),
     ]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots, streams
-from jaxmech._src.app.build import _outcome_table, build
+from jaxmech._src.app.build import build, outcome_table
 from jaxmech._src.app.kinds.common import Kind
 from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import compile_options, priors
@@ -25,7 +25,7 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
     env, mech = built.env, built.mechanism
     key = jax.random.PRNGKey(settings.seed)
     others = built.prior.sample(streams.key_for(key, streams.CERTIFY_OTHERS), profiles, built.dtype)
-    table = _outcome_table(env)
+    table = outcome_table(env)
     grids = []
     for i in range(env.n_agents):
         sl = priors.agent_slice(env.dims, i)
@@ -105,7 +105,7 @@ def _run_certify(settings, base_dir, progress, out_dir):
     ex = settings.experiment
     out, built, raw, grids = _certify_all(settings, base_dir, ex.profiles, ex.points)
     env, mech = built.env, built.mechanism
-    table = _outcome_table(env)
+    table = outcome_table(env)
     others = built.prior.sample(streams.key_for(jax.random.PRNGKey(settings.seed), streams.CERTIFY_OTHERS), ex.profiles, built.dtype)
     for i, (row, (rep, pe), grid) in enumerate(zip(out["agents"], raw, grids, strict=True)):
         if rep.fraction < 1.0:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src.app import plots
-from jaxmech._src.app.build import Built, _is_public, _is_trade
+from jaxmech._src.app.build import Built, is_public, is_trade
 from jaxmech._src.core import engine
 from jaxmech._src.models import conditions
 from jaxmech._src.models.bayesian import replay
@@ -35,7 +35,7 @@ class Kind(NamedTuple):
     checkpoints: bool = False
 
 
-def _trade_figures(built: Built, out_dir: Path, title: str) -> list[str]:
+def trade_figures(built: Built, out_dir: Path, title: str) -> list[str]:
     """Trade region with the cutoff and one profile's pivots, and the deficit over the square (CE Sec. 4)."""
     env, mech = built.env, built.mechanism
     dtype = built.dtype
@@ -61,10 +61,10 @@ def _trade_figures(built: Built, out_dir: Path, title: str) -> list[str]:
     return [f.name for f in files]
 
 
-def _conditions(built: Built) -> dict | None:
-    if _is_trade(built.env) and built.env.values is not None:
+def condition_checks(built: Built) -> dict | None:
+    if is_trade(built.env) and built.env.values is not None:
         return conditions.check_bilateral(built.env.values)
-    if _is_public(built.env):
+    if is_public(built.env):
         mono = conditions.value_monotonicity(built.env.values) if built.env.n_agents == 2 else None
         out = {"difference_class": conditions.difference_class(built.env.values, built.env.n_agents).as_dict()}
         if mono is not None:
@@ -73,11 +73,11 @@ def _conditions(built: Built) -> dict | None:
     return None
 
 
-def _pm(x: dict, digits: int = 4) -> str:
+def mean_se_text(x: dict, digits: int = 4) -> str:
     return f"{x['mean']:.{digits}g} ± {x['se']:.2g}"
 
 
-def _ex_post_summary(rep: dict) -> dict:
+def ex_post_summary(rep: dict) -> dict:
     """The ex post side, next to the interim one: max regret / IR violation per agent with witnesses."""
     return {
         "regret_max": [r["max"] for r in rep["regret"]],
@@ -88,7 +88,7 @@ def _ex_post_summary(rep: dict) -> dict:
     }
 
 
-def _worst_witness(built, rep: dict) -> dict | None:
+def worst_witness(built, rep: dict) -> dict | None:
     """The largest ex post regret over agents, replayed from scratch (None when there is none above tol)."""
     i = int(np.argmax([r["max"] for r in rep["regret"]]))
     r = rep["regret"][i]
@@ -102,7 +102,7 @@ def _worst_witness(built, rep: dict) -> dict | None:
     return w
 
 
-def _regret_summary(rep: dict) -> dict:
+def regret_summary(rep: dict) -> dict:
     return {
         "tol": rep["tol"],
         "max": [r["max"] for r in rep["regret"]],
@@ -113,7 +113,7 @@ def _regret_summary(rep: dict) -> dict:
     }
 
 
-def _time() -> float:
+def clock() -> float:
     import time
 
     return time.perf_counter()

@@ -7,8 +7,8 @@ import numpy as np
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots
-from jaxmech._src.app.build import _is_trade, build, build_mechanism, stream_options
-from jaxmech._src.app.kinds.common import Kind, _conditions, _pm, _trade_figures
+from jaxmech._src.app.build import build, build_mechanism, is_trade, stream_options
+from jaxmech._src.app.kinds.common import Kind, condition_checks, mean_se_text, trade_figures
 from jaxmech._src.core import engine
 
 
@@ -31,7 +31,7 @@ def _run_compare(settings, base_dir, progress, out_dir):
         options=stream_options(settings, progress=progress),
     )  # fmt: skip
     metrics = {"environment": built.env.name, "mechanism": built.mechanism.name, "comparison": result.report}
-    cond = _conditions(built)
+    cond = condition_checks(built)
     if cond is not None:
         metrics["conditions"] = cond
     figs = []
@@ -43,8 +43,8 @@ def _run_compare(settings, base_dir, progress, out_dir):
             title=f"{built.env.name}: deficit of each mechanism (baseline first)",
         )  # fmt: skip
         figs.append(f.name)
-        if _is_trade(built.env):
-            figs += _trade_figures(built, out_dir, f"{built.mechanism.name} in {built.env.name}")
+        if is_trade(built.env):
+            figs += trade_figures(built, out_dir, f"{built.mechanism.name} in {built.env.name}")
     return metrics, result.info, figs
 
 
@@ -60,7 +60,7 @@ def _compare_summary(metrics: dict) -> str:
     for r in c["mechanisms"]:
         mb = r["minus_baseline"]
         lines.append(
-            f"{r['mechanism'][:30]:<30} {_pm(r['deficit']):>22} {r['deficit_min']:>9.3g} {_pm(mb):>22} "
+            f"{r['mechanism'][:30]:<30} {mean_se_text(r['deficit']):>22} {r['deficit_min']:>9.3g} {mean_se_text(mb):>22} "
             f"{mb['min']:>10.3g} {mb['p_below_minus_tol']['p']:>10.3g}"
         )
     return "\n".join(lines)

@@ -9,15 +9,15 @@ import numpy as np
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots
-from jaxmech._src.app.build import _is_public, build
-from jaxmech._src.app.kinds.common import Kind, _conditions
+from jaxmech._src.app.build import build, is_public
+from jaxmech._src.app.kinds.common import Kind, condition_checks
 from jaxmech._src.models import contributions
 
 
 def _run_contributions(settings, base_dir, progress, out_dir):
     built = build(settings, base_dir)
     env = built.env
-    if not _is_public(env) or env.n_agents != 2:
+    if not is_public(env) or env.n_agents != 2:
         raise cfg.ConfigError("environment: the contribution scheme (CE Sec. 5.3) needs public_good with n = 2")
     if settings.mechanism.kind != "threshold_contribution":
         raise cfg.ConfigError("mechanism.kind: the contribution scheme implements a threshold_contribution rule")
@@ -32,7 +32,7 @@ def _run_contributions(settings, base_dir, progress, out_dir):
         "mechanism": built.mechanism.name,
         "contributions": contributions.result_to_metrics(res),
         "solve_s": time.perf_counter() - t0,
-        "conditions": _conditions(built),
+        "conditions": condition_checks(built),
     }
     figs = []
     if ex.plots and plots.available():

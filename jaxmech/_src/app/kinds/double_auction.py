@@ -8,14 +8,14 @@ import numpy as np
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots
-from jaxmech._src.app.build import _is_trade, build_environment
+from jaxmech._src.app.build import build_environment, is_trade
 from jaxmech._src.app.kinds.common import Kind
 from jaxmech._src.models import conditions, double_auction
 
 
 def _run_double_auction(settings, base_dir, progress, out_dir):
     env = build_environment(settings.environment, base_dir)
-    if not _is_trade(env):
+    if not is_trade(env):
         raise cfg.ConfigError("environment.kind: the double auction needs bilateral_trade")
     ex = settings.experiment
     t0 = time.perf_counter()

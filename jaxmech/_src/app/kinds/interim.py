@@ -6,8 +6,8 @@ import jax
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots, streams
-from jaxmech._src.app.build import _is_trade, build, execute, stream_options
-from jaxmech._src.app.kinds.common import Kind, _pm, _trade_figures
+from jaxmech._src.app.build import build, execute, is_trade, stream_options
+from jaxmech._src.app.kinds.common import Kind, mean_se_text, trade_figures
 from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import engine
 from jaxmech._src.models import trading
@@ -42,8 +42,8 @@ def _run_interim(settings, base_dir, progress, out_dir):
     )  # fmt: skip
     out["comparison"] = cmp.report
     figs = []
-    if ex.plots and plots.available() and _is_trade(built.env):
-        figs += _trade_figures(built._replace(mechanism=interim), out_dir, f"{interim.name} in {built.env.name}")
+    if ex.plots and plots.available() and is_trade(built.env):
+        figs += trade_figures(built._replace(mechanism=interim), out_dir, f"{interim.name} in {built.env.name}")
     return out, info, figs
 
 
@@ -63,10 +63,10 @@ def _interim_summary(metrics: dict) -> str:
             lines.append(
                 f"{label:<10} {name:<8} {r['max']:>19.4g} {r['p_above_tol']['p']:>14.4g} "
                 f"{bi['max_interim_regret']:>11.3g} ± {bi['se_at_max']:<8.2g} {bi['min_interim_utility']:>14.3g} "
-                f"{_pm(a['deficit']):>22}"
+                f"{mean_se_text(a['deficit']):>22}"
             )
     mb = metrics["comparison"]["mechanisms"][1]["minus_baseline"]
-    lines.append(f"\ndeficit(interim) - deficit(ex post): {_pm(mb)} (paired, same profiles)")
+    lines.append(f"\ndeficit(interim) - deficit(ex post): {mean_se_text(mb)} (paired, same profiles)")
     return "\n".join(lines)
 
 

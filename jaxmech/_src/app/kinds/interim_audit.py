@@ -9,7 +9,7 @@ import numpy as np
 
 from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app.kinds.common import Kind, _ex_post_summary, _worst_witness
+from jaxmech._src.app.kinds.common import Kind, ex_post_summary, worst_witness
 from jaxmech._src.models.bayesian import interim_audit
 
 
@@ -18,7 +18,7 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
 
     ex = settings.experiment
     cases = (
-        build._sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
+        build.sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
     )
     builts = [(name, s, build.build(s, base_dir)) for name, _, s in cases]  # validate every case first
     for _, _, built in builts:
@@ -38,8 +38,8 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
                 "environment": built.env.name,
                 "mechanism": built.mechanism.name,
                 "correlated": built.prior.cholesky is not None,
-                "ex_post": _ex_post_summary(rep),
-                "witness": _worst_witness(built, rep),
+                "ex_post": ex_post_summary(rep),
+                "witness": worst_witness(built, rep),
                 "deficit": {k: rep["deficit"][k] for k in ("mean", "se", "min", "max")},
                 "interim": interim,
             }

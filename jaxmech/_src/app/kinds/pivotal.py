@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app.kinds.common import Kind, _regret_summary, _time
+from jaxmech._src.app.kinds.common import Kind, clock, regret_summary
 from jaxmech._src.core import compile_options, priors
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.models.pivotal import (
@@ -80,12 +80,12 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     for m, result in zip(specs, audits, strict=True):
         fn, _, label = build.prices_from_settings(env, m, base_dir)
         table = price_table(fn, compiler_options=opts)  # compiled once: the stats here, the timing below
-        t0 = _time()
+        t0 = clock()
         t = table(s)
         t.block_until_ready()
-        secs = _time() - t0
+        secs = clock() - t0
         row = {"mechanism": label, "kind": m.kind, "price_seconds": secs, **price_stats(env, s, v, t)}
-        row["audit"] = _regret_summary(result.report)
+        row["audit"] = regret_summary(result.report)
         rows.append(row)
         tables.append(np.asarray(t, np.float64))
         if m.kind == "pivotal" and pivotal_fn is None:
@@ -139,9 +139,9 @@ def run_pivotal(settings, base_dir, progress, out_dir):
 def _timed_prices(table, prior, key, dtype, n: int) -> dict:
     """Wall time of a :func:`price_table` (already compiled on this shape) on ``n`` fresh profiles."""
     s = prior.sample(streams.key_for(key, streams.PRICE_TIMING), n, dtype)
-    t0 = _time()
+    t0 = clock()
     table(s).block_until_ready()
-    secs = _time() - t0
+    secs = clock() - t0
     return {"profiles": n, "seconds": secs, "seconds_per_1e5": secs * 1e5 / n, "backend": jax.default_backend()}
 
 

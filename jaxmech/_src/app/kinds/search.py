@@ -11,8 +11,8 @@ import optax
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots, streams
-from jaxmech._src.app.build import _is_public, _is_trade, build, execute
-from jaxmech._src.app.kinds.common import Kind, _conditions, _pm, _trade_figures
+from jaxmech._src.app.build import build, execute, is_public, is_trade
+from jaxmech._src.app.kinds.common import Kind, condition_checks, mean_se_text, trade_figures
 from jaxmech._src.core import environments as envs
 from jaxmech._src.core import search as search_lib
 from jaxmech._src.models import families, provision
@@ -100,11 +100,11 @@ def _run_boundary_search(settings, built, progress, out_dir):
     env, sc = built.env, settings.search
     key = jax.random.PRNGKey(settings.seed)
     if sc.family == "monotone_cutoff":
-        if not _is_trade(env):
+        if not is_trade(env):
             raise cfg.ConfigError("search.family: monotone_cutoff needs bilateral_trade")
         make = families.trade_cutoff_family
     else:
-        if not (_is_public(env) and env.n_agents == 2):
+        if not (is_public(env) and env.n_agents == 2):
             raise cfg.ConfigError("search.family: monotone_boundary needs public_good with n = 2")
         make = families.provision_boundary_family
     if sc.init is not None and len(sc.init) != sc.knots:
@@ -152,7 +152,7 @@ def _run_boundary_search(settings, built, progress, out_dir):
             baseline["search_minus_best"] = _paired(w_found, baseline.pop("_best_per_profile"))
         body["two_price_rules"] = baseline
         if settings.experiment.plots and plots.available():
-            figs += _trade_figures(built._replace(mechanism=mech), out_dir, f"searched cutoff in {env.name}")
+            figs += trade_figures(built._replace(mechanism=mech), out_dir, f"searched cutoff in {env.name}")
     else:
         grid = families.budget_line_grid(env, sc.grid_points)
         mean, se, per = search_lib.welfare_table(
@@ -197,7 +197,7 @@ def _run_search(settings, base_dir, progress, out_dir):
     sc = settings.search
     if sc.family != "threshold":
         return _run_boundary_search(settings, built, progress, out_dir)
-    if not _is_public(env):
+    if not is_public(env):
         raise cfg.ConfigError("environment.kind: search with family 'threshold' needs public_good")
     init = sc.init
     if init is not None and len(init) != env.n_agents:
@@ -251,7 +251,7 @@ def _run_search(settings, base_dir, progress, out_dir):
         "first_best_welfare": first_best,
         "audit": audit_res.report,
     }
-    cond = _conditions(built)
+    cond = condition_checks(built)
     if cond is not None:
         body["conditions"] = cond
     figs = []
@@ -289,7 +289,7 @@ def _boundary_search_summary(metrics: dict) -> str:
         f"{metrics['name']}: {s['family']} search in {metrics['environment']} ({s['steps']} steps, {s['seconds']:.1f} s)",
         "",
         "restored knots  " + ", ".join(f"{x:.3f}" for x in next(v for k, v in s["restored"].items() if k != "knots")),
-        f"welfare         search {_pm(s['welfare'])}   first best {_pm(metrics['first_best_welfare'])}",
+        f"welfare         search {mean_se_text(s['welfare'])}   first best {mean_se_text(metrics['first_best_welfare'])}",
     ]
     if "two_price_rules" in metrics:
         tp = metrics["two_price_rules"]
@@ -302,14 +302,14 @@ def _boundary_search_summary(metrics: dict) -> str:
             b = tp["best"]
             lines.append(
                 f"two prices      best budget-balanced (p_b, p_s) = ({b['buyer_price']:.3f}, {b['seller_price']:.3f}): "
-                f"welfare {_pm(b['welfare'])}; search - best {_pm(tp['search_minus_best'])} (paired)"
+                f"welfare {mean_se_text(b['welfare'])}; search - best {mean_se_text(tp['search_minus_best'])} (paired)"
                 + ("  [search warm-started there]" if s.get("warm_start") else "")
             )
     if "threshold_rules" in metrics:
         tr = metrics["threshold_rules"]
         lines.append(
             f"threshold rules best on the budget line {tuple(round(x, 4) for x in tr['best_vbar'])}: welfare "
-            f"{_pm(tr['best_welfare'])}; search - best {_pm(tr['search_minus_best'])} (paired)"
+            f"{mean_se_text(tr['best_welfare'])}; search - best {mean_se_text(tr['search_minus_best'])} (paired)"
         )
     lines.append(
         f"exact audit     regret max {max(r['max'] for r in a['regret']):.3g}   IR violation max "
@@ -331,9 +331,9 @@ def _search_summary(metrics: dict) -> str:
             f"found vbar      {fmt(s['vbar_found'])}   sum - c = {s['sum_minus_cost_found']:+.2e}",
             f"restored vbar   {fmt(s['vbar_restored'])}   sum - c = {s['sum_minus_cost_restored']:+.2e}   "
             f"boundary sbar {fmt(s['boundary_point']['sbar'])} (|v(sbar) - vbar| = {s['boundary_point']['residual']:.1e})",
-            f"welfare         search {_pm(s['welfare'])}   grid best {_pm(g['best_welfare'])} at {fmt(g['best_vbar'])}   "
-            f"search - grid {_pm(g['search_minus_best'])} (paired, {g['profiles']:,} profiles)",
-            f"first best      {_pm(metrics['first_best_welfare'])}",
+            f"welfare         search {mean_se_text(s['welfare'])}   grid best {mean_se_text(g['best_welfare'])} at {fmt(g['best_vbar'])}   "
+            f"search - grid {mean_se_text(g['search_minus_best'])} (paired, {g['profiles']:,} profiles)",
+            f"first best      {mean_se_text(metrics['first_best_welfare'])}",
             f"exact audit     regret max {max(r['max'] for r in a['regret']):.3g}   IR violation max "
             f"{max(r['max'] for r in a['ir_violation']):.3g}   deficit max {d['max']:.3g} (budget balance: <= tol "
             f"{a['tol']:.1g})   P(provided) {a['outcomes']['provided']['p']:.4f}",

@@ -6,8 +6,8 @@ import numpy as np
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import plots
-from jaxmech._src.app.build import _sweep_cases, build, execute_family, total_info
-from jaxmech._src.app.kinds.common import Kind, _conditions, _pm
+from jaxmech._src.app.build import build, execute_family, sweep_cases, total_info
+from jaxmech._src.app.kinds.common import Kind, condition_checks, mean_se_text
 from jaxmech._src.models import trading
 
 
@@ -50,14 +50,14 @@ def _row(name, value, settings, built, rep) -> dict:
 
 
 def _run_sweep(settings, base_dir, progress, out_dir):
-    cases = _sweep_cases(settings)
+    cases = sweep_cases(settings)
     builts = [(name, value, s, build(s, base_dir)) for name, value, s in cases]  # validate all before running
     results = execute_family([c[2] for c in builts], [c[3] for c in builts], base_dir, progress=progress)
     info = total_info(results)
     rows = []
     for (name, value, s, built), result in zip(builts, results, strict=True):
         row = _row(name, value, s, built, result.report)
-        cond = _conditions(built)
+        cond = condition_checks(built)
         if cond is not None:
             row["conditions"] = {k: v.get("holds", v.get("class")) for k, v in cond.items()}
         rows.append(row)
@@ -107,7 +107,7 @@ def _sweep_summary(metrics: dict) -> str:
         cf = f"{r['deficit_closed_form']:.5g}" if "deficit_closed_form" in r else "—"
         pt = r["outcomes"].get("trade", {}).get("p", float("nan"))
         lines.append(
-            f"{r['case'][:34]:<34} {_pm(r['deficit']):>22} {cf:>12} {r['deficit']['min']:>9.3g} {pt:>9.4g} "
+            f"{r['case'][:34]:<34} {mean_se_text(r['deficit']):>22} {cf:>12} {r['deficit']['min']:>9.3g} {pt:>9.4g} "
             f"{r['regret_max']:>11.3g}"
         )
     if worst:

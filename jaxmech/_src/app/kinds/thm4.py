@@ -9,7 +9,7 @@ import numpy as np
 
 from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app.kinds.common import Kind, _ex_post_summary, _worst_witness
+from jaxmech._src.app.kinds.common import Kind, ex_post_summary, worst_witness
 from jaxmech._src.core import engine
 from jaxmech._src.models.bayesian import ir_scan, payment_anchored, thm4_construction
 
@@ -34,8 +34,8 @@ def run_thm4(settings, base_dir, progress, out_dir):
         b = built._replace(mechanism=mech)
         result = build.execute(settings, b, progress=progress)
         info = result.info
-        out[f"{label}_audit"] = _ex_post_summary(result.report)
-        out[f"{label}_witness"] = _worst_witness(b, result.report)
+        out[f"{label}_audit"] = ex_post_summary(result.report)
+        out[f"{label}_witness"] = worst_witness(b, result.report)
     text = payment_anchored(built.env, tpp, built.prior, key, taus=rep["lowest_type_payments"],
                             lowest=rep["lowest_types"], dtype=built.dtype)  # fmt: skip
     scan = built.prior.sample(streams.key_for(key, streams.THM4_SCAN), min(settings.audit.profiles, 1 << 18), built.dtype)

@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app.kinds.common import Kind, _regret_summary, _time
+from jaxmech._src.app.kinds.common import Kind, clock, regret_summary
 from jaxmech._src.models.pivotal import evaluate_two_outcome, score_family, signal_grids, two_outcome_searcher
 
 
@@ -33,11 +33,11 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
                                   dtype=built.dtype)  # fmt: skip
     for k, tau in enumerate(ex.targets):
         shift = float(np.quantile(diff, 1.0 - tau)) if tau > 0 else float(diff.max()) + 1.0
-        t0 = _time()
+        t0 = clock()
         fit = search(tau, key=streams.key_for(key, streams.TWO_OUTCOME_FIT, k), steps=sc.steps if tau > 0 else 1, shift=shift,
                      eval_profiles=ex.stats_profiles)  # fmt: skip
         rows.append({"target": tau, "p_a1": fit.p_a1, "p_a2": fit.p_a2, "nontriviality": min(fit.p_a1[0], fit.p_a2[0]),
-                     "regret_max": fit.regret_max, "regret_mean": fit.regret_mean, "seconds": _time() - t0,
+                     "regret_max": fit.regret_max, "regret_mean": fit.regret_mean, "seconds": clock() - t0,
                      "loss_first_last": [fit.loss[0], fit.loss[-1]]})  # fmt: skip
     eff = []
     for q in np.linspace(0.0, 1.0, 11):
@@ -51,7 +51,7 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
     rep = build.execute(settings, built, progress=progress).report
     oc = rep["outcomes"]
     with_a0 = {"mechanism": built.mechanism.name, "outcomes": {k: {"p": x["p"], "se": x["se"]} for k, x in oc.items()},
-               "nontriviality": min(oc["a1"]["p"], oc["a2"]["p"]), "regret": _regret_summary(rep)}  # fmt: skip
+               "nontriviality": min(oc["a1"]["p"], oc["a2"]["p"]), "regret": regret_summary(rep)}  # fmt: skip
     out = {"environment": env.name, "search": rows, "shifted_efficient": eff, "with_a0": with_a0}
     figs = []
     if ex.plots and plots.available():
