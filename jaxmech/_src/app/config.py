@@ -178,11 +178,13 @@ class AuditSettings:
     )
     rtol: float | None = _meta(None, doc="tolerance relative to the value scale (default 1e-5 f32, 1e-10 f64)", min=0.0)
     misreports: MisreportSettings = _meta(factory=MisreportSettings, doc="misreport strategies")
-    fast_compile: bool = _meta(
-        False,
+    fast_compile: bool | str = _meta(
+        "auto",
         doc="compile the audit kernel without LLVM optimization and with XLA's classic CPU fusion emitters: same "
-        "numbers up to float rounding, ~2-3x faster compile, slower run (for small audits where the compile "
-        "dominates; reproduce --quick sets it)",
+        "numbers up to float rounding, ~3x faster compile, 4-12x slower run; \"auto\": for at most 65,536 "
+        "profiles, below the measured break-even of ~1e5 (benchmarks/fast_compile_breakeven.py); reproduce --quick "
+        "sets true",
+        choices=("auto",),
     )
 
 
@@ -292,7 +294,15 @@ def _check(value, tp, path: str):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _check(value, inner[0], path)
+        if len(inner) == 1:
+            return _check(value, inner[0], path)
+        for tp_k in inner:  # e.g. bool | str: true / false, else a string (its choices are checked after)
+            try:
+                return _check(value, tp_k, path)
+            except ConfigError:
+                pass
+        said = {bool: "true or false", str: "a string", int: "an integer", float: "a number"}
+        raise ConfigError(f"{path}: expected {' or '.join(said.get(t, _type_name(t)) for t in inner)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a table, got {value!r}")
@@ -352,8 +362,9 @@ def parse(cls, data: dict, path: str = ""):
             continue
         value = _check(data[name], hints[name], kp)
         md = f.metadata
-        if md.get("choices") and value not in md["choices"]:
-            raise ConfigError(not_one_of(kp, value, md["choices"]))
+        if md.get("choices") and isinstance(value, str) and value not in md["choices"]:
+            either = ("true", "false") if bool in typing.get_args(hints[name]) else ()  # a bool | str field
+            raise ConfigError(not_one_of(kp, value, (*either, *md["choices"])))
         if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
             bounded = md.get("min") is not None or md.get("max") is not None
             if bounded and value != value:  # nan passes every comparison
@@ -496,7 +507,8 @@ def reference_markdown(cls=None, prefix: str = "") -> str:
         default = "(required)" if f.default is dataclasses.MISSING else _toml_value(f.default)
         allowed = []
         if md.get("choices"):
-            allowed.append(" \\| ".join(md["choices"]))
+            either = ("true", "false") if bool in typing.get_args(tp) else ()  # a bool | str field
+            allowed.append(" \\| ".join((*either, *md["choices"])))
         if md.get("min") is not None:
             allowed.append(f">= {md['min']}")
         if md.get("max") is not None:

@@ -84,6 +84,7 @@ def manifest(settings: cfg.Settings, wall_s: float, info: engine.StreamInfo | No
                 "profiles_per_s": info.n_profiles / max(info.run_s, 1e-12),
                 "n_processes": info.n_processes,
                 "resumed_at_block": info.resumed_at_block,
+                "fast_compile": info.fast_compile,  # audit.fast_compile as resolved ("auto": by profile count)
             }
         )
     return m

@@ -23,6 +23,25 @@ import os
 # (ignored by other backends). Same numbers up to float rounding; on a CPU an audit kernel compiles ~2-3x
 # faster and runs ~1.5-2x slower.
 FAST_COMPILE = (("xla_backend_optimization_level", 0), ("xla_cpu_use_fusion_emitters", False))
+# ``fast_compile="auto"`` compiles an audit kernel fast for at most this many profiles. Measured break-even
+# (compile time saved = run time lost; ``benchmarks/fast_compile_breakeven.py``, 2-core x86-64, jax 0.10.2,
+# default misreports): closed-form trade pivots 7.1e5 profiles, bisection pivots (trade 2.5e5, public good n = 3
+# 2.5e5), B's pivotal prices 1.0e5: a fast-compiled kernel runs 4-12x slower, so beyond ~1e5 profiles the full
+# compile wins. 2^16 stays below the smallest break-even: where the rule errs, it errs towards the full compile,
+# whose extra cost is bounded by a few seconds of compiling.
+AUTO_FAST_MAX_PROFILES = 1 << 16
+
+
+def fast_compile_for(setting: bool | str, n_profiles: int) -> bool:
+    """Whether an audit of ``n_profiles`` compiles fast: ``setting`` itself when a bool; for ``"auto"``, when
+    ``n_profiles <= AUTO_FAST_MAX_PROFILES`` (the measured break-even above)."""
+    if isinstance(setting, bool):
+        return setting
+    if setting == "auto":
+        return int(n_profiles) <= AUTO_FAST_MAX_PROFILES
+    raise ValueError(f"fast_compile: expected true, false or 'auto', got {setting!r}")
+
+
 # ``compiler_options`` for a program that runs long (a search step, the interim loops): XLA's default level and
 # emitters, asked for explicitly so that they hold in a process started with :data:`QUICK_XLA_FLAGS`, and no
 # YNNPACK fusions on a CPU (``xla_cpu_experimental_ynn_fusion_type`` empty): XLA hands reductions to YNNPACK by

@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxmech._src.core import audit as audit_lib
-from jaxmech._src.core.compile_options import FAST_COMPILE, supported
+from jaxmech._src.core.compile_options import FAST_COMPILE, fast_compile_for, supported
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.core.mechanisms import Mechanism
 from jaxmech._src.core.priors import Prior
@@ -55,7 +55,8 @@ class StreamInfo(NamedTuple):
 
     In a multi-process run the sizes and timings are this process's; ``n_processes``
     is the process count. ``resumed_at_block`` is the block a resumed run started
-    from (0 for a fresh run).
+    from (0 for a fresh run); ``fast_compile`` whether the kernel was compiled fast
+    (:class:`StreamOptions`, ``"auto"`` resolved).
     """
 
     n_profiles: int
@@ -67,6 +68,7 @@ class StreamInfo(NamedTuple):
     run_s: float
     n_processes: int = 1
     resumed_at_block: int = 0
+    fast_compile: bool = False
 
 
 DEFAULT_SEGMENT_BLOCKS = 1024
@@ -87,7 +89,8 @@ class StreamOptions(NamedTuple):
       segment_blocks: blocks per reduction segment (the unit processes split on).
       checkpoint: save the running reductions to ``checkpoint.path`` every ``checkpoint.every_s`` seconds;
         with ``checkpoint.resume``, continue from it (a single case only).
-      fast_compile: compile with :data:`FAST_COMPILE` (faster compile, slower run).
+      fast_compile: compile with :data:`FAST_COMPILE` (faster compile, slower run); ``"auto"``: when
+        ``n_profiles <= compile_options.AUTO_FAST_MAX_PROFILES``, the measured break-even (:func:`fast_compile_for`).
     """
 
     block_size: int = 4096
@@ -96,7 +99,7 @@ class StreamOptions(NamedTuple):
     progress: Callable[[int, int], None] | None = None
     segment_blocks: int = DEFAULT_SEGMENT_BLOCKS
     checkpoint: Checkpoint | None = None
-    fast_compile: bool = False
+    fast_compile: bool | str = False
 
 
 def _mesh(devices: Sequence[Any] | None) -> Mesh:
@@ -177,6 +180,7 @@ def stream_cases(
     single case. The other arguments are :func:`stream`'s.
     """
     block_size, chunk_size, devices, progress, segment_blocks, checkpoint, fast_compile = options
+    fast_compile = fast_compile_for(fast_compile, n_profiles)
     cases = list(cases)
     if not cases:
         raise ValueError("stream_cases: need at least one (key, operand) case")
@@ -276,7 +280,9 @@ def stream_cases(
             else:
                 acc.totals = tot
         run_s = time.perf_counter() - t0
-        info = StreamInfo(n_profiles, block_size, per_chunk, n_chunks, n_dev, compile_s, run_s, n_proc, start - lo)
+        info = StreamInfo(
+            n_profiles, block_size, per_chunk, n_chunks, n_dev, compile_s, run_s, n_proc, start - lo, fast_compile
+        )
         results.append((acc, info))
     return results
 
