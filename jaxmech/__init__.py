@@ -129,21 +129,19 @@ from jaxmech._src.models.lp_reference import LPReference, LPSolution, lp_referen
 from jaxmech._src.models.pivotal import (
     PivotalConfig,
     buyer_price,
+    pivotal_mechanism,
+    pivotal_price_of,
+    pivotal_prices,
+    raise_price_of,
+    raise_prices,
+    ray_accuracy,
+)
+from jaxmech._src.models.pivotal_checks import (
     check_admissible,
     check_assumption1a,
     check_assumption2,
     check_assumption3,
-    pivotal_mechanism,
-    pivotal_price_of,
-    pivotal_prices,
     price_stats,
-    raise_price_of,
-    raise_prices,
-    ray_accuracy,
-    score_family,
-    search_two_outcome,
-    two_outcome_gap,
-    two_outcome_searcher,
 )
 from jaxmech._src.models.provision import (
     budget_line_point,
@@ -172,6 +170,7 @@ from jaxmech._src.models.trading import (
     shifted_cutoff,
     tabulated_cutoff,
 )
+from jaxmech._src.models.two_outcome import score_family, search_two_outcome, two_outcome_gap, two_outcome_searcher
 
 __all__ = [
     "randomized_trade_family",
