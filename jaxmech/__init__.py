@@ -87,21 +87,15 @@ from jaxmech._src.models.bayesian import (
     with_fees,
 )
 from jaxmech._src.models.certify import (
-    BoundaryPayments,
     Certificate,
     CertifyReport,
-    PayoffEquivalence,
-    boundary_payments,
-    boundary_points,
     certificate_payments,
     certify,
     cyclic_allocation,
     finite_environment,
     outcome_graph,
-    payoff_equivalence,
     project_choice,
     pseudo_efficiency,
-    segments,
     solve_graph,
     zbar_normalize,
 )
@@ -119,6 +113,14 @@ from jaxmech._src.models.conditions import (
 )
 from jaxmech._src.models.contributions import ContributionResult, Strategies, check_equilibrium, contribution_strategies
 from jaxmech._src.models.double_auction import DoubleAuctionResult, solve_double_auction
+from jaxmech._src.models.equivalence import (
+    BoundaryPayments,
+    PayoffEquivalence,
+    boundary_payments,
+    boundary_points,
+    payoff_equivalence,
+    segments,
+)
 from jaxmech._src.models.families import (
     budget_line_grid,
     provision_boundary_family,

@@ -78,7 +78,9 @@ class Environment(NamedTuple):
         return jnp.sum(self.value(q, s)) - self.cost(q)
 
 
-def _domain(dims, lo, hi):
+def signal_domain(dims, lo, hi):
+    """The signal box ``[lo, hi]`` as float64 arrays of shape ``(sum(dims),)`` (scalars broadcast); ``ValueError``
+    (naming the coordinate) unless ``lo < hi`` everywhere."""
     size = sum(dims)
     lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (size,)).copy()
     hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (size,)).copy()
@@ -104,7 +106,7 @@ def separable(
 ) -> Environment:
     """A separable environment, ``v_i(q, s) = h_i(q) V_i(s)`` (CE Def 6)."""
     dims = priors.validate_dims(dims)
-    lo, hi = _domain(dims, lo, hi)
+    lo, hi = signal_domain(dims, lo, hi)
 
     def value(q, s):
         return weights(q) * values(s)
