@@ -1,7 +1,8 @@
 """W4: one step of the second-best search (CE Thm 9), batch 2^20 (--quick: 2^16).
 
 jaxmech through its public API, a vectorized NumPy baseline and (with torch installed) PyTorch eager,
-in one run; see jaxmech/_src/app/bench.py for the workload and BENCHMARKS.md for the numbers.
+in one run; see jaxmech/_src/app/bench.py for the workload, baselines.py (beside this script) for the
+baselines and BENCHMARKS.md for the numbers.
 
     python benchmarks/bench_w4.py [--quick] [--float64] [--repeats N] [--no-torch] [--json FILE]
 """

@@ -88,21 +88,15 @@ from jaxmech._src.models.bayesian import (
     with_fees,
 )
 from jaxmech._src.models.certify import (
-    BoundaryPayments,
     Certificate,
     CertifyReport,
-    PayoffEquivalence,
-    boundary_payments,
-    boundary_points,
     certificate_payments,
     certify,
     cyclic_allocation,
     finite_environment,
     outcome_graph,
-    payoff_equivalence,
     project_choice,
     pseudo_efficiency,
-    segments,
     solve_graph,
     zbar_normalize,
 )
@@ -120,6 +114,14 @@ from jaxmech._src.models.conditions import (
 )
 from jaxmech._src.models.contributions import ContributionResult, Strategies, check_equilibrium, contribution_strategies
 from jaxmech._src.models.double_auction import DoubleAuctionResult, solve_double_auction
+from jaxmech._src.models.equivalence import (
+    BoundaryPayments,
+    PayoffEquivalence,
+    boundary_payments,
+    boundary_points,
+    payoff_equivalence,
+    segments,
+)
 from jaxmech._src.models.families import (
     budget_line_grid,
     provision_boundary_family,
@@ -130,21 +132,19 @@ from jaxmech._src.models.lp_reference import LPReference, LPSolution, lp_referen
 from jaxmech._src.models.pivotal import (
     PivotalConfig,
     buyer_price,
+    pivotal_mechanism,
+    pivotal_price_of,
+    pivotal_prices,
+    raise_price_of,
+    raise_prices,
+    ray_accuracy,
+)
+from jaxmech._src.models.pivotal_checks import (
     check_admissible,
     check_assumption1a,
     check_assumption2,
     check_assumption3,
-    pivotal_mechanism,
-    pivotal_price_of,
-    pivotal_prices,
     price_stats,
-    raise_price_of,
-    raise_prices,
-    ray_accuracy,
-    score_family,
-    search_two_outcome,
-    two_outcome_gap,
-    two_outcome_searcher,
 )
 from jaxmech._src.models.provision import (
     budget_line_point,
@@ -173,6 +173,7 @@ from jaxmech._src.models.trading import (
     shifted_cutoff,
     tabulated_cutoff,
 )
+from jaxmech._src.models.two_outcome import score_family, search_two_outcome, two_outcome_gap, two_outcome_searcher
 
 __all__ = [
     "randomized_trade_family",

@@ -1,4 +1,9 @@
-"""Benchmark baselines compute the same statistics as jaxmech (checked against jaxmech and closed forms)."""
+"""Benchmark baselines (benchmarks/baselines.py, loaded as ``jaxmech bench`` loads it) compute the same statistics as
+jaxmech (checked against jaxmech and closed forms); without the file the CLI runs the JAX rows and says so."""
+
+import json
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -6,14 +11,17 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src.app import bench
+from jaxmech._src.app import bench, cli
 from jaxmech._src.core import mechanisms
 from jaxmech._src.core import search as search_lib
 from jaxmech._src.models import certify
 
+baselines = bench.load_baselines()  # the checkout's benchmarks/baselines.py, by path
+assert baselines is not None, f"{bench.baselines_path()} is missing"
+
 
 def test_w1_numpy_matches_the_closed_form():
-    st = bench.w1_baseline(bench._NumpyXP(False, 7), 1 << 14)
+    st = baselines.w1_baseline(baselines.NumpyXP(False, 7), 1 << 14)
     assert st["regret_buyer_max"] == 0.0 and st["regret_seller_max"] == 0.0  # CE Sec. 4.4: ex post IC
     assert st["ir_buyer_max"] == 0.0 and st["ir_seller_max"] == 0.0  # ex post IR
     assert abs(st["deficit_mean"] - 0.25) <= 4 * st["deficit_se"]  # E[deficit] = (1 + a) / 6
@@ -34,7 +42,7 @@ def test_w2_closed_form_pivot_equals_bisection_and_numpy_matches_the_audit():
         env, mech, jm.independent(env.dims), key=jax.random.PRNGKey(0), n_profiles=4096,
         misreports=jm.Misreports(grid=8, random=0, kinks=True), options=jm.StreamOptions(block_size=4096, chunk_size=4096),
     ).report  # fmt: skip
-    st = bench.w2_baseline(bench._NumpyXP(False, 3), 4096, k=8, agents=n, cost=cost)
+    st = baselines.w2_baseline(baselines.NumpyXP(False, 3), 4096, k=8, agents=n, cost=cost)
     assert max(r["max"] for r in rep["regret"]) == 0.0
     assert max(st[f"regret_{i}_max"] for i in range(n)) == 0.0
     d, se = rep["deficit"]["mean"] - st["deficit_mean"], np.hypot(rep["deficit"]["se"], st["deficit_se"])
@@ -48,17 +56,17 @@ def test_w3_kinks_equal_the_mechanism_kinks():
     env = jm.example1()
     mech = jm.personalized_prices(env, jm.example1_prices)
     s = np.asarray(jax.random.uniform(jax.random.PRNGKey(2), (64, 4)))
-    xp = bench._NumpyXP(False, 0)
+    xp = baselines.NumpyXP(False, 0)
     p1, c1, p2, c2 = s.T
     for i, (p, c, price, cj) in enumerate(((p1, c1, p2 + c2**2, c2), (p2, c2, p1 + c1**2, c1))):
         ref = np.asarray(
             jax.jit(jax.vmap(lambda m, i=i: mech.kinks((), m, i)))(jnp.asarray(s))
         )  # (64, 3, 2) by bisection
-        kp, kc = bench._w3_kinks(xp, p, c, price, cj)  # (64, 6): each point -eps, +eps
+        kp, kc = baselines.w3_kinks(xp, p, c, price, cj)  # (64, 6): each point -eps, +eps
         for sign, cols in ((-1, slice(0, None, 2)), (1, slice(1, None, 2))):
             np.testing.assert_allclose(kp[:, cols], np.clip(ref[:, :, 0] + sign * bench.KINK_EPS, 0, 1), atol=2e-6)
             np.testing.assert_allclose(kc[:, cols], np.clip(ref[:, :, 1] + sign * bench.KINK_EPS, 0, 1), atol=2e-6)
-    st = bench.w3_baseline(xp, 2048)
+    st = baselines.w3_baseline(xp, 2048)
     assert st["regret_buyer1_max"] == 0.0 and st["regret_buyer2_max"] == 0.0  # B Lemma 1
 
 
@@ -66,7 +74,7 @@ def test_w4_gradient_by_hand_equals_autodiff_through_the_family():
     a, c = bench.A_SEARCH, 1.0
     env = jm.public_good(jm.linear_public_values(a, 2), c, 2)
     fam = jm.threshold_family(env)
-    s, grid = bench._w4_problem(bench._NumpyXP(False, 5), 512, grid_points=9)  # float32 samples
+    s, grid = baselines.w4_problem(baselines.NumpyXP(False, 5), 512, grid_points=9)  # float32 samples
     vbar = np.array([0.45, 0.6], np.float32)
     args = (0.1, 0.3, 10.0, 0.05)  # temperature, lam, rho, tau
 
@@ -82,12 +90,12 @@ def test_w4_gradient_by_hand_equals_autodiff_through_the_family():
 
     loss_ref, grad_ref = jax.jit(jax.value_and_grad(lagrangian))(jnp.asarray(vbar))  # float32, autodiff
     s, grid, vbar = (x.astype(np.float64) for x in (s, grid, vbar))
-    loss, grad = bench.w4_loss_and_grad_numpy(s, grid, vbar, *args, a=a, cost=c)  # float64, by hand
+    loss, grad = baselines.w4_loss_and_grad_numpy(s, grid, vbar, *args, a=a, cost=c)  # float64, by hand
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-4)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-3, atol=1e-5)
     assert np.all(np.abs(grad) > 1e-3)  # both components move
     h = 1e-6  # and central differences of the hand-written loss
-    fd = [(bench.w4_loss_and_grad_numpy(s, grid, vbar + h * e, *args)[0] - bench.w4_loss_and_grad_numpy(s, grid, vbar - h * e, *args)[0]) / (2 * h) for e in np.eye(2)]  # fmt: skip
+    fd = [(baselines.w4_loss_and_grad_numpy(s, grid, vbar + h * e, *args)[0] - baselines.w4_loss_and_grad_numpy(s, grid, vbar - h * e, *args)[0]) / (2 * h) for e in np.eye(2)]  # fmt: skip
     np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6)
 
 
@@ -100,15 +108,35 @@ def test_w5_numpy_certificates_equal_certify(a):
     profiles = np.concatenate([np.zeros_like(others), others], axis=1)  # agent 0's part is ignored
     rep = certify.certify(env, mechanisms.efficient_rule(env), (), jnp.asarray(profiles), 0, jnp.asarray(x))
     with np.errstate(invalid="ignore"):
-        out = bench.w5_baseline(bench._NumpyXP(False, 0), others.astype(np.float32), x.astype(np.float32), a=a)
+        out = baselines.w5_baseline(baselines.NumpyXP(False, 0), others.astype(np.float32), x.astype(np.float32), a=a)
     np.testing.assert_array_equal(out["feasible"], rep.feasible)
     np.testing.assert_allclose(out["max_walk"], rep.max_walk, atol=1e-5)
     assert rep.fraction == 1.0 and np.all(rep.max_walk <= 1e-5)  # CE Thm 1: the efficient rule passes
 
 
 def test_bench_subcommand_is_wired(capsys):
-    from jaxmech._src.app import cli
-
     with pytest.raises(SystemExit):
         cli.main(["bench", "--workload", "W9"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_baselines_load_from_the_checkout_and_not_at_import_time():
+    assert bench.BASELINES_DIR == bench.baselines_path().parent == Path(__file__).resolve().parents[1] / "benchmarks"
+    assert baselines.__file__ == str(bench.baselines_path())
+    loaded = [
+        m for m in [*sys.modules.values(), *vars(bench).values()] if getattr(m, "__file__", None) == baselines.__file__
+    ]
+    assert loaded == []  # importing jaxmech (and app/bench) imports no baselines; the CLI loads them by path per run
+
+
+def test_without_the_baselines_the_cli_runs_the_jax_rows_and_says_so(tmp_path, capsys):
+    assert bench.load_baselines(tmp_path) is None
+    target = tmp_path / "bench.json"
+    argv = ["bench", "--workload", "W5", "--quick", "--profiles", "8", "--repeats", "1", "--baselines", str(tmp_path)]
+    assert cli.main([*argv, "--json", str(target)]) == 0
+    out = capsys.readouterr().out
+    line = f"baselines: {tmp_path / 'baselines.py'} not found (they ship with the repository, not the wheel); JAX rows only"
+    assert line in out.splitlines()
+    assert "jaxmech certify" in out and "numpy (vectorized)" not in out and "ratio" not in out
+    rec = json.loads(target.read_text())
+    assert rec["baselines"] is None and [r["path"] for r in rec["workloads"]["W5"]["rows"]] == ["jaxmech certify"]

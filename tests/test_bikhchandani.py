@@ -15,6 +15,7 @@ from jaxmech._src.core import environments as envs
 from jaxmech._src.core.mechanisms import example1_prices, own_signal_prices
 from jaxmech._src.core.priors import independent
 from jaxmech._src.models import pivotal as pv
+from jaxmech._src.models import pivotal_checks, two_outcome
 from tests.conftest import within
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -39,7 +40,7 @@ def test_example1_outcomes_revenue_welfare_against_quadrature():
     env = envs.example1()
     s = independent(env.dims).sample(jax.random.PRNGKey(0), 40_000)
     v = jax.vmap(env.values)(s)
-    st = pv.price_stats(env, s, v, jax.vmap(lambda m: example1_prices((), m))(s))
+    st = pivotal_checks.price_stats(env, s, v, jax.vmap(lambda m: example1_prices((), m))(s))
     p1 = p_buyer1_scipy()
     ref = bikhchandani.example1_reference()  # the claims' reference (midpoint rule) agrees with scipy
     assert ref["a1"] == pytest.approx(p1, abs=2e-4)
@@ -60,7 +61,7 @@ def test_example1_outcomes_revenue_welfare_against_quadrature():
     winner = int(np.argmax(vw - tw))
     assert vw[winner] > tw[winner] and vw[winner] < vw.max() - 0.1
     # the construction's prices p_j + c_j: P(a_1) against quadrature too
-    piv = pv.price_stats(env, s[:4096], v[:4096], jnp.stack([s[:4096, 2] + s[:4096, 3], s[:4096, 0] + s[:4096, 1]], 1))
+    piv = pivotal_checks.price_stats(env, s[:4096], v[:4096], jnp.stack([s[:4096, 2] + s[:4096, 3], s[:4096, 0] + s[:4096, 1]], 1))
     o = piv["outcomes"]["a1"]
     assert within(o["mean"], p_buyer1_scipy(True), o["se"])
     assert piv["weak_efficiency"]["share_of_sales"]["mean"] == 1.0
@@ -81,7 +82,7 @@ def test_example1_continuum_is_admissible_and_ic(eps):
     env = envs.example1()
     prices = pv.raise_prices(example1_prices, eps)
     s = independent(env.dims).sample(jax.random.PRNGKey(1), 4000)
-    assert int(pv.check_admissible(env, prices, s).violations) == 0
+    assert int(pivotal_checks.check_admissible(env, prices, s).violations) == 0
     mech = jm.personalized_prices(env, prices)
     g = jnp.linspace(0.0, 1.0, 9)
     grid = jnp.stack(jnp.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
@@ -90,7 +91,7 @@ def test_example1_continuum_is_admissible_and_ic(eps):
                                                                               jm.regret(env, mech, (), m, c, 1)))(grid))(s))
     )(s[:64])  # fmt: skip
     assert float(worst) <= 1e-6
-    st = pv.price_stats(env, s, jax.vmap(env.values)(s), jax.vmap(lambda m: prices((), m))(s))
+    st = pivotal_checks.price_stats(env, s, jax.vmap(env.values)(s), jax.vmap(lambda m: prices((), m))(s))
     assert all(o["ci95"][0] > 0 for o in st["outcomes"].values())  # small eps: still non-trivial
 
 
@@ -100,7 +101,7 @@ def test_checks_report_witnesses():
     bad = jm.single_object((2, 2), lambda s: jnp.stack([s[0] - 0.5 * s[3], s[2] + s[1]]))
     s = independent(bad.dims).sample(key1, 1000)
     step = 0.3 * jax.random.uniform(key2, s.shape)
-    a1 = pv.check_assumption1a(bad, s, step)
+    a1 = pivotal_checks.check_assumption1a(bad, s, step)
     assert float(a1.worst[0, 1]) > 0.05 and float(jnp.max(a1.worst[1])) <= 1e-6
     lo, hi = bad.values(a1.profile[0, 1]), bad.values(a1.moved[0, 1])
     assert np.all(np.asarray(a1.moved[0, 1] >= a1.profile[0, 1])) and float(lo[0] - hi[0]) == pytest.approx(
@@ -108,11 +109,11 @@ def test_checks_report_witnesses():
     )
     # Assumption 3 fails: V_2 <= V_1 everywhere
     dom = jm.single_object((1, 1), lambda s: jnp.stack([1.0 + s[0], s[1]]))
-    a3 = pv.check_assumption3(dom, independent(dom.dims).sample(key1, 1000))
+    a3 = pivotal_checks.check_assumption3(dom, independent(dom.dims).sample(key1, 1000))
     assert float(a3.share[1]) == 0.0 and float(a3.margin[1]) < 0 and float(a3.share[0]) == 1.0
     # eq. (3) fails for t_i = p_j: the witness has two buyers clearing their prices
     ex1 = envs.example1()
-    ad = pv.check_admissible(ex1, own_signal_prices, independent(ex1.dims).sample(key1, 1000))
+    ad = pivotal_checks.check_admissible(ex1, own_signal_prices, independent(ex1.dims).sample(key1, 1000))
     assert int(ad.violations) > 50 and float(ad.margin) > 0
     assert int(np.sum(np.asarray(ad.values) > np.asarray(ad.prices))) == 2
     np.testing.assert_allclose(ad.values, ex1.values(ad.profile), rtol=1e-6)
@@ -125,10 +126,10 @@ def test_private_common_family_construction():
     fn = envs.private_common_values(dims, w)
     env = jm.single_object(dims, fn)
     s = independent(dims).sample(jax.random.PRNGKey(3), 64)
-    rep = pv.assumption_report(env, s, 0.3 * jax.random.uniform(jax.random.PRNGKey(4), s.shape))
+    rep = pivotal_checks.assumption_report(env, s, 0.3 * jax.random.uniform(jax.random.PRNGKey(4), s.shape))
     assert rep["assumption1a"]["holds"] and rep["assumption2"]["holds"] and rep["assumption3"]["holds"]
     t = pv.batched_prices(pv.pivotal_prices(env), s)
-    st = pv.price_stats(env, s, jax.vmap(env.values)(s), t)
+    st = pivotal_checks.price_stats(env, s, jax.vmap(env.values)(s), t)
     assert st["admissible"]["violations"] == 0 and st["weak_efficiency"]["share_of_sales"]["mean"] == 1.0
     assert all(o["ci95"][0] > 0 for o in st["outcomes"].values())
     values_np = lambda x: np.asarray(fn(jnp.asarray(x, jnp.float32)), np.float64)  # noqa: E731
@@ -142,11 +143,11 @@ def test_two_outcome_gap_closed_form():
     """Efficient two-outcome rule in Example 1 (a_1 iff p_1 > p_2): buyer 1's least worst regret at s_2 is
     (max_{p_1 <= p_2} V_1 - min_{p_1 > p_2} V_1) / 2 = c_2 / 2 (up to the grid); a constant rule has gap 0."""
     env = envs.example1()
-    grid = pv.signal_grids(env, 33)[0]
+    grid = two_outcome.signal_grids(env, 33)[0]
     s = independent(env.dims).sample(jax.random.PRNGKey(5), 16)
-    gap = jax.vmap(lambda m: pv.two_outcome_gap(env, lambda x: x[0] - x[2], m, 0, grid))(s)
+    gap = jax.vmap(lambda m: two_outcome.two_outcome_gap(env, lambda x: x[0] - x[2], m, 0, grid))(s)
     np.testing.assert_allclose(gap, s[:, 3] / 2, atol=1 / 32)
-    const = jax.vmap(lambda m: pv.two_outcome_gap(env, lambda x: -1.0 + 0 * x[0], m, 0, grid))(s)
+    const = jax.vmap(lambda m: two_outcome.two_outcome_gap(env, lambda x: -1.0 + 0 * x[0], m, 0, grid))(s)
     assert float(jnp.max(const)) == 0.0
 
 

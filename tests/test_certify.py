@@ -17,6 +17,7 @@ from jaxmech._src.core.environments import (
 )
 from jaxmech._src.core.mechanisms import efficient_rule, generalized_vcg, linear_trade_pivot
 from jaxmech._src.models import certify as C
+from jaxmech._src.models import equivalence as E
 
 
 def test_finite_environment_validates():
@@ -46,9 +47,9 @@ def test_characterize_all_agents_in_one_program_equals_one_agent_at_a_time(key):
     profiles = jax.random.uniform(key, (12, 2))
     grid = jnp.linspace(0.0, 1.0, 33)[:, None]
     trade = jnp.array([0.0, 1.0])  # the outcome rows (no trade, trade)
-    together = C.characterize(env, mech, mech.params, profiles, [grid, grid], outcomes=trade)
+    together = E.characterize(env, mech, mech.params, profiles, [grid, grid], outcomes=trade)
     row, rep, pe = together[1]  # the seller: a nonzero traced index
-    row1, rep1, pe1 = C.characterize_agent(env, mech, mech.params, profiles, 1, grid, outcomes=trade)
+    row1, rep1, pe1 = E.characterize_agent(env, mech, mech.params, profiles, 1, grid, outcomes=trade)
     row.pop("certificates_per_s"), row1.pop("certificates_per_s")
     assert row == row1 and row["agent"] == "seller"
     np.testing.assert_array_equal(rep.max_walk, rep1.max_walk)
@@ -113,7 +114,7 @@ def test_pseudo_efficient_rule_recovers_potentials(seed=0):
     s_minus = jax.random.uniform(s_key, (2 * k,))
     rand = jax.random.uniform(x_key, (1000, k))
     pairs = jax.random.uniform(p_key, (2, 600, k))
-    edge = C.boundary_samples(env, decide, w, s_minus, 0, pairs[0], pairs[1])
+    edge = E.boundary_samples(env, decide, w, s_minus, 0, pairs[0], pairs[1])
     samples = jnp.concatenate([rand, edge])
     g = C.outcome_graph(env, decide, w, s_minus, 0, samples)
     cert = C.solve_graph(g)
@@ -221,9 +222,9 @@ def test_payoff_equivalence_recovers_potentials(x64):
         return jnp.argmax(m[:k] + w).astype(jnp.int32)
 
     x = jax.random.uniform(jax.random.PRNGKey(0), (400, k), jnp.float64)
-    starts, ends = C.segments(x, key=jax.random.PRNGKey(1), pairs=400)
+    starts, ends = E.segments(x, key=jax.random.PRNGKey(1), pairs=400)
     profiles = jax.random.uniform(jax.random.PRNGKey(2), (4, 2 * k), jnp.float64)
-    pe = C.payoff_equivalence(env, decide, w, profiles, 0, x, starts, ends)
+    pe = E.payoff_equivalence(env, decide, w, profiles, 0, x, starts, ends)
     assert pe.certified_share == 1.0 and pe.connected_share == 1.0
     assert pe.max_deviation < 1e-6 and pe.max_residual < 1e-6
     for t in pe.boundary_payments:  # the closed form: t = -w up to a constant
@@ -235,7 +236,7 @@ def test_boundary_payments_break_on_the_cyclic_rule():
     """Not IC: the certificate fails, and its payments disagree with eq. (4)'s (no IC menu exists to agree on)."""
     env = C.cyclic_allocation()
     grid = jnp.linspace(0.0, 1.0, 101)[:, None]
-    pe = C.payoff_equivalence(env, efficient_rule(env), (), jnp.zeros((2, 2)), 0, grid, *C.segments(grid))
+    pe = E.payoff_equivalence(env, efficient_rule(env), (), jnp.zeros((2, 2)), 0, grid, *E.segments(grid))
     assert pe.certified_share == 0.0 and pe.max_deviation > 0.01
 
 
@@ -261,13 +262,13 @@ def test_eq4_and_certificate_payments_are_generalized_vcg(x64, case, agents):
         outcomes = jnp.concatenate([jnp.zeros((1, 2)), jnp.eye(2)])
     vcg = generalized_vcg(env)
     grid = jnp.linspace(0.0, 1.0, 33, dtype=jnp.float64)[:, None]
-    starts, ends = C.segments(grid)
+    starts, ends = E.segments(grid)
     s = jax.random.uniform(jax.random.PRNGKey(3), (12, 2), jnp.float64)
     t_vcg = np.asarray(jax.vmap(lambda m: vcg.pay((), m))(s))
-    index_of, _ = C._indexed(env, efficient_rule(env), outcomes)
+    index_of, _ = C.outcome_index(env, efficient_rule(env), outcomes)
     a = np.asarray(jax.vmap(lambda m: index_of((), m))(s))
     for i in agents:
-        pe = C.payoff_equivalence(env, vcg, (), s, i, grid, starts, ends, outcomes=outcomes)
+        pe = E.payoff_equivalence(env, vcg, (), s, i, grid, starts, ends, outcomes=outcomes)
         assert pe.certified_share == 1.0 and pe.max_deviation < 1e-6
         rows = np.arange(len(s))
         np.testing.assert_allclose(pe.boundary_payments[rows, a], t_vcg[:, i], atol=1e-6)

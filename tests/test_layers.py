@@ -193,6 +193,8 @@ def test_the_checker_names_file_and_line(rel, source, expect):
         ("core/engine.py", "from jaxmech._src.core import audit, reduction\nimport numpy\n"),
         ("models/families.py", "from jaxmech._src.models import provision, trading\nfrom ..core.search import Family\n"),
         ("app/bench.py", "import jaxmech as jm\nfrom jaxmech._src.models import certify\n"),
+        # benchmarks/baselines.py, outside the package, loaded from its path when a run asks for it
+        ("app/bench.py", "import importlib.util\ndef load(p):\n    return importlib.util.spec_from_file_location('b', p)\n"),
         ("app/cli.py", "def main():\n    from jaxmech._src.app import runs\n"),
         ("core/search.py", "def f():\n    import numpy as np\n"),
     ],

@@ -13,6 +13,7 @@ from jaxmech._src.core.environments import example1, single_object
 from jaxmech._src.core.mechanisms import example1_prices
 from jaxmech._src.core.priors import independent
 from jaxmech._src.models import pivotal as pv
+from jaxmech._src.models import pivotal_checks
 
 # --- a family with curved classes and cross terms (B Assumptions 1-3) ------------------------------
 #
@@ -166,12 +167,12 @@ def test_assumption2_holds_for_the_families_and_fails_for_unequal_weights():
     for env in (_ENVS["family3"],):
         s = independent(env.dims).sample(key1, 500)
         step = 0.3 * jax.random.uniform(key2, s.shape)
-        assert float(jnp.max(pv.check_assumption2(env, s, step).worst)) <= 1e-6
+        assert float(jnp.max(pivotal_checks.check_assumption2(env, s, step).worst)) <= 1e-6
     # V_i = p_i + w_i (c_1 + c_2) / 2 with w_1 != w_2: buyer 2's c_2 moves V_1 more than V_2
     w = jnp.asarray([1.0, 0.5])
     bad = single_object((2, 2), lambda s: jnp.stack([s[0], s[2]]) + w * (s[1] + s[3]) / 2)
     s = independent(bad.dims).sample(key1, 500)
-    v = pv.check_assumption2(bad, s, jax.random.uniform(key2, s.shape))
+    v = pivotal_checks.check_assumption2(bad, s, jax.random.uniform(key2, s.shape))
     assert float(v.worst[1, 0]) > 0.05 and float(v.worst[0, 1]) <= 1e-6
     # the witness replays: raising buyer 2's signal from profile to moved raises V_1 more than V_2
     a, b = bad.values(v.profile[1, 0]), bad.values(v.moved[1, 0])

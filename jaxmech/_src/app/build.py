@@ -30,7 +30,7 @@ from jaxmech._src.core import environments as envs
 from jaxmech._src.core import mechanisms as mechs
 from jaxmech._src.models import bayesian, pivotal, provision, trading
 from jaxmech._src.models import certify as cert
-from jaxmech._src.models.pivotal import PivotalConfig, _all_buyers, pivotal_price_of, raise_price_of, raise_prices
+from jaxmech._src.models.pivotal import PivotalConfig, all_buyers, pivotal_price_of, raise_price_of, raise_prices
 
 
 class Entry(NamedTuple):
@@ -534,7 +534,7 @@ def prices_from_settings(env: envs.Environment, m, base_dir=None):
     if m.kind == "pivotal":
         try:
             price_of = pivotal_price_of(env, config=PivotalConfig(rays=m.rays, refine=m.refine), method=m.method)
-            fn = _all_buyers(price_of, env.n_agents)  # = pivotal_prices, on the same per-buyer searches
+            fn = all_buyers(price_of, env.n_agents)  # = pivotal_prices, on the same per-buyer searches
         except ValueError as e:
             raise cfg.ConfigError(f"mechanism: {e}") from None
         label = "pivotal" if m.method == "rays" else f"pivotal({m.method})"

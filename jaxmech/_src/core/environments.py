@@ -79,6 +79,8 @@ class Environment(NamedTuple):
 
 
 def signal_domain(dims, lo, hi):
+    """The signal box ``[lo, hi]`` as float64 arrays of shape ``(sum(dims),)`` (scalars broadcast); ``ValueError``
+    (naming the coordinate) unless ``lo < hi`` everywhere."""
     size = sum(dims)
     lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (size,)).copy()
     hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (size,)).copy()

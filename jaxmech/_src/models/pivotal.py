@@ -39,6 +39,11 @@ over the angle a coarse grid and then a refinement (golden section for ``d_i = 2
 Both routes need B Assumptions 1a, 1b and 2; Assumption 3 is what makes the result
 non-trivial. Under Assumption 2, ``V_j`` is constant along any piece of a ray on which
 ``V_i`` is flat, so taking the first crossing of the level set on each ray loses nothing.
+
+This module holds the construction, the mechanism (B eq. (4) at these prices) and the accuracy
+diagnostics (:func:`ray_accuracy`, :func:`lemma2_check`). The checks of the assumptions and of
+admissibility (eq. (3)) on samples, and the price statistics, are in :mod:`pivotal_checks`; the
+two-outcome contrast of B Sec. 3 is in :mod:`two_outcome`.
 """
 
 from __future__ import annotations
@@ -53,10 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src.core import priors
-from jaxmech._src.core.audit import grid_points
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.core.mechanisms import bisect, buyer_price_of, personalized_prices, price_kinks
-from jaxmech._src.core.search import soft_max
 
 Array = jax.Array
 Params = Any
@@ -396,11 +399,13 @@ def lambda_star(env: Environment, s: Array, i: int, j: int, config: PivotalConfi
     return PivotalSolution(price, lam, case, arg)
 
 
-def _ray_search(env: Environment, s: Array, i: int, others: tuple[int, ...], config: PivotalConfig):
+def ray_search(env: Environment, s: Array, i: int, others: tuple[int, ...], config: PivotalConfig):
     """``M = max{V_i(x) : V_i(x) <= max_{j in others} V_j(x)}`` over rays (``-inf`` if the set is empty).
 
     ``V_i - max_j V_j = min_j (V_i - V_j)`` is non-decreasing along rays (Assumption 2), so the
-    last point with ``V_i <= max_j V_j`` on each ray is one :func:`crossing`.
+    last point with ``V_i <= max_j V_j`` on each ray is one :func:`crossing`. Returns ``(section, M, y)``:
+    ``V`` as a function of buyer ``i``'s signal in unit-cube coordinates, ``M`` (shape ``()``) and its
+    maximizer ``y`` in those coordinates (shape ``(d_i,)``). ``others`` are static ints.
     """
     dtype = s.dtype
     sec = _section(env, s, i)
@@ -433,7 +438,7 @@ def ray_price(env: Environment, s: Array, i: int, j: int, config: PivotalConfig 
     recovered by bisecting ``V_i(lam 1) >= t*`` on the diagonal.
     """
     dtype = s.dtype
-    sec, m, arg = _ray_search(env, s, i, (j,), config)
+    sec, m, arg = ray_search(env, s, i, (j,), config)
     case, end_price = _end_cases(sec, i, j, dtype)
     lam = bisect(
         lambda lam: sec.vals(jnp.full((sec.d,), lam, dtype))[i] >= m,
@@ -458,7 +463,7 @@ def buyer_price(env: Environment, s: Array, i: int, config: PivotalConfig = Pivo
     """
     n = env.n_agents
     others = tuple(j for j in range(n) if j != i)
-    sec, m, _ = _ray_search(env, s, i, others, config)
+    sec, m, _ = ray_search(env, s, i, others, config)
     dtype = s.dtype
     v0 = sec.vals(jnp.zeros((sec.d,), dtype))
     v1 = sec.vals(jnp.ones((sec.d,), dtype))
@@ -508,10 +513,12 @@ def pivotal_prices(
     :func:`buyer_price`) or ``"nested"`` (``lam*_ij`` by bisection over constrained maxima, per pair;
     see the module docstring). Requires B Assumptions 1a, 1b, 2 for admissibility (eq. (3)).
     """
-    return _all_buyers(pivotal_price_of(env, config=config, method=method), env.n_agents)
+    return all_buyers(pivotal_price_of(env, config=config, method=method), env.n_agents)
 
 
-def _all_buyers(price_of: Callable[[Params, Array, int], Array], n: int) -> Callable[[Params, Array], Array]:
+def all_buyers(price_of: Callable[[Params, Array, int], Array], n: int) -> Callable[[Params, Array], Array]:
+    """``prices(params, m) -> (n,)`` stacking ``price_of(params, m, i)`` over the ``n`` buyers (B eq. (8) for all)."""
+
     def prices(params, m):
         return jnp.stack([price_of(params, m, i) for i in range(n)])
 
@@ -565,7 +572,7 @@ def pivotal_mechanism(
     """
     if prices is None:
         price_of = pivotal_price_of(env, config=config, method=method)
-        prices = _all_buyers(price_of, env.n_agents)
+        prices = all_buyers(price_of, env.n_agents)
     price_of = price_of or buyer_price_of(prices)
     base = personalized_prices(env, prices, price_of=price_of, name=name)
     n = env.n_agents
@@ -586,362 +593,7 @@ def pivotal_mechanism(
 
 
 # --------------------------------------------------------------------------
-# checks on samples: B Assumptions 1a, 2, 3 and admissibility (eq. (3)), each with a witness
-
-
-class Violation(NamedTuple):
-    """Worst violation of a sampled inequality and where it happens.
-
-    Attributes:
-      worst: the worst violation (``<= 0``: none found), shape ``(n, n)`` indexed ``[i, k]`` as documented
-        by the check.
-      profile: the witness profile ``s``, shape ``(n, n, D)``.
-      moved: the second profile ``s'`` of the witness pair, shape ``(n, n, D)``.
-    """
-
-    worst: Array
-    profile: Array
-    moved: Array
-
-
-def _up(env: Environment, s: Array, step: Array, k: int, hi: Array) -> Array:
-    sl = priors.agent_slice(env.dims, k)
-    return priors.replace_signal(s, env.dims, k, jnp.minimum(s[sl] + jnp.abs(step[sl]), hi[sl]))
-
-
-def _worst(env: Environment, profiles: Array, steps: Array, gap: Callable[[Array, Array, int], Array]) -> Violation:
-    """``max`` over samples of ``gap(s, s', k)[i]`` with ``s'`` = ``s`` with buyer ``k``'s signal raised by the step."""
-    n = env.n_agents
-    hi = jnp.asarray(env.hi, profiles.dtype)
-    worst, prof, moved = [], [], []
-    for k in range(n):
-
-        def one(s, step, k=k):
-            s2 = _up(env, s, step, k, hi)
-            return gap(s, s2, k), s2
-
-        g, s2 = jax.vmap(one)(profiles, steps)  # (N, n), (N, D)
-        j = jnp.argmax(g, axis=0)  # (n,)
-        worst.append(g[j, jnp.arange(n)])
-        prof.append(profiles[j])
-        moved.append(s2[j])
-    # stacked over the moved buyer k: transpose to [i, k]
-    return Violation(jnp.stack(worst, axis=1), jnp.stack(prof, axis=1), jnp.stack(moved, axis=1))
-
-
-def check_assumption1a(env: Environment, profiles: Array, steps: Array) -> Violation:
-    """B Assumption 1a on samples: ``worst[i, k] = max V_i(s) - V_i(s')`` over ``s' = s`` with ``s_k`` raised.
-
-    ``profiles``, ``steps`` shape ``(N, D)`` (steps' absolute values are used, clipped to the
-    domain). ``worst <= 0`` (up to rounding) means no decrease was found; otherwise
-    ``profile[i, k]`` and ``moved[i, k]`` are a pair with ``s' >= s`` and ``V_i(s') < V_i(s)``.
-    """
-    return _worst(env, profiles, steps, lambda s, s2, k: env.values(s) - env.values(s2))
-
-
-def check_assumption2(env: Environment, profiles: Array, steps: Array) -> Violation:
-    """B Assumption 2 on samples (footnote 14 form): ``worst[i, j] = max (dV_j - dV_i)`` for ``s_i -> s_i'``.
-
-    ``V_i(s'_i, s_-i) - V_i(s) >= V_j(s'_i, s_-i) - V_j(s)`` for ``s'_i > s_i``: buyer ``i``'s value
-    is the more sensitive to ``i``'s own signal. ``worst[i, i] = 0``; a positive entry comes with
-    its witness pair ``profile[i, j]``, ``moved[i, j]`` (entries near float rounding, ~1e-6 in float32, are noise).
-    """
-
-    def gap(s, s2, k):
-        dv = env.values(s2) - env.values(s)
-        return dv - dv[k]  # [j]: dV_j - dV_k for buyer k's signal raised
-
-    v = _worst(env, profiles, steps, gap)  # [j, k]
-    n = env.n_agents
-    t = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  -> [k = i, j]
-    return Violation(t(v.worst).at[jnp.diag_indices(n)].set(0.0), t(v.profile), t(v.moved))
-
-
-class Leadership(NamedTuple):
-    """B Assumption 3 on samples: how often each buyer's value is strictly the highest.
-
-    Attributes:
-      share: ``P(V_i > max_{j != i} V_j)`` per buyer, shape ``(n,)``.
-      se: its Monte Carlo standard error, shape ``(n,)``.
-      margin: ``max_s (V_i - max_{j != i} V_j)`` over the samples, shape ``(n,)``.
-      profile: where the margin is attained (a witness of leadership when ``margin > 0``, else the
-        closest buyer ``i`` came), shape ``(n, D)``.
-    """
-
-    share: Array
-    se: Array
-    margin: Array
-    profile: Array
-
-
-def check_assumption3(env: Environment, profiles: Array) -> Leadership:
-    """B Assumption 3 (Sec. 4.1 form): each buyer strictly highest on a set of positive measure.
-
-    Holds on the samples when ``share - 1.96 se > 0`` for every buyer (and at least two buyers for
-    n > 2, which is what Sec. 4.1 needs).
-    """
-    v = jax.vmap(env.values)(profiles)  # (N, n)
-    n = env.n_agents
-    lead = jnp.stack(
-        [v[:, i] - jnp.max(jnp.delete(v, i, axis=1, assume_unique_indices=True), axis=1) for i in range(n)], 1
-    )
-    p = jnp.mean((lead > 0).astype(v.dtype), axis=0)
-    j = jnp.argmax(lead, axis=0)
-    return Leadership(p, jnp.sqrt(p * (1 - p) / v.shape[0]), lead[j, jnp.arange(n)], profiles[j])
-
-
-class Admissibility(NamedTuple):
-    """B eq. (3) on samples: at most one buyer's value exceeds his personalized price.
-
-    Attributes:
-      violations: number of sampled profiles where two or more buyers clear their prices, shape ``()``.
-      share: ``violations / N``, shape ``()``.
-      margin: the largest second-highest surplus ``V_i - t_i`` over the samples (``> 0``: a violation),
-        shape ``()``.
-      profile: the witness profile, shape ``(D,)``; ``values`` and ``prices`` there, shape ``(n,)`` each.
-    """
-
-    violations: Array
-    share: Array
-    margin: Array
-    profile: Array
-    values: Array
-    prices: Array
-
-
-def check_admissible(
-    env: Environment, prices: Callable[[Params, Array], Array], profiles: Array, params: Params = ()
-) -> Admissibility:
-    """Check B eq. (3) for any price tuple ``prices(params, m) -> (n,)`` on sampled profiles ``(N, D)``."""
-    v = jax.vmap(env.values)(profiles)
-    t = jax.vmap(lambda m: prices(params, m))(profiles)
-    surplus = v - t
-    second = jnp.sort(surplus, axis=1)[:, -2]
-    j = jnp.argmax(second)
-    bad = jnp.sum((second > 0).astype(jnp.int32))
-    return Admissibility(bad, bad / profiles.shape[0], second[j], profiles[j], v[j], t[j])
-
-
-# --------------------------------------------------------------------------
-# the JMM contrast (B Sec. 3): two buyers, two outcomes (the object must be sold)
-
-
-def two_outcome_gap(env: Environment, score: Callable[[Array], Array], s: Array, i: int, grid: Array) -> Array:
-    """Buyer ``i``'s least worst-case regret at ``s_-i`` for the two-outcome rule ``a_1`` iff ``score(m) > 0``, else ``a_2``.
-
-    With losers paying nothing (B Sec. 2) buyer ``i`` faces a price ``t_i(s_-i)`` for his win set ``W``;
-    the worst regret over ``s_i`` is ``max(max_{x not in W} V_i - t, t - min_{x in W} V_i, 0)``, least at the
-    midpoint: ``max(0, max_{x not in W} V_i(x) - min_{x in W} V_i(x)) / 2`` (0 when ``W`` or its complement is
-    empty). Ex post IC with some payments <=> gap 0 at every ``s_-i`` (B eq. (2)). ``grid`` ``(G, d_i)`` stands
-    for ``S_i``; ``s`` is one profile (``s_i`` ignored). Shape ``()``.
-    """
-    prof = jax.vmap(lambda x: priors.replace_signal(s, env.dims, i, x))(grid)
-    sc = jax.vmap(score)(prof)
-    win = sc > 0 if i == 0 else sc <= 0
-    v = jax.vmap(env.values)(prof)[:, i]
-    top_lose = jnp.max(jnp.where(win, -jnp.inf, v))
-    low_win = jnp.min(jnp.where(win, v, jnp.inf))
-    both = jnp.any(win) & jnp.any(~win)
-    return jnp.where(both, jnp.maximum(top_lose - low_win, 0.0) / 2, 0.0)
-
-
-class ScoreFamily(NamedTuple):
-    """Two-outcome rules ``a_1`` iff ``score(params, s) > 0``: ``V_1 - V_2 - shift + MLP(s)`` (a rich family)."""
-
-    init: Params
-    score: Callable[[Params, Array], Array]
-
-
-def score_family(
-    env: Environment, *, key: Array, hidden: int = 16, layers: int = 2, scale: float = 0.01
-) -> ScoreFamily:
-    """The efficient two-outcome rule shifted by ``shift``, plus a tanh MLP of the profile (``layers`` x ``hidden``).
-
-    ``shift`` and the MLP together reach any continuous boundary; the MLP starts small (weights ``~ scale``)
-    so the search starts from (a shift of) the efficient rule ``V_1 > V_2``.
-    """
-    sizes = [env.size] + [hidden] * layers + [1]
-    keys = jax.random.split(key, len(sizes) - 1)
-    weights = [
-        scale * jax.random.normal(k, (a, b)) / math.sqrt(a) for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
-    ]
-    init = {"shift": jnp.zeros(()), "w": weights, "b": [jnp.zeros((b,)) for b in sizes[1:]]}
-
-    def score(params, s):
-        v = env.values(s)
-        h = s
-        for k, (w, b) in enumerate(zip(params["w"], params["b"], strict=True)):
-            h = h @ w.astype(s.dtype) + b.astype(s.dtype)
-            if k < len(params["w"]) - 1:
-                h = jnp.tanh(h)
-        return v[0] - v[1] - params["shift"].astype(s.dtype) + h[0]
-
-    return ScoreFamily(init, score)
-
-
-class TwoOutcomeFit(NamedTuple):
-    """A searched two-outcome rule and its exact evaluation.
-
-    Attributes:
-      target: the non-triviality asked for, ``min(P(a_1), P(a_2)) = target``.
-      params: the rule's parameters.
-      p_a1: ``P(a_1)`` with its SE, ``(mean, se)``; ``p_a2`` likewise.
-      regret_max: ``max_i max_{s_-i} gap_i(s_-i)`` on the evaluation sample (:func:`two_outcome_gap`).
-      regret_mean: ``(mean, se)`` of ``max_i gap_i`` over the sampled ``s_-i``.
-      loss: the search loss per logged step.
-    """
-
-    target: float
-    params: Params
-    p_a1: tuple[float, float]
-    p_a2: tuple[float, float]
-    regret_max: float
-    regret_mean: tuple[float, float]
-    loss: list
-
-
-def signal_grids(env: Environment, points: int, dtype=jnp.float32, max_points: int = 1 << 14) -> list[Array]:
-    """A full grid over each buyer's ``S_i`` (``points`` per dimension, at most ``max_points`` rows)."""
-    out = []
-    for i in range(env.n_agents):
-        sl = priors.agent_slice(env.dims, i)
-        out.append(jnp.asarray(grid_points(env.lo[sl], env.hi[sl], points, max_points), dtype))
-    return out
-
-
-def evaluate_two_outcome(
-    env: Environment, score: Callable[[Array], Array], profiles: Array, grids: list[Array]
-) -> tuple[tuple[float, float], tuple[float, float], float, tuple[float, float]]:
-    """``P(a_1)``, ``P(a_2)`` (mean, se) and the regret (max, and mean, se) of a hard two-outcome rule on ``profiles``.
-
-    ``grids[i]`` stands for ``S_i`` in :func:`two_outcome_gap`.
-    """
-    a1 = np.asarray(jax.vmap(score)(profiles) > 0, np.float64)
-    gaps = jnp.stack(
-        [jax.vmap(lambda s, i=i: two_outcome_gap(env, score, s, i, grids[i]))(profiles) for i in range(2)], 1
-    )
-    g = np.asarray(jnp.max(gaps, axis=1), np.float64)
-    n = len(a1)
-    p = float(a1.mean())
-    se = math.sqrt(max(p * (1 - p), 0.0) / n)
-    return (p, se), (1 - p, se), float(g.max()), (float(g.mean()), float(g.std(ddof=1) / math.sqrt(n)))
-
-
-def search_two_outcome(
-    env: Environment,
-    prior: priors.Prior,
-    family: ScoreFamily,
-    target: float,
-    *,
-    key: Array,
-    steps: int = 300,
-    batch: int = 64,
-    grid_points: int = 16,
-    learning_rate: float = 0.01,
-    temperature: float = 0.02,
-    penalty: float = 50.0,
-    eval_profiles: int = 512,
-    eval_grid: int = 33,
-    shift: float | None = None,
-    dtype=jnp.float32,
-) -> TwoOutcomeFit:
-    """Least worst regret over the family at non-triviality ``min(P(a_1), P(a_2)) = target`` (the JMM frontier, B Sec. 3).
-
-    Loss: a soft maximum over a batch of ``s_-i`` (:func:`search.soft_max`) of the relaxed gap of both buyers
-    (win sets ``sigmoid(score / T)``, max / min over ``S_i`` by weighted log-sum-exp) plus
-    ``penalty * (min(P_T(a_1), P_T(a_2)) - target)^2``; optax Adam (clipped, non-finite steps skipped).
-    The hard rule is then evaluated exactly (:func:`evaluate_two_outcome`) on fresh profiles with a finer grid;
-    the starting rule is evaluated too and the better of the two is returned (worst regret plus the distance of
-    ``min(P(a_1), P(a_2))`` from the target). For several targets use :func:`two_outcome_searcher` (one compile).
-    """
-    search = two_outcome_searcher(
-        env, prior, family, batch=batch, grid_points=grid_points, learning_rate=learning_rate,
-        temperature=temperature, penalty=penalty, dtype=dtype,
-    )  # fmt: skip
-    return search(target, key=key, steps=steps, shift=shift, eval_profiles=eval_profiles, eval_grid=eval_grid)
-
-
-def two_outcome_searcher(
-    env: Environment,
-    prior: priors.Prior,
-    family: ScoreFamily,
-    *,
-    batch: int = 64,
-    grid_points: int = 16,
-    learning_rate: float = 0.01,
-    temperature: float = 0.02,
-    penalty: float = 50.0,
-    dtype=jnp.float32,
-) -> Callable[..., TwoOutcomeFit]:
-    """:func:`search_two_outcome` for many targets: ``search(target, *, key, steps=300, shift=None,
-    eval_profiles=512, eval_grid=33) -> TwoOutcomeFit``, the optimizer step compiled once for every target
-    (the target is an argument of the step, not a constant in it)."""
-    import optax
-
-    if env.n_agents != 2:
-        raise ValueError(f"two-outcome search: needs 2 buyers, got {env.n_agents}")
-
-    grids = signal_grids(env, grid_points, dtype)
-    tau_v = 0.02
-
-    def soft_gap(params, s, i):
-        prof = jax.vmap(lambda x: priors.replace_signal(s, env.dims, i, x))(grids[i])
-        sc = jax.vmap(lambda m: family.score(params, m))(prof)
-        w = jax.nn.sigmoid((sc if i == 0 else -sc) / temperature)
-        v = jax.vmap(env.values)(prof)[:, i]
-
-        def smax(x, wt):  # tau log(sum_x wt exp(x / tau) / sum wt), finite where wt = 0
-            wt = wt + 1e-6
-            m = jax.lax.stop_gradient(jnp.max(x))
-            z = jnp.sum(wt * jnp.exp((x - m) / tau_v))
-            return m + tau_v * (jnp.log(jnp.maximum(z, 1e-30)) - jnp.log(jnp.sum(wt)))
-
-        gap = jax.nn.relu(smax(v, 1.0 - w) - -smax(-v, w)) / 2
-        return jnp.where((jnp.sum(w) > 1e-3) & (jnp.sum(1.0 - w) > 1e-3), gap, 0.0)
-
-    def loss(params, s, target):
-        gaps = jnp.concatenate([jax.vmap(lambda x, i=i: soft_gap(params, x, i))(s) for i in range(2)])
-        worst = soft_max(gaps, jnp.ones_like(gaps), 0.02)  # ex post: the worst s_-i counts, not the mean
-        p1 = jnp.mean(jax.nn.sigmoid(jax.vmap(lambda m: family.score(params, m))(s) / temperature))
-        off = jnp.minimum(p1, 1.0 - p1) - target  # pinned at the target: one point of the frontier per target
-        return worst + penalty * off**2
-
-    opt = optax.apply_if_finite(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate)), 20)
-
-    @jax.jit
-    def step(params, state, k, target):
-        s = prior.sample(k, batch, dtype)
-        value, g = jax.value_and_grad(loss)(params, s, target)
-        upd, state = opt.update(g, state, params)
-        return optax.apply_updates(params, upd), state, value
-
-    def search(
-        target: float, *, key: Array, steps: int = 300, shift: float | None = None, eval_profiles: int = 512,
-        eval_grid: int = 33,
-    ) -> TwoOutcomeFit:  # fmt: skip
-        params = family.init if shift is None else {**family.init, "shift": jnp.asarray(shift, jnp.float32)}
-        start = params
-        state = opt.init(params)
-        tgt = jnp.asarray(target, dtype)
-        log = []
-        with jax.numpy_dtype_promotion("standard"):
-            for k in range(steps):
-                params, state, value = step(params, state, jax.random.fold_in(key, k), tgt)
-                if k % 10 == 0 or k == steps - 1:
-                    log.append(float(value))
-        prof = prior.sample(jax.random.fold_in(key, steps + 1), eval_profiles, dtype)
-        eval_grids = signal_grids(env, eval_grid, dtype)
-        fits = []
-        for cand in (params, start):  # the search result, and its start if that is better on the exact measure
-            p1, p2, rmax, rmean = evaluate_two_outcome(env, lambda m, c=cand: family.score(c, m), prof, eval_grids)
-            fits.append(TwoOutcomeFit(float(target), cand, p1, p2, rmax, rmean, log))
-        return min(fits, key=lambda f: f.regret_max + abs(min(f.p_a1[0], f.p_a2[0]) - target))  # regret, on target
-
-    return search
-
-
-# --------------------------------------------------------------------------
-# statistics of a price mechanism on sampled profiles (JSON-ready, every mean with its SE)
+# price tables and the accuracy of the construction
 
 
 def price_table(
@@ -968,60 +620,6 @@ def batched_prices(
 ) -> Array:
     """``prices(params, m)`` for every row of ``profiles`` ``(N, D)`` -> ``(N, n)`` (one-off :func:`price_table`)."""
     return price_table(prices, params, chunk, compiler_options)(profiles)
-
-
-def _mean_se(x: np.ndarray) -> dict:
-    x = np.asarray(x, np.float64)
-    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
-    return {"mean": float(x.mean()), "se": se, "ci95": [float(x.mean() - 1.96 * se), float(x.mean() + 1.96 * se)]}
-
-
-def price_stats(env: Environment, profiles: Array, values: Array, prices: Array) -> dict:
-    """Outcomes, revenue, welfare, weak efficiency and eq. (3) of the B eq. (4) rule for sampled prices.
-
-    ``profiles`` ``(N, D)``, ``values`` and ``prices`` ``(N, n)``. Buyer ``i`` wins iff ``V_i > t_i``
-    (largest surplus if several clear). Weak efficiency (B Sec. 4, after the Theorem): a winner has the
-    highest value; reported as the share of sales where he does, with the worst shortfall and its profile.
-    """
-    v = np.asarray(values, np.float64)
-    t = np.asarray(prices, np.float64)
-    s = np.asarray(profiles, np.float64)
-    n = v.shape[1]
-    surplus = v - t
-    win = surplus.argmax(axis=1)
-    sold = surplus[np.arange(len(v)), win] > 0
-    outcome = np.where(sold, win + 1, 0)
-    paid = np.where(sold, t[np.arange(len(v)), win], 0.0)
-    welfare = np.where(sold, v[np.arange(len(v)), win], 0.0)
-    best = np.maximum(v.max(axis=1), 0.0)
-    short = np.where(sold, v.max(axis=1) - v[np.arange(len(v)), win], 0.0)
-    clears = (surplus > 0).sum(axis=1)
-    second = np.sort(surplus, axis=1)[:, -2]
-    k = int(np.argmax(short))
-    a = int(np.argmax(second))
-    out = {
-        "profiles": int(len(v)),
-        "outcomes": {f"a{j}": _mean_se(outcome == j) for j in range(n + 1)},
-        "revenue": _mean_se(paid),
-        "welfare": _mean_se(welfare),
-        "first_best_welfare": _mean_se(best),
-        "welfare_minus_first_best": _mean_se(welfare - best),
-        "weak_efficiency": {
-            "share_of_sales": _mean_se((short[sold] <= 1e-6 * max(1.0, np.abs(v).max())).astype(float))
-            if sold.any()
-            else None,
-            "worst_shortfall": float(short[k]),
-            "worst_profile": s[k].tolist(),
-        },
-        "admissible": {
-            "violations": int((clears > 1).sum()),
-            "second_surplus_max": float(second[a]),
-            "witness_profile": s[a].tolist(),
-            "witness_values": v[a].tolist(),
-            "witness_prices": t[a].tolist(),
-        },
-    }
-    return out
 
 
 def ray_accuracy(
@@ -1095,34 +693,3 @@ def lemma2_check(
     for (i, j), w in zip(pairs, np.asarray(min_steps(profiles)), strict=True):
         worst[i, j] = float(w)
     return {"profiles": int(profiles.shape[0]), "lam_points": lam_points, "min_increment": worst.tolist()}
-
-
-def assumption_report(env: Environment, profiles: Array, steps: Array, compiler_options=None) -> dict:
-    """B Assumptions 1a, 2 and 3 on samples (JSON-ready), each with its witness (``compiler_options``: ``jax.jit``'s)."""
-    tol = 1e-5 * max(1.0, float(jnp.max(jnp.abs(jax.vmap(env.values)(profiles)))))
-    out = {"profiles": int(profiles.shape[0]), "tol": tol}
-    for name, fn in (("assumption1a", check_assumption1a), ("assumption2", check_assumption2)):
-        v = jax.jit(lambda p, st, fn=fn: fn(env, p, st), compiler_options=compiler_options)(profiles, steps)
-        w = np.asarray(v.worst)
-        i, k = np.unravel_index(int(np.argmax(w)), w.shape)
-        out[name] = {
-            "holds": bool(w.max() <= tol),
-            "worst": w.tolist(),
-            "witness": {"pair": [int(i), int(k)], "profile": np.asarray(v.profile[i, k]).tolist(),
-                        "moved": np.asarray(v.moved[i, k]).tolist()},
-        }  # fmt: skip
-    a3 = jax.jit(lambda p: check_assumption3(env, p), compiler_options=compiler_options)(profiles)
-    share, se = np.asarray(a3.share), np.asarray(a3.se)
-    leaders = int(np.sum(share - 1.96 * se > 0))
-    out["assumption3"] = {
-        "holds": bool(leaders >= 2 and (env.n_agents > 2 or leaders == 2)),
-        "share": share.tolist(),
-        "se": se.tolist(),
-        "margin": np.asarray(a3.margin).tolist(),
-        "witness_profiles": np.asarray(a3.profile).tolist(),
-    }
-    return out
-
-
-# --------------------------------------------------------------------------
-# experiments for `jaxmech run` (registered in app/kinds (kinds.KINDS))

@@ -15,11 +15,11 @@ from jaxmech._src.app.kinds.common import Kind
 from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import compile_options, priors
 from jaxmech._src.models import certify as cert
-from jaxmech._src.models import conditions, trading
+from jaxmech._src.models import conditions, equivalence, trading
 
 
 def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
-    """CE Thm 1 + Thm 3 per agent (:func:`certify.characterize_agent`), plus CE Def 7 / single crossing and
+    """CE Thm 1 + Thm 3 per agent (:func:`equivalence.characterize_agent`), plus CE Def 7 / single crossing and
     envelope-vs-pivot payments (CE Thm 2) where the environment is separable with 1-d signals."""
     built = build(settings, base_dir)
     env, mech = built.env, built.mechanism
@@ -30,7 +30,7 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
     for i in range(env.n_agents):
         sl = priors.agent_slice(env.dims, i)
         grids.append(jnp.asarray(audit_lib.grid_points(env.lo[sl], env.hi[sl], points, 4096), built.dtype))
-    agents = cert.characterize(env, mech, mech.params, others, grids, outcomes=table)
+    agents = equivalence.characterize(env, mech, mech.params, others, grids, outcomes=table)
     rows = [row for row, _, _ in agents]
     raw = [(rep, pe) for _, rep, pe in agents]
     out = {"name": settings.name, "environment": env.name, "mechanism": mech.name, "profiles": profiles,
@@ -40,7 +40,7 @@ def _certify_all(settings: cfg.Settings, base_dir, profiles: int, points: int):
         out["conditions"] = conditions.check_separable(env, table, profiles=16, points=65, seed=settings.seed)
         if mech.pay is not None:
             # CE Thm 3 + z-bar: the certificate's and eq. (4)'s menus are the mechanism's payments when it is IC, IR
-            index_of, _ = cert._indexed(env, mech.decide, table)
+            index_of, _ = cert.outcome_index(env, mech.decide, table)
             both = jax.jit(jax.vmap(lambda m: (mech.pay(mech.params, m), index_of(mech.params, m))))
             t_mech, a_all = (np.asarray(x) for x in both(others))
             diff = {"certificate": 0.0, "boundary": 0.0}

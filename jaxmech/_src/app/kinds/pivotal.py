@@ -16,17 +16,8 @@ from jaxmech._src.app import config as cfg
 from jaxmech._src.app.kinds.common import Kind, clock, regret_summary
 from jaxmech._src.core import compile_options, priors
 from jaxmech._src.core.environments import Environment
-from jaxmech._src.models.pivotal import (
-    Array,
-    PivotalConfig,
-    _mean_se,
-    _ray_search,
-    assumption_report,
-    lemma2_check,
-    price_stats,
-    price_table,
-    ray_accuracy,
-)
+from jaxmech._src.models.pivotal import Array, PivotalConfig, lemma2_check, price_table, ray_accuracy, ray_search
+from jaxmech._src.models.pivotal_checks import assumption_report, mean_se, price_stats
 
 
 def _signal_square_data(env: Environment, prices, profile: Array, points: int = 121, compiler_options=None):
@@ -40,7 +31,7 @@ def _signal_square_data(env: Environment, prices, profile: Array, points: int = 
 
     def square(p):  # one compile: an eager ray search would compile op by op
         v = jax.vmap(lambda x: env.values(priors.replace_signal(p, env.dims, 0, lo + x * width)))(y)
-        return v, prices((), p)[0], _ray_search(env, p, 0, others, PivotalConfig())[2]
+        return v, prices((), p)[0], ray_search(env, p, 0, others, PivotalConfig())[2]
 
     v, price, arg = jax.jit(square, compiler_options=compiler_options)(profile)
     v = np.asarray(v).reshape(points, points, -1)
@@ -94,7 +85,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     for row, t in zip(rows[1:], tables[1:], strict=True):
         d = np.where(np.isfinite(t) & np.isfinite(base), t - base, 0.0)
         row["price_minus_first"] = {
-            "mean": [_mean_se(d[:, i]) for i in range(env.n_agents)],
+            "mean": [mean_se(d[:, i]) for i in range(env.n_agents)],
             "max_abs": float(np.abs(d).max()),
             "share_at_least_first": float(np.mean(np.all(d >= -1e-5, axis=1))),
         }

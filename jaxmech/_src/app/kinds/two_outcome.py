@@ -8,7 +8,7 @@ import numpy as np
 from jaxmech._src.app import build, plots, streams
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app.kinds.common import Kind, clock, regret_summary
-from jaxmech._src.models.pivotal import evaluate_two_outcome, score_family, signal_grids, two_outcome_searcher
+from jaxmech._src.models.two_outcome import evaluate_two_outcome, score_family, signal_grids, two_outcome_searcher
 
 
 def run_two_outcome(settings, base_dir, progress, out_dir):
