@@ -86,7 +86,7 @@ def _cutoff_audit(coef, cut, profiles, key):
 
     mech = jm.pivot_payments(env, decide, params=cut)
     stats = jm.block_stats(env, mech, cut, MIS, profiles, jnp.int32(N_PROFILES), key, jnp.float32(1e-5))
-    return stats["regret_max"], stats["ir_violation_max"]
+    return stats["regret_max"].value, stats["ir_violation_max"].value
 
 
 _cutoff_audit_jit = jax.jit(_cutoff_audit)

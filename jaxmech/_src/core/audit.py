@@ -135,7 +135,10 @@ def _n_draws(misreports: Misreports) -> tuple[int, int]:
 
 
 def _best_deviation(env, mech, params, misreports: Misreports, profiles, draws, i):
-    """Best misreport of agent ``i`` at each profile of a block: ``(best_u (B,), best_m (B, d_i))``.
+    """Best misreport of agent ``i`` at each profile of a block: ``(best_u (B,), best_m (B, d_i), menu_u (B,),
+    payment_error (B,) or None)``: ``menu_u`` is the utility the menu gives at the truthful report,
+    ``payment_error`` the menu's own bound on the truthful payment's numerical error where it carries one
+    (``respond.payment_error``, see :class:`mechanisms.Mechanism`).
 
     ``draws`` (``(B, R + E, d_max)``, uniform on ``[0, 1)``) give the ``R`` random misreports and the
     ``E`` extra ascent starts (:func:`_n_draws`), scaled to ``S_i``.
@@ -176,8 +179,12 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, draws, 
         better = u[j] > best[0]
         return jnp.where(better, u[j], best[0]), jnp.where(better, ms[j], best[1])
 
+    has_error = []  # set while tracing: whether the menu carries payment_error
+
     def one(s, cands, extra_starts):
         respond = mechanisms.agent_menu(mech, dims, params, s, i)  # the s_-i-only work, once
+        bound = getattr(respond, "payment_error", None)
+        has_error.append(bound is not None)
         if use_kinks:  # just below and above each kink (from the menu's own s_-i work where it carries them)
             b = mechanisms.menu_kinks(mech, respond, params, s, i)  # (K, d)
             cands = jnp.concatenate([cands, jnp.clip(jnp.concatenate([b - eps, b + eps]), lo[None, :], hi[None, :])])
@@ -215,9 +222,11 @@ def _best_deviation(env, mech, params, misreports: Misreports, profiles, draws, 
             best = take_better(best, gu, gm)
         # the menu at the truthful report: must give the utility decide / pay give (checked by block_stats)
         truth = u(s[sl]) if mech.menu is not None else jnp.zeros((), dtype)
-        return best + (truth,)
+        err = jnp.asarray(bound(), dtype) if bound is not None else jnp.zeros((), dtype)
+        return best + (truth, err)
 
-    return jax.vmap(one)(profiles, cands, extra_starts)
+    best_u, best_m, menu_u, err = jax.vmap(one)(profiles, cands, extra_starts)
+    return best_u, best_m, menu_u, (err if any(has_error) else None)
 
 
 def _masked_argext(x, valid, largest: bool):
@@ -262,9 +271,10 @@ def block_stats(
     # own loop in the compiled program (rolled on CPU), so one call instead of n * 4 compiles faster.
     n_draws = sum(_n_draws(misreports))
     draws = jax.random.uniform(key, (n, batch, n_draws, dmax), dtype)
-    menu_gap = []
+    menu_gap, errors = [], []
     for i in range(n):
-        best_u, best_m, menu_u = _best_deviation(env, mech, params, misreports, profiles, draws[i], i)
+        best_u, best_m, menu_u, err = _best_deviation(env, mech, params, misreports, profiles, draws[i], i)
+        errors.append(err)
         r = jnp.maximum(0.0, best_u - tr.utility[:, i])
         regrets.append(r)
         mx, j = _masked_argext(r, valid, True)
@@ -287,6 +297,10 @@ def block_stats(
     out["ir_violation_max"] = _extremum_per_column(ir, valid, profiles, True)
 
     moments("deficit", tr.deficit)
+    if any(e is not None for e in errors):  # the payments' own numerical error bound (e.g. bisection brackets)
+        err = jnp.stack([jnp.zeros((batch,), dtype) if e is None else e for e in errors], axis=1)  # (B, n)
+        out["payment_error"] = Moments(jnp.sum(w[:, None] * err, axis=0))
+        out["deficit_error_max"] = _extremum_per_column(jnp.sum(err, axis=1, keepdims=True), valid, profiles, True)
     out["deficit_count"] = Moments(jnp.sum(w * (tr.deficit > tol).astype(dtype)))
     for name, largest in (("deficit_max", True), ("deficit_min", False)):
         x, j = _masked_argext(tr.deficit, valid, largest)
@@ -537,6 +551,15 @@ def finalize(totals: BlockStats, env: Environment, tol: float) -> dict:
             "min_profile": dmin.witness["profile"].tolist(),
         }
     )
+    if "payment_error" in totals:  # the mechanism's own numerical error bound on its payments (per profile)
+        per_agent = np.asarray(totals["payment_error"].sum, np.float64) / n
+        worst = totals["deficit_error_max"]
+        deficit["numerical_error"] = {
+            "mean": float(np.sum(per_agent)),
+            "max": float(worst.value[0]),
+            "max_profile": worst.witness["profile"][0].tolist(),
+            "per_agent_mean": per_agent.tolist(),
+        }
     rep["deficit"] = deficit
     rep["revenue"] = {  # the designer's budget surplus, -deficit (sum of payments minus the cost)
         "mean": -deficit["mean"],

@@ -57,7 +57,11 @@ class Mechanism(NamedTuple):
         calls.
 
     A menu's ``respond`` may also carry ``respond.kinks() -> (K, d_i)``, equal to
-    ``kinks(params, m, i)`` (see :func:`menu_kinks`).
+    ``kinks(params, m, i)`` (see :func:`menu_kinks`), and ``respond.payment_error() -> ()``:
+    a bound on how far agent ``i``'s payment at the truthful report can be from the exact
+    payment of the construction because of the mechanism's own numerical method (e.g. a
+    pivot found by bisection, :func:`pivot_payments`); the audit reports it next to the
+    deficit's standard error, so rounding can be told from a real deficit.
 
     ``menu`` and ``decide_and_pay`` are *views* derived from ``decide`` / ``pay``
     (and a menu's kinks from ``kinks``): ``mech._replace(pay=new_pay)`` drops the
@@ -132,8 +136,16 @@ def menu_kinks(mech: Mechanism, respond, params: Params, m: Array, i: int) -> Ar
 def bisect(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> Array:
     """``inf{x in [lo, hi] : pred(x)}`` for a monotone predicate (False ... False True ... True).
 
-    Returns ``hi`` when ``pred`` is nowhere true and ``lo`` when it holds at ``lo``.
+    Returns ``hi`` when ``pred`` is nowhere true and ``lo`` when it holds at ``lo``: the upper end of
+    :func:`bisect_bracket`.
     """
+    return bisect_bracket(pred, lo, hi, iters)[1]
+
+
+def bisect_bracket(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> tuple[Array, Array]:
+    """``(a, b)`` with ``inf{x : pred(x)}`` in ``[a, b]`` after ``iters`` halvings (``pred(a)`` false, ``pred(b)``
+    true, or ``b = hi`` when ``pred`` is nowhere true); ``(lo, lo)`` when ``pred(lo)``. In float32 the bracket
+    stops shrinking at one ulp of the root: ``b - a`` is the search's own error bound."""
     lo = jnp.asarray(lo)
     hi = jnp.asarray(hi, lo.dtype)
     at_lo = pred(lo)
@@ -144,8 +156,8 @@ def bisect(pred: Callable[[Array], Array], lo: Array, hi: Array, iters: int) -> 
         ok = pred(mid)
         return jnp.where(ok, a, mid), jnp.where(ok, mid, b)
 
-    _, b = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    return jnp.where(at_lo, lo, b)
+    a, b = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return jnp.where(at_lo, lo, a), jnp.where(at_lo, lo, b)
 
 
 def bisection_steps(dtype) -> int:
@@ -189,21 +201,24 @@ def pivot_payments(
         return env.weights(decide(p, priors.replace_signal(m, env.dims, i, x[None])))[i]
 
     def find_pivot(p, m, i):
+        """``(a, g)``: the pivot ``g`` and the low end ``a`` of the bracket it was found in (``a = g``: exact)."""
         if pivot is not None:
-            return jnp.asarray(pivot(p, m, i), m.dtype)
+            g = jnp.asarray(pivot(p, m, i), m.dtype)
+            return g, g
         lo = jnp.asarray(env.lo[i], m.dtype)
         hi = jnp.asarray(env.hi[i], m.dtype)
         h_lo, h_hi = h_of(p, m, i, lo), h_of(p, m, i, hi)
         mid = 0.5 * (h_lo + h_hi)
-        # h is non-decreasing for a monotone rule; where it never switches, g = hi.
-        g = bisect(lambda x: (h_of(p, m, i, x) > mid) & (h_hi > h_lo), lo, hi, bisection_steps(m.dtype))
-        return g
+        # h is non-decreasing for a monotone rule; where it never switches, g = hi (exactly: a = g).
+        switches = h_hi > h_lo
+        a, g = bisect_bracket(lambda x: (h_of(p, m, i, x) > mid) & switches, lo, hi, bisection_steps(m.dtype))
+        return jnp.where(switches, a, g), g
 
     def menu(p, m, i):
         # everything that depends on m_-i only: pivot, h at the ends, D at lo / g / hi
         lo = jnp.asarray(env.lo[i], m.dtype)
         hi = jnp.asarray(env.hi[i], m.dtype)
-        g = find_pivot(p, m, i)
+        a, g = find_pivot(p, m, i)
 
         def V(x):
             return env.values(priors.replace_signal(m, env.dims, i, x[None]))[i]
@@ -222,13 +237,17 @@ def pivot_payments(
             return q, base + jnp.where(h > mid, step, 0.0)
 
         respond.kinks = lambda: g.reshape(1, 1)  # = kinks(p, m, i), from the pivot found above
+        if pivot is None:  # the bisection's own error: the true pivot lies in [a, g], V moves by |V(g) - V(a)|
+            # on it, and the payment by at most (max(|h_lo|, |h_hi - h_lo|) + |h_hi - h_lo|) times that
+            jump = jnp.abs(h_hi - h_lo)
+            respond.payment_error = lambda: (jnp.maximum(jnp.abs(h_lo), jump) + jump) * jnp.abs(v_g - V(a))
         return respond
 
     def pay(p, m):
         return jnp.stack([menu(p, m, i)(m[i : i + 1])[1] for i in range(n)])
 
     def kinks(p, m, i):
-        return find_pivot(p, m, i).reshape(1, 1)
+        return find_pivot(p, m, i)[1].reshape(1, 1)
 
     return Mechanism(name, decide, pay, params, kinks, menu)
 
