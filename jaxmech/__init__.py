@@ -113,7 +113,14 @@ from jaxmech._src.models.conditions import (
     strong_single_crossing,
     value_monotonicity,
 )
-from jaxmech._src.models.contributions import ContributionResult, Strategies, check_equilibrium, contribution_strategies
+from jaxmech._src.models.contributions import (
+    ContributionResult,
+    ContributionSurplus,
+    Strategies,
+    check_equilibrium,
+    contribution_strategies,
+    contribution_surplus,
+)
 from jaxmech._src.models.double_auction import DoubleAuctionResult, solve_double_auction
 from jaxmech._src.models.equivalence import (
     BoundaryPayments,
@@ -183,6 +190,8 @@ __all__ = [
     "Strategies",
     "check_equilibrium",
     "contribution_strategies",
+    "ContributionSurplus",
+    "contribution_surplus",
     "AuditError",
     "linear_combination",
     "LPReference",

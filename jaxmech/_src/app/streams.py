@@ -23,6 +23,7 @@ PIVOTAL_STEPS = 32  # the steps of the Assumption 2 check
 TWO_OUTCOME_FAMILY = 41  # B Sec. 3's rule family
 TWO_OUTCOME_STATS = 42  # its evaluation profiles
 PRICE_TIMING = 77  # fresh profiles timing a price table
+CONTRIBUTION_SURPLUS = 79  # profiles of CE Sec. 5.3's expected surplus
 TWO_OUTCOME_FIT = 100  # + k: the k-th target's search
 
 

@@ -8,9 +8,9 @@ import jax
 import numpy as np
 
 from jaxmech._src.app import config as cfg
-from jaxmech._src.app import plots
+from jaxmech._src.app import plots, streams
 from jaxmech._src.app.build import build, is_public
-from jaxmech._src.app.kinds.common import Kind, condition_checks
+from jaxmech._src.app.kinds.common import Kind, condition_checks, mean_se_text
 from jaxmech._src.models import contributions
 
 
@@ -27,10 +27,15 @@ def _run_contributions(settings, base_dir, progress, out_dir):
     res = contributions.check_equilibrium(
         env.values, vbar, n_types=ex.signals, n_grid=ex.bids, key=jax.random.PRNGKey(settings.seed)
     )
+    expected = contributions.contribution_surplus(
+        env.values, vbar, built.prior, key=streams.key_for(jax.random.PRNGKey(settings.seed), streams.CONTRIBUTION_SURPLUS),
+        n_profiles=settings.audit.profiles,
+    )  # fmt: skip
     body = {
         "environment": env.name,
         "mechanism": built.mechanism.name,
         "contributions": contributions.result_to_metrics(res),
+        "expected": expected._asdict(),  # under the prior, from the agents' own sampled types: mean, se
         "solve_s": time.perf_counter() - t0,
         "conditions": condition_checks(built),
     }
@@ -55,6 +60,12 @@ def _contributions_summary(metrics: dict) -> str:
         f"{c['mismatch_margin']:.2g} of the rule's boundary; off the boundary {c['strict_share']:.4f})",
         f"  budget                 min(taxes - c) over produced profiles = {c['budget_margin']}",
     ]
+    if "expected" in metrics:
+        e = metrics["expected"]
+        lines.append(
+            f"  expected (prior, {e['n_profiles']:,} profiles)  surplus {mean_se_text(e['surplus'])}, welfare "
+            f"{mean_se_text(e['welfare'])}, funded {mean_se_text(e['produced'])}"
+        )
     for a in ("agent1", "agent2"):
         x = c[a]
         lines.append(
