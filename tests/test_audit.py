@@ -11,8 +11,7 @@ import jaxmech as jm
 
 def _audit(env, mech, prior=None, n=20_000, misreports=jm.Misreports(), seed=0, **kw):
     prior = prior or jm.independent(env.dims)
-    kw.setdefault("block_size", 2048)
-    kw.setdefault("chunk_size", 1 << 14)
+    kw.setdefault("options", jm.StreamOptions(block_size=2048, chunk_size=1 << 14))
     return jm.audit(env, mech, prior, key=jax.random.PRNGKey(seed), n_profiles=n, misreports=misreports, **kw).report
 
 
