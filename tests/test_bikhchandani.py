@@ -192,27 +192,3 @@ def test_config_runs_end_to_end_and_every_claim_passes(tmp_path, name):
     assert runs.summary(metrics)
     rows = ex.claims(metrics)
     assert rows and not [r for r in rows if r.status == "FAIL"], [r for r in rows if r.status == "FAIL"]
-
-
-def test_price_mechanisms_differing_in_eps_share_one_audit_kernel():
-    # B Sec. 3's continuum p_j + c_j^2 + eps: raise_by is an argument of one kernel (build.execute_family); the raised
-    # member's report is the one its own audit gives, and both members are ex post IC (eq. (3) holds for every eps)
-    import dataclasses
-
-    from jaxmech._src.app import build
-    from jaxmech._src.app import config as cfg
-
-    data = {"name": "fam", "environment": {"kind": "example1"},
-            "mechanism": {"kind": "personalized_prices", "prices": "example1"},
-            "audit": {"profiles": 2048, "block_size": 512, "chunk_size": 2048, "misreports": {"grid": 4, "random": 2}}}  # fmt: skip
-    base = cfg.parse(cfg.Settings, data)
-    runs_ = [dataclasses.replace(base, mechanism=dataclasses.replace(base.mechanism, raise_by=e)) for e in (0.0, 0.1)]
-    assert build._families(runs_) == [([0, 1], [("mechanism", "raise_by")])]
-    builts = [build.build(s) for s in runs_]
-    fam = build.execute_family(runs_, builts)
-    assert fam[1].info.compile_s == 0.0  # the second member ran on the first one's kernel
-    alone = build.execute(runs_[1], builts[1]).report
-    for a, b in zip(fam[1].report["regret"], alone["regret"], strict=True):
-        assert a["max"] == b["max"] <= fam[1].report["tol"]
-    assert fam[1].report["deficit"]["mean"] == alone["deficit"]["mean"]
-    assert builts[1].mechanism.name.endswith("+ 0.1")

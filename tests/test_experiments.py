@@ -3,11 +3,10 @@
 import json
 from pathlib import Path
 
-import jax.numpy as jnp
 import pytest
 
-from jaxmech._src.app import build, runs
 from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = (
@@ -108,29 +107,3 @@ def test_bad_case_override_is_a_one_line_config_error(tmp_path):
     ):
         runs.run(settings, tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
-
-
-def test_sweep_families_share_one_kernel():
-    # runs that differ only in float environment / prior / mechanism values form one family (one compiled kernel);
-    # a None-vs-float difference (a copula switched on), an int (n) or an audit setting starts another
-    base, _ = cfg.load(CONFIGS / "ce_thm8_budget_classes.toml")
-    cases = [
-        build._settings_with(base, o)
-        for o in (
-            ["environment.a=0.5"], ["environment.a=1.5", "environment.cost=1.2"], ["environment.a=0.5", "prior.rho=0.3"],
-            ["environment.a=2.0", "environment.n=3"], ["environment.a=0.7", "audit.rtol=1e-3"], ["environment.a=1.0"],
-        )
-    ]  # fmt: skip
-    fams = build._families(cases)
-    assert fams == [([0, 1, 5], [("environment", "a"), ("environment", "cost")]), ([2], []), ([3], []), ([4], [])]
-
-
-def test_sweep_family_falls_back_where_a_builder_needs_numbers():
-    # multiplicative trade values check a < 1, 0 <= b < 1 - a in Python: not traceable in a, so such cases compile
-    # one kernel each (build.execute); a Gaussian copula is traceable in rho. Probed abstractly: nothing compiles
-    settings, _ = cfg.load(CONFIGS / "ce_thm5_deficit.toml")
-    copula = build._settings_with(settings, ["prior.rho=0.5"])
-    assert build._family_model(copula, [("prior", "rho")], None, jnp.float32) is not None
-    mult = build._settings_with(settings, ["environment.values=multiplicative", "environment.a=0.2"])
-    assert build._family_model(mult, [("environment", "a")], None, jnp.float32) is None
-    assert build._family_model(mult, [("environment", "b")], None, jnp.float32) is None
