@@ -10,10 +10,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import run_cli, run_config
 from test_resume import compile_cache_fixture  # noqa: F401  (the compile_cache fixture)
 
-from jaxmech._src.app import config as cfg
-from jaxmech._src.app import runs
+import jaxmech as jm
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [
@@ -49,8 +49,8 @@ STREAM = dict(n_profiles=5000, block_size=64, chunk_size=256, segment_blocks=5) 
 SCRIPT = (
     "import json, sys, jax, numpy as np\n"
     "jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))\n"
-    "from jaxmech._src.core import engine\n" + BLOCK_FN + "\n"
-    f"acc, info = engine.stream(block_fn, key=jax.random.PRNGKey(7), **{STREAM!r})\n"
+    "import jaxmech as jm\n" + BLOCK_FN + "\n"
+    f"acc, info = jm.stream(block_fn, key=jax.random.PRNGKey(7), **{STREAM!r})\n"
     "print(json.dumps({'process': jax.process_index(), 'n_chunks': info.n_chunks,\n"
     "                  'totals': {k: np.asarray(v).tolist() for k, v in acc.totals.items()}}))\n"
 )
@@ -58,8 +58,6 @@ SCRIPT = (
 
 def test_stream_over_two_processes_equals_one():
     """Engine level, fast: each process streams its own segments; both end with the one-process totals, bit for bit."""
-    from jaxmech._src.core import engine
-
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     procs = [
@@ -74,7 +72,7 @@ def test_stream_over_two_processes_equals_one():
     assert got[0]["n_chunks"] + got[1]["n_chunks"] >= 2 and got[0]["n_chunks"] > 0 and got[1]["n_chunks"] > 0
     scope: dict = {}
     exec(BLOCK_FN, scope)
-    acc, _ = engine.stream(scope["block_fn"], key=jax.random.PRNGKey(7), **STREAM)
+    acc, _ = jm.stream(scope["block_fn"], key=jax.random.PRNGKey(7), **STREAM)
     ref = {k: np.asarray(v).tolist() for k, v in acc.totals.items()}
     assert got[0]["totals"] == ref and got[1]["totals"] == ref  # every process holds the same totals
     assert ref["n_sum"] == 5000
@@ -91,7 +89,7 @@ def test_two_processes_equal_one_process(tmp_path, compile_cache):
     sets = [x for s in SIZES for x in ("--set", s)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "jaxmech._src.app.cli", "run", config, "--out", str(out), "--process-id", str(p), *sets],
+            [sys.executable, "-m", "jaxmech", "run", config, "--out", str(out), "--process-id", str(p), *sets],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -108,19 +106,16 @@ def test_two_processes_equal_one_process(tmp_path, compile_cache):
     assert manifest["n_processes"] == 2
     assert not (out / "checkpoint").exists()
 
-    settings = cfg.load(config, tuple(SIZES))[0]
-    reference = runs.run(settings, tmp_path / "one")
+    reference = run_config(config, tmp_path / "one", *SIZES)
     assert metrics["audit"] == reference["audit"]  # every number, bit for bit
     assert metrics["audit"]["profiles"] == 60000
 
 
 def test_distributed_flags_are_checked(capsys):
-    from jaxmech._src.app import cli
-
-    assert cli.main(["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "127.0.0.1:1"]) == 2
+    assert run_cli(["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "127.0.0.1:1"]) == 2
     assert "needs --coordinator, --num-processes and --process-id" in capsys.readouterr().err
     argv = ["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "h:1", "--num-processes", "2"]
-    assert cli.main([*argv, "--process-id", "2", "--out", "x"]) == 2
+    assert run_cli([*argv, "--process-id", "2", "--out", "x"]) == 2
     assert "0 <= --process-id < num-processes" in capsys.readouterr().err
-    assert cli.main([*argv, "--process-id", "1"]) == 2
+    assert run_cli([*argv, "--process-id", "1"]) == 2
     assert "needs --out" in capsys.readouterr().err

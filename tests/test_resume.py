@@ -1,4 +1,7 @@
-"""Checkpoint / resume: a run killed mid-way and resumed ends with exactly the numbers of an uninterrupted run."""
+"""Checkpoint / resume: a run killed mid-way and resumed ends with exactly the numbers of an uninterrupted run.
+
+The checkpoint's internals (its path and metadata, the host reduction, the progress line) are tested directly.
+"""
 
 import json
 import os
@@ -12,9 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_cli, run_config
 
-from jaxmech._src.app import cli, runs
-from jaxmech._src.app import config as cfg
+import jaxmech as jm
+from jaxmech._src.app import runs
 from jaxmech._src.core import engine, reduction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +54,7 @@ def test_kill_and_resume_gives_the_uninterrupted_numbers(tmp_path, compile_cache
     argv = [
         sys.executable,
         "-m",
-        "jaxmech._src.app.cli",
+        "jaxmech",
         "run",
         str(ROOT / "configs/bilateral_trade.toml"),
         "--out",
@@ -72,17 +76,16 @@ def test_kill_and_resume_gives_the_uninterrupted_numbers(tmp_path, compile_cache
     meta = reduction.read_checkpoint_meta(ck)
     assert 0 < meta["next_block"] < 256  # interrupted mid-way
 
-    assert cli.main(["run", "--resume", str(out)]) == 0
+    assert run_cli(["run", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_at_block"] >= meta["next_block"] > 0
     assert not ck.exists()  # a finished run leaves no checkpoint behind
 
-    settings = cfg.load(ROOT / "configs/bilateral_trade.toml", tuple(SIZES))[0]
-    reference = runs.run(settings, tmp_path / "ref")  # uninterrupted, no checkpoints
+    reference = run_config(ROOT / "configs/bilateral_trade.toml", tmp_path / "ref", *SIZES)  # uninterrupted
     assert resumed["audit"] == reference["audit"]  # every number, bit for bit
     assert resumed["audit"]["profiles"] == 262144
-    assert cli.main(["run", "--resume", str(out)]) == 2  # complete: nothing to resume
+    assert run_cli(["run", "--resume", str(out)]) == 2  # complete: nothing to resume
 
 
 def _block_fn(key, b, n_valid):
@@ -96,8 +99,8 @@ def _block_fn(key, b, n_valid):
 def test_stream_resume_and_segments(tmp_path):
     """Engine level: stop after three checkpoints, resume with another chunk size; the same totals, bit for bit."""
     kw = dict(key=jax.random.PRNGKey(3), n_profiles=2500, block_size=64, segment_blocks=3)
-    full, _ = engine.stream(_block_fn, chunk_size=256, **kw)
-    ck = reduction.Checkpoint(path=tmp_path / "ck.npz", every_s=0.0, fingerprint="x")
+    full, _ = jm.stream(_block_fn, chunk_size=256, **kw)
+    ck = jm.Checkpoint(path=tmp_path / "ck.npz", every_s=0.0, fingerprint="x")
     saved = []
 
     def stop_after_third(done, total):
@@ -106,18 +109,18 @@ def test_stream_resume_and_segments(tmp_path):
             raise KeyboardInterrupt  # as if killed after the third checkpoint
 
     with pytest.raises(KeyboardInterrupt):
-        engine.stream(_block_fn, chunk_size=256, checkpoint=ck, progress=stop_after_third, **kw)
+        jm.stream(_block_fn, chunk_size=256, checkpoint=ck, progress=stop_after_third, **kw)
     assert saved == [4, 8, 12]
-    res, info = engine.stream(_block_fn, chunk_size=448, checkpoint=ck._replace(resume=True), **kw)
+    res, info = jm.stream(_block_fn, chunk_size=448, checkpoint=ck._replace(resume=True), **kw)
     assert info.resumed_at_block == 12 and info.n_chunks == 4  # blocks 12..39, 7 per chunk
     assert res.totals.keys() == full.totals.keys()
     for k in full.totals:
         np.testing.assert_array_equal(res.totals[k], full.totals[k], err_msg=k)
     assert res.totals["n_sum"] == 2500
     with pytest.raises(ValueError, match="fingerprint"):
-        engine.stream(_block_fn, chunk_size=256, checkpoint=ck._replace(resume=True, fingerprint="y"), **kw)
+        jm.stream(_block_fn, chunk_size=256, checkpoint=ck._replace(resume=True, fingerprint="y"), **kw)
     # segments change only the association of float64 sums: counts, maxima and witnesses are exact
-    one_seg, _ = engine.stream(_block_fn, chunk_size=256, **dict(kw, segment_blocks=1024))
+    one_seg, _ = jm.stream(_block_fn, chunk_size=256, **dict(kw, segment_blocks=1024))
     for k in ("n_sum", "x_count", "x_max", "x_max_at_index"):
         assert one_seg.totals[k] == full.totals[k]
     np.testing.assert_allclose(one_seg.totals["x_sum"], full.totals["x_sum"], rtol=1e-14)
