@@ -195,9 +195,9 @@ def test_elimination_matches_brute_force(seed, ties):
 
 def test_no_retrace_across_value_models(solved):
     """The elimination and the checks compile once per grid shape, not per value model."""
-    sizes = da.eliminate._cache_size(), da._assess._cache_size()
+    sizes = da.eliminate._cache_size(), da.assess._cache_size()
     r = jm.solve_double_auction(linear(0.25), N_S, N_B)
-    assert (da.eliminate._cache_size(), da._assess._cache_size()) == sizes
+    assert (da.eliminate._cache_size(), da.assess._cache_size()) == sizes
     assert int(r.rounds) >= 1
 
 
