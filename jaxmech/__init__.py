@@ -75,7 +75,15 @@ from jaxmech._src.core.priors import (
     uniform,
 )
 from jaxmech._src.core.reduction import BlockStats, Checkpoint, Extremum, Moments
-from jaxmech._src.core.search import Family, SearchConfig, SearchResult, search, support_grid, welfare_table
+from jaxmech._src.core.search import (
+    Family,
+    SearchConfig,
+    SearchResult,
+    search,
+    soft_max,
+    support_grid,
+    welfare_table,
+)
 from jaxmech._src.models.bayesian import (
     FiniteAuction,
     conditional_sampler,
@@ -85,12 +93,17 @@ from jaxmech._src.models.bayesian import (
     finite_report,
     interim_audit,
     interim_envelope_tables,
+    ir_scan,
+    linear_auction_values,
+    payment_anchored,
+    replay,
     thm4_construction,
     with_fees,
 )
 from jaxmech._src.models.certify import (
     Certificate,
     CertifyReport,
+    OutcomeGraph,
     certificate_payments,
     certify,
     cyclic_allocation,
@@ -127,6 +140,9 @@ from jaxmech._src.models.equivalence import (
     PayoffEquivalence,
     boundary_payments,
     boundary_points,
+    boundary_samples,
+    characterize,
+    characterize_agent,
     payoff_equivalence,
     segments,
 )
@@ -139,15 +155,20 @@ from jaxmech._src.models.families import (
 from jaxmech._src.models.lp_reference import LPReference, LPSolution, lp_reference
 from jaxmech._src.models.pivotal import (
     PivotalConfig,
+    batched_prices,
     buyer_price,
+    g_pair,
+    lambda_star,
     pivotal_mechanism,
     pivotal_price_of,
     pivotal_prices,
     raise_price_of,
     raise_prices,
     ray_accuracy,
+    ray_price,
 )
 from jaxmech._src.models.pivotal_checks import (
+    assumption_report,
     check_admissible,
     check_assumption1a,
     check_assumption2,
@@ -181,9 +202,30 @@ from jaxmech._src.models.trading import (
     shifted_cutoff,
     tabulated_cutoff,
 )
-from jaxmech._src.models.two_outcome import score_family, search_two_outcome, two_outcome_gap, two_outcome_searcher
+from jaxmech._src.models.two_outcome import (
+    score_family,
+    search_two_outcome,
+    signal_grids,
+    two_outcome_gap,
+    two_outcome_searcher,
+)
 
 __all__ = [
+    "g_pair",
+    "lambda_star",
+    "ray_price",
+    "batched_prices",
+    "signal_grids",
+    "assumption_report",
+    "OutcomeGraph",
+    "boundary_samples",
+    "characterize",
+    "characterize_agent",
+    "linear_auction_values",
+    "replay",
+    "payment_anchored",
+    "ir_scan",
+    "soft_max",
     "randomized_trade_family",
     "randomized_trade_mechanism",
     "ContributionResult",

@@ -3,7 +3,6 @@ scipy quadrature for conditional copula expectations and the expected-externalit
 for private values, exact enumeration and an LP (scipy.optimize.linprog) for the Cremer-McLean example."""
 
 import functools
-import json
 import math
 from pathlib import Path
 
@@ -11,34 +10,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import within
+from conftest import run_cli, run_config, within
 from scipy import integrate, optimize, stats
 
-from jaxmech._src.app import config as cfg
-from jaxmech._src.app import runs
-from jaxmech._src.core import audit, priors
-from jaxmech._src.core import environments as envs
-from jaxmech._src.core import mechanisms as mechs
-from jaxmech._src.models import bayesian
+import jaxmech as jm
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _public(a, c=1.0):
-    return envs.public_good(envs.linear_public_values(a), c)
+    return jm.public_good(jm.linear_public_values(a), c)
 
 
 def _vcg(a, c=1.0):
     """Generalized VCG with the closed-form pivots g_i = clip(c / (1 + a) - m_j, 0, 1) (no bisection to compile)."""
-    return mechs.generalized_vcg(_public(a, c), pivot=lambda p, m, i: jnp.clip(c / (1 + a) - m[1 - i], 0.0, 1.0))
+    return jm.generalized_vcg(_public(a, c), pivot=lambda p, m, i: jnp.clip(c / (1 + a) - m[1 - i], 0.0, 1.0))
 
 
 @functools.cache
 def _agv(a):
     """dAGV for v_i = s_i + a s_j, c = 1, U[0,1]^2 (built once per module: the tables take a few seconds)."""
-    return bayesian.expected_externality(
-        _public(a), priors.independent((1, 1)), jax.random.PRNGKey(7), inner=2048, table=129
-    )
+    return jm.expected_externality(_public(a), jm.independent((1, 1)), jax.random.PRNGKey(7), inner=2048, table=129)
 
 
 def _copula_density(u, v, rho):
@@ -53,8 +45,8 @@ def _copula_density(u, v, rho):
 @pytest.mark.parametrize("rho, s1", [(0.5, 0.8), (-0.5, 0.0)])
 def test_conditional_sampler_matches_copula_conditional(key, rho, s1):
     """E[s_2 | s_1] = Phi(rho z_1 / sqrt(2 - rho^2)), z_1 = Phi^{-1}(s_1) (uniform marginals), within 4 SE."""
-    prior = priors.gaussian_copula((1, 1), priors.uniform(), priors.equicorrelation(2, rho))
-    sample = bayesian.conditional_sampler(prior, 0)
+    prior = jm.gaussian_copula((1, 1), jm.uniform(), jm.equicorrelation(2, rho))
+    sample = jm.conditional_sampler(prior, 0)
     draws = np.asarray(jax.jit(lambda k: sample(k, jnp.asarray([s1]), 20000))(key), np.float64)
     assert np.all(draws[:, 0] == np.float32(s1))
     z1 = stats.norm.ppf(np.clip(s1, 1e-6, 1 - 1e-6))
@@ -66,8 +58,8 @@ def test_conditional_sampler_matches_copula_conditional(key, rho, s1):
 def test_conditional_sampler_beta_marginals_against_quadrature(key):
     """Beta(2, 5) marginals, rho = 0.6: E[s_2 | s_1] = E[F^{-1}(Phi(rho z_1 + sqrt(1 - rho^2) W))] by scipy quadrature."""
     rho, s1 = 0.6, 0.45
-    prior = priors.gaussian_copula((1, 1), priors.beta(2.0, 5.0), priors.equicorrelation(2, rho))
-    sample = bayesian.conditional_sampler(prior, 0)
+    prior = jm.gaussian_copula((1, 1), jm.beta(2.0, 5.0), jm.equicorrelation(2, rho))
+    sample = jm.conditional_sampler(prior, 0)
     cond = np.asarray(jax.jit(lambda k: sample(k, s1, 8192))(key), np.float64)[:, 1]
     z1 = stats.norm.ppf(stats.beta.cdf(s1, 2.0, 5.0))
     ref = integrate.quad(
@@ -125,9 +117,9 @@ def test_agv_bayesian_ic_not_ex_post_ic(key):
     """Interim regret 0 within 4 SE, interim utility of the lowest type = quadrature, ex post regret with a witness."""
     a = 0.5
     env = _public(a)
-    prior = priors.independent((1, 1))
+    prior = jm.independent((1, 1))
     mech = _agv(a)
-    rep = bayesian.interim_audit(env, mech, prior, jax.random.fold_in(key, 1), types=5, misreports=17, inner=2048,
+    rep = jm.interim_audit(env, mech, prior, jax.random.fold_in(key, 1), types=5, misreports=17, inner=2048,
                                  agents=(0,))  # fmt: skip
     T, C = _interdependent_tables(a)
     A = lambda y: T(y) - C(y) / 2  # noqa: E731
@@ -139,7 +131,7 @@ def test_agv_bayesian_ic_not_ex_post_ic(key):
         assert r["min_at_type"] == 0.0 and within(r["min_interim_utility"], u0, r["se_min"], floor=1e-3)
     # ex post: agent 2 at s = (0.66, 0.01) gains by reporting 0 (the provision flips off; the payment falls)
     s1, s2 = 0.66, 0.01
-    w = bayesian.replay(env, mech, jnp.asarray([s1, s2], jnp.float32), 1, jnp.asarray([0.0], jnp.float32))
+    w = jm.replay(env, mech, jnp.asarray([s1, s2], jnp.float32), 1, jnp.asarray([0.0], jnp.float32))
 
     def u2(m):
         f = float((1 + a) * (s1 + m) > 1.0)
@@ -155,8 +147,8 @@ def test_agv_bayesian_ic_not_ex_post_ic(key):
 def test_vcg_interim_under_copula_matches_quadrature(key):
     a, rho = 0.5, -0.5
     env = _public(a)
-    prior = priors.gaussian_copula((1, 1), priors.uniform(), priors.equicorrelation(2, rho))
-    rep = bayesian.interim_audit(env, _vcg(a), prior, key, types=5, misreports=9, inner=4096, agents=(1,))
+    prior = jm.gaussian_copula((1, 1), jm.uniform(), jm.equicorrelation(2, rho))
+    rep = jm.interim_audit(env, _vcg(a), prior, key, types=5, misreports=9, inner=4096, agents=(1,))
     k = 1 / (1 + a)
     for r in rep["agents"]:
         assert r["max_interim_regret"] <= 4 * r["se"] + 1e-6 and r["ir_violation"] <= 4 * r["se_min"] + 1e-6
@@ -177,9 +169,9 @@ def test_vcg_interim_under_copula_matches_quadrature(key):
 def test_thm4_private_values_closed_forms(key):
     """a = 0: fees = U_dAGV(0) = -1/12, t'' = generalized VCG, expected deficit 1/6 = -sum(fees); t'' ex post IC/IR."""
     env = _public(0.0)
-    prior = priors.independent((1, 1))
+    prior = jm.independent((1, 1))
     bic = _agv(0.0)
-    tpp, fee_mech, rep = bayesian.thm4_construction(
+    tpp, fee_mech, rep = jm.thm4_construction(
         env, bic, prior, key, types=3, inner=2048, fee_inner=32768, ex_post=_vcg(0.0)
     )
     for r in rep["agents"]:
@@ -194,7 +186,7 @@ def test_thm4_private_values_closed_forms(key):
             return env.cost(mech.decide(mech.params, m)) - jnp.sum(mech.pay(mech.params, m))
 
         u = jax.vmap(lambda s: env.value(tpp.decide((), s), s) - tpp.pay(tpp.params, s))(prof)
-        reg = jax.vmap(lambda s: jax.vmap(lambda m: audit.regret(env, tpp, tpp.params, s, m[None], 0))(grid))(prof)
+        reg = jax.vmap(lambda s: jax.vmap(lambda m: jm.regret(env, tpp, tpp.params, s, m[None], 0))(grid))(prof)
         return u, reg, jax.vmap(lambda m: jnp.stack([deficit(tpp, m), deficit(fee_mech, m)]))(s)
 
     u, reg, d = checks(prof, prior.sample(jax.random.fold_in(key, 5), 50_000))
@@ -210,23 +202,23 @@ def test_sec34_payment_anchor_as_written_is_not_ex_post_ir(key):
     tau = E[f(0, s_j) a s_j] = a (1 - k^2) / 2 (k = c / (1 + a)) where it gets nothing: an ex post IR violation."""
     a = 0.5
     env = _public(a)
-    prior = priors.independent((1, 1))
-    text = bayesian.payment_anchored(env, _vcg(a), prior, key, inner=16384)
-    rep = bayesian.ir_scan(env, text, prior.sample(jax.random.fold_in(key, 1), 20000))
+    prior = jm.independent((1, 1))
+    text = jm.payment_anchored(env, _vcg(a), prior, key, inner=16384)
+    rep = jm.ir_scan(env, text, prior.sample(jax.random.fold_in(key, 1), 20000))
     k = 1 / (1 + a)
     tau = a * (1 - k**2) / 2  # 0.1389
     se = math.sqrt(a**2 * (1 - k**3) / 3 - tau**2) / math.sqrt(16384)  # SD of a s_j 1{s_j > k}
     for r in rep["agents"]:
         assert within(r["max_violation"], tau, se) and r["at_profile"][1 - rep["agents"].index(r)] < k
-    assert bayesian.ir_scan(env, _vcg(a), prior.sample(key, 2000))["agents"][0]["max_violation"] <= 1e-6
+    assert jm.ir_scan(env, _vcg(a), prior.sample(key, 2000))["agents"][0]["max_violation"] <= 1e-6
 
 
 def test_thm4_rejects_inefficient_rule(key):
     env = _public(0.5)
-    prior = priors.independent((1, 1))
+    prior = jm.independent((1, 1))
     bad = _agv(0.5)._replace(decide=lambda p, m: (jnp.sum(m) > 1.5).astype(m.dtype))
     with pytest.raises(ValueError, match="efficient"):
-        bayesian.thm4_construction(env, bad, prior, key, types=3, inner=64, fee_inner=64)
+        jm.thm4_construction(env, bad, prior, key, types=3, inner=64, fee_inner=64)
 
 
 # --------------------------------------------------------------------------
@@ -234,9 +226,9 @@ def test_thm4_rejects_inefficient_rule(key):
 
 
 def _cm(rho=0.5, k=3):
-    prior = priors.gaussian_copula((1, 1), priors.uniform(), priors.equicorrelation(2, rho))
-    types, pmf = bayesian.discretize_copula(prior, k)
-    return bayesian.cremer_mclean(bayesian.linear_auction_values, types, pmf)
+    prior = jm.gaussian_copula((1, 1), jm.uniform(), jm.equicorrelation(2, rho))
+    types, pmf = jm.discretize_copula(prior, k)
+    return jm.cremer_mclean(jm.linear_auction_values, types, pmf)
 
 
 def _max_revenue_ex_post_ic_ir(fa):
@@ -272,7 +264,7 @@ def _max_revenue_ex_post_ic_ir(fa):
 
 def test_cremer_mclean_exact_and_lp():
     fa = _cm()
-    rep = bayesian.finite_report(fa)
+    rep = jm.finite_report(fa)
     assert max(rep["regret_max"]) <= 1e-12  # ex post IC: the lotteries depend on the others' reports only
     assert rep["interim_utility_max_abs"] <= 1e-12  # interim IR, binding for every type
     assert abs(rep["expected_revenue"] - rep["expected_surplus"]) <= 1e-12  # full extraction
@@ -289,23 +281,22 @@ def test_cremer_mclean_exact_and_lp():
 
 
 def test_cremer_mclean_needs_correlation():
-    prior = priors.independent((1, 1))
-    types, pmf = bayesian.discretize_copula(prior, 3)
+    prior = jm.independent((1, 1))
+    types, pmf = jm.discretize_copula(prior, 3)
     with pytest.raises(ValueError, match="rank 1 < 3"):
-        bayesian.cremer_mclean(bayesian.linear_auction_values, types, pmf)
+        jm.cremer_mclean(jm.linear_auction_values, types, pmf)
 
 
 @pytest.mark.slow
-def test_fn6_config_end_to_end(tmp_path):
-    settings, _ = cfg.load(CONFIGS / "ce_fn6_cremer_mclean.toml", ("audit.profiles=20000",))
-    m = runs.run(settings, tmp_path / "fn6")
-    assert json.loads((tmp_path / "fn6" / "metrics.json").read_text())["experiment"] == "cremer_mclean"
+def test_fn6_config_end_to_end(tmp_path, capsys):
+    m = run_config(CONFIGS / "ce_fn6_cremer_mclean.toml", tmp_path / "fn6", "audit.profiles=20000")
+    assert m["experiment"] == "cremer_mclean"
     c = m["cremer_mclean"]
     s = c["sampled"]["revenue"]
     assert within(s["mean"], c["expected_surplus"], s["se"])
-    assert c["ir"][0]["min_utility"] < 0 and runs.summary(m)
-    with pytest.raises(cfg.ConfigError, match="rank"):
-        runs.run(cfg.load(CONFIGS / "ce_fn6_cremer_mclean.toml", ("prior.rho=0.0",))[0], tmp_path / "x")
+    assert c["ir"][0]["min_utility"] < 0
+    argv = ["run", CONFIGS / "ce_fn6_cremer_mclean.toml", "--out", tmp_path / "x", "--set", "prior.rho=0.0"]
+    assert run_cli(argv) == 2 and "config error" in (err := capsys.readouterr().err) and "rank" in err
 
 
 # --------------------------------------------------------------------------
@@ -319,9 +310,7 @@ def test_configs_end_to_end(tmp_path, name):
              "experiment.types=5", "experiment.misreports=17", "experiment.inner=2048")  # fmt: skip
     if name != "ce_prop12_ex_post":
         small += ("mechanism.inner=4096",)
-    settings, _ = cfg.load(CONFIGS / f"{name}.toml", small)
-    m = runs.run(settings, tmp_path / name)
-    assert runs.summary(m)
+    m = run_config(CONFIGS / f"{name}.toml", tmp_path / name, *small)
     if name == "ce_thm4_public_good":
         assert max(m["ex_post_audit"]["regret_max"]) <= m["ex_post_audit"]["tol"]
         d = m["budget"]["ex_post_minus_fees"]

@@ -9,12 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import jaxmech as jm
 from jaxmech._src.app import bench, cli
-from jaxmech._src.core import mechanisms
-from jaxmech._src.core import search as search_lib
-from jaxmech._src.models import certify
 
 baselines = bench.load_baselines()  # the checkout's benchmarks/baselines.py, by path
 assert baselines is not None, f"{bench.baselines_path()} is missing"
@@ -85,7 +83,7 @@ def test_w4_gradient_by_hand_equals_autodiff_through_the_family():
         sc = jnp.concatenate([s, grid])
         viol = jax.vmap(lambda x: fam.violation(v, x))(sc)
         w = jax.vmap(lambda x: fam.weight(v, x))(sc)
-        con = search_lib.soft_max(viol, w, tau)
+        con = jm.soft_max(viol, w, tau)
         return -obj + 0.5 * rho * (jnp.maximum(0.0, con + lam / rho) ** 2 - (lam / rho) ** 2)
 
     loss_ref, grad_ref = jax.jit(jax.value_and_grad(lagrangian))(jnp.asarray(vbar))  # float32, autodiff
@@ -102,11 +100,11 @@ def test_w4_gradient_by_hand_equals_autodiff_through_the_family():
 @pytest.mark.parametrize("a", [bench.A_OUTCOMES])
 def test_w5_numpy_certificates_equal_certify(a):
     k = 4
-    env = certify.project_choice(k, 2, a)
+    env = jm.project_choice(k, 2, a)
     x = np.asarray(jax.random.uniform(jax.random.PRNGKey(3), (64, k)))
     others = np.asarray(jax.random.uniform(jax.random.PRNGKey(4), (5, k)))
     profiles = np.concatenate([np.zeros_like(others), others], axis=1)  # agent 0's part is ignored
-    rep = certify.certify(env, mechanisms.efficient_rule(env), (), jnp.asarray(profiles), 0, jnp.asarray(x))
+    rep = jm.certify(env, jm.efficient_rule(env), (), jnp.asarray(profiles), 0, jnp.asarray(x))
     with np.errstate(invalid="ignore"):
         out = baselines.w5_baseline(baselines.NumpyXP(False, 0), others.astype(np.float32), x.astype(np.float32), a=a)
     np.testing.assert_array_equal(out["feasible"], rep.feasible)
@@ -116,7 +114,7 @@ def test_w5_numpy_certificates_equal_certify(a):
 
 def test_bench_subcommand_is_wired(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["bench", "--workload", "W9"])
+        run_cli(["bench", "--workload", "W9"])
     assert "invalid choice" in capsys.readouterr().err
 
 

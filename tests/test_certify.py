@@ -1,40 +1,32 @@
 """Pseudo-efficiency certificates (CE Lemma 1 / Thm 1) and payments from them (CE Thm 3)."""
 
 import itertools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_config
 
-from jaxmech._src.core import priors
-from jaxmech._src.core.environments import (
-    bilateral_trade,
-    linear_public_values,
-    linear_trade_values,
-    public_good,
-    single_object,
-)
-from jaxmech._src.core.mechanisms import efficient_rule, generalized_vcg, linear_trade_pivot
-from jaxmech._src.models import certify as C
-from jaxmech._src.models import equivalence as E
+import jaxmech as jm
 
 
 def test_finite_environment_validates():
     with pytest.raises(ValueError, match="k must be"):
-        C.finite_environment("bad", (1,), 0, lambda s: jnp.zeros((1, 0)))
+        jm.finite_environment("bad", (1,), 0, lambda s: jnp.zeros((1, 0)))
     with pytest.raises(ValueError, match="outcome_names"):
-        C.finite_environment("bad", (1,), 2, lambda s: jnp.zeros((1, 2)), ("only_one",))
+        jm.finite_environment("bad", (1,), 2, lambda s: jnp.zeros((1, 2)), ("only_one",))
 
 
 @pytest.mark.parametrize(("a", "i"), [(0.0, 0), (0.5, 1)])
 def test_efficient_projects_certify_everywhere(key, a, i):
     """Private values (a = 0): VCG exists, so CE Thm 1 holds at every s_-i; the symmetric common term keeps it so."""
-    env = C.project_choice(k=3, n=2, a=a)
+    env = jm.project_choice(k=3, n=2, a=a)
     prof_key, sample_key = jax.random.split(key)
     profiles = jax.random.uniform(prof_key, (48, env.size))
     samples = jax.random.uniform(sample_key, (300, 3))
-    rep = C.certify(env, efficient_rule(env), (), profiles, i, samples)
+    rep = jm.certify(env, jm.efficient_rule(env), (), profiles, i, samples)
     assert rep.fraction == 1.0
     assert rep.max_walk.max() <= 1e-5
     assert rep.worst_cycle[0] == rep.worst_cycle[-1]
@@ -42,14 +34,14 @@ def test_efficient_projects_certify_everywhere(key, a, i):
 
 def test_characterize_all_agents_in_one_program_equals_one_agent_at_a_time(key):
     """characterize() traces the agent index (equal signal dimensions): the same rows as characterize_agent."""
-    env = bilateral_trade(linear_trade_values(0.5))
-    mech = generalized_vcg(env)
+    env = jm.bilateral_trade(jm.linear_trade_values(0.5))
+    mech = jm.generalized_vcg(env)
     profiles = jax.random.uniform(key, (12, 2))
     grid = jnp.linspace(0.0, 1.0, 33)[:, None]
     trade = jnp.array([0.0, 1.0])  # the outcome rows (no trade, trade)
-    together = E.characterize(env, mech, mech.params, profiles, [grid, grid], outcomes=trade)
+    together = jm.characterize(env, mech, mech.params, profiles, [grid, grid], outcomes=trade)
     row, rep, pe = together[1]  # the seller: a nonzero traced index
-    row1, rep1, pe1 = E.characterize_agent(env, mech, mech.params, profiles, 1, grid, outcomes=trade)
+    row1, rep1, pe1 = jm.characterize_agent(env, mech, mech.params, profiles, 1, grid, outcomes=trade)
     row.pop("certificates_per_s"), row1.pop("certificates_per_s")
     assert row == row1 and row["agent"] == "seller"
     np.testing.assert_array_equal(rep.max_walk, rep1.max_walk)
@@ -58,11 +50,11 @@ def test_characterize_all_agents_in_one_program_equals_one_agent_at_a_time(key):
 
 
 def test_cyclic_allocation_has_positive_cycle_and_profitable_misreport(key):
-    env = C.cyclic_allocation()
-    decide = efficient_rule(env)
+    env = jm.cyclic_allocation()
+    decide = jm.efficient_rule(env)
     grid = jnp.linspace(0.0, 1.0, 201)[:, None]
     profiles = jnp.stack([jnp.zeros(11), jnp.linspace(0.0, 1.0, 11)], axis=1)
-    rep = C.certify(env, decide, (), profiles, 0, grid)
+    rep = jm.certify(env, decide, (), profiles, 0, grid)
     assert rep.fraction == 0.0  # CE Thm 1 fails at every s_-i
     slack, cyc, xs = rep.worst_slack, rep.worst_cycle, rep.worst_signals
     m = len(cyc) - 1
@@ -72,7 +64,7 @@ def test_cyclic_allocation_has_positive_cycle_and_profitable_misreport(key):
     # the witnesses: x_j gets a_j and sum_j v(a_{j+1}, x_j) - v(a_j, x_j) is the slack
     total = 0.0
     for j in range(m):
-        s = priors.replace_signal(s_minus, env.dims, 0, jnp.asarray(xs[j]))
+        s = jm.replace_signal(s_minus, env.dims, 0, jnp.asarray(xs[j]))
         assert int(decide((), s)) == cyc[j]
         v = np.asarray(env.value(jnp.arange(3), s))
         total += float(v[0, cyc[j + 1]] - v[0, cyc[j]])
@@ -80,7 +72,7 @@ def test_cyclic_allocation_has_positive_cycle_and_profitable_misreport(key):
 
     # brute force over (true x, report x') on the grid at the same s_-i, for several payment rules
     def at(x):
-        s = priors.replace_signal(s_minus, env.dims, 0, x)
+        s = jm.replace_signal(s_minus, env.dims, 0, x)
         a = decide((), s)
         return a, env.value(jnp.arange(3), s)  # (n, k)
 
@@ -104,7 +96,7 @@ def test_cyclic_allocation_has_positive_cycle_and_profitable_misreport(key):
 def test_pseudo_efficient_rule_recovers_potentials(seed=0):
     """f(x) = argmax_a v_i(a, x) + w(a) (CE Def 4): the certificate's payments are -w up to a constant."""
     k = 4
-    env = C.project_choice(k=k, n=2, a=0.0)  # v_0(a, x) = x_a
+    env = jm.project_choice(k=k, n=2, a=0.0)  # v_0(a, x) = x_a
     w_key, s_key, x_key, p_key = jax.random.split(jax.random.PRNGKey(seed), 4)
     w = jax.random.uniform(w_key, (k,), minval=-0.4, maxval=0.4)
 
@@ -114,10 +106,10 @@ def test_pseudo_efficient_rule_recovers_potentials(seed=0):
     s_minus = jax.random.uniform(s_key, (2 * k,))
     rand = jax.random.uniform(x_key, (1000, k))
     pairs = jax.random.uniform(p_key, (2, 600, k))
-    edge = E.boundary_samples(env, decide, w, s_minus, 0, pairs[0], pairs[1])
+    edge = jm.boundary_samples(env, decide, w, s_minus, 0, pairs[0], pairs[1])
     samples = jnp.concatenate([rand, edge])
-    g = C.outcome_graph(env, decide, w, s_minus, 0, samples)
-    cert = C.solve_graph(g)
+    g = jm.outcome_graph(env, decide, w, s_minus, 0, samples)
+    cert = jm.solve_graph(g)
     assert bool(cert.feasible) and bool(jnp.all(cert.occurs))
     err = np.asarray(cert.payments + w)
     assert np.ptp(err) < 1e-5, err
@@ -127,12 +119,12 @@ def test_pseudo_efficient_rule_recovers_potentials(seed=0):
 
 
 def test_certificate_payments_match_pivot_in_bilateral_trade(key):
-    env = bilateral_trade(linear_trade_values(0.5))
+    env = jm.bilateral_trade(jm.linear_trade_values(0.5))
     steps = 200
     grid = jnp.linspace(0.0, 1.0, steps + 1)[:, None]
-    mech = C.certificate_payments(env, efficient_rule(env), grid, outcomes=jnp.array([0.0, 1.0]))
+    mech = jm.certificate_payments(env, jm.efficient_rule(env), grid, outcomes=jnp.array([0.0, 1.0]))
     # closed-form pivots (CE Sec. 4.4); test_mechanisms checks them against bisection
-    vcg = generalized_vcg(env, pivot=linear_trade_pivot(0.5))
+    vcg = jm.generalized_vcg(env, pivot=jm.linear_trade_pivot(0.5))
     s = jax.random.uniform(key, (200, 2))
     t_cert = jax.jit(jax.vmap(lambda m: mech.pay((), m)))(s)
     t_vcg = jax.jit(jax.vmap(lambda m: vcg.pay((), m)))(s)
@@ -174,12 +166,12 @@ def test_cycle_detection_matches_brute_force():
 
     def graph(d, occurs):
         d = jnp.asarray(d, jnp.float32)
-        return C.OutcomeGraph(d, jnp.zeros(d.shape, jnp.int32), jnp.asarray(occurs), jnp.zeros((1,), jnp.int32),
+        return jm.OutcomeGraph(d, jnp.zeros(d.shape, jnp.int32), jnp.asarray(occurs), jnp.zeros((1,), jnp.int32),
                               jnp.zeros((1, d.shape[0]), jnp.float32))  # fmt: skip
 
     batch = jax.tree.map(lambda *xs: jnp.stack(xs), *[graph(d, o) for d, o, _ in cases])
-    certs = jax.tree.map(np.asarray, jax.jit(jax.vmap(C.solve_graph))(batch))
-    one = C.solve_graph(graph(cases[3][0], cases[3][1]))
+    certs = jax.tree.map(np.asarray, jax.jit(jax.vmap(jm.solve_graph))(batch))
+    one = jm.solve_graph(graph(cases[3][0], cases[3][1]))
     np.testing.assert_allclose(one.max_walk, certs.max_walk[3])  # vmap == single
     for c, (d, occurs, _) in enumerate(cases):
         brute = _brute_max_cycle(d, occurs)
@@ -215,16 +207,16 @@ def x64():
 def test_payoff_equivalence_recovers_potentials(x64):
     """f = argmax_a x_a + w(a), 4-d signals: eq. (4) payments and the certificate's agree, and both are -w + const."""
     k = 4
-    env = C.project_choice(k=k, n=2, a=0.0)
+    env = jm.project_choice(k=k, n=2, a=0.0)
     w = jnp.asarray([0.1, -0.2, 0.3, 0.0])
 
     def decide(w, m):
         return jnp.argmax(m[:k] + w).astype(jnp.int32)
 
     x = jax.random.uniform(jax.random.PRNGKey(0), (400, k), jnp.float64)
-    starts, ends = E.segments(x, key=jax.random.PRNGKey(1), pairs=400)
+    starts, ends = jm.segments(x, key=jax.random.PRNGKey(1), pairs=400)
     profiles = jax.random.uniform(jax.random.PRNGKey(2), (4, 2 * k), jnp.float64)
-    pe = E.payoff_equivalence(env, decide, w, profiles, 0, x, starts, ends)
+    pe = jm.payoff_equivalence(env, decide, w, profiles, 0, x, starts, ends)
     assert pe.certified_share == 1.0 and pe.connected_share == 1.0
     assert pe.max_deviation < 1e-6 and pe.max_residual < 1e-6
     for t in pe.boundary_payments:  # the closed form: t = -w up to a constant
@@ -234,9 +226,9 @@ def test_payoff_equivalence_recovers_potentials(x64):
 @pytest.mark.slow
 def test_boundary_payments_break_on_the_cyclic_rule():
     """Not IC: the certificate fails, and its payments disagree with eq. (4)'s (no IC menu exists to agree on)."""
-    env = C.cyclic_allocation()
+    env = jm.cyclic_allocation()
     grid = jnp.linspace(0.0, 1.0, 101)[:, None]
-    pe = E.payoff_equivalence(env, efficient_rule(env), (), jnp.zeros((2, 2)), 0, grid, *E.segments(grid))
+    pe = jm.payoff_equivalence(env, jm.efficient_rule(env), (), jnp.zeros((2, 2)), 0, grid, *jm.segments(grid))
     assert pe.certified_share == 0.0 and pe.max_deviation > 0.01
 
 
@@ -252,23 +244,24 @@ def _single_object_linear(s):
 def test_eq4_and_certificate_payments_are_generalized_vcg(x64, case, agents):
     """On separable environments both CE Thm 3 constructions, z-bar normalized, are the pivot payments (CE Sec. 3.3)."""
     if case == "trade":
-        env = bilateral_trade(linear_trade_values(0.5))
+        env = jm.bilateral_trade(jm.linear_trade_values(0.5))
         outcomes = jnp.asarray([0.0, 1.0])
     elif case == "public_good":
-        env = public_good(linear_public_values(0.5, 2), 1.2, 2)
+        env = jm.public_good(jm.linear_public_values(0.5, 2), 1.2, 2)
         outcomes = jnp.asarray([0.0, 1.0])
     else:
-        env = single_object((1, 1), _single_object_linear)
+        env = jm.single_object((1, 1), _single_object_linear)
         outcomes = jnp.concatenate([jnp.zeros((1, 2)), jnp.eye(2)])
-    vcg = generalized_vcg(env)
+    vcg = jm.generalized_vcg(env)
     grid = jnp.linspace(0.0, 1.0, 33, dtype=jnp.float64)[:, None]
-    starts, ends = E.segments(grid)
+    starts, ends = jm.segments(grid)
     s = jax.random.uniform(jax.random.PRNGKey(3), (12, 2), jnp.float64)
     t_vcg = np.asarray(jax.vmap(lambda m: vcg.pay((), m))(s))
-    index_of, _ = C.outcome_index(env, efficient_rule(env), outcomes)
-    a = np.asarray(jax.vmap(lambda m: index_of((), m))(s))
+    decide = jm.efficient_rule(env)  # its outcome's row in `outcomes`: the nearest one (exact here)
+    q = np.asarray(jax.vmap(lambda m: decide((), m))(s)).reshape(len(s), -1)
+    a = np.argmin(((np.asarray(outcomes).reshape(len(outcomes), -1)[None] - q[:, None]) ** 2).sum(-1), axis=1)
     for i in agents:
-        pe = E.payoff_equivalence(env, vcg, (), s, i, grid, starts, ends, outcomes=outcomes)
+        pe = jm.payoff_equivalence(env, vcg, (), s, i, grid, starts, ends, outcomes=outcomes)
         assert pe.certified_share == 1.0 and pe.max_deviation < 1e-6
         rows = np.arange(len(s))
         np.testing.assert_allclose(pe.boundary_payments[rows, a], t_vcg[:, i], atol=1e-6)
@@ -304,11 +297,11 @@ def test_solve_graph_with_32_outcomes_matches_bellman_ford():
         np.fill_diagonal(d, 0.0)
         graphs.append(d)
         kinds.append(c % 2 == 1)
-    batch = C.OutcomeGraph(
+    batch = jm.OutcomeGraph(
         jnp.asarray(np.stack(graphs), jnp.float32), jnp.zeros((24, k, k), jnp.int32), jnp.ones((24, k), bool),
         jnp.zeros((24, 1), jnp.int32), jnp.zeros((24, 1, k), jnp.float32),
     )  # fmt: skip
-    certs = jax.tree.map(np.asarray, jax.jit(jax.vmap(C.solve_graph))(batch))
+    certs = jax.tree.map(np.asarray, jax.jit(jax.vmap(jm.solve_graph))(batch))
     for c, d in enumerate(graphs):
         np.fill_diagonal(d, -np.inf)
         positive, _ = _bellman_ford_positive_cycle(d)
@@ -329,18 +322,10 @@ def test_solve_graph_with_32_outcomes_matches_bellman_ford():
 
 
 def _run_config(tmp_path, name, *overrides):
-    import json
-    from pathlib import Path
-
-    from jaxmech._src.app import config as cfg
-    from jaxmech._src.app import runs
-
-    settings, _ = cfg.load(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", overrides)
-    metrics = runs.run(settings, tmp_path / name)
-    assert json.loads((tmp_path / name / "metrics.json").read_text())["experiment"] == "certify"
+    metrics = run_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", tmp_path / name, *overrides)
+    assert metrics["experiment"] == "certify"
     for f in metrics["plots"]:
         assert (tmp_path / name / f).stat().st_size > 1000
-    assert runs.summary(metrics)
     return metrics
 
 

@@ -1,4 +1,7 @@
-"""Runs and CLI: validated configs, results folder, one-line errors with exit code 2, user models."""
+"""Runs and CLI: validated configs, results folder, one-line errors with exit code 2, user models.
+
+Where the command's output cannot show it, the app behind it is read directly (config schema and loader, results_dir).
+"""
 
 import json
 import os
@@ -7,16 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
-from jaxmech._src.app import cli
+import jaxmech as jm
 from jaxmech._src.app import config as cfg
+from jaxmech._src.app import results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "audit.profiles=4096", "--set", "audit.block_size=1024", "--set", "audit.chunk_size=4096"]
 
 
 def _run(argv, capsys):
-    code = cli.main(argv)
+    code = run_cli(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -122,22 +127,25 @@ def test_float64_switch(tmp_path):
 
 def test_config_defaults_match_library_defaults():
     """The config layer mirrors audit.Misreports; one set of defaults, checked here."""
-    from jaxmech import Misreports
-
-    assert cfg.to_dict(cfg.MisreportSettings()) == Misreports()._asdict()
+    assert cfg.to_dict(cfg.MisreportSettings()) == jm.Misreports()._asdict()
 
 
 def test_certify_command(capsys):
     """`jaxmech certify`: CE Thm 1 certificate per agent; exit 0 if certified, 1 with a cycle witness if not."""
-    from jaxmech._src.app import cli
-
     root = Path(__file__).resolve().parents[1] / "configs"
-    assert cli.main(["certify", str(root / "bilateral_trade.toml"), "--profiles", "16", "--points", "17"]) == 0
+    assert run_cli(["certify", str(root / "bilateral_trade.toml"), "--profiles", "16", "--points", "17"]) == 0
     assert "certified at every s_-i" in capsys.readouterr().out
-    code = cli.main(
+    code = run_cli(
         ["certify", str(root / "bilateral_trade.toml"), "--set", "mechanism.kind=band_trade", "--profiles", "16",
          "--points", "33", "--json"]
     )  # fmt: skip
     rep = json.loads(capsys.readouterr().out)
     assert code == 1 and rep["agents"][0]["certified_share"] < 1.0 and rep["agents"][0]["worst_slack"] > 0
-    assert cli.main(["certify", str(root / "bilateral_trade.toml"), "--set", "audit.profils=3"]) == 2
+    assert run_cli(["certify", str(root / "bilateral_trade.toml"), "--set", "audit.profils=3"]) == 2
+
+
+def test_metrics_json_is_strict_json(tmp_path):
+    import json
+
+    x = {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf"), "e": 2}}
+    assert json.loads(results_dir.dumps(x)) == {"a": None, "b": [1.0, None], "c": {"d": None, "e": 2}}

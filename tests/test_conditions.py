@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src.models import conditions as K
 
 TRADE = jnp.asarray([0.0, 1.0])
 
@@ -22,7 +21,7 @@ def _quadratic_values(s):
 )
 def test_general_checks_agree_with_bilateral_ones(values):
     env = jm.bilateral_trade(values, check=False)
-    general = K.check_separable(env, TRADE, profiles=8, points=65)
+    general = jm.check_separable(env, TRADE, profiles=8, points=65)
     trade = jm.check_bilateral(values, points=65)
     for name in ("single_crossing", "strong_single_crossing"):
         assert general[name]["holds"] == trade[name]["holds"], name
@@ -42,8 +41,8 @@ def _object_values(s):
 def test_single_object_violation_has_real_witnesses():
     env = jm.single_object((1, 1), _object_values)
     outcomes = jnp.concatenate([jnp.zeros((1, 2)), jnp.eye(2)])
-    sc = K.separable_single_crossing(env, outcomes, profiles=8, points=65)
-    ssc = K.separable_strong_single_crossing(env, outcomes, profiles=8, points=65)
+    sc = jm.separable_single_crossing(env, outcomes, profiles=8, points=65)
+    ssc = jm.separable_strong_single_crossing(env, outcomes, profiles=8, points=65)
     assert not sc.holds and not ssc.holds
     w = sc.witness
     i = w["agent"]
@@ -77,5 +76,5 @@ def test_single_object_violation_has_real_witnesses():
 @pytest.mark.slow
 def test_public_good_with_three_agents_satisfies_both():
     env = jm.public_good(jm.linear_public_values(0.5, 3), 1.5, 3)
-    got = K.check_separable(env, TRADE, profiles=8, points=33)
+    got = jm.check_separable(env, TRADE, profiles=8, points=33)
     assert got["single_crossing"]["holds"] and got["strong_single_crossing"]["holds"]

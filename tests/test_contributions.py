@@ -1,4 +1,7 @@
-"""CE Sec. 5.3's voluntary contingent-contribution scheme: hand cases, CE's claims on grids, negative controls."""
+"""CE Sec. 5.3's voluntary contingent-contribution scheme: hand cases, CE's claims on grids, negative controls.
+
+The scheme's own rules (models/contributions.py: play, utility, vcg_payments) are checked by hand, not exported.
+"""
 
 import json
 
@@ -8,7 +11,7 @@ import numpy as np
 import pytest
 from jax.tree_util import Partial
 
-from jaxmech._src.core.environments import linear_public_values
+import jaxmech as jm
 from jaxmech._src.models import contributions as cc
 
 N = 101  # type grid of the claims
@@ -56,7 +59,7 @@ def results():
     # module fixtures run outside conftest's per-test strict promotion: apply it here too (it is part of jit's cache key)
     with jax.numpy_rank_promotion("raise"), jax.numpy_dtype_promotion("strict"):
         key = jax.random.PRNGKey(5)
-        return {name: cc.check_equilibrium(*setup(name), n_types=N, key=key) for name in CASES}
+        return {name: jm.check_equilibrium(*setup(name), n_types=N, key=key) for name in CASES}
 
 
 def _np(r):
@@ -101,7 +104,7 @@ def test_hand_private_values():
     d_2(.5) = 1 = v_1 and agent 2 pays .5 = v_2 (both indifferent), surplus .5. No profitable
     deviation: the best reply is worth max(0, v_i - d_{-i}), which the strategies already get.
     """
-    r = _np(cc.check_equilibrium(linear(0.0), (0.5, 0.5), n_types=5, n_grid=9, n_random=16, key=jax.random.PRNGKey(0)))
+    r = _np(jm.check_equilibrium(linear(0.0), (0.5, 0.5), n_types=5, n_grid=9, n_random=16, key=jax.random.PRNGKey(0)))
     np.testing.assert_allclose(r.signals, [0, 0.25, 0.5, 0.75, 1])
     np.testing.assert_allclose(r.strategies.phi, [[1, 1, 1, 0.5, 0.5]] * 2, atol=1e-6)
     np.testing.assert_array_equal(r.strategies.d, [[1, 1, 1, 0.5, 0.5]] * 2)  # the binding demand is exactly vbar
@@ -136,7 +139,7 @@ def test_hand_interdependent_profile():
     """
     values = linear(0.3)
     vbar = values(jnp.array([0.5, 0.5]))
-    st = cc.contribution_strategies(values, vbar, jnp.array([0.45, 0.9]))  # [agent, type]
+    st = jm.contribution_strategies(values, vbar, jnp.array([0.45, 0.9]))  # [agent, type]
     np.testing.assert_allclose(st.phi[0, 1], 0.38, atol=1e-6)
     np.testing.assert_allclose(st.phi[1, 0], 2 / 3, atol=1e-6)
     assert float(st.d[0, 1]) == float(vbar[1]) and float(st.p[1, 0]) == float(vbar[1])
@@ -157,18 +160,15 @@ def test_vcg_payments_agree_with_the_provision_module():
     per-constraint roots. Hand value at m = (.9, .45), vbar = (.65, .65), v_i = s_i + .3 s_-i:
     t_1 = v_1 at the pivot x = (.65 - .45) / .3 = 2/3 -> 2/3 + .135; t_2 = .65 (own constraint binds).
     """
-    from jaxmech._src.core import environments
-    from jaxmech._src.models import provision
-
     values = linear(0.3)
-    env = environments.public_good(environments.linear_public_values(0.3), 1.3)
+    env = jm.public_good(jm.linear_public_values(0.3), 1.3)
     vbar = jnp.array([0.65, 0.65])
     np.testing.assert_allclose(cc.vcg_payments(values, vbar, jnp.array([0.9, 0.45])), [2 / 3 + 0.135, 0.65], atol=1e-6)
     np.testing.assert_array_equal(cc.vcg_payments(values, vbar, jnp.array([0.9, 0.3])), [0.0, 0.0])
     s = jax.random.uniform(jax.random.PRNGKey(3), (512, 2))
-    f = jax.vmap(lambda m: provision.threshold_rule(env)(vbar, m))(s)
+    f = jax.vmap(lambda m: jm.threshold_rule(env)(vbar, m))(s)
     a = jax.vmap(lambda m: cc.vcg_payments(values, vbar, m))(s)
-    b = jax.vmap(lambda m: provision.threshold_payments(env, vbar, m))(s) * f[:, None]
+    b = jax.vmap(lambda m: jm.threshold_payments(env, vbar, m))(s) * f[:, None]
     np.testing.assert_allclose(a, b, atol=2e-6)
 
 
@@ -222,7 +222,7 @@ def test_shaded_pledge_is_caught(results):
     values, vbar = setup("linear_sym")
     r0 = results["linear_sym"]
     st = r0.strategies._replace(p=r0.strategies.p.at[0].add(-0.1))
-    r = _np(cc.check_equilibrium(values, vbar, n_types=N, key=jax.random.PRNGKey(5), strategies=st))
+    r = _np(jm.check_equilibrium(values, vbar, n_types=N, key=jax.random.PRNGKey(5), strategies=st))
     assert float(r.strict_share) < 0.99 and float(r.mismatch_margin) > 0.05
     assert float(r.gain[0]) > 0.05
     np.testing.assert_allclose(r.gain, r.gain_exact, atol=1e-6)  # the grid finds the best reply
@@ -245,8 +245,8 @@ def test_vcg_demand_for_full_types_breaks_implementation(results):
     full = r0.full[0]
     d = r0.strategies.d.copy()
     d[0, full] = 0.3 * r0.signals[full]
-    st = cc.Strategies(r0.strategies.phi, d, r0.strategies.p)
-    r = _np(cc.check_equilibrium(values, vbar, n_types=N, key=jax.random.PRNGKey(5), strategies=st))
+    st = jm.Strategies(r0.strategies.phi, d, r0.strategies.p)
+    r = _np(jm.check_equilibrium(values, vbar, n_types=N, key=jax.random.PRNGKey(5), strategies=st))
     assert float(r.strict_share) < 1.0 and float(r.mismatch_margin) >= 0.02 - 1e-6
     k = int(np.argmin(np.abs(r0.signals - 0.9)))
     assert r.provide[k, 0] and not r.produced[k, 0]
@@ -257,7 +257,7 @@ def test_inexact_ties_break_implementation():
     """Without exact ties (``exact=False``) the pledges and demands carry bisection error, and the
     positive-measure tie set p_i = d_{-i} = vbar_i falls on either side: mismatches off the boundary."""
     values, vbar = setup("weighted_asym")  # 66 such mismatches in float32, 63 in float64
-    r = _np(cc.check_equilibrium(values, vbar, n_types=N, key=jax.random.PRNGKey(5), exact=False))
+    r = _np(jm.check_equilibrium(values, vbar, n_types=N, key=jax.random.PRNGKey(5), exact=False))
     assert float(r.strict_share) < 1.0 and float(r.mismatch_margin) > 0.01
     assert float(np.max(r.gain)) > 0.01
 
@@ -271,12 +271,12 @@ def test_strategies_per_type_and_closure():
     Partial form == linear_public_values' closure."""
     values, vbar = setup("weighted_asym")
     signals = jnp.linspace(0.0, 1.0, 7)
-    st = cc.contribution_strategies(values, vbar, signals)
+    st = jm.contribution_strategies(values, vbar, signals)
     perm = np.array([3, 0, 6, 1, 5, 2, 4])
-    shuffled = cc.contribution_strategies(values, vbar, signals[perm])
+    shuffled = jm.contribution_strategies(values, vbar, signals[perm])
     for a, b in zip(st, shuffled, strict=True):
         np.testing.assert_array_equal(a[:, perm], b)
-    closure = cc.contribution_strategies(linear_public_values(0.2, weights=(1.0, 0.7)), vbar, signals)
+    closure = jm.contribution_strategies(jm.linear_public_values(0.2, weights=(1.0, 0.7)), vbar, signals)
     for a, b in zip(st, closure, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -285,10 +285,10 @@ def test_no_recompile_across_linear_cases(results):
     """A Partial's bound arrays are traced: a new (a, weights, vbar) and exact=False reuse the fixture's compilation."""
     n = len(TRACES)
     values = linear(0.25, (0.9, 1.0))
-    r = cc.check_equilibrium(values, (0.45, 0.55), n_types=N, key=jax.random.PRNGKey(1))
+    r = jm.check_equilibrium(values, (0.45, 0.55), n_types=N, key=jax.random.PRNGKey(1))
     assert len(TRACES) == n + 1  # check_equilibrium's shape check (eval_shape) only
     assert float(r.strict_share) == 1.0 and float(np.max(r.gain)) <= TOL
-    cc.check_equilibrium(values, (0.45, 0.55), n_types=N, key=jax.random.PRNGKey(1), exact=False)
+    jm.check_equilibrium(values, (0.45, 0.55), n_types=N, key=jax.random.PRNGKey(1), exact=False)
     assert len(TRACES) == n + 1  # eval_shape caches on the same Partial
 
 
@@ -317,13 +317,13 @@ def test_validation():
     values = linear(0.3)
     key = jax.random.PRNGKey(0)
     with pytest.raises(ValueError, match="vbar"):
-        cc.check_equilibrium(values, (0.5, 0.5, 0.5), key=key)
+        jm.check_equilibrium(values, (0.5, 0.5, 0.5), key=key)
     with pytest.raises(ValueError, match="vbar"):
-        cc.contribution_strategies(values, (0.5, np.nan), jnp.linspace(0, 1, 3))
+        jm.contribution_strategies(values, (0.5, np.nan), jnp.linspace(0, 1, 3))
     with pytest.raises(ValueError, match="shape"):
-        cc.check_equilibrium(lambda s: s[:1], (0.5, 0.5), key=key)
+        jm.check_equilibrium(lambda s: s[:1], (0.5, 0.5), key=key)
     with pytest.raises(ValueError, match="n_types"):
-        cc.check_equilibrium(values, (0.5, 0.5), n_types=1, key=key)
+        jm.check_equilibrium(values, (0.5, 0.5), n_types=1, key=key)
     with pytest.raises(ValueError, match="strategies"):
-        st = cc.Strategies(*(jnp.zeros((2, 5)),) * 3)
-        cc.check_equilibrium(values, (0.5, 0.5), n_types=7, key=key, strategies=st)
+        st = jm.Strategies(*(jnp.zeros((2, 5)),) * 3)
+        jm.check_equilibrium(values, (0.5, 0.5), n_types=7, key=key, strategies=st)

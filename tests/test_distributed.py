@@ -10,11 +10,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import run_cli, run_config
 from test_resume import compile_cache_fixture  # noqa: F401  (the compile_cache fixture)
 
 import jaxmech as jm
-from jaxmech._src.app import config as cfg
-from jaxmech._src.app import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [
@@ -94,7 +93,7 @@ def test_two_processes_equal_one_process(tmp_path, compile_cache):
     sets = [x for s in SIZES for x in ("--set", s)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "jaxmech._src.app.cli", "run", config, "--out", str(out), "--process-id", str(p), *sets],
+            [sys.executable, "-m", "jaxmech", "run", config, "--out", str(out), "--process-id", str(p), *sets],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -111,19 +110,16 @@ def test_two_processes_equal_one_process(tmp_path, compile_cache):
     assert manifest["n_processes"] == 2
     assert not (out / "checkpoint").exists()
 
-    settings = cfg.load(config, tuple(SIZES))[0]
-    reference = runs.run(settings, tmp_path / "one")
+    reference = run_config(config, tmp_path / "one", *SIZES)
     assert metrics["audit"] == reference["audit"]  # every number, bit for bit
     assert metrics["audit"]["profiles"] == 60000
 
 
 def test_distributed_flags_are_checked(capsys):
-    from jaxmech._src.app import cli
-
-    assert cli.main(["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "127.0.0.1:1"]) == 2
+    assert run_cli(["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "127.0.0.1:1"]) == 2
     assert "needs --coordinator, --num-processes and --process-id" in capsys.readouterr().err
     argv = ["run", str(ROOT / "configs/bilateral_trade.toml"), "--coordinator", "h:1", "--num-processes", "2"]
-    assert cli.main([*argv, "--process-id", "2", "--out", "x"]) == 2
+    assert run_cli([*argv, "--process-id", "2", "--out", "x"]) == 2
     assert "0 <= --process-id < num-processes" in capsys.readouterr().err
-    assert cli.main([*argv, "--process-id", "1"]) == 2
+    assert run_cli([*argv, "--process-id", "1"]) == 2
     assert "needs --out" in capsys.readouterr().err

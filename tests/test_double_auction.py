@@ -1,4 +1,7 @@
-"""CE Sec. 4.3's double auction: iterated ex post weak dominance on grids against hand work, brute force and CE's claims."""
+"""CE Sec. 4.3's double auction: iterated ex post weak dominance on grids against hand work, brute force and CE's claims.
+
+The elimination's steps (models/double_auction.py) are internals of jm.solve_double_auction, checked one at a time.
+"""
 
 import json
 
@@ -7,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxmech as jm
 from jaxmech._src.models import double_auction as da
 
 N_S, N_B = 21, 41
@@ -33,7 +37,7 @@ FAMILIES = {"private": linear(0.0), "linear_a0.5": linear(0.5), "multiplicative"
 def solved():
     # module fixtures run outside conftest's per-test strict promotion: apply it here too (it is part of jit's cache key)
     with jax.numpy_rank_promotion("raise"), jax.numpy_dtype_promotion("strict"):
-        return {name: da.solve_double_auction(f, N_S, N_B) for name, f in FAMILIES.items()}
+        return {name: jm.solve_double_auction(f, N_S, N_B) for name, f in FAMILIES.items()}
 
 
 def _np(r):
@@ -57,7 +61,7 @@ def test_hand_private_values():
     Selected profile: offers (0, 1), demands (0, 1); trade at (0,0), (1,0), (1,1) with deficits 0, 1, 0.
     VCG: trade only at (1, 0) (ties do not trade), g_beta(0) = 0, g_sigma(1) = 1, deficit v_sigma(1,1) - v_beta(0,0) = 1.
     """
-    r = _np(da.solve_double_auction(linear(0.0), 2, bids=np.array([-1.0, 0.0, 1.0, 2.0])))
+    r = _np(jm.solve_double_auction(linear(0.0), 2, bids=np.array([-1.0, 0.0, 1.0, 2.0])))
     np.testing.assert_array_equal(r.alive[0], [[1, 1, 0, 0], [0, 1, 1, 0]])
     np.testing.assert_array_equal(r.alive[1], [[0, 1, 1, 0], [0, 0, 1, 1]])
     assert int(r.rounds) == 1 and int(r.guarded) == 0
@@ -92,7 +96,7 @@ def test_hand_interdependent_two_rounds():
     Deficits 0, 1, 0 -> mean .25. VCG (continuum pivots g_beta(0) = 0, g_sigma(1) = 1): only (1,0) trades
     strictly, deficit v_sigma(1, 1) - v_beta(0, 0) = 1.5 -> mean .375. phi = 1.5 s on both sides.
     """
-    r = _np(da.solve_double_auction(linear(0.5), 2, bids=np.array([0.25, 0.75, 1.25])))
+    r = _np(jm.solve_double_auction(linear(0.5), 2, bids=np.array([0.25, 0.75, 1.25])))
     np.testing.assert_array_equal(r.alive[0], [[1, 0, 0], [0, 0, 1]])
     np.testing.assert_array_equal(r.alive[1], [[1, 0, 0], [0, 0, 1]])
     assert int(r.rounds) == 2 and int(r.guarded) == 0
@@ -191,9 +195,9 @@ def test_elimination_matches_brute_force(seed, ties):
 
 def test_no_retrace_across_value_models(solved):
     """The elimination and the checks compile once per grid shape, not per value model."""
-    sizes = da.eliminate._cache_size(), da._assess._cache_size()
-    r = da.solve_double_auction(linear(0.25), N_S, N_B)
-    assert (da.eliminate._cache_size(), da._assess._cache_size()) == sizes
+    sizes = da.eliminate._cache_size(), da.assess._cache_size()
+    r = jm.solve_double_auction(linear(0.25), N_S, N_B)
+    assert (da.eliminate._cache_size(), da.assess._cache_size()) == sizes
     assert int(r.rounds) >= 1
 
 
@@ -337,9 +341,9 @@ def test_metrics_are_json_ready(solved):
 )
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        da.solve_double_auction(linear(0.5), **kwargs)
+        jm.solve_double_auction(linear(0.5), **kwargs)
 
 
 def test_values_must_return_two():
     with pytest.raises(ValueError, match="shape"):
-        da.solve_double_auction(lambda s: s[:1], 3, 5)
+        jm.solve_double_auction(lambda s: s[:1], 3, 5)

@@ -1,5 +1,8 @@
 """Every failure a user can cause is one line: config integers, absurd profile counts, unreadable config files,
-degenerate Gaussian copulas, `jaxmech bench` arguments. All checked before anything is compiled or run."""
+degenerate Gaussian copulas, `jaxmech bench` arguments. All checked before anything is compiled or run.
+
+Settings come from the app's config loader, bench's workloads are stubbed: app internals (config, bench), used directly.
+"""
 
 import dataclasses
 import json
@@ -8,9 +11,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import jaxmech as jm
-from jaxmech._src.app import bench, cli
+from jaxmech._src.app import bench
 from jaxmech._src.app import config as cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +29,7 @@ def _config(tmp_path, text: str = MINIMAL, name: str = "c.toml") -> Path:
 
 
 def _load_error(path, *overrides) -> str:
-    with pytest.raises(cfg.ConfigError) as e:
+    with pytest.raises(jm.ConfigError) as e:
         cfg.load(path, tuple(overrides))
     msg = str(e.value)
     assert len(msg.splitlines()) == 1
@@ -89,7 +93,7 @@ def test_every_profile_count_has_the_maximum(tmp_path, key):
 
 def test_the_maximum_itself_is_accepted_and_listed(tmp_path):
     assert cfg.load(_config(tmp_path), ("audit.profiles=9007199254740992",))[0].audit.profiles == 2**53
-    lines = [line.strip() for line in cfg.describe(cfg.Settings)]
+    lines = [line.strip() for line in cfg.describe(jm.Settings)]
     assert any(line.startswith("profiles = 100000") and "(at most 2^53)" in line for line in lines)
 
 
@@ -130,7 +134,7 @@ def test_missing_config_file(tmp_path):
 def test_cli_reports_a_non_utf8_config_in_one_line(tmp_path, capsys):
     path = tmp_path / "bad.toml"
     path.write_bytes(b"\xff\xfe[\x00e\x00")
-    assert cli.main(["run", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert run_cli(["run", str(path), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert (
         err.strip()
@@ -191,7 +195,7 @@ def test_valid_copula_configs_load(tmp_path):
 
 
 def test_cli_run_refuses_rho_1_before_running(tmp_path, capsys):
-    assert cli.main(["run", str(TRADE), "--out", str(tmp_path / "r"), "--set", "prior.rho=1"]) == 2
+    assert run_cli(["run", str(TRADE), "--out", str(tmp_path / "r"), "--set", "prior.rho=1"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"jaxmech: config error: prior.rho = 1 makes the signals identical; {NEED}"
     assert not (tmp_path / "r").exists()
@@ -253,7 +257,7 @@ def no_workloads(monkeypatch):
 
 
 def _bench(capsys, *argv):
-    code = cli.main(["bench", *argv])
+    code = run_cli(["bench", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err.strip()
 

@@ -2,6 +2,8 @@
 
 The config, ``jaxmech list``, ``runs.run`` / ``runs.summary`` and ``--resume`` all read that registry, so adding a
 kind is one new module in ``jaxmech/_src/app/kinds/`` plus its line in ``KINDS``.
+
+The registries are app internals: this file reads them, and the config and build layers using them, directly.
 """
 
 import dataclasses
@@ -9,8 +11,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
-from jaxmech._src.app import build, cli, kinds, runs
+import jaxmech as jm
+from jaxmech._src.app import build, kinds, runs
 from jaxmech._src.app import config as cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,31 +26,31 @@ def test_config_has_no_second_list_of_kinds():
     assert field.metadata["choices"] is None  # the registry is checked where the settings are used
     assert field.default in kinds.KINDS
     for name in kinds.KINDS:
-        settings = cfg.parse(cfg.Settings, _settings(name))
+        settings = cfg.parse(jm.Settings, _settings(name))
         assert kinds.get(settings.experiment.kind).name == name
 
 
 def test_an_unregistered_kind_is_a_one_line_config_error_with_a_hint():
-    with pytest.raises(cfg.ConfigError) as e:
+    with pytest.raises(jm.ConfigError) as e:
         kinds.get("audti")
     assert str(e.value) == (
         f"experiment.kind: must be one of {', '.join(kinds.KINDS)}; got 'audti' (did you mean 'audit'?)"
     )
-    with pytest.raises(cfg.ConfigError, match="experiment.kind: must be one of"):
+    with pytest.raises(jm.ConfigError, match="experiment.kind: must be one of"):
         kinds.get("no_such_kind")
 
 
 def test_run_refuses_an_unregistered_kind_before_writing(tmp_path):
-    settings = cfg.parse(cfg.Settings, _settings("compare_deficit"))
+    settings = cfg.parse(jm.Settings, _settings("compare_deficit"))
     out = tmp_path / "res"
-    with pytest.raises(cfg.ConfigError, match=r"did you mean 'compare_deficits'\?"):
+    with pytest.raises(jm.ConfigError, match=r"did you mean 'compare_deficits'\?"):
         runs.run(settings, out)
     assert not out.exists()
 
 
 def test_cli_reports_an_unregistered_kind_in_one_line(tmp_path, capsys):
     out = tmp_path / "res"
-    code = cli.main(
+    code = run_cli(
         ["run", str(ROOT / "configs/bilateral_trade.toml"), "--out", str(out), "--set", "experiment.kind='sweeep'"]
     )
     err = capsys.readouterr().err
@@ -75,8 +79,9 @@ def test_every_kind_module_is_registered():
     assert modules == set(kinds.KINDS)
 
 
-def test_jaxmech_list_shows_each_kind_with_its_doc_and_options():
-    text = cli._list()
+def test_jaxmech_list_shows_each_kind_with_its_doc_and_options(capsys):
+    assert run_cli(["list"]) == 0
+    text = capsys.readouterr().out
     section = text.split("experiments ([experiment] kind = ...)\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert [line.split()[0] for line in section] == list(kinds.KINDS)
     for line, kind in zip(section, kinds.KINDS.values(), strict=True):
@@ -86,11 +91,11 @@ def test_jaxmech_list_shows_each_kind_with_its_doc_and_options():
 
 
 def test_only_checkpointing_kinds_resume(tmp_path):
-    settings = cfg.parse(cfg.Settings, _settings("sweep"))
+    settings = cfg.parse(jm.Settings, _settings("sweep"))
     assert not kinds.KINDS["sweep"].checkpoints
     able = ", ".join(k.name for k in kinds.KINDS.values() if k.checkpoints)
     assert "audit" in able.split(", ")
-    with pytest.raises(cfg.ConfigError, match=f"--resume: only {able} runs checkpoint"):
+    with pytest.raises(jm.ConfigError, match=f"--resume: only {able} runs checkpoint"):
         runs.run(settings, tmp_path / "res", resume=True)
 
 
@@ -109,13 +114,14 @@ def _settings(kind: str) -> dict:
 
 
 @pytest.mark.parametrize("table", ["ENVIRONMENTS", "MECHANISMS"])
-def test_each_environment_and_mechanism_kind_is_one_row_with_its_builder(table):
+def test_each_environment_and_mechanism_kind_is_one_row_with_its_builder(table, capsys):
     rows = getattr(build, table)
     assert rows
     for name, entry in rows.items():
         assert callable(entry.build), name
         assert isinstance(entry.doc, str) and entry.doc, name
-    text = cli._list()
+    assert run_cli(["list"]) == 0
+    text = capsys.readouterr().out
     for name, entry in rows.items():
         assert f"  {name:<22} {entry.doc}" in text
 
@@ -130,12 +136,12 @@ def test_every_config_names_registered_environment_and_mechanism_kinds(path):
 
 def test_unregistered_environment_and_mechanism_kinds_name_the_table():
     env = cfg.parse(cfg.EnvironmentSettings, {"kind": "bilateral_trad"})
-    with pytest.raises(cfg.ConfigError) as e:
+    with pytest.raises(jm.ConfigError) as e:
         build.build_environment(env, None)
     assert str(e.value) == (
         f"environment.kind: unknown 'bilateral_trad'; choose one of {', '.join(build.ENVIRONMENTS)} "
         "(did you mean 'bilateral_trade'?)"
     )
-    settings = cfg.parse(cfg.Settings, {**_settings("audit"), "mechanism": {"kind": "generalised_vcg"}})
-    with pytest.raises(cfg.ConfigError, match=r"mechanism.kind: unknown 'generalised_vcg'; .*did you mean"):
+    settings = cfg.parse(jm.Settings, {**_settings("audit"), "mechanism": {"kind": "generalised_vcg"}})
+    with pytest.raises(jm.ConfigError, match=r"mechanism.kind: unknown 'generalised_vcg'; .*did you mean"):
         build.build(settings)

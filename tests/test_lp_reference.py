@@ -1,5 +1,8 @@
 """The finite-type LP reference (jm.lp_reference): its solutions satisfy every constraint when checked by brute
-force, the adjacent-type reduction equals the full LP, and its values match the closed forms it must."""
+force, the adjacent-type reduction equals the full LP, and its values match the closed forms it must.
+
+One grid's LP (models/lp_reference.py: solve) is jm.lp_reference's step, too generic a name to export: used directly.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ def test_private_values_limit_is_the_posted_price_optimum():
     best, p = 1/2, trades 1/4 of the time with gains 1/2 on average: 1/8. Every grid optimum is at least the best
     posted price on that grid (feasible there), and the 1/G extrapolation lands on 1/8."""
     env, prior = _trade(0.0)
-    ref = lp.lp_reference(env, prior, grids=(9, 17, 33))
+    ref = jm.lp_reference(env, prior, grids=(9, 17, 33))
     for sol in ref.solutions:
         b, s = sol.types
         gains = b[:, None] - s[None, :]

@@ -9,11 +9,6 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
-from jaxmech._src.core.environments import example1, single_object
-from jaxmech._src.core.mechanisms import example1_prices
-from jaxmech._src.core.priors import independent
-from jaxmech._src.models import pivotal as pv
-from jaxmech._src.models import pivotal_checks
 
 # --- a family with curved classes and cross terms (B Assumptions 1-3) ------------------------------
 #
@@ -36,7 +31,7 @@ def family_values(n, xp=jnp):
 
 
 def family(n=2):
-    return single_object((2,) * n, family_values(n), name=f"pivotal_family{n}")
+    return jm.single_object((2,) * n, family_values(n), name=f"pivotal_family{n}")
 
 
 def example1_np(s):
@@ -45,16 +40,16 @@ def example1_np(s):
 
 
 def sample(env, n, seed):
-    return independent(env.dims).sample(jax.random.PRNGKey(seed), n)
+    return jm.independent(env.dims).sample(jax.random.PRNGKey(seed), n)
 
 
-_ENVS = {"example1": example1(), "family2": family(2), "family3": family(3)}
+_ENVS = {"example1": jm.example1(), "family2": family(2), "family3": family(3)}
 
 
 @functools.cache
 def batched_price_fn(name):
     """The construction's prices of one environment, one object shared by the tests (jit caches by function)."""
-    return pv.pivotal_prices(_ENVS[name])
+    return jm.pivotal_prices(_ENVS[name])
 
 
 @functools.cache
@@ -109,7 +104,7 @@ def test_example1_construction_gives_p_plus_c_not_p_plus_c_squared():
     s = np.asarray(s)
     expect = np.stack([s[:, 2] + s[:, 3], s[:, 0] + s[:, 1]], axis=1)
     np.testing.assert_allclose(t, expect, atol=2e-6)
-    hand = np.asarray(jax.vmap(lambda m: example1_prices((), m))(jnp.asarray(s)))
+    hand = np.asarray(jax.vmap(lambda m: jm.example1_prices((), m))(jnp.asarray(s)))
     assert np.all(t >= hand - 1e-6) and np.mean(t > hand + 1e-3) > 0.9
 
 
@@ -120,7 +115,7 @@ def test_example1_nested_route_has_the_closed_form_lambda_star():
     s = np.asarray(sample(env, 16, 0))
     expect = np.stack([s[:, 2] + s[:, 3], s[:, 0] + s[:, 1]], axis=1)
     sub = jnp.asarray(s[:16])
-    sol = jax.jit(jax.vmap(lambda m: pv.lambda_star(env, m, 0, 1)))(sub)
+    sol = jax.jit(jax.vmap(lambda m: jm.lambda_star(env, m, 0, 1)))(sub)
     np.testing.assert_allclose(sol.price, expect[:16, 0], atol=5e-5)
     np.testing.assert_array_equal(sol.case, 0)
     np.testing.assert_allclose(sol.lam, (s[:16, 2] + s[:16, 3]) / (1 + s[:16, 3]), atol=5e-5)
@@ -143,7 +138,7 @@ def test_matches_brute_force(name, count):
 def test_lemma2_g_is_nondecreasing():
     env = _ENVS["family2"]
     lam = jnp.linspace(0.0, 1.0, 9)
-    g = jax.jit(jax.vmap(lambda m: jax.vmap(lambda x: pv.g_pair(env, m, 0, 1, x))(lam)))(sample(env, 4, 2))
+    g = jax.jit(jax.vmap(lambda m: jax.vmap(lambda x: jm.g_pair(env, m, 0, 1, x))(lam)))(sample(env, 4, 2))
     assert float(jnp.min(jnp.diff(g, axis=1))) >= -1e-5  # B Lemma 2
 
 
@@ -151,8 +146,8 @@ def test_lemma2_g_is_nondecreasing():
 def test_nested_and_ray_routes_agree():
     env = _ENVS["family2"]
     s = sample(env, 6, 2)
-    nested = jax.jit(jax.vmap(lambda m: pv.lambda_star(env, m, 0, 1)))(s)
-    rays = jax.jit(jax.vmap(lambda m: pv.ray_price(env, m, 0, 1)))(s)
+    nested = jax.jit(jax.vmap(lambda m: jm.lambda_star(env, m, 0, 1)))(s)
+    rays = jax.jit(jax.vmap(lambda m: jm.ray_price(env, m, 0, 1)))(s)
     np.testing.assert_array_equal(nested.case, rays.case)
     np.testing.assert_allclose(nested.price, rays.price, atol=5e-5)
     interior = np.asarray(nested.case) == 0
@@ -165,14 +160,14 @@ def test_nested_and_ray_routes_agree():
 def test_assumption2_holds_for_the_families_and_fails_for_unequal_weights():
     key1, key2 = jax.random.split(jax.random.PRNGKey(3))
     for env in (_ENVS["family3"],):
-        s = independent(env.dims).sample(key1, 500)
+        s = jm.independent(env.dims).sample(key1, 500)
         step = 0.3 * jax.random.uniform(key2, s.shape)
-        assert float(jnp.max(pivotal_checks.check_assumption2(env, s, step).worst)) <= 1e-6
+        assert float(jnp.max(jm.check_assumption2(env, s, step).worst)) <= 1e-6
     # V_i = p_i + w_i (c_1 + c_2) / 2 with w_1 != w_2: buyer 2's c_2 moves V_1 more than V_2
     w = jnp.asarray([1.0, 0.5])
-    bad = single_object((2, 2), lambda s: jnp.stack([s[0], s[2]]) + w * (s[1] + s[3]) / 2)
-    s = independent(bad.dims).sample(key1, 500)
-    v = pivotal_checks.check_assumption2(bad, s, jax.random.uniform(key2, s.shape))
+    bad = jm.single_object((2, 2), lambda s: jnp.stack([s[0], s[2]]) + w * (s[1] + s[3]) / 2)
+    s = jm.independent(bad.dims).sample(key1, 500)
+    v = jm.check_assumption2(bad, s, jax.random.uniform(key2, s.shape))
     assert float(v.worst[1, 0]) > 0.05 and float(v.worst[0, 1]) <= 1e-6
     # the witness replays: raising buyer 2's signal from profile to moved raises V_1 more than V_2
     a, b = bad.values(v.profile[1, 0]), bad.values(v.moved[1, 0])
@@ -202,9 +197,9 @@ def test_admissible_weakly_efficient_nontrivial(n):
 def test_zero_regret_on_multidimensional_misreports():
     """B Lemma 1 directly: 64 profiles x (8 x 8 grid + 8 random) two-dimensional misreports per buyer."""
     env = _ENVS["family2"]
-    mech = pv.pivotal_mechanism(env, batched_price_fn("family2"))
+    mech = jm.pivotal_mechanism(env, batched_price_fn("family2"))
     key_s, key_m = jax.random.split(jax.random.PRNGKey(7))
-    s = independent(env.dims).sample(key_s, 64)
+    s = jm.independent(env.dims).sample(key_s, 64)
     g = jnp.linspace(0.0, 1.0, 8)
     grid = jnp.stack(jnp.meshgrid(g, g, indexing="ij"), axis=-1).reshape(-1, 2)
     cands = jnp.concatenate([jnp.broadcast_to(grid, (64, 64, 2)), jax.random.uniform(key_m, (64, 8, 2))], axis=1)
@@ -224,7 +219,7 @@ def test_zero_regret_on_multidimensional_misreports():
 @pytest.mark.slow
 def test_lean_mechanism_has_zero_regret():
     env = _ENVS["family2"]
-    lean = pv.pivotal_mechanism(env)
+    lean = jm.pivotal_mechanism(env)
     # same rule as personalized_prices(env, pivotal_prices(env)) (B eq. (4)), prices computed once per profile
     s = sample(env, 512, 5)
     t = np.asarray(batched_prices("family2")((), s))
@@ -232,7 +227,7 @@ def test_lean_mechanism_has_zero_regret():
     q = np.asarray(jax.jit(jax.vmap(lambda m: lean.pay((), m)))(s))
     np.testing.assert_array_equal(q, (v > t) * t)
     res = jm.audit(
-        env, lean, independent(env.dims), key=jax.random.PRNGKey(6), n_profiles=1024, options=jm.StreamOptions(block_size=1024),
+        env, lean, jm.independent(env.dims), key=jax.random.PRNGKey(6), n_profiles=1024, options=jm.StreamOptions(block_size=1024),
         misreports=jm.Misreports(grid=8, random=8, kinks=False),
     )  # fmt: skip
     rep = res.report
@@ -243,24 +238,24 @@ def test_lean_mechanism_has_zero_regret():
 
 
 def test_validation():
-    env = example1()
+    env = jm.example1()
     with pytest.raises(ValueError, match="rays"):
-        pv.pivotal_prices(env, config=pv.PivotalConfig(rays=4))
+        jm.pivotal_prices(env, config=jm.PivotalConfig(rays=4))
     with pytest.raises(ValueError, match="method"):
-        pv.pivotal_prices(env, method="golden")
+        jm.pivotal_prices(env, method="golden")
     with pytest.raises(ValueError, match="at least 2 buyers"):
-        pv.pivotal_prices(single_object((2,), lambda s: s[:1]))
+        jm.pivotal_prices(jm.single_object((2,), lambda s: s[:1]))
 
 
 def test_price_of_and_decide_and_pay_agree_with_the_full_rule():
     # price_of(i) is prices[i]; decide_and_pay is (decide, pay) (B eq. (4)). Exact agreement does not depend on
     # the search accuracy, so a coarse PivotalConfig keeps the one compile small.
     env = _ENVS["family2"]
-    config = pv.PivotalConfig(rays=3, refine=1, bisect_iters=4, secant_iters=1)
+    config = jm.PivotalConfig(rays=3, refine=1, bisect_iters=4, secant_iters=1)
     eps = lambda m: 0.1 * m[::-1][: env.n_agents]  # noqa: E731  (any function; raise_price_of is entry i of it)
-    prices = pv.raise_prices(pv.pivotal_prices(env, config=config), eps)
-    price_of = pv.raise_price_of(pv.pivotal_price_of(env, config=config), eps)
-    mech = pv.pivotal_mechanism(env, prices, price_of=price_of)
+    prices = jm.raise_prices(jm.pivotal_prices(env, config=config), eps)
+    price_of = jm.raise_price_of(jm.pivotal_price_of(env, config=config), eps)
+    mech = jm.pivotal_mechanism(env, prices, price_of=price_of)
 
     @jax.jit
     def evaluate(s):

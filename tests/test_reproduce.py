@@ -1,4 +1,7 @@
-"""``jaxmech reproduce``: discovery, rows, exit codes, a failing experiment, the report files, the HTML in a browser."""
+"""``jaxmech reproduce``: discovery, rows, exit codes, a failing experiment, the report files, the HTML in a browser.
+
+Discovery, claim rows and worker flags are app internals (jaxmech._src.app.reproduce, compile_options): tested directly.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
-from jaxmech._src.app import cli
+import jaxmech as jm
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import reproduce as rep
 from jaxmech._src.core import compile_options
@@ -81,7 +85,7 @@ def layout(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(layout, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    code = cli.main(["reproduce", "--quick", "--jobs", "2", "--root", str(layout.root), "--out", str(out)])
+    code = run_cli(["reproduce", "--quick", "--jobs", "2", "--root", str(layout.root), "--out", str(out)])
     return code, out, json.loads((out / "summary.json").read_text())
 
 
@@ -129,9 +133,9 @@ def test_only_selects_and_bad_input_exits_2(layout, tmp_path, capsys):
     found = rep.discover(layout)
     assert rep.select(found, ["t_ok"]) == ["t_ok"]
     assert rep.select(found, ["t_*o*"]) == ["t_ok", "t_typo", "t_broken"]
-    assert cli.main(["reproduce", "--root", str(layout.root), "--only", "zzz", "--out", str(tmp_path)]) == 2
+    assert run_cli(["reproduce", "--root", str(layout.root), "--only", "zzz", "--out", str(tmp_path)]) == 2
     assert "matches no experiment" in capsys.readouterr().err
-    assert cli.main(["reproduce", "--root", str(tmp_path), "--list"]) == 2  # no configs/ there
+    assert run_cli(["reproduce", "--root", str(tmp_path), "--list"]) == 2  # no configs/ there
 
 
 def test_registration_errors(tmp_path):
@@ -140,11 +144,11 @@ def test_registration_errors(tmp_path):
     (tmp_path / "experiments" / "a.py").write_text(
         "from jaxmech._src.app.reproduce import Experiment\nEXPERIMENTS = {'x': Experiment(list)}\n"
     )
-    with pytest.raises(cfg.ConfigError, match="no configs/x.toml"):
+    with pytest.raises(jm.ConfigError, match="no configs/x.toml"):
         rep.discover(rep.Layout(tmp_path))
     (tmp_path / "configs" / "x.toml").write_text("")
     (tmp_path / "experiments" / "b.py").write_text((tmp_path / "experiments" / "a.py").read_text())
-    with pytest.raises(cfg.ConfigError, match="registered in both"):
+    with pytest.raises(jm.ConfigError, match="registered in both"):
         rep.discover(rep.Layout(tmp_path))
 
 

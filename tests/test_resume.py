@@ -1,4 +1,7 @@
-"""Checkpoint / resume: a run killed mid-way and resumed ends with exactly the numbers of an uninterrupted run."""
+"""Checkpoint / resume: a run killed mid-way and resumed ends with exactly the numbers of an uninterrupted run.
+
+The checkpoint's internals (its path and metadata, the host reduction, the progress line) are tested directly.
+"""
 
 import json
 import os
@@ -12,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_cli, run_config
 
 import jaxmech as jm
-from jaxmech._src.app import cli, runs
-from jaxmech._src.app import config as cfg
+from jaxmech._src.app import runs
 from jaxmech._src.core import engine, reduction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +54,7 @@ def test_kill_and_resume_gives_the_uninterrupted_numbers(tmp_path, compile_cache
     argv = [
         sys.executable,
         "-m",
-        "jaxmech._src.app.cli",
+        "jaxmech",
         "run",
         str(ROOT / "configs/bilateral_trade.toml"),
         "--out",
@@ -73,17 +76,16 @@ def test_kill_and_resume_gives_the_uninterrupted_numbers(tmp_path, compile_cache
     meta = reduction.read_checkpoint_meta(ck)
     assert 0 < meta["next_block"] < 256  # interrupted mid-way
 
-    assert cli.main(["run", "--resume", str(out)]) == 0
+    assert run_cli(["run", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_at_block"] >= meta["next_block"] > 0
     assert not ck.exists()  # a finished run leaves no checkpoint behind
 
-    settings = cfg.load(ROOT / "configs/bilateral_trade.toml", tuple(SIZES))[0]
-    reference = runs.run(settings, tmp_path / "ref")  # uninterrupted, no checkpoints
+    reference = run_config(ROOT / "configs/bilateral_trade.toml", tmp_path / "ref", *SIZES)  # uninterrupted
     assert resumed["audit"] == reference["audit"]  # every number, bit for bit
     assert resumed["audit"]["profiles"] == 262144
-    assert cli.main(["run", "--resume", str(out)]) == 2  # complete: nothing to resume
+    assert run_cli(["run", "--resume", str(out)]) == 2  # complete: nothing to resume
 
 
 def _block_fn(key, b, n_valid):

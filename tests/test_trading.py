@@ -163,7 +163,7 @@ def test_thm2_non_monotone_rule_has_regret_with_a_replayable_witness():
     # the buyer's best deviation is downward, into the band (a high type loses the trade)
     assert r["worst_misreport"][0] < r["worst_profile"][0]
     rep = _audit(env, jm.efficient_trade(env), n=4096, misreports=jm.Misreports(grid=16, random=2))
-    assert max(x["max"] for x in rep["regret"]) <= rep["tol"]  # the monotone control (the ramp: test_experiments)
+    assert max(x["max"] for x in rep["regret"]) <= rep["tol"]  # the monotone control (the ramp: test_trade_configs)
 
 
 @pytest.mark.parametrize("prior_name", ["uniform", "copula-0.5", "beta"])

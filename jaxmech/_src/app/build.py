@@ -633,7 +633,7 @@ def execute(settings: cfg.Settings, built: Built, *, progress=None, checkpoint=N
     )
 
 
-# Sections whose float settings may vary within one compiled family of audits (see :func:`_families`).
+# Sections whose float settings may vary within one compiled family of audits (see :func:`families`).
 _FAMILY_SECTIONS = ("environment", "prior", "mechanism")
 # What a builder raises when it needs a number of a family as a Python value (then each run compiles alone).
 _NEEDS_CONCRETE = (
@@ -667,7 +667,7 @@ def _float_differences(a: dict, b: dict) -> set | None:
     return diff
 
 
-def _families(settings: Sequence[cfg.Settings]) -> list[tuple[list[int], list[tuple[str, ...]]]]:
+def families(settings: Sequence[cfg.Settings]) -> list[tuple[list[int], list[tuple[str, ...]]]]:
     """Group runs whose settings differ only in float environment / prior / mechanism values: ``(indices, paths)``."""
     groups: list[tuple[dict, list[int], set]] = []
     for k, s in enumerate(settings):
@@ -695,7 +695,7 @@ def _replace_path(obj, path: tuple[str, ...], value):
     return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], value)})
 
 
-def _family_model(base: cfg.Settings, paths: Sequence[tuple[str, ...]], base_dir: Path | None, dtype):
+def family_model(base: cfg.Settings, paths: Sequence[tuple[str, ...]], base_dir: Path | None, dtype):
     """``model(theta) -> (env, mech, prior)`` for the runs of one family (``theta``: the numbers at ``paths``, in
     order), or ``None`` where a builder needs them concretely. Tried abstractly, nothing compiled: :func:`build`
     runs the model on one profile (:func:`_smoke_check`)."""
@@ -722,9 +722,9 @@ def execute_family(
     the kernel (:func:`engine.audit_family`). A family whose builders are not traceable in them (e.g. a value a
     builder needs as a Python number) falls back to one compile per run, with the same numbers."""
     results: list[engine.AuditResult | None] = [None] * len(settings)
-    for idx, paths in _families(settings):
+    for idx, paths in families(settings):
         base, first = settings[idx[0]], builts[idx[0]]
-        model = _family_model(base, paths, base_dir, first.dtype) if len(idx) > 1 and paths else None
+        model = family_model(base, paths, base_dir, first.dtype) if len(idx) > 1 and paths else None
         if model is None:
             for k in idx:
                 results[k] = execute(settings[k], builts[k], progress=progress)
@@ -747,7 +747,7 @@ def total_info(results: Sequence[engine.AuditResult]) -> engine.StreamInfo:
     return infos[0]._replace(compile_s=sum(i.compile_s for i in infos), run_s=sum(i.run_s for i in infos))
 
 
-def _settings_with(settings: cfg.Settings, overrides: Sequence[str]) -> cfg.Settings:
+def settings_with(settings: cfg.Settings, overrides: Sequence[str]) -> cfg.Settings:
     """The settings with ``path=value`` overrides applied (as ``--set`` does), the experiment reset to an audit."""
     data = cfg.to_dict(settings)
     data.pop("experiment", None)
@@ -767,12 +767,12 @@ def sweep_cases(settings: cfg.Settings) -> list[tuple[str, float | None, cfg.Set
             raise cfg.ConfigError("experiment.values: a sweep over experiment.parameter needs a list of values")
         for v in ex.values:
             try:
-                cases.append((f"{ex.parameter}={v:g}", v, _settings_with(settings, [f"{ex.parameter}={v!r}"])))
+                cases.append((f"{ex.parameter}={v:g}", v, settings_with(settings, [f"{ex.parameter}={v!r}"])))
             except cfg.ConfigError as e:
                 raise cfg.ConfigError(f"experiment.parameter: {e}") from None
     for k, c in enumerate(ex.cases):
         try:
-            cases.append((c.name, None, _settings_with(settings, c.set)))
+            cases.append((c.name, None, settings_with(settings, c.set)))
         except cfg.ConfigError as e:
             raise cfg.ConfigError(f"experiment.cases[{k}] ({c.name}): {e}") from None
     if not cases:

@@ -400,7 +400,7 @@ def solve_double_auction(
 
     signals, v, bids, tol, ties, phi, vcg = _model(values, int(n_signals), int(n_bids), bids, tol)
     alive_b, alive_s, rounds, guarded = eliminate(v, bids, tol)
-    return _assess(signals, bids, v, ties, alive_b, alive_s, rounds, guarded, tol, phi, vcg)
+    return assess(signals, bids, v, ties, alive_b, alive_s, rounds, guarded, tol, phi, vcg)
 
 
 @partial(jax.jit, static_argnames=("values", "n_signals", "n_bids"))
@@ -448,7 +448,7 @@ def _spread(alive, bids):
 
 
 @jax.jit
-def _assess(signals, bids, v, ties, alive_b, alive_s, rounds, guarded, tol, phi, vcg) -> DoubleAuctionResult:
+def assess(signals, bids, v, ties, alive_b, alive_s, rounds, guarded, tol, phi, vcg) -> DoubleAuctionResult:
     """The selected profile and CE Sec. 4.3's claims measured on the grid."""
     n_b = bids.shape[0]
     ids = jnp.arange(n_b)

@@ -1,4 +1,7 @@
-"""Named PRNG streams: one salt per use, declared in app/streams.py, and no literal salt left in the app floor."""
+"""Named PRNG streams: one salt per use, declared in app/streams.py, and no literal salt left in the app floor.
+
+The salts are app internals (jaxmech._src.app.streams); the test reads them, and the app's source, directly.
+"""
 
 import re
 from pathlib import Path

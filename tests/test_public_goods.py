@@ -8,20 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import within
+from conftest import run_config, within
 
 import jaxmech as jm
-from jaxmech._src.app import config as cfg
-from jaxmech._src.app import runs
-from jaxmech._src.core import environments as envs
-from jaxmech._src.core import search as search_lib
-from jaxmech._src.models import conditions, families, provision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _env(a, n=2, c=1.0, weights=None):
-    return envs.public_good(envs.linear_public_values(a, n, weights), c, n)
+    return jm.public_good(jm.linear_public_values(a, n, weights), c, n)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +25,7 @@ def _env(a, n=2, c=1.0, weights=None):
      (1.5, 3, None, "decreasing"), (0.2, 2, (1.0, 0.7), "increasing"), (0.8, 2, (1.0, 0.6), "mixed")],
 )  # fmt: skip
 def test_difference_classes(a, n, weights, kind):
-    got = conditions.difference_class(envs.linear_public_values(a, n, weights), n)
+    got = jm.difference_class(jm.linear_public_values(a, n, weights), n)
     assert got.kind == kind
     if kind == "mixed":  # the witness shows one rising and one falling difference
         w = got.witness
@@ -74,7 +69,7 @@ def test_thm7_thm8_efficient_rule(a):
     else:  # pure common values: budget balanced, but the generalized VCG payments are NOT exactly balanced
         assert d["max"] <= rep["tol"] and d["min"] < -0.5 and dmin < -0.5  # e.g. s = (0.9, 0.9): t = (0.9, 0.9)
         shares = jm.audit(
-            env, provision.equal_shares(env), jm.independent(env.dims), key=jax.random.PRNGKey(1), n_profiles=8192,
+            env, jm.equal_shares(env), jm.independent(env.dims), key=jax.random.PRNGKey(1), n_profiles=8192,
             misreports=jm.Misreports(grid=16, random=4),
         ).report  # fmt: skip
         assert max(r["max"] for r in shares["regret"]) <= shares["tol"]  # CE Thm 8(3) with equal cost shares
@@ -86,7 +81,7 @@ def test_threshold_payments_and_their_gradient(key):
     vbar = jnp.array([0.45, 0.55])
     s = jax.random.uniform(key, (256, 2))
     # closed form: pivot of i solves max over j of x_j with v_j(x, s_-i) = vbar_j
-    t = np.asarray(jax.vmap(lambda m: provision.threshold_payments(env, vbar, m))(s))
+    t = np.asarray(jax.vmap(lambda m: jm.threshold_payments(env, vbar, m))(s))
     sn = np.asarray(s)
     for i in range(2):
         o = sn[:, 1 - i]
@@ -94,12 +89,12 @@ def test_threshold_payments_and_their_gradient(key):
         x_other = (vbar[1 - i] - o) / 0.3  # v_j(x) = o + 0.3 x
         x = np.clip(np.maximum(x_own, x_other), 0, 1)
         np.testing.assert_allclose(t[:, i], x + 0.3 * o, atol=2e-6)
-    jac = jax.vmap(lambda m: jax.jacobian(lambda v: provision.threshold_payments(env, v, m))(vbar))(s)
+    jac = jax.vmap(lambda m: jax.jacobian(lambda v: jm.threshold_payments(env, v, m))(vbar))(s)
     eps = 1e-3
 
     def shifted(k):
         v = vbar.at[k].add(eps)
-        return np.asarray(jax.vmap(lambda m: provision.threshold_payments(env, v, m))(s))
+        return np.asarray(jax.vmap(lambda m: jm.threshold_payments(env, v, m))(s))
 
     fd = np.stack([(shifted(k) - t) / eps for k in range(2)], axis=-1)
     interior = np.all(np.abs(fd - np.round(fd, 1)) < 1e-2, axis=(1, 2))  # away from the kinks of max / clip
@@ -109,8 +104,8 @@ def test_threshold_payments_and_their_gradient(key):
 def test_threshold_rule_budget_balance_on_and_off_the_budget_line():
     env = _env(0.3)
     prior = jm.independent(env.dims)
-    on = provision.threshold_contribution(env, [0.6, 0.4])
-    below = provision.threshold_contribution(env, [0.5, 0.4])
+    on = jm.threshold_contribution(env, [0.6, 0.4])
+    below = jm.threshold_contribution(env, [0.5, 0.4])
     rep = jm.audit(
         env, on, prior, key=jax.random.PRNGKey(2), n_profiles=16_384, misreports=jm.Misreports(grid=16)
     ).report
@@ -124,16 +119,14 @@ def test_threshold_rule_budget_balance_on_and_off_the_budget_line():
 def test_thm9_search_lands_on_the_budget_line_and_matches_the_grid():
     env = _env(0.3)
     prior = jm.independent(env.dims)
-    fam = families.threshold_family(env, init=[0.3, 0.35])
-    res = search_lib.search(env, fam, prior, jax.random.PRNGKey(0), search_lib.SearchConfig(steps=200, batch=2048))
+    fam = jm.threshold_family(env, init=[0.3, 0.35])
+    res = jm.search(env, fam, prior, jax.random.PRNGKey(0), jm.SearchConfig(steps=200, batch=2048))
     raw = np.asarray(res.params)
     assert abs(raw.sum() - 1.0) < 0.01  # Thm 9 (1): on the budget line
     assert 1.0 - 1e-6 <= float(np.sum(res.restored)) <= 1.01  # restoration: feasible
-    grid = families.budget_line_grid(env, 101)
+    grid = jm.budget_line_grid(env, 101)
     rows = np.concatenate([np.asarray(res.restored)[None], grid])
-    mean, se, per = search_lib.welfare_table(
-        env, rows, provision.threshold_rule(env), prior, jax.random.PRNGKey(9), 1 << 15
-    )
+    mean, se, per = jm.welfare_table(env, rows, jm.threshold_rule(env), prior, jax.random.PRNGKey(9), 1 << 15)
     best = int(np.argmax(mean[1:])) + 1
     diff = per[0] - per[best]
     assert mean[0] >= mean[best] - 2 * se[best]  # welfare matches the grid's best within 2 SE
@@ -142,18 +135,16 @@ def test_thm9_search_lands_on_the_budget_line_and_matches_the_grid():
 
 
 def test_search_config_end_to_end(tmp_path):
-    settings, _ = cfg.load(
+    m = run_config(
         CONFIGS / "ce_thm9_search_asymmetric.toml",
-        (
-            "search.steps=120",
-            "search.grid_points=41",
-            "search.grid_profiles=8192",
-            "audit.profiles=4096",
-            "audit.misreports.grid=8",
-            "audit.misreports.random=2",
-        ),
+        tmp_path / "s",
+        "search.steps=120",
+        "search.grid_points=41",
+        "search.grid_profiles=8192",
+        "audit.profiles=4096",
+        "audit.misreports.grid=8",
+        "audit.misreports.random=2",
     )
-    m = runs.run(settings, tmp_path / "s")
     s = m["search"]
     assert abs(s["sum_minus_cost_found"]) < 0.02 and -1e-5 <= s["sum_minus_cost_restored"] < 0.02
     assert abs(s["vbar_restored"][0] - s["vbar_restored"][1]) > 0.03  # the asymmetric optimum
@@ -165,10 +156,12 @@ def test_search_config_end_to_end(tmp_path):
 
 def test_thm8_config_classes(tmp_path):
     cases = '[{name="inc", set=["environment.a=0.5"]}, {name="common", set=["environment.a=1.0", "mechanism.kind=equal_shares"]}, {name="dec n3", set=["environment.a=2.0", "environment.n=3", "environment.cost=3.0"]}]'
-    settings, _ = cfg.load(
-        CONFIGS / "ce_thm8_budget_classes.toml", ("audit.profiles=8192", f"experiment.cases={cases}")
-    )
-    rows = runs.run(settings, tmp_path / "t8")["sweep"]["rows"]
+    rows = run_config(
+        CONFIGS / "ce_thm8_budget_classes.toml",
+        tmp_path / "t8",
+        "audit.profiles=8192",
+        f"experiment.cases={cases}",
+    )["sweep"]["rows"]
     assert [r["conditions"]["difference_class"] for r in rows] == ["increasing", "common", "decreasing"]
     inc, com, dec = (r["deficit"] for r in rows)
     assert inc["max"] > 0.05 and abs(com["max"]) <= 1e-5 and abs(com["min"]) <= 1e-5 and dec["max"] <= 1e-5
@@ -176,8 +169,9 @@ def test_thm8_config_classes(tmp_path):
 
 
 def test_sec53_contributions_config(tmp_path):
-    settings, _ = cfg.load(CONFIGS / "ce_sec53_contributions.toml", ("experiment.signals=41", "experiment.bids=21"))
-    m = runs.run(settings, tmp_path / "c")
+    m = run_config(
+        CONFIGS / "ce_sec53_contributions.toml", tmp_path / "c", "experiment.signals=41", "experiment.bids=21"
+    )
     c = m["contributions"]
     assert c["strict_share"] == 1.0 and c["mismatch_margin"] <= 1e-6  # implements the threshold rule (CE Sec. 5.3)
     assert c["agent1"]["gain"] <= c["tol"] and c["agent2"]["gain"] <= c["tol"]  # ex post equilibrium
@@ -186,18 +180,16 @@ def test_sec53_contributions_config(tmp_path):
 
 
 def test_richer_family_does_not_beat_threshold_rules(tmp_path):
-    settings, _ = cfg.load(
+    m = run_config(
         CONFIGS / "ce_thm9_richer_family.toml",
-        (
-            "search.steps=200",
-            "search.grid_points=61",
-            "search.grid_profiles=16384",
-            "audit.profiles=4096",
-            "audit.misreports.grid=8",
-            "audit.misreports.random=2",
-        ),
+        tmp_path / "r",
+        "search.steps=200",
+        "search.grid_points=61",
+        "search.grid_profiles=16384",
+        "audit.profiles=4096",
+        "audit.misreports.grid=8",
+        "audit.misreports.random=2",
     )
-    m = runs.run(settings, tmp_path / "r")
     d = m["threshold_rules"]["search_minus_best"]
     assert d["mean"] <= 2 * d["se"]  # CE Thm 9: no budget-balanced monotone rule beats the best threshold rule
     assert m["audit"]["deficit"]["max"] <= m["audit"]["tol"]  # budget balance enforced exactly (restoration)
@@ -206,18 +198,16 @@ def test_richer_family_does_not_beat_threshold_rules(tmp_path):
 
 def test_bilateral_second_best_private_values(tmp_path):
     """Private values: the budget-balanced ex post IC/IR trading rules are posted prices; best p = 1/2, gains 1/8."""
-    settings, _ = cfg.load(
+    m = run_config(
         CONFIGS / "ce_bilateral_second_best.toml",
-        (
-            "search.steps=500",
-            "search.grid_points=26",
-            "search.grid_profiles=32768",
-            "audit.profiles=4096",
-            "audit.misreports.grid=8",
-            "audit.misreports.random=2",
-        ),
+        tmp_path / "b",
+        "search.steps=500",
+        "search.grid_points=26",
+        "search.grid_profiles=32768",
+        "audit.profiles=4096",
+        "audit.misreports.grid=8",
+        "audit.misreports.random=2",
     )
-    m = runs.run(settings, tmp_path / "b")
     pp = m["two_price_rules"]["best"]
     assert abs(pp["buyer_price"] - 0.5) <= 0.04 and abs(pp["seller_price"] - 0.5) <= 0.04  # a posted price
     pp = {"best_welfare": pp["welfare"]}
@@ -232,18 +222,16 @@ def test_bilateral_second_best_private_values(tmp_path):
 
 def test_bilateral_second_best_interdependent_two_prices(tmp_path):
     """a = 0.3: no posted price is budget balanced; two-price rules with p_b - p_s >= a are (checked on the grid)."""
-    settings, _ = cfg.load(
+    m = run_config(
         CONFIGS / "ce_bilateral_second_best_interdependent.toml",
-        (
-            "search.steps=100",
-            "search.grid_points=26",
-            "search.grid_profiles=16384",
-            "audit.profiles=4096",
-            "audit.misreports.grid=8",
-            "audit.misreports.random=2",
-        ),
+        tmp_path / "i",
+        "search.steps=100",
+        "search.grid_points=26",
+        "search.grid_profiles=16384",
+        "audit.profiles=4096",
+        "audit.misreports.grid=8",
+        "audit.misreports.random=2",
     )
-    m = runs.run(settings, tmp_path / "i")
     tp = m["two_price_rules"]
     assert "best_posted_price" not in tp or tp["best_posted_price"]["welfare"] == 0.0
     b = tp["best"]

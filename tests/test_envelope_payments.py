@@ -30,7 +30,7 @@ def _logistic(params, m):
 def _regret_search(env, mech, prof, mis, agents=(0, 1)):
     """Per profile and agent: [best gain over the misreport grid, truthful utility, payment, best misreport].
 
-    The audit's method (jaxmech._src.core.audit): each agent's menu at s_-i, evaluated at every misreport.
+    jm.audit's method: each agent's menu at s_-i, evaluated at every misreport.
     """
 
     @jax.jit

@@ -1,13 +1,10 @@
 """Every CE Section 4 config in configs/ runs end to end (small sizes) and shows its result in metrics.json."""
 
-import json
+import tomllib
 from pathlib import Path
 
-import jax.numpy as jnp
 import pytest
-
-from jaxmech._src.app import build, runs
-from jaxmech._src.app import config as cfg
+from conftest import run_cli, run_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = (
@@ -17,15 +14,13 @@ SMALL = (
 
 
 def _run(tmp_path, name, *overrides):
-    settings, _ = cfg.load(CONFIGS / f"{name}.toml", SMALL + overrides)
     out = tmp_path / name
-    metrics = runs.run(settings, out)
-    assert json.loads((out / "metrics.json").read_text())["experiment"] == settings.experiment.kind
+    metrics = run_config(CONFIGS / f"{name}.toml", out, *SMALL, *overrides)  # the summary renders
+    assert metrics["experiment"] == tomllib.loads((out / "config.toml").read_text())["experiment"]["kind"]
     for f in ("config.toml", "manifest.json"):
         assert (out / f).exists()
     for f in metrics["plots"]:
         assert (out / f).stat().st_size > 1000
-    assert runs.summary(metrics)  # renders
     return metrics
 
 
@@ -41,13 +36,13 @@ def test_sec44_deficit_curve(tmp_path):
 
 
 def test_thm2_monotonicity(tmp_path):
-    settings, _ = cfg.load(CONFIGS / "ce_thm2_monotonicity.toml")
-    assert len(settings.experiment.cases) == 5
-    keep = [c for c in settings.experiment.cases if "ramp" in c.name or "NOT" in c.name]
-    sets = [list(c.set) + (["mechanism.cells=256"] if "ramp" in c.name else []) for c in keep]
+    cases = tomllib.loads((CONFIGS / "ce_thm2_monotonicity.toml").read_text())["experiment"]["cases"]
+    assert len(cases) == 5
+    keep = [c for c in cases if "ramp" in c["name"] or "NOT" in c["name"]]
+    sets = [list(c.get("set", [])) + (["mechanism.cells=256"] if "ramp" in c["name"] else []) for c in keep]
     cases = (
         "["
-        + ", ".join(f'{{name="{c.name}", set={st!r}}}'.replace("'", '"') for c, st in zip(keep, sets, strict=True))
+        + ", ".join(f'{{name="{c["name"]}", set={st!r}}}'.replace("'", '"') for c, st in zip(keep, sets, strict=True))
         + "]"
     )
     m = _run(tmp_path, "ce_thm2_monotonicity", f"experiment.cases={cases}")
@@ -101,36 +96,11 @@ def test_sec43_double_auction(tmp_path):
     )
 
 
-def test_bad_case_override_is_a_one_line_config_error(tmp_path):
-    settings, _ = cfg.load(CONFIGS / "ce_thm5_deficit.toml", ('experiment.cases=[{name="x", set=["prior.rhoo=0.5"]}]',))
-    with pytest.raises(
-        cfg.ConfigError, match=r"experiment.cases\[0\] \(x\): prior.rhoo: unknown key \(did you mean 'prior.rho'\?\)"
-    ):
-        runs.run(settings, tmp_path / "nothing")
+def test_bad_case_override_is_a_one_line_config_error(tmp_path, capsys):
+    case = 'experiment.cases=[{name="x", set=["prior.rhoo=0.5"]}]'
+    assert run_cli(["run", CONFIGS / "ce_thm5_deficit.toml", "--out", tmp_path / "nothing", "--set", case]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "config error" in err and "experiment.cases[0] (x): prior.rhoo: unknown key (did you mean 'prior.rho'?)" in err
+    )
     assert not (tmp_path / "nothing").exists()
-
-
-def test_sweep_families_share_one_kernel():
-    # runs that differ only in float environment / prior / mechanism values form one family (one compiled kernel);
-    # a None-vs-float difference (a copula switched on), an int (n) or an audit setting starts another
-    base, _ = cfg.load(CONFIGS / "ce_thm8_budget_classes.toml")
-    cases = [
-        build._settings_with(base, o)
-        for o in (
-            ["environment.a=0.5"], ["environment.a=1.5", "environment.cost=1.2"], ["environment.a=0.5", "prior.rho=0.3"],
-            ["environment.a=2.0", "environment.n=3"], ["environment.a=0.7", "audit.rtol=1e-3"], ["environment.a=1.0"],
-        )
-    ]  # fmt: skip
-    fams = build._families(cases)
-    assert fams == [([0, 1, 5], [("environment", "a"), ("environment", "cost")]), ([2], []), ([3], []), ([4], [])]
-
-
-def test_sweep_family_falls_back_where_a_builder_needs_numbers():
-    # multiplicative trade values check a < 1, 0 <= b < 1 - a in Python: not traceable in a, so such cases compile
-    # one kernel each (build.execute); a Gaussian copula is traceable in rho. Probed abstractly: nothing compiles
-    settings, _ = cfg.load(CONFIGS / "ce_thm5_deficit.toml")
-    copula = build._settings_with(settings, ["prior.rho=0.5"])
-    assert build._family_model(copula, [("prior", "rho")], None, jnp.float32) is not None
-    mult = build._settings_with(settings, ["environment.values=multiplicative", "environment.a=0.2"])
-    assert build._family_model(mult, [("environment", "a")], None, jnp.float32) is None
-    assert build._family_model(mult, [("environment", "b")], None, jnp.float32) is None
