@@ -54,6 +54,7 @@ from jaxmech._src.core.mechanisms import (
     efficient_rule,
     example1_prices,
     generalized_vcg,
+    has_nested_loops,
     linear_trade_pivot,
     menu_kinks,
     own_signal_prices,
@@ -61,6 +62,7 @@ from jaxmech._src.core.mechanisms import (
     pivot_payments,
     price_kinks,
     threshold_with_rebate,
+    with_nested_loops,
 )
 from jaxmech._src.core.priors import (
     Beta,
@@ -336,6 +338,8 @@ __all__ = [
     "payoff_equivalence",
     "personalized_prices",
     "pivot_payments",
+    "has_nested_loops",
+    "with_nested_loops",
     "pivotal_mechanism",
     "pivotal_price_of",
     "pivotal_prices",

@@ -62,3 +62,31 @@ def test_brute_force_reference_is_p_plus_c():
     for pj, cj in itertools.product([0.0, 0.5, 1.0], repeat=2):
         vi, vj = P + C * cj, pj + cj * C
         assert abs(np.max(np.where(vi <= vj + 1e-12, vi, -np.inf)) - (pj + cj)) < 1e-9
+
+
+def test_fast_compiled_batch_prices_match_the_closed_form():
+    """B Example 1's prices ``t*_i = p_j + c_j`` on a batch of 1,024 profiles, compiled fast (the default for small
+    audits) and fully, with the options the audit uses for mechanisms with nested loops: equal to each other and
+    to the closed form. With ``compile_options.FAST_COMPILE`` (no LLVM optimization AND the classic emitters)
+    XLA's CPU backend (jaxlib 0.10.2) put buyer 2's price at profile 352 at 0.014387 instead of 0.019172, and the
+    audit refused B Example 1's shipped config (menu and decide/pay disagreed at 65,536 profiles)."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxmech as jm
+    from jaxmech._src.core import compile_options
+
+    env = jm.example1()
+    prices = jm.pivotal_prices(env)
+    rng = np.random.default_rng(0)
+    s = rng.random((1024, 4)).astype(np.float32)
+    s[352] = [0.013658285140991211, 0.005513906478881836, 0.48969972133636475, 0.22663593292236328]
+    s = jnp.asarray(s)
+    f = jax.jit(jax.vmap(lambda m: prices((), m)))
+    assert jm.has_nested_loops(jm.pivotal_mechanism(env))
+    full = np.asarray(f.lower(s).compile(compile_options.compile_options_for(False, nested_loops=True))(s))
+    fast = np.asarray(f.lower(s).compile(compile_options.compile_options_for(True, nested_loops=True))(s))
+    exact = np.stack([s[:, 2] + s[:, 3], s[:, 0] + s[:, 1]], axis=1)
+    assert np.max(np.abs(fast - full)) < 1e-5
+    assert np.max(np.abs(full - exact)) < 1e-4
+    assert np.max(np.abs(fast - exact)) < 1e-4

@@ -23,6 +23,26 @@ import os
 # (ignored by other backends). Same numbers up to float rounding; on a CPU an audit kernel compiles ~2-3x
 # faster and runs ~1.5-2x slower.
 FAST_COMPILE = (("xla_backend_optimization_level", 0), ("xla_cpu_use_fusion_emitters", False))
+# Programs that run a loop inside a loop where a float comparison steers the outer loop (B's ray search: a root
+# finder inside a golden-section search) are miscompiled by XLA's CPU backend (jaxlib 0.10.2) when BOTH options
+# above hold: B Example 1's price t*_2 = p_1 + c_1 = 0.019172 came out 0.014387 at one profile of a 1,024-profile
+# batch, and b_private_common's prices moved by up to 6e-5 (1e-3 for variants of the root finder), while either
+# option alone, and XLA's defaults, give the same prices to 1e-6 (tests/test_pivotal_edges.py). Such programs
+# compile with :data:`NESTED_LOOPS_FAST` (no LLVM optimization, XLA's default emitters: still ~2x faster to compile
+# than the full optimization) or, when not compiled fast, :data:`NESTED_LOOPS_FULL`, which also undoes the classic
+# emitters that ``jaxmech reproduce --quick`` sets for the whole worker process (:data:`QUICK_XLA_FLAGS`).
+NESTED_LOOPS_FAST = (("xla_backend_optimization_level", 0), ("xla_cpu_use_fusion_emitters", True))
+NESTED_LOOPS_FULL = (("xla_cpu_use_fusion_emitters", True),)
+
+
+def compile_options_for(fast: bool, nested_loops: bool = False) -> dict[str, object] | None:
+    """``compiler_options`` for a program compiled ``fast`` or not, with or without nested loops (see above);
+    ``None`` (the process's defaults) for a full compile of a program without them."""
+    if nested_loops:
+        return supported(NESTED_LOOPS_FAST if fast else NESTED_LOOPS_FULL)
+    return supported(FAST_COMPILE) if fast else None
+
+
 # ``fast_compile="auto"`` compiles an audit kernel fast for at most this many profiles. Measured break-even
 # (compile time saved = run time lost; ``benchmarks/fast_compile_breakeven.py``, 2-core x86-64, jax 0.10.2,
 # default misreports): closed-form trade pivots 7.1e5 profiles, bisection pivots (trade 2.5e5, public good n = 3

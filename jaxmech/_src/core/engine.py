@@ -29,9 +29,9 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxmech._src.core import audit as audit_lib
-from jaxmech._src.core.compile_options import FAST_COMPILE, fast_compile_for, supported
+from jaxmech._src.core.compile_options import compile_options_for, fast_compile_for
 from jaxmech._src.core.environments import Environment
-from jaxmech._src.core.mechanisms import Mechanism
+from jaxmech._src.core.mechanisms import Mechanism, has_nested_loops
 from jaxmech._src.core.priors import Prior
 from jaxmech._src.core.reduction import (
     CHECKPOINT_FORMAT,
@@ -91,6 +91,10 @@ class StreamOptions(NamedTuple):
         with ``checkpoint.resume``, continue from it (a single case only).
       fast_compile: compile with :data:`FAST_COMPILE` (faster compile, slower run); ``"auto"``: when
         ``n_profiles <= compile_options.AUTO_FAST_MAX_PROFILES``, the measured break-even (:func:`fast_compile_for`).
+      nested_loops: the kernel runs a loop inside a loop (e.g. B's ray search): compiled with
+        :func:`compile_options.compile_options_for`'s options for such programs, which XLA's CPU backend
+        miscompiles with :data:`FAST_COMPILE`. :func:`audit` sets it from the mechanisms
+        (:func:`mechanisms.has_nested_loops`).
     """
 
     block_size: int = 4096
@@ -100,6 +104,7 @@ class StreamOptions(NamedTuple):
     segment_blocks: int = DEFAULT_SEGMENT_BLOCKS
     checkpoint: Checkpoint | None = None
     fast_compile: bool | str = False
+    nested_loops: bool = False
 
 
 def _mesh(devices: Sequence[Any] | None) -> Mesh:
@@ -179,7 +184,7 @@ def stream_cases(
     is called per case, ``compile_s`` is the first case's. ``options.checkpoint`` needs a
     single case. The other arguments are :func:`stream`'s.
     """
-    block_size, chunk_size, devices, progress, segment_blocks, checkpoint, fast_compile = options
+    block_size, chunk_size, devices, progress, segment_blocks, checkpoint, fast_compile, nested_loops = options
     fast_compile = fast_compile_for(fast_compile, n_profiles)
     cases = list(cases)
     if not cases:
@@ -250,7 +255,7 @@ def stream_cases(
         compile_s = 0.0
         t0 = time.perf_counter()
         if n_chunks > 0 and compiled is None:
-            compiled = sharded.lower(*args_for(0)).compile(supported(FAST_COMPILE) if fast_compile else None)
+            compiled = sharded.lower(*args_for(0)).compile(compile_options_for(fast_compile, nested_loops))
             compile_s = time.perf_counter() - t0
 
         def save(next_block, red=red, state_meta=state_meta):
@@ -388,6 +393,7 @@ def _audit_cases(model, cases, *, n_profiles, misreports, dtype, rtol, options: 
     built, stream_in = [], []
     for theta, key, concrete in cases:
         env, mech, prior = concrete if concrete is not None else model(theta)
+        options = options._replace(nested_loops=options.nested_loops or has_nested_loops(mech))
         if prior.dims != env.dims:
             raise ValueError(f"prior dims {list(prior.dims)} do not match environment dims {list(env.dims)}")
         pilot_key, stream_key = jax.random.split(key)
@@ -447,6 +453,7 @@ def compare_deficits(
         profiles = prior.sample(jax.random.split(block_key)[0], options.block_size, dtype)
         return audit_lib.deficit_comparison_stats(env, mechs, profiles, n_valid, jnp.asarray(tol, dtype))
 
+    options = options._replace(nested_loops=options.nested_loops or any(has_nested_loops(m) for m in mechs))
     acc, info = stream(block_fn, key=stream_key, n_profiles=n_profiles, options=options)
     return AuditResult(audit_lib.finalize_comparison(acc.totals, tuple(m.name for m in mechs), tol), info)
 

@@ -105,6 +105,20 @@ def _without_menu_kinks(menu):
 Mechanism._replace = _replace_keeping_views_true  # NamedTuple forbids defining _replace in the class body
 
 
+def with_nested_loops(fn: Callable) -> Callable:
+    """Mark a rule (``decide``, ``pay``, ``decide_and_pay`` or ``menu``) as running a loop inside a loop whose float
+    comparisons steer it (e.g. B's ray search, :mod:`pivotal`): audits then compile it with the options XLA's CPU
+    backend compiles such programs right with (:func:`compile_options.compile_options_for`). Returns ``fn``."""
+    fn.nested_loops = True
+    return fn
+
+
+def has_nested_loops(mech: Mechanism) -> bool:
+    """Whether any rule of ``mech`` is marked by :func:`with_nested_loops`."""
+    rules = (mech.decide, mech.pay, mech.decide_and_pay, mech.menu)
+    return any(getattr(f, "nested_loops", False) for f in rules if f is not None)
+
+
 def decide_and_pay(mech: Mechanism, params: Params, m: Array) -> tuple[Array, Array]:
     """``(q, t)`` at reports ``m``: :attr:`Mechanism.decide_and_pay` where the mechanism has one."""
     if mech.decide_and_pay is not None:
@@ -373,6 +387,8 @@ def personalized_prices(
     def kinks(p, m, i):
         return price_kinks(env, m, i, price_of(p, m, i))
 
+    if getattr(prices, "nested_loops", False) or getattr(price_of, "nested_loops", False):
+        decide, pay, menu, decide_and_pay = map(with_nested_loops, (decide, pay, menu, decide_and_pay))
     return Mechanism(name, decide, pay, params, kinks, menu, decide_and_pay)
 
 
@@ -406,7 +422,7 @@ def buyer_price_of(prices: Callable[[Params, Array], Array]) -> Callable[[Params
     def price_of(params, m, i):
         return prices(params, m)[i]
 
-    return price_of
+    return with_nested_loops(price_of) if getattr(prices, "nested_loops", False) else price_of
 
 
 def example1_prices(params, m):

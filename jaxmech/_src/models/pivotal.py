@@ -59,7 +59,13 @@ import numpy as np
 
 from jaxmech._src.core import priors
 from jaxmech._src.core.environments import Environment
-from jaxmech._src.core.mechanisms import bisect, buyer_price_of, personalized_prices, price_kinks
+from jaxmech._src.core.mechanisms import (
+    bisect,
+    buyer_price_of,
+    personalized_prices,
+    price_kinks,
+    with_nested_loops,
+)
 
 Array = jax.Array
 Params = Any
@@ -500,7 +506,7 @@ def pivotal_price_of(
             return buyer_price(env, m, i, config)
         return jnp.max(jnp.stack([_pair_price(env, m, i, j, config, method) for j in range(n) if j != i]))
 
-    return price_of
+    return with_nested_loops(price_of)  # a root finder inside the search over rays / over lam
 
 
 def pivotal_prices(
@@ -513,7 +519,7 @@ def pivotal_prices(
     :func:`buyer_price`) or ``"nested"`` (``lam*_ij`` by bisection over constrained maxima, per pair;
     see the module docstring). Requires B Assumptions 1a, 1b, 2 for admissibility (eq. (3)).
     """
-    return all_buyers(pivotal_price_of(env, config=config, method=method), env.n_agents)
+    return with_nested_loops(all_buyers(pivotal_price_of(env, config=config, method=method), env.n_agents))
 
 
 def all_buyers(price_of: Callable[[Params, Array, int], Array], n: int) -> Callable[[Params, Array], Array]:
@@ -535,7 +541,7 @@ def raise_prices(prices: Callable[[Params, Array], Array], eps: Callable[[Array]
     def raised(params, m):
         return prices(params, m) + jnp.maximum(eps(m), 0.0)
 
-    return raised
+    return with_nested_loops(raised) if getattr(prices, "nested_loops", False) else raised
 
 
 def raise_price_of(price_of: Callable[[Params, Array, int], Array], eps: Callable[[Array], Array]):
@@ -544,7 +550,7 @@ def raise_price_of(price_of: Callable[[Params, Array, int], Array], eps: Callabl
     def raised(params, m, i):
         return price_of(params, m, i) + jnp.maximum(eps(m)[i], 0.0)
 
-    return raised
+    return with_nested_loops(raised) if getattr(price_of, "nested_loops", False) else raised
 
 
 def pivotal_mechanism(
@@ -589,6 +595,8 @@ def pivotal_mechanism(
         respond.kinks = lambda: price_kinks(env, m, i, t_i)  # = kinks(p, m, i), on the price found above
         return respond
 
+    if getattr(prices, "nested_loops", False):
+        menu = with_nested_loops(menu)
     return base._replace(menu=menu)
 
 

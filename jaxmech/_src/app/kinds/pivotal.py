@@ -44,8 +44,10 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     ex = settings.experiment
     built = build.build(settings, base_dir)
     env = built.env
-    # audit.fast_compile (set by `jaxmech reproduce --quick`): every compile here too (numbers equal up to float rounding)
-    opts = compile_options.supported(compile_options.FAST_COMPILE) if settings.audit.fast_compile else None
+    # audit.fast_compile ("auto": by the number of profiles) holds for every compile here too, with the options for
+    # programs with nested loops (the ray search), which XLA's CPU backend miscompiles with FAST_COMPILE
+    fast = compile_options.fast_compile_for(settings.audit.fast_compile, ex.stats_profiles)
+    opts = compile_options.compile_options_for(fast, nested_loops=True)
     if not env.outcome_names or env.outcome_names[0] != "a0" or not env.is_separable:
         raise cfg.ConfigError("environment.kind: the pivotal experiment needs a single-object environment (B Sec. 2)")
     key = jax.random.PRNGKey(settings.seed)
@@ -99,7 +101,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
         if m.method == "rays":
             out["price_timing"] = _timed_prices(table, built.prior, key, built.dtype, ex.stats_profiles)
             out["price_timing"]["fast_compile"] = (  # then slower code than a real run
-                settings.audit.fast_compile or compile_options.process_compiles_fast()
+                fast or compile_options.process_compiles_fast()
             )
         out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p, compiler_options=opts)
         if env.name == "example1":  # the construction on Example 1: t*_i = p_j + c_j (tests/test_pivotal.py derives it)
