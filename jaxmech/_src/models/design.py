@@ -36,6 +36,7 @@ piecewise-linear cutoff curves, :func:`jaxmech._src.models.families.trade_cutoff
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ import optax
 
 from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import engine, priors
+from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment, check_own_monotone
 from jaxmech._src.core.mechanisms import Mechanism, decide_and_pay, pivot_payments
 from jaxmech._src.core.search import Family, SearchConfig, make_optimizer, soft_max, support_grid
@@ -155,6 +157,12 @@ class Spec(NamedTuple):
 
 # --------------------------------------------------------------------------
 # conditions
+
+
+def _compiled():
+    """``jax.jit`` with full optimization: the design's kernels run long (search, quadrature), so they are compiled
+    optimized even where the process compiles fast by default (``reproduce --quick``)."""
+    return functools.partial(jax.jit, compiler_options=supported(FULL_OPTIMIZATION))
 
 
 def directions(env: Environment) -> np.ndarray:
@@ -431,7 +439,7 @@ def annealed_search(env, spec: Spec, prior, inits, key, cfg: SearchConfig, *, ob
         avg = jax.tree.map(lambda a, p: a + (p - a) * weight, avg, params)
         return (params, opt_state, lam, rho, avg), con
 
-    @jax.jit
+    @_compiled()
     def run(inits):
         starts = jax.tree.leaves(inits)[0].shape[0]
         with jax.numpy_dtype_promotion("standard"):  # optax's int32 step count meets float params
@@ -578,7 +586,7 @@ def exact_objective(env, spec: Spec, prior, signs, *, objective, revenue_weight,
 
     ppfs = [quantile_function(m, dtype) for m in prior.marginals]  # tabulated here, outside the trace
 
-    @jax.jit
+    @_compiled()
     def run(params):
         return monotone_expectation(prior, signs, lambda s: f.weight(params, s), lambda s: value(params, s), panels,
                                     dtype, ppfs)  # fmt: skip
@@ -635,7 +643,7 @@ def evaluate(env, spec: Spec, prior, key, n: int, *, objective, revenue_weight, 
     n_blocks = max(1, -(-n // block))
     s_all = prior.sample(key, n_blocks * block, dtype).reshape(n_blocks, block, -1)
 
-    @jax.jit
+    @_compiled()
     def run(params):
         def one(s):
             q = spec.hard_q(params, s)
@@ -656,16 +664,22 @@ def grid_check(env: Environment, mech: Mechanism, prior: priors.Prior, points: i
     n = env.n_agents
     own = [jnp.linspace(prior.lo[i], prior.hi[i], points, dtype=dtype) for i in range(n)]
 
-    @jax.jit
+    agent = jnp.repeat(jnp.arange(n, dtype=jnp.int32), points)
+    report = jnp.concatenate(own)
+
+    @_compiled()
     def run(g):
         def one(s):
             q, t = decide_and_pay(mech, mech.params, s)
             u = env.value(q, s) - t
-            regs = []
-            for i in range(n):
-                dev = jax.vmap(lambda x, i=i: audit_lib.utility(env, mech, mech.params, s, s.at[i].set(x), i))(own[i])
-                regs.append(jnp.maximum(0.0, jnp.max(dev) - u[i]))
-            return env.cost(q) - jnp.sum(t), jnp.max(-u), jnp.max(jnp.stack(regs))
+
+            def deviate(x):  # one compiled body for every agent (a traced index: one-dimensional signals)
+                i, m_i = x
+                return audit_lib.utility(env, mech, mech.params, s, priors.replace_signal(s, env.dims, i, m_i[None]), i)
+
+            dev = jax.vmap(deviate)((agent, report))
+            regret = jnp.max(jnp.maximum(0.0, dev - u[agent]))
+            return env.cost(q) - jnp.sum(t), jnp.max(-u), regret
 
         return jax.lax.map(one, g)
 
@@ -772,7 +786,7 @@ def design(
     # 2. exact repair onto the budget boundary, from either side
     stat = budget_statistic(spec, prior, k_repair, budget=budget, profiles=repair_profiles, grid_points=repair_grid,
                             dtype=dtype)  # fmt: skip
-    repair = jax.jit(lambda p: bisect_shift(lambda d: stat(spec.shift(p, d)), spec.span, tol=REPAIR_TOL))
+    repair = _compiled()(lambda p: bisect_shift(lambda d: stat(spec.shift(p, d)), spec.span, tol=REPAIR_TOL))
 
     def repaired(p):
         if spec.closed_repair is not None and budget == "ex_post":
