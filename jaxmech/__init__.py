@@ -136,6 +136,7 @@ from jaxmech._src.models.contributions import (
     contribution_strategies,
     contribution_surplus,
 )
+from jaxmech._src.models.design import DesignResult, design
 from jaxmech._src.models.double_auction import DoubleAuctionResult, solve_double_auction
 from jaxmech._src.models.equivalence import (
     BoundaryPayments,
@@ -213,6 +214,8 @@ from jaxmech._src.models.two_outcome import (
 )
 
 __all__ = [
+    "design",
+    "DesignResult",
     "g_pair",
     "lambda_star",
     "ray_price",

@@ -181,7 +181,7 @@ class AuditSettings:
     fast_compile: bool | str = _meta(
         "auto",
         doc="compile the audit kernel without LLVM optimization and with XLA's classic CPU fusion emitters: same "
-        "numbers up to float rounding, ~3x faster compile, 4-12x slower run; \"auto\": for at most 65,536 "
+        'numbers up to float rounding, ~3x faster compile, 4-12x slower run; "auto": for at most 65,536 '
         "profiles, below the measured break-even of ~1e5 (benchmarks/fast_compile_breakeven.py); reproduce --quick "
         "sets true",
         choices=("auto",),
@@ -224,6 +224,42 @@ class SearchSettings:
     grid_profiles: int = _meta(
         131072, doc="common profiles for the grid search and the comparison", min=16, max=MAX_PROFILES, unit="profiles"
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesignSettings:
+    family: str = _meta(
+        "auto",
+        doc="auto | two_price | randomized | cutoff (bilateral trade) | threshold | posted | boundary (public good)",
+        choices=("auto", "two_price", "randomized", "cutoff", "threshold", "posted", "boundary"),
+    )
+    objective: str = _meta(
+        "welfare", doc="welfare (+ revenue_weight x revenue) | revenue", choices=("welfare", "revenue")
+    )
+    revenue_weight: float = _meta(0.0, doc="weight of revenue (= -deficit) added to welfare", min=0.0)
+    budget: str = _meta(
+        "ex_post",
+        doc="ex_post (deficit <= 0 in every state) | ex_ante (E[deficit] <= 0)",
+        choices=("ex_post", "ex_ante"),
+    )
+    starts: int = _meta(4, doc="cold starts, drawn from the run's key and searched at once", min=1)
+    steps: int = _meta(300, doc="annealed search steps", min=1)
+    batch: int = _meta(4096, doc="fresh profiles per step", min=16, max=MAX_PROFILES, unit="profiles")
+    learning_rate: float = _meta(0.02, doc="peak Adam learning rate", min=0.0)
+    temperature_start: float = _meta(0.05, doc="relaxation temperature at the start", min=1e-9)
+    temperature_end: float = _meta(0.002, doc="relaxation temperature at the end", min=1e-9)
+    constraint_grid: int = _meta(33, doc="support grid points per coordinate added to every constraint batch", min=0)
+    knots: int = _meta(9, doc="randomized / cutoff / boundary: knots per signal", min=2)
+    polish: bool = _meta(True, doc="two_price / posted / threshold: refine along the budget boundary by quadrature")
+    repair_profiles: int = _meta(
+        16384, doc="fresh profiles of the exact repair's budget check", min=16, max=MAX_PROFILES, unit="profiles"
+    )
+    eval_profiles: int = _meta(
+        262144, doc="fresh profiles for the objective's mean and SE", min=16, max=MAX_PROFILES, unit="profiles"
+    )
+    check_grid: int = _meta(33, doc="support grid points per coordinate of the final grid check", min=2)
+    reference: bool = _meta(True, doc="solve the finite-type LP reference (needs scipy: pip install 'jaxmech[lp]')")
+    lp_grids: tuple[int, ...] = _meta((17, 33, 65), doc="LP grid sizes G (types per agent), extrapolated in 1/G")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,6 +313,7 @@ class Settings:
     audit: AuditSettings = _meta(factory=AuditSettings, doc="audit sizes and misreports")
     experiment: ExperimentSettings = _meta(factory=ExperimentSettings, doc="what the run does with the model")
     search: SearchSettings = _meta(factory=SearchSettings, doc="gradient search (experiment.kind = search)")
+    design: DesignSettings = _meta(factory=DesignSettings, doc="mechanism design (experiment.kind = design)")
 
 
 # --------------------------------------------------------------------------

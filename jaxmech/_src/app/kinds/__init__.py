@@ -15,6 +15,7 @@ from jaxmech._src.app.kinds import (
     compare_deficits,
     contributions,
     cremer_mclean,
+    design,
     double_auction,
     interim,
     interim_audit,
@@ -45,6 +46,7 @@ KINDS: dict[str, Kind] = {
         pivotal.KIND,
         two_outcome.KIND,
         search.KIND,
+        design.KIND,
     )
 }
 

@@ -1,0 +1,900 @@
+"""Design: the best ex post IC and IR mechanism for the user's model, found without knowing the answer.
+
+:func:`design` searches a family of rules that are ex post IC by construction (monotone in each agent's own signal
+in the direction single crossing requires, paid by generalized VCG / envelope payments with the lowest type's IR
+binding: CE Thm 2, CE Sec. 3.3-3.4) and reports how sure it is:
+
+1. **Cold starts.** ``starts`` initial parameters drawn from an explicit PRNG key (continuous draws, so never a
+   known optimum), searched together (vmapped) by one compiled loop: optax Adam on the annealed relaxation
+   (sigmoid temperature ``temperature_start -> temperature_end``) under an augmented Lagrangian for the budget
+   (ex post: a soft maximum of the deficit over the batch and a support grid; ex ante: its mean).
+2. **Exact repair.** Each start's rule is moved onto the budget boundary by a scalar shift found by bisection
+   over ``[-span, span]``, so it moves down (more trade / provision) as readily as up: the largest shift whose
+   exact budget statistic (the worst deficit over fresh profiles, a support grid and, for posted cutoffs, the
+   trade box's own grid; ex ante: the mean deficit) is ``<= 0``. Threshold rules (CE Def 12) need no bisection:
+   their payments satisfy ``t_i >= vbar_i`` with equality at the boundary profile, so the worst deficit is
+   ``c - sum vbar`` and the repair is ``vbar + (c - sum vbar) / n``: ON the budget line (CE Thm 9).
+3. **Polish** (low-dimensional deterministic families: posted cutoffs, thresholds). The repaired rule's objective
+   is computed by deterministic nested quadrature in quantile space (independent priors: every monotone region is
+   ``{u_k >= tau(u_<k)}`` in each coordinate, the entry point and ``tau`` found by bisection), and Nelder-Mead moves
+   along the budget boundary (threshold rules: ``sum vbar = c`` exactly; posted cutoffs: repaired at every step)
+   to a tolerance of 1e-6. Monte Carlo alone cannot place an optimum to 1e-3: with ``N`` profiles the argmax of a
+   discontinuous rule's sample welfare wanders like ``N^(-1/3)``.
+4. **Exact audit** of the chosen rule (:func:`jaxmech._src.core.engine.audit`: regret, IR and deficit over sampled
+   profiles and misreports) and a support-grid check (deficit, IR and regret against an own-signal grid at every
+   grid profile); the objective on fresh profiles with its standard error; the spread across starts.
+5. **Reference** (``reference=True``): the finite-type LP (:func:`jaxmech._src.models.lp_reference.lp_reference`)
+   per grid, its ``1/G`` limit and the gap; a flag where the design is more than 1% below the limit.
+
+Families: bilateral trade (CE Sec. 4): ``two_price`` (trade iff ``s_beta > x`` and ``s_sigma < y``; posted prices
+are ``x = y`` under private values), ``randomized`` (:mod:`jaxmech._src.models.randomized`), ``cutoff`` (monotone
+piecewise-linear cutoff curves, :func:`jaxmech._src.models.families.trade_cutoff_family`). Public goods with
+``n >= 2`` (CE Sec. 5): ``threshold`` (CE Def 12, Thm 9; needs values weakly increasing in every signal),
+``posted`` (provide iff every ``s_i > p_i``: monotone whatever the sign of the interdependence), ``boundary``
+(two agents, monotone piecewise-linear boundary, :func:`jaxmech._src.models.families.provision_boundary_family`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmech._src.core import audit as audit_lib
+from jaxmech._src.core import engine, priors
+from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
+from jaxmech._src.core.environments import Environment, check_own_monotone
+from jaxmech._src.core.mechanisms import Mechanism, decide_and_pay, pivot_payments
+from jaxmech._src.core.search import Family, SearchConfig, make_optimizer, soft_max, support_grid
+from jaxmech._src.models import families as fam
+from jaxmech._src.models import lp_reference as lp
+from jaxmech._src.models import randomized
+
+Array = jax.Array
+Params = Any
+
+TRADE = ("no_trade", "trade")
+PUBLIC = ("not_provided", "provided")
+FAMILIES = {TRADE: ("two_price", "randomized", "cutoff"), PUBLIC: ("threshold", "posted", "boundary")}
+OBJECTIVES = ("welfare", "revenue")
+BUDGETS = ("ex_post", "ex_ante")
+POLISHED = ("two_price", "posted", "threshold")
+REPAIR_TOL = 1e-7  # the repaired rule's worst (or mean) deficit is <= this: float32 rounding of values of order 1
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
+
+
+class DesignResult(NamedTuple):
+    """What :func:`design` found and how sure it is (``to_json()``: JSON-ready).
+
+    Attributes:
+      environment, family, objective_name, budget: what was designed.
+      params: the chosen rule's parameters (a pytree); ``description``: them as JSON numbers.
+      mechanism: the chosen rule as a :class:`~jaxmech._src.core.mechanisms.Mechanism` (jit-able).
+      objective, welfare, revenue: ``{"mean", "se", "profiles"}`` on fresh profiles (revenue = ``-deficit``).
+      exact: the objective by quadrature (``{"value", "error"}``: the change from halving the panels), or None.
+      starts: per start: its cold parameters, the repaired (and polished) ones, the repair's shift, the objective.
+      spread: the per-start objectives' ``min``, ``max``, ``std``.
+      precision: how precisely the parameters are pinned down (spread across starts, optimizer tolerance).
+      audit: the exact audit's summary (sampled profiles) and the support-grid check.
+      reference: LP values per grid, the ``1/G`` limit, the gap and ``below_reference`` (more than 1% below), or None.
+      seconds: wall time of each stage.
+    """
+
+    environment: str
+    family: str
+    objective_name: str
+    budget: str
+    params: Params
+    description: dict
+    mechanism: Mechanism
+    objective: dict
+    welfare: dict
+    revenue: dict
+    exact: dict | None
+    starts: tuple[dict, ...]
+    spread: dict
+    precision: dict
+    audit: dict
+    reference: dict | None
+    seconds: dict
+
+    @property
+    def value(self) -> float:
+        """The design's objective: the quadrature value where there is one, else the Monte Carlo mean."""
+        return self.exact["value"] if self.exact is not None else self.objective["mean"]
+
+    def to_json(self) -> dict:
+        return {
+            "environment": self.environment,
+            "family": self.family,
+            "objective_name": self.objective_name,
+            "budget": self.budget,
+            "description": self.description,
+            "value": self.value,
+            "objective": self.objective,
+            "welfare": self.welfare,
+            "revenue": self.revenue,
+            "exact": self.exact,
+            "starts": list(self.starts),
+            "spread": self.spread,
+            "precision": self.precision,
+            "audit": self.audit,
+            "reference": self.reference,
+            "seconds": self.seconds,
+        }
+
+
+class Spec(NamedTuple):
+    """One design family: the search family plus what the design pipeline needs around it.
+
+    ``cold(key) -> params``: a cold start; ``shift(params, delta)``: the repair's scalar move (``delta > 0``: more
+    trade / provision); ``span``: the bisection's range of ``delta``; ``hard_q(params, s)``: the outcome of the hard
+    rule; ``expected_payments``: payments are owed whatever the outcome (randomized rules) rather than if it
+    happens; ``box``: ``box(params) -> (lo, hi)`` of posted cutoffs (the region whose own grid the repair checks),
+    or None; ``closed_repair``: an exact repair in closed form, or None; ``polish_dim``: free coordinates of the
+    polish (0: none); ``to_free`` / ``from_free``: those coordinates.
+    """
+
+    family: Family
+    cold: Callable[[Array], Params]
+    shift: Callable[[Params, Array], Params]
+    span: float
+    hard_q: Callable[[Params, Array], Array]
+    expected_payments: bool = False
+    box: Callable[[Params], tuple[Array, Array]] | None = None
+    closed_repair: Callable[[Params], Params] | None = None
+    polish_dim: int = 0
+    to_free: Callable[[np.ndarray], np.ndarray] | None = None
+    from_free: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+# --------------------------------------------------------------------------
+# conditions
+
+
+def _compiled():
+    """``jax.jit`` with full optimization: the design's kernels run long (search, quadrature), so they are compiled
+    optimized even where the process compiles fast by default (``reproduce --quick``)."""
+    return functools.partial(jax.jit, compiler_options=supported(FULL_OPTIMIZATION))
+
+
+def directions(env: Environment) -> np.ndarray:
+    """``+1`` where agent ``i``'s worth of the outcome ``h_i(1) V_i`` rises with its own signal (a buyer, a
+    contributor), ``-1`` where it falls (a seller): the direction a monotone rule must respect (CE Def 8, 10)."""
+    h = np.asarray(env.weights(jnp.ones((), jnp.float32)), np.float64)
+    return np.where(h >= 0, 1.0, -1.0)
+
+
+def check_environment(env: Environment, prior: priors.Prior, family: str) -> None:
+    """Refuse (``ValueError`` with the reason and a witness) what :func:`design` cannot design for.
+
+    Needs a separable two-outcome environment with one-dimensional signals (bilateral trade, CE Sec. 4, or a public
+    good, CE Sec. 5), values strictly increasing in the own signal (CE Def 6: else no monotone rule is ex post IC
+    with these payments), a prior over the same signals, and a family of that environment; threshold rules
+    (CE Def 12) are monotone only when every value weakly increases in every signal (CE Sec. 5), checked on a grid.
+    """
+    if not env.is_separable or any(d != 1 for d in env.dims) or env.outcome_names not in FAMILIES:
+        raise ValueError(
+            "design: needs a separable two-outcome environment with one-dimensional signals (bilateral trade, CE "
+            f"Sec. 4, or a public good, CE Sec. 5), got {env.name!r} with outcomes {env.outcome_names} and dims "
+            f"{list(env.dims)}"
+        )
+    if tuple(prior.dims) != tuple(env.dims):
+        raise ValueError(f"design: the prior's dims {list(prior.dims)} differ from the environment's {list(env.dims)}")
+    names = FAMILIES[env.outcome_names]
+    if family not in names:
+        raise ValueError(f"family: {family!r} is not a family of {env.name!r}; choose one of {', '.join(names)}")
+    check_own_monotone(env.values, env.dims, env.lo, env.hi)
+    if family == "threshold":
+        n = env.n_agents
+        t = np.linspace(0.0, 1.0, 17)
+        base = np.array(np.meshgrid(*[t] * n, indexing="ij")).reshape(n, -1).T
+        vals = jax.jit(jax.vmap(env.values))
+        v0 = np.asarray(vals(jnp.asarray(base, jnp.float32)), np.float64)
+        for j in range(n):
+            up = base.copy()
+            up[:, j] = np.minimum(up[:, j] + 1.0 / 16, 1.0)
+            dv = np.asarray(vals(jnp.asarray(up, jnp.float32)), np.float64) - v0
+            bad = dv < -1e-6
+            if bad.any():
+                r, i = np.argwhere(bad)[0]
+                raise ValueError(
+                    f"family threshold: CE Def 12 rules are monotone (ex post IC) only when every value weakly "
+                    f"increases in every signal (CE Sec. 5), but V_{i} falls in s_{j}: V_{i}({base[r].tolist()}) = "
+                    f"{v0[r, i]:.6g} > V_{i}({up[r].tolist()}) = {v0[r, i] + dv[r, i]:.6g}; use family 'posted' or "
+                    "'boundary'"
+                )
+
+
+# --------------------------------------------------------------------------
+# families
+
+
+def worth(env: Environment, s: Array) -> Array:
+    """``a_i(s) = v_i(1, s) - v_i(0, s)``: what the outcome is worth to each agent (trade: ``(v_beta, -v_sigma)``)."""
+    return env.value(jnp.ones((), s.dtype), s) - env.value(jnp.zeros((), s.dtype), s)
+
+
+def posted_family(env: Environment, signs: np.ndarray) -> tuple[Family, Callable]:
+    """Posted cutoffs: the outcome iff every ``signs_i (s_i - p_i) > 0`` (trade: ``s_beta > x``, ``s_sigma < y``).
+
+    Monotone in each own signal in the required direction, so with generalized VCG payments at the pivots ``p_i``,
+    ``t_i = a_i(p_i, s_-i)`` if the outcome happens (CE Sec. 3.3, eqs. (5)-(6)), ex post IC and IR. Under private
+    values a posted price ``x = y`` is budget balanced in every state. Returns the family and ``box(p)``.
+    """
+    n = env.n_agents
+    c = float(env.cost(jnp.ones(())))
+    lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
+
+    def sg(dtype):
+        return jnp.asarray(signs, dtype)
+
+    def inside(p, s):
+        return jnp.all(sg(s.dtype) * (s - p) > 0).astype(s.dtype)
+
+    def soft_decide(p, s, temperature):
+        return jnp.prod(jax.nn.sigmoid(sg(s.dtype) * (s - p) / temperature))
+
+    def payments(p, s):
+        pc = jnp.clip(p, jnp.asarray(lo, s.dtype), jnp.asarray(hi, s.dtype))
+        return jnp.stack([worth(env, s.at[i].set(pc[i]))[i] for i in range(n)])
+
+    def violation(p, s):
+        return c - jnp.sum(payments(p, s))
+
+    def weight(p, s):
+        return inside(jax.lax.stop_gradient(p), s)
+
+    def mechanism(p):
+        def pivot(pp, m, i):
+            return jnp.clip(pp[i], lo[i], hi[i]).astype(m.dtype)
+
+        return pivot_payments(env, inside, params=jnp.asarray(p), pivot=pivot, name="posted_cutoffs")
+
+    def describe(p):
+        return {"cutoffs": [float(x) for x in np.asarray(p)]}
+
+    def revenue(p, s):
+        return -violation(p, s)
+
+    def box(p):
+        a = jnp.where(sg(p.dtype) > 0, jnp.clip(p, lo, hi), lo)
+        b = jnp.where(sg(p.dtype) > 0, hi, jnp.clip(p, lo, hi))
+        return a, b
+
+    family = Family("posted_cutoffs", jnp.asarray((lo + hi) / 2), soft_decide, violation, weight, mechanism,
+                    lambda p: p, describe, revenue)  # fmt: skip
+    return family, box
+
+
+def _uniform(key, shape, lo, hi, dtype):
+    return jax.random.uniform(key, shape, dtype, lo, hi)
+
+
+def _monotone_params(key, knots: int, y0_range: tuple[float, float], step_range: tuple[float, float], dtype):
+    """A cold piecewise-linear monotone curve: ``y0`` and the softplus-inverse of positive knot steps."""
+    k1, k2 = jax.random.split(key)
+    y0 = _uniform(k1, (), *y0_range, dtype)
+    d = _uniform(k2, (knots - 1,), *step_range, dtype)
+    return {"y0": y0, "steps": jnp.log(jnp.expm1(d))}
+
+
+def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array, knots: int, dtype) -> Spec:
+    """The :class:`Spec` of ``family`` in ``env`` (names in :data:`FAMILIES`)."""
+    n = env.n_agents
+    signs = directions(env)
+    c = float(env.cost(jnp.ones(())))
+    if family in ("two_price", "posted"):
+        f, box = posted_family(env, signs)
+        lo, hi = np.asarray(env.lo), np.asarray(env.hi)
+
+        def cold(k):
+            return _uniform(k, (n,), 0.0, 1.0, dtype) * jnp.asarray(hi - lo, dtype) + jnp.asarray(lo, dtype)
+
+        def shift(p, delta):
+            return p - jnp.asarray(signs, p.dtype) * delta
+
+        def to_free(p):
+            return np.asarray(p, np.float64)
+
+        return Spec(f, cold, shift, float(np.max(hi - lo)) * 1.5, f.weight, box=box, polish_dim=n, to_free=to_free,
+                    from_free=to_free)  # fmt: skip
+    if family == "threshold":
+        f = fam.threshold_family(env)
+        corners = np.array(np.meshgrid(*[[0.0, 1.0]] * n, indexing="ij")).reshape(n, -1).T
+        vals = np.asarray(jax.vmap(env.values)(jnp.asarray(corners, jnp.float32)), np.float64)
+        vlo, vhi = vals.min(axis=0), vals.max(axis=0)
+
+        def cold(k):
+            return _uniform(k, (n,), 0.0, 1.0, dtype) * jnp.asarray(vhi - vlo, dtype) + jnp.asarray(vlo, dtype)
+
+        def shift(v, delta):
+            return v - delta / n
+
+        def closed(v):  # CE Thm 9: the worst deficit is c - sum vbar; land ON the line (float64 before the cast)
+            v = np.asarray(v, np.float64)
+            v = v + (c - v.sum()) / n
+            v[-1] = c - v[:-1].sum()
+            return v
+
+        def to_free(v):
+            return np.asarray(v, np.float64)[:-1]
+
+        def from_free(z):
+            z = np.asarray(z, np.float64)
+            return np.concatenate([z, [c - z.sum()]])
+
+        return Spec(f, cold, shift, float(np.sum(vhi - vlo)) + abs(c), f.weight, closed_repair=closed,
+                    polish_dim=n - 1, to_free=to_free, from_free=from_free)  # fmt: skip
+    if family == "randomized":
+        f = randomized.randomized_trade_family(env, prior, knots=knots, key=key, repair_profiles=256, repair_grid=3,
+                                               dtype=dtype)  # fmt: skip
+
+        def cold(k):
+            k1, k2, k3 = jax.random.split(k, 3)
+            z0 = _uniform(k1, (), -2.0, 2.0, dtype)
+            slope = _uniform(k2, (), 2.0, 8.0, dtype) / (knots - 1)
+            inv = jnp.log(jnp.expm1(slope))
+            return {
+                "z0": z0,
+                "alpha": jnp.full((knots - 1,), inv, dtype),
+                "beta": jnp.full((knots - 1,), inv, dtype),
+                "gamma": -6.0 + _uniform(k3, (knots - 1, knots - 1), -1.0, 1.0, dtype),
+            }
+
+        def shift(p, delta):
+            return dict(p, z0=p["z0"] + delta)
+
+        def hard_q(p, s):
+            return randomized.trade_probability(p, s)
+
+        return Spec(f, cold, shift, 40.0, hard_q, expected_payments=True)
+    if family == "cutoff":
+        f = fam.trade_cutoff_family(env, prior, key, knots=knots, restore_profiles=256)
+
+        def cold(k):
+            return _monotone_params(k, knots, (-0.3, 0.5), (0.02, 1.2 / (knots - 1)), dtype)
+
+        def shift(p, delta):  # a lower cutoff: more trade
+            return {"y0": p["y0"] - delta, "steps": p["steps"]}
+
+        return Spec(f, cold, shift, 2.0, f.weight)
+    if family == "boundary":
+        if n != 2:
+            raise ValueError(f"family boundary: two agents (CE Def 10 boundaries s_2 = b(s_1)), got n = {n}")
+        f = fam.provision_boundary_family(env, prior, key, knots=knots, restore_profiles=256)
+
+        def cold(k):
+            return _monotone_params(k, knots, (0.6, 1.6), (0.02, 1.2 / (knots - 1)), dtype)
+
+        def shift(p, delta):  # a lower boundary: more provision
+            return {"y0": p["y0"] - delta, "steps": p["steps"]}
+
+        return Spec(f, cold, shift, 2.0, f.weight)
+    raise ValueError(f"family: unknown {family!r}")  # pragma: no cover (check_environment names the choices)
+
+
+# --------------------------------------------------------------------------
+# the annealed search (all starts at once)
+
+
+def annealed_search(env, spec: Spec, prior, inits, key, cfg: SearchConfig, *, objective, revenue_weight, budget,
+                    dtype):  # fmt: skip
+    """Augmented-Lagrangian search from every start at once (``inits``: a pytree with a leading start axis).
+
+    One compiled ``lax.scan`` over the steps: each step draws a fresh batch (common to all starts), anneals the
+    relaxation temperature geometrically, updates every start with optax, and every ``dual_every`` steps raises
+    the multipliers (dual ascent) and the penalty. Returns the Polyak average of the last ``average_tail`` steps.
+    """
+    f = spec.family
+    opt = make_optimizer(cfg)
+    steps = cfg.steps
+    temps = cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** (
+        np.arange(steps) / max(steps - 1, 1)
+    )
+    grid = support_grid(prior, cfg.constraint_grid, dtype) if cfg.constraint_grid > 1 and budget == "ex_post" else None
+    tail = int(steps * (1.0 - cfg.average_tail))
+
+    def terms(params, s, temperature):
+        q = jax.vmap(lambda x: f.soft_decide(params, x, temperature))(s)
+        viol = jax.vmap(lambda x: f.violation(params, x))(s)
+        rev = -viol if spec.expected_payments else -q * viol
+        w_obj = jnp.mean(jax.vmap(env.welfare)(q, s))
+        obj = jnp.mean(rev) if objective == "revenue" else w_obj + revenue_weight * jnp.mean(rev)
+        if budget == "ex_ante":
+            con = -jnp.mean(rev)
+        else:
+            sc = s if grid is None else jnp.concatenate([s, grid])
+            v = jax.vmap(lambda x: f.violation(params, x))(sc)
+            w = jax.vmap(lambda x: f.weight(params, x))(sc)
+            con = soft_max(v, w, cfg.softmax_temperature)
+        return obj, con
+
+    def loss(params, s, temperature, lam, rho):
+        obj, con = terms(params, s, temperature)
+        return -obj + 0.5 * rho * (jnp.maximum(0.0, con + lam / rho) ** 2 - (lam / rho) ** 2), con
+
+    def total(params, s, temperature, lam, rho):
+        ls, cons = jax.vmap(loss, in_axes=(0, None, None, 0, None))(params, s, temperature, lam, rho)
+        return jnp.sum(ls), cons
+
+    def body(carry, x):
+        params, opt_state, lam, rho, avg = carry
+        k, temperature = x
+        s = prior.sample(jax.random.fold_in(key, k), cfg.batch, dtype)
+        (_, con), grads = jax.value_and_grad(total, has_aux=True)(params, s, temperature, lam, rho)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        dual = (k + 1) % cfg.dual_every == 0
+        lam = jnp.where(dual, jnp.maximum(0.0, lam + rho * con), lam)
+        rho = jnp.where(dual, jnp.minimum(rho * cfg.penalty_growth**cfg.dual_every, cfg.penalty_max), rho)
+        weight = jnp.where(k >= tail, 1.0 / jnp.maximum(k - tail + 1, 1).astype(dtype), 0.0).astype(dtype)
+        avg = jax.tree.map(lambda a, p: a + (p - a) * weight, avg, params)
+        return (params, opt_state, lam, rho, avg), con
+
+    @_compiled()
+    def run(inits):
+        starts = jax.tree.leaves(inits)[0].shape[0]
+        with jax.numpy_dtype_promotion("standard"):  # optax's int32 step count meets float params
+            carry = (inits, opt.init(inits), jnp.zeros((starts,), dtype), jnp.asarray(cfg.penalty_start, dtype),
+                     inits)  # fmt: skip
+            xs = (jnp.arange(steps), jnp.asarray(temps, dtype))
+            (params, _, _, _, avg), cons = jax.lax.scan(body, carry, xs)
+        return (avg if cfg.average_tail > 0 else params), cons
+
+    return run(inits)
+
+
+# --------------------------------------------------------------------------
+# exact repair
+
+
+def budget_statistic(spec: Spec, prior, key, *, budget: str, profiles: int, grid_points: int, dtype):
+    """``stat(params) -> ()``: the exact budget statistic the repair puts at 0 (ex post: the worst deficit over
+    fresh profiles, a support grid and, for posted cutoffs, the box's own grid; ex ante: the mean deficit)."""
+    f = spec.family
+    sample = prior.sample(key, profiles, dtype)
+    pts = sample if budget == "ex_ante" else jnp.concatenate([sample, support_grid(prior, grid_points, dtype)])
+    n = prior.size
+    k = max(2, int(round((1 << 14) ** (1.0 / n))))
+
+    def deficit(params, s):
+        v = f.violation(params, s)
+        if spec.expected_payments:
+            return v
+        return jnp.where(f.weight(params, s) > 0, v, 0.0 if budget == "ex_ante" else -jnp.inf)
+
+    def stat(params):
+        if budget == "ex_post" and spec.box is not None:
+            # the posted rule's region is a box: a grid of the box itself, corners and edges included (the payments
+            # are continuous, so the supremum over the open box is the maximum over its closure)
+            a, b = spec.box(params)
+            t = jnp.linspace(0.0, 1.0, k, dtype=dtype)
+            axes = [a[i] + (b[i] - a[i]) * t for i in range(n)]
+            g = jnp.stack([x.ravel() for x in jnp.meshgrid(*axes, indexing="ij")], -1)
+            return jnp.max(jax.vmap(lambda s: f.violation(params, s))(g))
+        d = jax.vmap(lambda s: deficit(params, s))(pts)
+        return jnp.mean(d) if budget == "ex_ante" else jnp.max(d)
+
+    return stat
+
+
+def bisect_shift(stat: Callable[[Array], Array], span: float, iters: int = 60, tol: float = 0.0):
+    """The largest ``delta`` in ``[-span, span]`` with ``stat(delta) <= tol`` (``stat`` non-decreasing in ``delta``)
+    by bisection, in JAX: the repair moves either way. Returns ``(delta, feasible)``; ``feasible`` is False when
+    even ``-span`` breaks the budget."""
+    lo = jnp.asarray(-span, jnp.float32)
+    hi = jnp.asarray(span, jnp.float32)
+    top_ok = stat(hi) <= tol
+
+    def body(_, b):
+        a, c = b
+        mid = 0.5 * (a + c)
+        ok = stat(mid) <= tol
+        return jnp.where(ok, mid, a), jnp.where(ok, c, mid)
+
+    a, _ = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return jnp.where(top_ok, hi, a), stat(lo) <= tol
+
+
+# --------------------------------------------------------------------------
+# deterministic quadrature (independent priors)
+
+
+def _nodes(panels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Composite 4-point Gauss-Legendre nodes and weights on ``[0, 1]`` with ``panels`` panels."""
+    e = np.linspace(0.0, 1.0, panels + 1)
+    mid, half = (e[:-1] + e[1:]) / 2, (e[1:] - e[:-1]) / 2
+    return (mid[:, None] + half[:, None] * _GL_X[None]).ravel(), (half[:, None] * _GL_W[None]).ravel()
+
+
+def quantile_function(marginal, dtype, points: int = 16385) -> Callable[[Array], Array]:
+    """The marginal's quantile function: exact for a uniform marginal, else tabulated once on ``points`` quantiles
+    and interpolated (a Beta quantile costs a 60-step bisection; the table's error is far below the quadrature's)."""
+    if isinstance(marginal, priors.Uniform):
+        return marginal.ppf
+    u = np.linspace(0.0, 1.0, points)
+    table = np.asarray(marginal.ppf(jnp.asarray(u, jnp.float32)), np.float64)
+
+    def ppf(x):
+        return jnp.interp(x, jnp.asarray(u, dtype), jnp.asarray(table, dtype))
+
+    return ppf
+
+
+def monotone_expectation(
+    prior: priors.Prior, signs: np.ndarray, inside, integrand, panels: Sequence[int], dtype, ppfs=None
+):
+    """``E[1{inside(s)} integrand(s)]`` for a region monotone in every signal (direction ``signs``), by nested
+    quadrature in quantile space: with ``w_k = u_k`` (``signs_k > 0``) or ``1 - u_k``, the region is upward closed
+    in ``w``, so at each level the entry point (the least ``w_k`` inside when the later coordinates are at their
+    top) and, at the last level, the threshold are found by bisection and the rest of ``[entry, 1]`` is
+    integrated by composite Gauss-Legendre (``panels[k]`` panels). Needs an independent prior (marginals' ppf;
+    ``ppfs``: their :func:`quantile_function`, built outside any trace)."""
+    n = prior.size
+    sg = np.asarray(signs, np.float64)
+    ppfs = ppfs if ppfs is not None else [quantile_function(m, dtype) for m in prior.marginals]
+
+    def to_s(w):
+        u = jnp.where(jnp.asarray(sg > 0), w, 1.0 - w)
+        return jnp.stack([ppfs[i](u[i]) for i in range(n)]).astype(dtype)
+
+    def level(prefix: Array, k: int):
+        top = jnp.ones((n - k - 1,), dtype)
+
+        def inside_at(x):
+            return inside(to_s(jnp.concatenate([prefix, x[None], top]))) > 0
+
+        lo, hi = jnp.zeros((), dtype), jnp.ones((), dtype)
+        any_in = inside_at(hi)
+
+        def body(_, b):
+            a, c = b
+            mid = 0.5 * (a + c)
+            ok = inside_at(mid)
+            return jnp.where(ok, a, mid), jnp.where(ok, mid, c)
+
+        _, entry = jax.lax.fori_loop(0, 40, body, (lo, hi))
+        entry = jnp.where(any_in, entry, hi)
+        x, w = _nodes(panels[k])
+        xs = entry + (1.0 - entry) * jnp.asarray(x, dtype)
+        ws = (1.0 - entry) * jnp.asarray(w, dtype)
+        if k == n - 1:
+            vals = jax.vmap(lambda z: integrand(to_s(jnp.concatenate([prefix, z[None]]))))(xs)
+        else:
+            vals = jax.vmap(lambda z: level(jnp.concatenate([prefix, z[None]]), k + 1))(xs)
+        return jnp.sum(ws * vals)
+
+    return level(jnp.zeros((0,), dtype), 0)
+
+
+def exact_objective(env, spec: Spec, prior, signs, *, objective, revenue_weight, panels, dtype):
+    """``params -> E[objective]`` of a deterministic family by :func:`monotone_expectation` (jit-compiled)."""
+    f = spec.family
+
+    def value(params, s):
+        r = -f.violation(params, s)
+        w = env.welfare(jnp.ones((), s.dtype), s)
+        return r if objective == "revenue" else w + revenue_weight * r
+
+    ppfs = [quantile_function(m, dtype) for m in prior.marginals]  # tabulated here, outside the trace
+
+    @_compiled()
+    def run(params):
+        return monotone_expectation(prior, signs, lambda s: f.weight(params, s), lambda s: value(params, s), panels,
+                                    dtype, ppfs)  # fmt: skip
+
+    return run
+
+
+def default_panels(n: int) -> int:
+    """Quadrature panels per level: 48 for two agents, 8 for three, 4 beyond (the work grows like panels^n)."""
+    return 48 if n <= 2 else 8 if n == 3 else 4
+
+
+def nelder_mead(fn, x0: np.ndarray, step: float, *, xtol: float = 1e-6, max_iter: int = 300) -> np.ndarray:
+    """Minimize ``fn`` from ``x0`` (Nelder-Mead, standard coefficients) until the simplex is smaller than ``xtol``."""
+    d = len(x0)
+    simplex = [np.asarray(x0, np.float64)] + [x0 + step * np.eye(d)[i] for i in range(d)]
+    vals = [fn(x) for x in simplex]
+    for _ in range(max_iter):
+        order = np.argsort(vals)
+        simplex, vals = [simplex[i] for i in order], [vals[i] for i in order]
+        if max(np.max(np.abs(x - simplex[0])) for x in simplex[1:]) < xtol:
+            break
+        centroid = np.mean(simplex[:-1], axis=0)
+        xr = centroid + (centroid - simplex[-1])
+        fr = fn(xr)
+        if fr < vals[0]:
+            xe = centroid + 2.0 * (centroid - simplex[-1])
+            fe = fn(xe)
+            simplex[-1], vals[-1] = (xe, fe) if fe < fr else (xr, fr)
+        elif fr < vals[-2]:
+            simplex[-1], vals[-1] = xr, fr
+        else:
+            xc = centroid + 0.5 * (simplex[-1] - centroid)
+            fc = fn(xc)
+            if fc < vals[-1]:
+                simplex[-1], vals[-1] = xc, fc
+            else:
+                simplex = [simplex[0]] + [simplex[0] + 0.5 * (x - simplex[0]) for x in simplex[1:]]
+                vals = [vals[0]] + [fn(x) for x in simplex[1:]]
+    return simplex[int(np.argmin(vals))]
+
+
+# --------------------------------------------------------------------------
+# evaluation and audit
+
+
+def _mc(x: np.ndarray) -> dict:
+    return {"mean": float(x.mean()), "se": float(x.std(ddof=1) / math.sqrt(len(x))), "profiles": int(len(x))}
+
+
+def evaluate(env, spec: Spec, prior, key, n: int, *, objective, revenue_weight, dtype, block: int = 8192):
+    """``params -> (objective, welfare, revenue)`` per profile on ``n`` profiles drawn from ``key`` (one compile)."""
+    f = spec.family
+    n_blocks = max(1, -(-n // block))
+    s_all = prior.sample(key, n_blocks * block, dtype).reshape(n_blocks, block, -1)
+
+    @_compiled()
+    def run(params):
+        def one(s):
+            q = spec.hard_q(params, s)
+            v = f.violation(params, s)
+            rev = -v if spec.expected_payments else jnp.where(q > 0, -v, 0.0)
+            w = env.welfare(q, s)
+            return jnp.stack([rev if objective == "revenue" else w + revenue_weight * rev, w, rev])
+
+        return jax.lax.map(lambda s: jax.vmap(one)(s), s_all).reshape(-1, 3)
+
+    return run
+
+
+def grid_check(env: Environment, mech: Mechanism, prior: priors.Prior, points: int, dtype) -> dict:
+    """Deficit, IR and regret of ``mech`` at every profile of a ``points``-per-coordinate support grid (regret
+    against the same grid of own-signal misreports): the states random samples rarely reach (corners, edges)."""
+    g = support_grid(prior, points, dtype)
+    n = env.n_agents
+    own = [jnp.linspace(prior.lo[i], prior.hi[i], points, dtype=dtype) for i in range(n)]
+
+    agent = jnp.repeat(jnp.arange(n, dtype=jnp.int32), points)
+    report = jnp.concatenate(own)
+
+    @_compiled()
+    def run(g):
+        def one(s):
+            q, t = decide_and_pay(mech, mech.params, s)
+            u = env.value(q, s) - t
+
+            def deviate(x):  # one compiled body for every agent (a traced index: one-dimensional signals)
+                i, m_i = x
+                return audit_lib.utility(env, mech, mech.params, s, priors.replace_signal(s, env.dims, i, m_i[None]), i)
+
+            dev = jax.vmap(deviate)((agent, report))
+            regret = jnp.max(jnp.maximum(0.0, dev - u[agent]))
+            return env.cost(q) - jnp.sum(t), jnp.max(-u), regret
+
+        return jax.lax.map(one, g)
+
+    d, ir, reg = (np.asarray(x, np.float64) for x in run(g))
+    return {"points": int(g.shape[0]), "deficit_max": float(d.max()), "ir_violation_max": float(max(ir.max(), 0.0)),
+            "regret_max": float(reg.max())}  # fmt: skip
+
+
+def audit_summary(report: dict) -> dict:
+    """The exact audit's headline numbers (the full report stays available from :func:`jaxmech.audit`)."""
+    return {
+        "profiles": report["profiles"],
+        "tol": report["tol"],
+        "regret_max": max(r["max"] for r in report["regret"]),
+        "ir_violation_max": max(r["max"] for r in report["ir_violation"]),
+        "deficit_max": report["deficit"]["max"],
+        "deficit": {k: report["deficit"][k] for k in ("mean", "se")},
+        "welfare": {k: report["welfare"][k] for k in ("mean", "se")},
+        "first_best_welfare": {k: report["first_best_welfare"][k] for k in ("mean", "se")},
+    }
+
+
+def _describe(spec: Spec, params) -> dict:
+    return spec.family.describe(jax.tree.map(np.asarray, params))
+
+
+def _index(tree, k):
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+# --------------------------------------------------------------------------
+# the design
+
+
+def design(
+    env: Environment,
+    prior: priors.Prior,
+    *,
+    key: Array,
+    family: str | None = None,
+    objective: str = "welfare",
+    revenue_weight: float = 0.0,
+    budget: str = "ex_post",
+    starts: int = 4,
+    search: SearchConfig = SearchConfig(steps=300, learning_rate=0.02, temperature_start=0.05),
+    knots: int = 9,
+    repair_profiles: int = 1 << 14,
+    repair_grid: int = 65,
+    polish: bool = True,
+    quadrature_panels: int | None = None,
+    eval_profiles: int = 1 << 18,
+    audit_profiles: int = 1 << 14,
+    misreports: audit_lib.Misreports = audit_lib.Misreports(grid=32, random=4),
+    audit_options: engine.StreamOptions = engine.StreamOptions(),
+    check_grid: int = 33,
+    reference: bool = False,
+    grids: Sequence[int] = (17, 33, 65),
+    dtype=jnp.float32,
+) -> DesignResult:
+    """The best ex post IC and IR mechanism of ``family`` for ``env`` under ``prior`` (see the module docstring).
+
+    Args:
+      key: the PRNG key of everything random (cold starts, batches, repair and evaluation samples, the audit).
+      family: one of :data:`FAMILIES` for the environment (default: ``two_price`` for trade, ``threshold`` for a
+        public good whose values increase in every signal, else ``posted``).
+      objective: ``"welfare"`` (plus ``revenue_weight`` x revenue) or ``"revenue"`` (revenue = ``-deficit``).
+      budget: ``"ex_post"`` (deficit <= 0 in every state, the papers' notion) or ``"ex_ante"`` (``E[deficit] <= 0``).
+      starts: cold starts (searched at once); ``search``: the annealed search's settings (its ``objective`` is
+        ignored: ``objective`` above rules).
+      polish: refine low-dimensional deterministic families on the budget boundary (:data:`POLISHED`).
+      quadrature_panels: panels per level of the quadrature (default :func:`default_panels`).
+      reference, grids: solve the finite-type LP on these grids and compare (needs scipy).
+
+    Raises:
+      ValueError: an environment, prior or family it cannot design for (:func:`check_environment`), or a rule no
+        shift makes budget feasible.
+    """
+    t0 = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if budget not in BUDGETS:
+        raise ValueError(f"budget: one of {', '.join(BUDGETS)}, got {budget!r}")
+    if starts < 1:
+        raise ValueError(f"starts: need >= 1, got {starts}")
+    if family is None:
+        family = "two_price" if env.outcome_names == TRADE else "threshold"
+        if env.outcome_names == PUBLIC:
+            try:
+                check_environment(env, prior, "threshold")
+            except ValueError:
+                family = "posted"
+    check_environment(env, prior, family)
+    k_start, k_search, k_repair, k_fam, k_eval, k_audit, k_pick = jax.random.split(key, 7)
+    spec = make_spec(env, prior, family, key=k_fam, knots=knots, dtype=dtype)
+    signs = directions(env)
+    n = env.n_agents
+
+    # 1. cold starts, searched at once
+    inits = jax.vmap(spec.cold)(jax.random.split(k_start, starts))
+    found, _ = annealed_search(env, spec, prior, inits, k_search, search, objective=objective,
+                               revenue_weight=revenue_weight, budget=budget, dtype=dtype)  # fmt: skip
+    t_search = time.perf_counter()
+
+    # 2. exact repair onto the budget boundary, from either side
+    stat = budget_statistic(spec, prior, k_repair, budget=budget, profiles=repair_profiles, grid_points=repair_grid,
+                            dtype=dtype)  # fmt: skip
+    repair = _compiled()(lambda p: bisect_shift(lambda d: stat(spec.shift(p, d)), spec.span, tol=REPAIR_TOL))
+
+    def repaired(p):
+        if spec.closed_repair is not None and budget == "ex_post":
+            v = spec.closed_repair(p)  # shift(v, delta) = v - delta / n: delta = sum(old) - sum(new)
+            return jnp.asarray(v, dtype), float(np.sum(np.asarray(p, np.float64)) - np.sum(v)), True
+        delta, ok = repair(p)
+        return spec.shift(p, delta), float(delta), bool(ok)
+
+    # 3. polish (low-dimensional deterministic families), by quadrature where the prior is independent
+    quad = None
+    if polish and family in POLISHED and prior.cholesky is None:
+        panels = quadrature_panels or default_panels(n)
+        quad = exact_objective(env, spec, prior, signs, objective=objective, revenue_weight=revenue_weight,
+                               panels=(panels,) * n, dtype=dtype)  # fmt: skip
+    pick = evaluate(env, spec, prior, k_pick, 1 << 15, objective=objective, revenue_weight=revenue_weight,
+                    dtype=dtype)  # fmt: skip
+
+    rows, finals, values = [], [], []
+    for k in range(starts):
+        p0 = _index(inits, k)
+        p1 = _index(found, k)
+        p2, delta, ok = repaired(p1)
+        if not ok:
+            rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "feasible": False})
+            continue
+        p3 = p2
+        if quad is not None:
+
+            def lift(z):
+                p = jnp.asarray(spec.from_free(z), dtype)
+                return p if spec.closed_repair is not None and budget == "ex_post" else repaired(p)[0]
+
+            def loss(z):
+                return -float(quad(lift(z)))
+
+            z = nelder_mead(loss, spec.to_free(p2), 0.02)
+            p3 = lift(z)
+        val = float(quad(p3)) if quad is not None else float(np.mean(np.asarray(pick(p3), np.float64)[:, 0]))
+        rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "repair_shift": delta,
+                     "repair_direction": "more trade" if delta > 0 else "less trade" if delta < 0 else "none",
+                     "final": _describe(spec, p3), "objective": val, "feasible": True})  # fmt: skip
+        finals.append(p3)
+        values.append(val)
+    if not finals:
+        raise ValueError(f"design: no start of family {family!r} could be made budget feasible ({budget})")
+    best = int(np.argmax(values))
+    params = finals[best]
+    t_polish = time.perf_counter()
+
+    # 4. the chosen rule: fresh profiles, exact audit, support grid
+    per = np.asarray(evaluate(env, spec, prior, k_eval, eval_profiles, objective=objective,
+                              revenue_weight=revenue_weight, dtype=dtype)(params), np.float64)  # fmt: skip
+    exact = None
+    if quad is not None:
+        coarse = exact_objective(env, spec, prior, signs, objective=objective, revenue_weight=revenue_weight,
+                                 panels=(max(2, (quadrature_panels or default_panels(n)) // 2),) * n,
+                                 dtype=dtype)  # fmt: skip
+        v_fine = float(quad(params))
+        exact = {"value": v_fine, "error": abs(v_fine - float(coarse(params)))}
+    mech = spec.family.mechanism(params)
+    rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports, dtype=dtype,
+                       options=audit_options).report  # fmt: skip
+    audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
+    t_audit = time.perf_counter()
+
+    vals = np.asarray(values, np.float64)
+    spread = {"values": vals.tolist(), "min": float(vals.min()), "max": float(vals.max()),
+              "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}  # fmt: skip
+    precision = {"starts_feasible": len(finals)}
+    if family in POLISHED:
+        near = [np.asarray(p, np.float64) for p, v in zip(finals, values, strict=True) if v >= vals.max() - 1e-6]
+        dev = max(float(np.max(np.abs(p - np.asarray(params, np.float64)))) for p in near)
+        precision.update({"params_spread": dev, "starts_at_best": len(near),
+                          "optimizer_tol": 1e-6 if quad is not None else None})  # fmt: skip
+        if family == "threshold":
+            precision["sum_minus_cost"] = float(np.sum(np.asarray(params, np.float64)) - float(env.cost(jnp.ones(()))))
+    result = DesignResult(
+        environment=env.name, family=family, objective_name=objective, budget=budget, params=params,
+        description=_describe(spec, params), mechanism=mech, objective=_mc(per[:, 0]), welfare=_mc(per[:, 1]),
+        revenue=_mc(per[:, 2]), exact=exact, starts=tuple(rows), spread=spread, precision=precision, audit=audit,
+        reference=None, seconds={"search": t_search - t0, "repair_polish": t_polish - t_search,
+                                 "evaluate_audit": t_audit - t_polish},
+    )  # fmt: skip
+    if reference:
+        result = result._replace(reference=compare_reference(result, env, prior, grids, objective=objective,
+                                                             revenue_weight=revenue_weight, budget=budget))  # fmt: skip
+        result.seconds["reference"] = time.perf_counter() - t_audit
+    return result
+
+
+def compare_reference(result: DesignResult, env, prior, grids, *, objective, revenue_weight, budget) -> dict:
+    """The LP reference per grid, its ``1/G`` limit and the gap ``limit - design`` (relative too); a message where
+    the design is more than 1% below the limit, or why there is no reference."""
+    try:
+        ref = lp.lp_reference(env, prior, tuple(grids), objective=objective, revenue_weight=revenue_weight,
+                              budget=budget)  # fmt: skip
+    except (ValueError, ImportError, RuntimeError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    value = result.value
+    gap = ref.limit - value
+    rel = gap / abs(ref.limit) if ref.limit != 0 else float("nan")
+    out = ref.to_json()
+    below = bool(value < ref.limit - 0.01 * abs(ref.limit))
+    out.update({"design": value, "design_se": result.objective["se"], "gap": gap, "gap_relative": rel,
+                "below_reference": below})  # fmt: skip
+    if below:
+        out["message"] = (
+            f"the design ({value:.6g}) is {100 * rel:.2f}% below the extrapolated LP value {ref.limit:.6g}: a better "
+            "mechanism may exist (another family, more starts or steps)"
+        )
+    return out

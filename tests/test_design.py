@@ -1,0 +1,114 @@
+"""jm.design: cold starts reach the known optima, the repair lands on the budget boundary from either side, bad
+environments are refused with a witness, the mechanism jit-compiles, and the design kind runs from a config."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import run_config
+
+import jaxmech as jm
+from jaxmech._src.models import design as design_lib
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SMALL = dict(
+    starts=2, search=jm.SearchConfig(steps=120, learning_rate=0.02, temperature_start=0.05), repair_profiles=2048,
+    eval_profiles=8192, audit_profiles=2048, misreports=jm.Misreports(grid=8, random=2), check_grid=9,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def private_trade():
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    return jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(3), family="two_price", **SMALL)
+
+
+@pytest.fixture(scope="module")
+def thm9():
+    env = jm.public_good(jm.linear_public_values(0.3, 2), 1.0, 2)
+    return jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(4), family="threshold", **SMALL)
+
+
+def test_private_trade_cold_start_reaches_the_posted_price(private_trade):
+    r = private_trade
+    assert r.value >= 0.99 * 0.125  # 1/8: the posted price 1/2 (closed form)
+    assert abs(r.objective["mean"] - 0.125) <= 4 * r.objective["se"] + 1e-4  # Monte Carlo agrees, with its SE
+    x, y = r.description["cutoffs"]
+    assert abs(x - 0.5) < 2e-3 and abs(y - 0.5) < 2e-3
+    for s in r.starts:  # cold: never at the answer
+        assert min(abs(c - 0.5) for c in s["cold"]["cutoffs"]) > 1e-4
+    a = r.audit
+    assert max(a["sampled"]["regret_max"], a["sampled"]["ir_violation_max"], a["grid"]["regret_max"]) <= 1e-5
+    assert a["grid"]["deficit_max"] <= 1e-6 and a["sampled"]["deficit_max"] <= 1e-6
+    assert len(r.spread["values"]) == 2 and r.to_json()["value"] == r.value
+
+
+def test_thm9_vbar_to_1e3_and_on_the_budget_line(thm9):
+    vbar = np.asarray(thm9.params, np.float64)
+    assert np.max(np.abs(vbar - 0.5)) <= 1e-3  # symmetric optimum (CE Thm 9)
+    assert abs(thm9.precision["sum_minus_cost"]) <= 2 * np.finfo(np.float32).eps  # ON sum vbar = c
+    assert thm9.audit["grid"]["deficit_max"] <= 1e-6
+    shifts = [s["repair_shift"] for s in thm9.starts]
+    assert all(np.isfinite(shifts))
+
+
+def test_repair_moves_onto_the_budget_boundary_from_either_side():
+    env = jm.bilateral_trade(jm.linear_trade_values(0.3))
+    prior = jm.independent(env.dims)
+    spec = design_lib.make_spec(env, prior, "two_price", key=jax.random.PRNGKey(0), knots=5, dtype=jnp.float32)
+    stat = design_lib.budget_statistic(spec, prior, jax.random.PRNGKey(1), budget="ex_post", profiles=256,
+                                       grid_points=9, dtype=jnp.float32)  # fmt: skip
+    for start, direction in (([0.4, 0.5], -1), ([0.9, 0.1], +1)):  # deficit > 0 (too much trade) / slack
+        p = jnp.asarray(start, jnp.float32)
+        delta, ok = design_lib.bisect_shift(lambda d, p=p: stat(spec.shift(p, d)), spec.span)
+        assert bool(ok) and np.sign(float(delta)) == direction
+        q = spec.shift(p, delta)
+        assert -1e-5 <= float(stat(q)) <= 1e-7  # on the boundary: worst deficit 0 (x = y + a at s = (1, 0))
+        assert abs(float(q[0] - q[1]) - 0.3) < 1e-5
+    # thresholds: the closed-form repair lands ON the line from above and below
+    pg = jm.public_good(jm.linear_public_values(0.3, 2), 1.0, 2)
+    tspec = design_lib.make_spec(pg, jm.independent(pg.dims), "threshold", key=jax.random.PRNGKey(0), knots=5,
+                                 dtype=jnp.float32)  # fmt: skip
+    for v in ([0.7, 0.6], [0.2, 0.3]):
+        w = tspec.closed_repair(np.asarray(v))
+        assert w.sum() == 1.0 and np.allclose(w[0] - w[1], v[0] - v[1])
+
+
+def test_refuses_environments_it_cannot_design_for():
+    falling = jm.public_good(jm.linear_public_values(-0.3, 2), 0.8, 2)
+    with pytest.raises(ValueError, match=r"V_1 falls in s_0: V_1\(\[0.0, 0.0\]\)"):
+        jm.design(falling, jm.independent(falling.dims), key=jax.random.PRNGKey(0), family="threshold")
+    bad_seller = jm.bilateral_trade(lambda s: jnp.stack([s[0], 1.0 - s[1]]), check=False)
+    with pytest.raises(ValueError, match="strictly increasing in agent 1's own signal"):
+        jm.design(bad_seller, jm.independent(bad_seller.dims), key=jax.random.PRNGKey(0))
+    obj = jm.example1()
+    with pytest.raises(ValueError, match="one-dimensional signals"):
+        jm.design(obj, jm.independent(obj.dims), key=jax.random.PRNGKey(0))
+    trade = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    with pytest.raises(ValueError, match="not a family of"):
+        jm.design(trade, jm.independent(trade.dims), key=jax.random.PRNGKey(0), family="threshold")
+
+
+def test_designed_mechanism_is_jittable(private_trade, thm9):
+    for r in (private_trade, thm9):
+        mech = r.mechanism
+        s = jm.independent((1, 1)).sample(jax.random.PRNGKey(5), 64)
+        eager = [np.asarray(mech.pay(mech.params, x)) for x in s[:4]]
+        fast = jax.jit(jax.vmap(lambda x, m=mech: m.pay(m.params, x)))(s)
+        np.testing.assert_allclose(np.asarray(fast)[:4], np.stack(eager), atol=1e-6)
+        q = jax.jit(jax.vmap(lambda x, m=mech: m.decide(m.params, x)))(s)
+        assert set(np.unique(np.asarray(q)).tolist()) <= {0.0, 1.0}
+
+
+def test_design_kind_from_the_cli(tmp_path):
+    m = run_config(
+        CONFIGS / "design_thm9.toml", tmp_path / "out", "audit.profiles=2048", "design.starts=2", "design.steps=100",
+        "design.eval_profiles=8192", "design.repair_profiles=2048", "design.check_grid=9", "design.lp_grids=[9, 17]",
+    )  # fmt: skip
+    d = m["design"]
+    assert d["family"] == "threshold" and abs(sum(d["description"]["vbar"]) - 1.0) <= 1e-6
+    assert max(abs(v - 0.5) for v in d["description"]["vbar"]) <= 1e-3
+    r = d["reference"]
+    assert r["grids"] == [9, 17] and r["gap_relative"] < 0.02 and not r["below_reference"]
