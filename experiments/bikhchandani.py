@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for, pm
+from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for, measure, pm
 
 # --- independent references for Example 1 (midpoint rule; no Monte Carlo) -----------------------------------
 
@@ -73,7 +73,7 @@ def _common_rows(m: dict, source: str) -> list[Claim]:
         else:
             rows.append(info("B Sec. 4 (weak efficiency)", f"{name}: weak efficiency (B claims it for the Theorem's "
                              "mechanism only)", meas + f" at {np.round(r['weak_efficiency']['worst_profile'], 3).tolist()}"))  # fmt: skip
-        rows.append(info(source, f"{name}: revenue and welfare",
+        rows.append(measure(source, f"{name}: revenue and welfare",
                          f"revenue {pm(r['revenue'])}, welfare {pm(r['welfare'])}, first best {pm(r['first_best_welfare'])}"))  # fmt: skip
     if "ray_accuracy" in m:
         ra = m["ray_accuracy"]
@@ -87,7 +87,7 @@ def _common_rows(m: dict, source: str) -> list[Claim]:
                           ">= -1e-5", inc >= -1e-5))  # fmt: skip
     if "price_timing" in m:
         pt = m["price_timing"]
-        rows.append(info("B Sec. 4.1", "prices for many opponent profiles",
+        rows.append(measure("B Sec. 4.1", "prices for many opponent profiles",
                          f"{pt['seconds_per_1e5']:.2f} s per 1e5 profiles on {pt['backend']}"
                          + (" (fast-compiled code: slower than a full run)" if pt.get("fast_compile") else "")))  # fmt: skip
     return rows
@@ -114,10 +114,12 @@ def example1_claims(m: dict) -> list[Claim]:
                           f"{ref['a1']:.4f} for prices p_j + c_j (integration)", _near(piv["outcomes"]["a1"], ref["a1"])))  # fmt: skip
         if "example1_construction_vs_p_plus_c" in m:
             d = m["example1_construction_vs_p_plus_c"]
-            rows.append(info("B Sec. 4 vs Sec. 3", "the Theorem's prices on Example 1 are p_j + c_j, not B's p_j + c_j^2 "
-                             "(higher, still admissible: fewer sales, less revenue)",
+            rows.append(info("B Sec. 4 vs Sec. 3", "the Theorem's construction on Example 1 gives prices p_j + c_j, not "
+                             "Sec. 3's p_j + c_j^2: both lie in B's own eps-continuum p_j + c_j^2 + eps (eps = c_j - c_j^2 >= 0; B never says "
+                             "Sec. 4 reproduces Sec. 3's), so this is no paper error",
                              f"max |t* - (p_j + c_j)| = {d:.2g}; revenue {pm(piv['revenue'])} vs "
-                             f"{pm(hand['revenue']) if hand else '-'}", "V^m_ij(lam) = p_j + min(c_j, lam (1 + c_j))"))  # fmt: skip
+                             f"{pm(hand['revenue']) if hand else '-'} (p_j + c_j^2)",
+                             "V^m_ij(lam) = p_j + min(c_j, lam (1 + c_j)), so lam* = (p_j + c_j) / (1 + c_j)"))  # fmt: skip
     return rows
 
 
@@ -139,7 +141,7 @@ def two_outcome_claims(m: dict) -> list[Claim]:
     eff = [r for r in m["shifted_efficient"] if r["nontriviality"] >= 0.05]
     if eff:
         low = min(r["regret_max"] for r in eff)
-        rows.append(info("B Sec. 3 (JMM)", "shifted efficient two-outcome rules with min P(a_k) >= 0.05",
+        rows.append(measure("B Sec. 3 (JMM)", "shifted efficient two-outcome rules with min P(a_k) >= 0.05",
                          f"least worst regret {low:.3f}"))  # fmt: skip
     w = m["with_a0"]
     rows.append(check("B Sec. 3", "allowing a_0: non-trivial and ex post IC", f"min P(a_1), P(a_2) = {w['nontriviality']:.3f}, "

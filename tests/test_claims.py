@@ -1,0 +1,108 @@
+"""The report's independent references (experiments/_reference.py) against a second computation each (scipy
+quadrature in tests/reference.py, brute-force grids, Monte Carlo), and claim rows that fail when the measured
+number is wrong."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tests.reference as quad
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import _reference as ref_  # noqa: E402
+import chung_ely  # noqa: E402
+
+UNIFORM = {"marginal": {"kind": "uniform", "lo": 0.0, "hi": 1.0, "a": 1.0, "b": 1.0}, "marginals": None,
+           "correlation": None, "rho": None}  # fmt: skip
+BETA = {**UNIFORM, "marginals": [{"kind": "beta", "lo": 0.0, "hi": 1.0, "a": 2.0, "b": 3.0},
+                                 {"kind": "beta", "lo": 0.0, "hi": 1.0, "a": 3.0, "b": 2.0}]}  # fmt: skip
+LINEAR = {"values": "linear", "a": 0.5, "b": 0.4, "gamma": 0.1, "w": 0.2, "k": 0.5}
+MULT = {**LINEAR, "values": "multiplicative", "a": 0.3}
+DEADZONE = {**LINEAR, "values": "deadzone"}
+
+
+@pytest.mark.parametrize(
+    "env, prior, scipy_value",
+    [
+        (LINEAR, UNIFORM, lambda: quad.linear_expected_deficit(0.5, quad.uniform())),
+        (LINEAR, {**UNIFORM, "rho": -0.5}, lambda: quad.linear_expected_deficit(0.5, quad.gaussian_copula(-0.5))),
+        (MULT, BETA, lambda: quad.mult_expected_deficit(quad.beta(2, 3, 3, 2), 0.3, 0.4, 0.1)),
+        (MULT, {**UNIFORM, "rho": 0.5}, lambda: quad.mult_expected_deficit(quad.gaussian_copula(0.5), 0.3, 0.4, 0.1)),
+        (DEADZONE, UNIFORM, lambda: quad.deadzone_expected_deficit(0.2, quad.uniform(), 0.2, 0.5)),
+    ],
+)
+def test_thm5_reference_matches_scipy_quadrature(env, prior, scipy_value):
+    """The midpoint rule in copula coordinates = iterated Gauss-Kronrod in the latent space, within its own bound."""
+    value, err = ref_.expect(prior, lambda sb, ss: ref_.trade_deficit(env, sb, ss))
+    assert err < 1e-4
+    assert abs(value - scipy_value()) <= max(3 * err, 2e-6)
+
+
+@pytest.mark.parametrize("a, c", [(0.1, 0.6), (0.3, 1.0), (0.5, 1.0), (0.5, 1.5), (0.7, 1.0), (0.9, 1.5)])
+def test_thm8_closed_forms_match_brute_force(a, c):
+    p, top = ref_.grid_public_good(2, a, c, 2000)
+    assert abs(ref_.thm8_p_deficit_two(a, c) - p) < 5e-4  # the grid misses a strip of width 1/4000
+    assert ref_.thm8_sup_deficit(2, a, c) - 1e-3 < top <= ref_.thm8_sup_deficit(2, a, c)
+
+
+def test_thm8_supremum_n3_and_sampled_maximum_bound():
+    _, top = ref_.grid_public_good(3, 0.5, 1.5, 200)
+    assert 0.37 < top <= ref_.thm8_sup_deficit(3, 0.5, 1.5) == 0.375
+    # near the supremum P(deficit > sup - delta) = delta^2 / (2 a^2 (1 - a)^2) for n = 2: the quantile agrees
+    a, n_samples = 0.5, 10_000
+    delta = a * (1 - a) * np.sqrt(2 * 13.8 / n_samples)
+    q = ref_.public_good_quantile(2, a, 1.0, 1 - 13.8 / n_samples, 2000)
+    assert abs(q - (ref_.thm8_sup_deficit(2, a, 1.0) - delta)) < 2e-3
+
+
+def test_public_good_deficit_is_the_vcg_deficit_by_hand():
+    # s = (0.9, 0.9), a = 0.5, c = 1: k = 2/3, both pivots at 0, t_i = a s_-i = 0.45: deficit 1 - 0.9 = 0.1
+    assert ref_.public_good_deficit(0.5, 1.0, np.array([0.9, 0.9])) == pytest.approx(0.1)
+    # s = (0.5, 0.5): pivots 1/6 each, t_i = 1/6 + 0.25: deficit 1 - 5/6
+    assert ref_.public_good_deficit(0.5, 1.0, np.array([0.5, 0.5])) == pytest.approx(1 / 6)
+
+
+def _thm8_row(mean_p, count, deficit_max, n=2, a=0.5, c=1.0):
+    env = {"n": n, "a": a, "cost": c}
+    return {"case": "x", "settings": {"environment": env}, "deficit": {"max": deficit_max},
+            "p_deficit_above_tol": {"p": mean_p, "se": 0.0047, "count": round(mean_p * count)}}  # fmt: skip
+
+
+def test_thm8_rows_fail_on_wrong_numbers():
+    good = chung_ely._thm8_increasing(_thm8_row(0.6655, 10_000, 0.3295))
+    assert [r.status for r in good] == ["PASS", "PASS"]
+    # a maximum above the supremum, one far below it (too few states near (k, k)), a wrong probability
+    assert chung_ely._thm8_increasing(_thm8_row(0.6655, 10_000, 0.36))[0].status == "FAIL"
+    assert chung_ely._thm8_increasing(_thm8_row(0.6655, 10_000, 0.30))[0].status == "FAIL"
+    assert chung_ely._thm8_increasing(_thm8_row(0.70, 10_000, 0.3295))[1].status == "FAIL"
+
+
+def test_thm5_rows_fail_on_a_wrong_mean():
+    settings = {"environment": MULT, "prior": BETA}
+    row = {"case": "x", "settings": settings, "deficit": {"mean": 0.0807, "se": 0.0018, "min": 0.0, "ci95": [0.077, 0.084]}}
+    assert [r.status for r in chung_ely.thm5({"sweep": {"rows": [row]}})] == ["PASS", "PASS"]
+    row["deficit"]["mean"] = 0.0807 + 5 * 0.0018
+    assert [r.status for r in chung_ely.thm5({"sweep": {"rows": [row]}})] == ["PASS", "FAIL"]
+    row["settings"] = {"environment": {**MULT, "values": "quadratic"}, "prior": BETA}  # no reference: never a PASS
+    assert chung_ely.thm5({"sweep": {"rows": [row]}})[1].status == "FAIL"
+
+
+def test_threshold_welfare_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    s = rng.random((2_000_000, 2))
+    for a, vbar in ((0.0, 0.4), (0.3, 0.5), (0.6, 0.35)):
+        v1, v2 = s[:, 0] + a * s[:, 1], s[:, 1] + a * s[:, 0]
+        w = (v1 + v2 - 1.0) * ((v1 >= vbar) & (v2 >= 1.0 - vbar))
+        assert abs(ref_.threshold_welfare(a, 1.0, vbar) - w.mean()) <= 4 * w.std() / np.sqrt(len(w))
+        fb = np.maximum((1 + a) * s.sum(1) - 1.0, 0.0)
+        assert abs(ref_.first_best_welfare(a, 1.0) - fb.mean()) <= 4 * fb.std() / np.sqrt(len(fb))
+
+
+def test_second_best_closed_forms():
+    # a = 0 (private values): vbar = (1/2, 1/2), welfare int_{1/2}^1 int_{1/2}^1 (s_1 + s_2 - 1) = 1/8; first best 1/6
+    w, vbar = ref_.second_best(0.0, 1.0)
+    assert w == pytest.approx(0.125, abs=1e-9) and vbar == pytest.approx(0.5, abs=1e-6)
+    # a = 1 (pure common values): the threshold rule on the budget line is the efficient rule
+    assert ref_.second_best(1.0, 1.0)[0] == pytest.approx(ref_.first_best_welfare(1.0, 1.0), abs=1e-9)
