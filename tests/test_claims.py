@@ -106,3 +106,22 @@ def test_second_best_closed_forms():
     assert w == pytest.approx(0.125, abs=1e-9) and vbar == pytest.approx(0.5, abs=1e-6)
     # a = 1 (pure common values): the threshold rule on the budget line is the efficient rule
     assert ref_.second_best(1.0, 1.0)[0] == pytest.approx(ref_.first_best_welfare(1.0, 1.0), abs=1e-9)
+
+
+def _sec52_rows(thresholds=(0.5, 0.5), scale=1.0):
+    rows = []
+    for a in (0.0, 0.5, 1.0):
+        env = {"a": a, "cost": 1.0, "n": 2}
+        fb, sb = ref_.first_best_welfare(a, 1.0), ref_.second_best(a, 1.0)[0]
+        for kind, w in (("generalized_vcg", fb), ("threshold_contribution", sb * scale)):
+            rows.append({"case": f"{kind} {a}", "welfare": {"mean": w, "se": 0.002}, "deficit": {"max": 0.0},
+                         "regret_max": 0.0, "ir_violation_max": 0.0,
+                         "settings": {"environment": env, "mechanism": {"kind": kind, "thresholds": list(thresholds)}}})  # fmt: skip
+    return {"sweep": {"rows": rows}}
+
+
+def test_sec52_rows_pass_on_the_truth_and_fail_otherwise():
+    assert all(r.status == "PASS" for r in chung_ely.sec52(_sec52_rows()))
+    # a rule off the budget line's optimum, or a second best that is not what the rule achieves
+    assert any(r.status == "FAIL" for r in chung_ely.sec52(_sec52_rows(thresholds=(0.4, 0.6))))
+    assert any(r.status == "FAIL" for r in chung_ely.sec52(_sec52_rows(scale=0.9)))
