@@ -125,3 +125,27 @@ def test_sec52_rows_pass_on_the_truth_and_fail_otherwise():
     # a rule off the budget line's optimum, or a second best that is not what the rule achieves
     assert any(r.status == "FAIL" for r in chung_ely.sec52(_sec52_rows(thresholds=(0.4, 0.6))))
     assert any(r.status == "FAIL" for r in chung_ely.sec52(_sec52_rows(scale=0.9)))
+
+
+def _fn3_metrics(price_shift=0.0, a0=0.0, revenue=0.5):
+    rng = np.random.default_rng(1)
+    x = rng.random((64, 2))
+    stat = lambda m: {"mean": m, "se": 0.005, "ci95": [m - 0.01, m + 0.01]}  # noqa: E731
+    mech = {"mechanism": "pivotal", "kind": "pivotal", "audit": {"max": [0.0, 0.0], "tol": 1e-5},
+            "admissible": {"violations": 0, "second_surplus_max": 0.0}, "profiles": 64,
+            "outcomes": {"a0": stat(a0), "a1": stat(0.5), "a2": stat(0.5 - a0)},
+            "weak_efficiency": {"share_of_sales": {"mean": 1.0}, "worst_shortfall": 0.0},
+            "revenue": stat(revenue), "welfare": stat(2.5 / 3), "first_best_welfare": stat(2.5 / 3)}  # fmt: skip
+    assumptions = {"profiles": 64, "tol": 1e-5, "assumption1a": {"worst": [0.0], "holds": True},
+                   "assumption2": {"worst": [0.0], "holds": True},
+                   "assumption3": {"share": [0.5, 0.5], "se": [0.01, 0.01], "holds": True}}  # fmt: skip
+    return {"environment": "single_object(linear, n=2, a=0.5)", "dims": [1, 1], "assumptions": assumptions,
+            "mechanisms": [mech], "price_sample": {"signals": x.tolist(), "prices": (1.5 * x[:, ::-1] + price_shift).tolist()}}  # fmt: skip
+
+
+def test_b_fn3_rows_pass_on_the_closed_form_and_fail_otherwise():
+    import bikhchandani
+
+    assert all(r.status in ("PASS", "MEASURE") for r in bikhchandani.fn3_claims(_fn3_metrics()))
+    for bad in (dict(price_shift=1e-3), dict(a0=0.01), dict(revenue=0.45)):
+        assert any(r.status == "FAIL" for r in bikhchandani.fn3_claims(_fn3_metrics(**bad))), bad

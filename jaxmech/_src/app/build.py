@@ -101,6 +101,11 @@ def _public_good(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Envi
 def _single_object(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
     if e.dims is None:
         raise cfg.ConfigError("environment.dims: required for single_object (one signal dimension per buyer)")
+    if e.values == "linear":  # B fn. 3's one-dimensional case: V_i = s_i + a sum_{j != i} s_j
+        if any(d != 1 for d in e.dims):
+            raise cfg.ConfigError(f"environment.values: 'linear' single_object values need dims of 1, got {list(e.dims)}")
+        fn = envs.linear_public_values(e.a, len(e.dims))
+        return envs.single_object(e.dims, fn, name=f"single_object(linear, n={len(e.dims)}, a={e.a})")
     fn = load_callable(e.values, base_dir, "environment.values")
     try:
         return envs.single_object(e.dims, fn)
@@ -239,8 +244,9 @@ ENVIRONMENTS = {
         build=_public_good,
     ),
     "single_object": Entry(
-        ("dims", "values"),
-        "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,)",
+        ("dims", "values", "a"),
+        "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,) | "
+        "'linear' (dims all 1: V_i = s_i + a sum_{j != i} s_j, B fn. 3)",
         build=_single_object,
     ),
     "project_choice": Entry(
