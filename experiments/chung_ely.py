@@ -65,10 +65,14 @@ def thm2(m: dict) -> list[Claim]:
     out = []
     for r in m["sweep"]["rows"]:
         mono = not r["case"].startswith("NOT")
+        env = r["settings"]["environment"]
+        private = env["values"] == "linear" and env["a"] == 0.0  # then ex post IC = dominant strategy IC
         claim = "monotone rule + envelope payments is ex post IC" if mono else "non-monotone rule is not ex post IC"
+        if private:
+            claim = "private values: monotone rule is DSIC" if mono else "private values: non-monotone rule is not DSIC"
         out.append(
             check(
-                "CE Thm 2",
+                "CE Lemma 2 (Mookherjee-Reichelstein)" if private else "CE Thm 2",
                 f"{claim} ({r['case']})",
                 f"regret max {r['regret_max']:.3g}",
                 "0 (<= 1e-4) for monotone rules, > 1e-4 otherwise; regret from grid + random + kink misreports",
