@@ -281,3 +281,26 @@ def auction_surplus(types: list, pmf: np.ndarray, a: float = 0.5) -> float:
     v0 = t0[:, None] + a * t1[None, :]
     v1 = t1[None, :] + a * t0[:, None]
     return float(np.sum(np.asarray(pmf) * np.maximum(v0, v1)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# B Sec. 3 (JMM): two-outcome rules in Example 1, V_i = p_i + c_i c_j
+
+
+def jmm_shifted_gap(profile: np.ndarray, shift: float, points: int) -> float:
+    """Least worst regret (best payments) at ``profile = (p_1, c_1, p_2, c_2)`` of the two-outcome rule "a_1 iff
+    V_1 - V_2 = p_1 - p_2 > shift, else a_2", each buyer's own signals on the ``points x points`` grid of [0, 1]^2.
+
+    At ``s_2``, buyer 1 wins on ``{p_1 > p_2 + shift}``; his value ``p_1 + c_1 c_2`` is lowest there at the smallest
+    such grid ``p_1`` with ``c_1 = 0`` and highest off it at the largest grid ``p_1 <= p_2 + shift`` with ``c_1 = 1``:
+    the gap is half their difference, ``(c_2 - grid step) / 2`` (0 if one side is empty). Buyer 2
+    likewise wins on ``{p_2 >= p_1 - shift}``. The profile's regret is the larger gap (JMM: positive unless constant)."""
+    g = np.linspace(0.0, 1.0, points)
+    p1, c1, p2, c2 = (float(x) for x in profile)
+
+    def gap(win: np.ndarray, other_c: float) -> float:
+        if win.all() or not win.any():
+            return 0.0
+        return max(0.0, g[~win].max() + other_c - g[win].min()) / 2.0
+
+    return max(gap(g - p2 > shift, c2), gap(g >= p1 - shift, c1))

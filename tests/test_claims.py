@@ -149,3 +149,23 @@ def test_b_fn3_rows_pass_on_the_closed_form_and_fail_otherwise():
     assert all(r.status in ("PASS", "MEASURE") for r in bikhchandani.fn3_claims(_fn3_metrics()))
     for bad in (dict(price_shift=1e-3), dict(a0=0.01), dict(revenue=0.45)):
         assert any(r.status == "FAIL" for r in bikhchandani.fn3_claims(_fn3_metrics(**bad))), bad
+
+
+def test_jmm_shifted_gap_closed_form_matches_the_library_and_its_formula():
+    import jax
+
+    import jaxmech as jm
+
+    env = jm.example1()
+    grids = jm.signal_grids(env, 33)
+    s = jm.independent(env.dims).sample(jax.random.PRNGKey(3), 24)
+    for shift in (-0.3, 0.0, 0.2):
+        score = lambda m, b=shift: m[0] - m[2] - b  # noqa: E731  (V_1 - V_2 = p_1 - p_2 in Example 1)
+        lib = np.maximum(*(np.asarray(jax.vmap(lambda x, i=i, f=score: jm.two_outcome_gap(env, f, x, i, grids[i]))(s))
+                           for i in range(2)))  # fmt: skip
+        ref = np.array([ref_.jmm_shifted_gap(np.asarray(x), shift, 33) for x in s])
+        np.testing.assert_allclose(lib, ref, atol=1e-6)
+        # where the rule is not constant at either buyer's opponent, the gap is (c_j - 1/32) / 2
+        x = np.asarray(s)
+        inner = (x[:, 2] + shift > 1 / 32) & (x[:, 2] + shift < 1 - 1 / 32) & (x[:, 0] - shift > 1 / 32) & (x[:, 0] - shift < 1 - 1 / 32)
+        np.testing.assert_allclose(ref[inner], (np.maximum(x[inner, 1], x[inner, 3]) - 1 / 32) / 2, atol=1e-6)
