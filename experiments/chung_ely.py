@@ -303,6 +303,41 @@ def _two_price_welfare(a: float, pb: float, ps: float) -> float:
     return (1.0 - a) * ps * (1.0 - pb) * (1.0 + pb - ps) / 2.0
 
 
+def _convex_gain(a: float, s: list) -> float:
+    """Gain from trade of the 'convex' family, v_beta - v_sigma = s_beta - s_sigma + a s_sigma^2 (restated)."""
+    return s[0] - s[1] + a * s[1] ** 2
+
+
+def single_crossing_violated(m: dict) -> list[Claim]:
+    """CE Sec. 4 / Def 9: without single crossing no efficient rule is monotone, so none is ex post IC. The witness
+    pair is replayed in closed form; the audit's regret is compared with the least worst regret over ALL payment
+    rules at the witness's s_beta = x, (1 - y_1(x)) / 2, y_1 = (1 - sqrt(1 - 4 a x)) / (2 a) (the seller trades below
+    y_1 and above y_2, not between: any price difference D leaves a regret of 1 - D or D - y_1)."""
+    out = []
+    for r in m["sweep"]["rows"]:
+        env = r["settings"]["environment"]
+        a = env["a"]
+        w = r.get("condition_witnesses", {}).get("single_crossing")
+        if w is not None:
+            g, g2 = _convex_gain(a, w["s"]), _convex_gain(a, w["s_prime"])
+            real = g * g2 < 0 and w["s_prime"][0] >= w["s"][0] and w["s_prime"][1] <= w["s"][1] and g2 < 0 < g
+        out.append(check("CE Def 9", f"single crossing fails, with a witness ({r['case']})",
+                         f"holds: {r['conditions']['single_crossing']}; witness s = {w['s'] if w else None} gain "
+                         f"{g if w else float('nan'):+.4f}, s' = {w['s_prime'] if w else None} gain {g2 if w else float('nan'):+.4f}",
+                         "s' better for the buyer yet the gain from trade drops below 0 (replayed: s_beta - s_sigma + a s_sigma^2)",
+                         r["conditions"]["single_crossing"] is False and w is not None and real))  # fmt: skip
+        seller = r["regret"][1]
+        x = seller["worst_profile"][0]
+        ok_x = 0 < x < 1 / (4 * a)
+        bound = (1 - (1 - (1 - 4 * a * x) ** 0.5) / (2 * a)) / 2 if ok_x else float("nan")
+        out.append(check("CE Sec 4", f"the efficient rule is not ex post IC under any payments ({r['case']})",
+                         f"seller regret {seller['max']:.4f} at s = {[round(v, 4) for v in seller['worst_profile']]} "
+                         f"reporting {[round(v, 4) for v in seller['worst_misreport']]}",
+                         f">= (1 - y_1(x)) / 2 = {bound:.4f} at x = s_beta = {x:.4f}: the least worst regret of any payment "
+                         "rule there (closed form)", ok_x and seller["max"] >= bound - 1e-5))  # fmt: skip
+    return out
+
+
 def second_best(m: dict) -> list[Claim]:
     """Bilateral trade's second best (budget balanced, ex post IC and IR): a jaxmech result, not a statement of CE.
 
@@ -491,6 +526,7 @@ EXPERIMENTS = {
     "ce_sec43_double_auction": Experiment(double_auction),
     "ce_thm8_budget_classes": Experiment(thm8, QUICK, FULL),
     "ce_sec52_common_values": Experiment(sec52, QUICK, FULL),
+    "ce_single_crossing_violated": Experiment(single_crossing_violated, QUICK, FULL),
     "ce_thm9_search": Experiment(thm9, **_SEARCH),
     "ce_thm9_search_asymmetric": Experiment(thm9, **_SEARCH),
     # n = 3: the constraint grid is 33^3 states per step by default; 17^3 is enough for the quick claims

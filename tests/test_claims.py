@@ -169,3 +169,31 @@ def test_jmm_shifted_gap_closed_form_matches_the_library_and_its_formula():
         x = np.asarray(s)
         inner = (x[:, 2] + shift > 1 / 32) & (x[:, 2] + shift < 1 - 1 / 32) & (x[:, 0] - shift > 1 / 32) & (x[:, 0] - shift < 1 - 1 / 32)
         np.testing.assert_allclose(ref[inner], (np.maximum(x[inner, 1], x[inner, 3]) - 1 / 32) / 2, atol=1e-6)
+
+
+def test_convex_family_violates_single_crossing_and_the_payment_bound_is_tight():
+    import jaxmech as jm
+
+    got = jm.check_bilateral(jm.convex_trade_values(1.5), points=65)
+    assert got["own_strict"]["holds"] and got["others_weak"]["holds"]  # values increase in every signal
+    assert not got["single_crossing"]["holds"] and got["single_crossing"]["witness"] is not None
+    assert jm.check_bilateral(jm.convex_trade_values(0.4), points=65)["single_crossing"]["holds"]  # a <= 1/2: holds
+    # at s_beta = x the efficient rule makes the seller trade iff y < y_1 or y > y_2; brute force over the price
+    # difference D (trade pays D more than no trade): worst regret max over seller types of the loss from obeying
+    a, x = 1.5, 0.1
+    y = np.linspace(0, 1, 20001)
+    trade = y - a * y**2 < x  # gain s_beta - y + a y^2 > 0  <=>  y - a y^2 < x
+    best = min(np.max(np.where(trade, np.maximum(y - d, 0), np.maximum(d - y, 0))) for d in np.linspace(0, 1, 2001))
+    y1 = (1 - np.sqrt(1 - 4 * a * x)) / (2 * a)
+    assert abs(best - (1 - y1) / 2) < 1e-3
+
+
+def test_single_crossing_rows_fail_without_the_structure():
+    row = {"case": "x", "settings": {"environment": {"a": 1.5}}, "conditions": {"single_crossing": False},
+           "condition_witnesses": {"single_crossing": {"s": [0.0, 0.671875], "s_prime": [0.0, 0.3359375]}},
+           "regret": [{}, {"max": 0.9, "worst_profile": [0.1, 0.99], "worst_misreport": [0.3]}]}  # fmt: skip
+    assert [r.status for r in chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})] == ["PASS", "PASS"]
+    row["regret"][1]["max"] = 0.2  # below the least worst regret of any payments at s_beta = 0.1: impossible
+    assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[1].status == "FAIL"
+    row["condition_witnesses"]["single_crossing"]["s_prime"] = [0.0, 0.9]  # not a violation
+    assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[0].status == "FAIL"

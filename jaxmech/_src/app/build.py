@@ -56,6 +56,8 @@ def _bilateral_trade(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.
         if e.values == "deadzone":
             fn = envs.deadzone_trade_values(e.w, e.k)
             return envs.bilateral_trade(fn, name=f"bilateral_trade(deadzone w={e.w}, k={e.k})")
+        if e.values == "convex":
+            return envs.bilateral_trade(envs.convex_trade_values(e.a), name=f"bilateral_trade(convex a={e.a})")
         if ":" not in e.values:
             raise cfg.ConfigError(_unknown("environment.values", e.values, VALUE_FAMILIES))
         return envs.bilateral_trade(load_callable(e.values, base_dir, "environment.values"))
@@ -223,7 +225,8 @@ ENVIRONMENTS = {
         "CE Sec. 4: buyer (agent 0) and seller (agent 1), s in [0,1]^2; values = 'linear' "
         "(v_i = s_i + a s_-i, CE Sec. 4.4) | 'multiplicative' (v_beta = s_beta + a s_sigma + b s_beta s_sigma, "
         "v_sigma = gamma + s_sigma + a s_beta) | 'deadzone' (common value s_beta + s_sigma plus k max(0, s_i - s_-i - w): "
-        "ties on a band) | 'module:function' returning (v_beta, v_sigma)",
+        "ties on a band) | 'convex' (v_beta = s_beta + a s_sigma^2, v_sigma = s_sigma: single crossing fails for a > 1/2) "
+        "| 'module:function' returning (v_beta, v_sigma)",
         build=_bilateral_trade,
     ),
     "example1": Entry(
@@ -356,7 +359,7 @@ MECHANISMS = {
 }
 
 
-VALUE_FAMILIES = {"linear": None, "multiplicative": None, "deadzone": None}
+VALUE_FAMILIES = {"linear": None, "multiplicative": None, "deadzone": None, "convex": None}
 
 PRIORS = {
     "uniform": Entry(("lo", "hi"), "independent Uniform(lo, hi) per coordinate"),

@@ -64,6 +64,7 @@ def _run_sweep(settings, base_dir, progress, out_dir):
         cond = condition_checks(built)
         if cond is not None:
             row["conditions"] = {k: v.get("holds", v.get("class")) for k, v in cond.items()}
+            row["condition_witnesses"] = {k: v["witness"] for k, v in cond.items() if v.get("witness") is not None}
         rows.append(row)
     metrics = {"sweep": {"parameter": settings.experiment.parameter, "rows": rows}}
     figs = []
