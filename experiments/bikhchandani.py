@@ -114,8 +114,14 @@ def example1_claims(m: dict) -> list[Claim]:
     piv = next((r for r in m["mechanisms"] if r["kind"] == "pivotal"), None)
     if piv is not None:
         ref = example1_reference(construction=True)
-        rows.append(check("B Sec. 4 on Example 1", "the construction's P(a_1)", pm(piv["outcomes"]["a1"]),
-                          f"{ref['a1']:.4f} for prices p_j + c_j (integration)", _near(piv["outcomes"]["a1"], ref["a1"])))  # fmt: skip
+        for k in ("a0", "a1", "a2", "revenue", "welfare"):
+            x = piv["outcomes"][k] if k.startswith("a") else piv[k]
+            rows.append(check("B Sec. 4 on Example 1", f"the construction (prices p_j + c_j): {k}", pm(x),
+                              f"{ref[k]:.4f} (integration over c_1, c_2, p_2; p_1 closed form; 4 SE)", _near(x, ref[k])))  # fmt: skip
+        fb = piv["first_best_welfare"]
+        rows.append(check("B Sec. 4 (inefficiency)", "the construction's welfare is below the first best E[max V] = 11/12",
+                          f"{pm(piv['welfare'])} vs {pm(fb)}", f"{ref['welfare']:.4f} < 11/12 = 0.9167 (integration, closed form)",
+                          _near(fb, 11 / 12) and ref["welfare"] < 11 / 12 - 0.05 and piv["welfare"]["ci95"][1] < fb["ci95"][0]))  # fmt: skip
         if "example1_construction_vs_p_plus_c" in m:
             d = m["example1_construction_vs_p_plus_c"]
             rows.append(info("B Sec. 4 vs Sec. 3", "the Theorem's construction on Example 1 gives prices p_j + c_j, not "
