@@ -197,3 +197,16 @@ def test_single_crossing_rows_fail_without_the_structure():
     assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[1].status == "FAIL"
     row["condition_witnesses"]["single_crossing"]["s_prime"] = [0.0, 0.9]  # not a violation
     assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[0].status == "FAIL"
+
+
+def _sec43(deficits, vcg):
+    ref = [{"signals": n, "signal_step": 1 / (n - 1), "mean_deficit": d, "vcg_mean_deficit": v}
+           for n, d, v in zip((21, 41), deficits, vcg, strict=True)]  # fmt: skip
+    return {"environment": "bilateral_trade(a=0.5)", "refinement": ref}
+
+
+def test_sec43_refinement_row_needs_convergence_to_the_closed_form():
+    assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2364), (0.2619, 0.2561)))[0].status == "PASS"
+    # converging, but to the wrong limit (extrapolates to 0.238), or not converging at all
+    assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2314), (0.2619, 0.2561)))[0].status == "FAIL"
+    assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2250), (0.2619, 0.2618)))[0].status == "FAIL"
