@@ -8,7 +8,7 @@ Registered in ``EXPERIMENTS`` for ``jaxmech reproduce``. Run only these with
 
 from __future__ import annotations
 
-from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for
+from jaxmech._src.app.reproduce import Claim, Experiment, check, main_for, measure
 
 _CAPTIONS = {
     "certificate.png": "One agent's menu at the worst sampled s_-i: utility of each outcome v_i(a, x) - t(a) (lines), the "
@@ -43,7 +43,7 @@ def _agents_certified(m: dict, source: str) -> list[Claim]:
             )
         )
         out.append(
-            info(
+            measure(
                 "CE Thm 1",
                 f"{r['agent']}: certificate throughput",
                 f"{r['certificates_per_s']:.0f} certificates/s ({r['samples']} own signals each)"

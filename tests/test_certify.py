@@ -364,4 +364,4 @@ def test_certify_experiments_pass_their_claims(tmp_path, name):
     spec.loader.exec_module(mod)
     exp = mod.EXPERIMENTS[name]
     m = _run_config(tmp_path, name, *exp.quick)
-    assert all(r.status in ("PASS", "INFO") for r in exp.claims(m))
+    assert all(r.status in ("PASS", "INFO", "MEASURE") for r in exp.claims(m))

@@ -45,7 +45,7 @@ plots = {plots}
 """
 
 MODULE = """
-from jaxmech._src.app.reproduce import Experiment, check, info, pm
+from jaxmech._src.app.reproduce import Experiment, check, info, measure, pm
 
 def deficit(m):
     d = m["audit"]["deficit"]
@@ -54,6 +54,7 @@ def deficit(m):
     return [
         check("CE Sec 4.4", "expected deficit", pm(d), f"{ref:.4f}", abs(d["mean"] - ref) <= 4 * d["se"]),
         info("CE Sec 4", "a finding", "x", "y"),
+        measure("CE Sec 4", "throughput", "123 profiles/s"),
     ]
 
 def broken(m):
@@ -94,7 +95,7 @@ def test_rows_statuses_and_exit_code(report):
     assert code == 1  # t_fail's claim fails
     by = {r["name"]: r for r in s["experiments"]}
     assert list(by) == ["t_ok", "t_fail", "t_typo", "t_broken"]  # registration order, none stopped the others
-    assert [c["status"] for c in by["t_ok"]["claims"]] == ["PASS", "INFO"]
+    assert [c["status"] for c in by["t_ok"]["claims"]] == ["PASS", "INFO", "MEASURE"]
     assert by["t_ok"]["overrides"] == ["audit.profiles=2000"]
     assert json.loads((out / "t_ok" / "metrics.json").read_text())["audit"]["profiles"] == 2000
     assert (out / "t_ok" / "manifest.json").is_file()
@@ -103,12 +104,12 @@ def test_rows_statuses_and_exit_code(report):
         assert flag in json.loads((out / "t_ok" / "manifest.json").read_text())["xla_flags"] and flag in s["xla_flags"]
     d = json.loads((out / "t_ok" / "metrics.json").read_text())["audit"]["deficit"]
     assert abs(d["mean"] - 0.25) <= 4 * d["se"]  # the row's number is the run's number
-    assert [c["status"] for c in by["t_fail"]["claims"]] == ["FAIL", "INFO"]
+    assert [c["status"] for c in by["t_fail"]["claims"]] == ["FAIL", "INFO", "MEASURE"]
     for bad, needle in (("t_typo", "kinkz"), ("t_broken", "no_such_metric")):
         (row,) = by[bad]["claims"]
         assert row["status"] == "FAIL" and needle in row["measured"] and by[bad]["error"]
         assert (out / bad / "error.txt").is_file()
-    assert s["totals"] == {"PASS": 1, "FAIL": 3, "INFO": 2}
+    assert s["totals"] == {"PASS": 1, "FAIL": 3, "INFO": 2, "MEASURE": 2}  # a MEASURE row never fails the run
     assert {"jax", "device", "backend", "jaxmech"} <= set(s["versions"])
     assert s["jobs"] == 2  # two worker processes; the summary keeps registration order
 
@@ -117,8 +118,11 @@ def test_report_files(report):
     _, out, s = report
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
-    assert "1 PASS, 3 FAIL, 2 INFO" in md
+    assert "1 PASS, 3 FAIL, 2 INFO**, 2 MEASURE" in md
     assert md.count("| CE Sec 4.4 | expected deficit |") == 2
+    # measurements have their own section, after the claims, and are not rows of the paper tables
+    claims_part, measured_part = md.split("## Measurements")
+    assert "123 profiles/s" not in claims_part and measured_part.count("| CE | CE Sec 4 | throughput |") == 2
     assert "## Chung & Ely" in md and "## Bikhchandani" in md  # grouped by paper
     figs = s["experiments"][0]["figures"]
     assert figs and all((out / f["file"]).is_file() for f in figs)
@@ -127,6 +131,7 @@ def test_report_files(report):
     assert html.count("data:image/png;base64,") == sum(len(r["figures"]) for r in s["experiments"])
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert html.count("<td class='FAIL'>") == 3
+    assert "<h2>Measurements</h2>" in html and html.count("123 profiles/s") == 2 and "2 MEASURE" in html
 
 
 def test_only_selects_and_bad_input_exits_2(layout, tmp_path, capsys):

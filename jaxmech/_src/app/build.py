@@ -56,6 +56,8 @@ def _bilateral_trade(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.
         if e.values == "deadzone":
             fn = envs.deadzone_trade_values(e.w, e.k)
             return envs.bilateral_trade(fn, name=f"bilateral_trade(deadzone w={e.w}, k={e.k})")
+        if e.values == "convex":
+            return envs.bilateral_trade(envs.convex_trade_values(e.a), name=f"bilateral_trade(convex a={e.a})")
         if ":" not in e.values:
             raise cfg.ConfigError(_unknown("environment.values", e.values, VALUE_FAMILIES))
         return envs.bilateral_trade(load_callable(e.values, base_dir, "environment.values"))
@@ -101,6 +103,11 @@ def _public_good(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Envi
 def _single_object(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
     if e.dims is None:
         raise cfg.ConfigError("environment.dims: required for single_object (one signal dimension per buyer)")
+    if e.values == "linear":  # B fn. 3's one-dimensional case: V_i = s_i + a sum_{j != i} s_j
+        if any(d != 1 for d in e.dims):
+            raise cfg.ConfigError(f"environment.values: 'linear' single_object values need dims of 1, got {list(e.dims)}")
+        fn = envs.linear_public_values(e.a, len(e.dims))
+        return envs.single_object(e.dims, fn, name=f"single_object(linear, n={len(e.dims)}, a={e.a})")
     fn = load_callable(e.values, base_dir, "environment.values")
     try:
         return envs.single_object(e.dims, fn)
@@ -218,7 +225,8 @@ ENVIRONMENTS = {
         "CE Sec. 4: buyer (agent 0) and seller (agent 1), s in [0,1]^2; values = 'linear' "
         "(v_i = s_i + a s_-i, CE Sec. 4.4) | 'multiplicative' (v_beta = s_beta + a s_sigma + b s_beta s_sigma, "
         "v_sigma = gamma + s_sigma + a s_beta) | 'deadzone' (common value s_beta + s_sigma plus k max(0, s_i - s_-i - w): "
-        "ties on a band) | 'module:function' returning (v_beta, v_sigma)",
+        "ties on a band) | 'convex' (v_beta = s_beta + a s_sigma^2, v_sigma = s_sigma: single crossing fails for a > 1/2) "
+        "| 'module:function' returning (v_beta, v_sigma)",
         build=_bilateral_trade,
     ),
     "example1": Entry(
@@ -239,8 +247,9 @@ ENVIRONMENTS = {
         build=_public_good,
     ),
     "single_object": Entry(
-        ("dims", "values"),
-        "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,)",
+        ("dims", "values", "a"),
+        "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,) | "
+        "'linear' (dims all 1: V_i = s_i + a sum_{j != i} s_j, B fn. 3)",
         build=_single_object,
     ),
     "project_choice": Entry(
@@ -350,7 +359,7 @@ MECHANISMS = {
 }
 
 
-VALUE_FAMILIES = {"linear": None, "multiplicative": None, "deadzone": None}
+VALUE_FAMILIES = {"linear": None, "multiplicative": None, "deadzone": None, "convex": None}
 
 PRIORS = {
     "uniform": Entry(("lo", "hi"), "independent Uniform(lo, hi) per coordinate"),

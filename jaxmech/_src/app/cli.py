@@ -294,7 +294,8 @@ def _reproduce(args) -> int:
         )
     t = summary["totals"]
     print(
-        f"\n{t[rep.PASS]} PASS, {t[rep.FAIL]} FAIL, {t[rep.INFO]} INFO in {summary['wall_s']:.0f} s; "
+        f"\n{t[rep.PASS]} PASS, {t[rep.FAIL]} FAIL, {t[rep.INFO]} INFO, {t[rep.MEASURE]} MEASURE in "
+        f"{summary['wall_s']:.0f} s; "
         f"report: {out / 'report.html'} (and report.md, summary.json)"
     )
     return rep.exit_code(summary)

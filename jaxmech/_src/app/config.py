@@ -94,9 +94,9 @@ class PriorSettings:
 class EnvironmentSettings:
     kind: str = _meta(doc="environment kind (see `jaxmech list`)")
     values: str = _meta(
-        "linear", doc="linear | multiplicative | deadzone (bilateral trade) or 'module:function' / 'file.py:function'"
+        "linear", doc="linear | multiplicative | deadzone | convex (bilateral trade) or 'module:function' / 'file.py:function'"
     )
-    a: float = _meta(0.5, doc="interdependence a (linear: v_i = s_i + a s_-i; multiplicative)")
+    a: float = _meta(0.5, doc="interdependence a (linear: v_i = s_i + a s_-i; multiplicative; convex: a s_sigma^2)")
     b: float = _meta(0.4, doc="multiplicative: coefficient of s_beta s_sigma in v_beta")
     gamma: float = _meta(0.1, doc="multiplicative: the seller's premium")
     w: float = _meta(0.2, doc="deadzone: half-width of the band of ties |s_beta - s_sigma| <= w")

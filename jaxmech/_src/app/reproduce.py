@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -33,7 +34,8 @@ from jaxmech._src.app import config as cfg
 from jaxmech._src.app import runs
 from jaxmech._src.core import compile_options
 
-PASS, FAIL, INFO = "PASS", "FAIL", "INFO"
+PASS, FAIL, INFO, MEASURE = "PASS", "FAIL", "INFO", "MEASURE"
+STATUSES = (PASS, FAIL, INFO, MEASURE)
 
 
 class Claim(NamedTuple):
@@ -44,8 +46,9 @@ class Claim(NamedTuple):
       claim: the statement in one line.
       measured: the measured value with its SE or 95% interval, as text (``"0.2497 ± 0.0004"``).
       reference: what it is compared with and how that was obtained (``"(1+a)/6 = 0.25, closed form"``).
-      status: ``PASS`` / ``FAIL`` (a checked claim) or ``INFO`` (a finding, e.g. where the text does not
-        hold as written, stated with its numbers).
+      status: ``PASS`` / ``FAIL`` (a checked claim), ``INFO`` (a finding, e.g. where the text does not
+        hold as written, stated with its numbers) or ``MEASURE`` (a reported quantity that is not a claim:
+        timing, throughput, revenue or welfare of a mechanism; its own section of the report).
     """
 
     source: str
@@ -61,8 +64,15 @@ def check(source: str, claim: str, measured: str, reference: str, ok: bool) -> C
 
 
 def info(source: str, claim: str, measured: str, reference: str = "") -> Claim:
-    """A finding that is reported, not checked (e.g. an erratum: what the text says vs what the numbers show)."""
+    """A finding that is reported, not checked (e.g. an erratum: what the text says vs what the numbers show).
+
+    Its text must come from the run's measured data, never be written ahead of it."""
     return Claim(source, claim, measured, reference, INFO)
+
+
+def measure(source: str, quantity: str, measured: str, reference: str = "") -> Claim:
+    """A reported quantity, not a paper claim (timing, throughput, revenue, welfare): the report's Measurements."""
+    return Claim(source, quantity, measured, reference, MEASURE)
 
 
 class Experiment(NamedTuple):
@@ -72,7 +82,7 @@ class Experiment(NamedTuple):
       claims: ``metrics -> list[Claim]``.
       quick: ``--set``-style overrides for ``--quick`` (CI-sized: seconds on a 2-core CPU).
       full: overrides for ``--full`` (paper-grade sizes, meant for a GPU).
-      paper: ``"CE"`` (Chung & Ely 2007) or ``"B"`` (Bikhchandani 2006), for grouping in the report.
+      paper: ``"CE"`` (Chung & Ely 2007) or ``"B"`` (Bikhchandani 2005), for grouping in the report.
       captions: figure file name -> caption, overriding :data:`CAPTIONS`.
     """
 
@@ -90,7 +100,7 @@ def pm(x: dict, digits: int = 4) -> str:
 
 PAPERS = {
     "CE": "Chung & Ely (2007), Ex post incentive compatible mechanism design",
-    "B": "Bikhchandani (2006), Ex post implementation in environments with private goods",
+    "B": "Bikhchandani (2005), The limits of ex post implementation revisited (working paper)",
 }
 
 # Default figure captions by file name; an Experiment's ``captions`` override them.
@@ -136,9 +146,16 @@ def find_layout(root: str | Path | None = None) -> Layout:
 
 
 def _import(path: Path):
+    """Load an experiments module by path; its folder is importable meanwhile (shared helpers such as
+    ``experiments/_reference.py``, which discovery skips for its leading underscore)."""
     spec = importlib.util.spec_from_file_location(f"jaxmech_experiments_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(folder)
     return mod
 
 
@@ -342,7 +359,7 @@ def reproduce(
 
 
 def _counts(claims: Sequence[dict]) -> dict:
-    return {s: sum(c["status"] == s for c in claims) for s in (PASS, FAIL, INFO)}
+    return {s: sum(c["status"] == s for c in claims) for s in STATUSES}
 
 
 def exit_code(summary: dict) -> int:
@@ -351,6 +368,15 @@ def exit_code(summary: dict) -> int:
 
 
 _COLUMNS = ("source", "claim", "measured", "reference", "status")
+_LEGEND = (
+    "INFO rows are findings: where a paper's statement does not hold as written, the row says so with the numbers. "
+    "MEASURE rows (timing, throughput, revenue, welfare) are reported quantities, not claims: their own section."
+)
+
+
+def _rows(summary: dict, paper: str, keep) -> list[tuple[str, dict]]:
+    """``(experiment name, claim row)`` of one paper's experiments whose row passes ``keep``, in report order."""
+    return [(r["name"], c) for r in summary["experiments"] if r["paper"] == paper for c in r["claims"] if keep(c)]
 
 
 def _md_cell(x: str) -> str:
@@ -366,13 +392,12 @@ def render_markdown(summary: dict) -> str:
         f"`{summary['command']}` — {summary['date']}, {summary['wall_s']:.0f} s on {v['device']} ({v['backend']}), "
         f"jaxmech {v['jaxmech']}, jax {v['jax']}, Python {v['python']}.",
         "",
-        f"**{t[PASS]} PASS, {t[FAIL]} FAIL, {t[INFO]} INFO** (INFO rows are findings: where a paper's statement "
-        "does not hold as written, the row says so with the numbers).",
+        f"**{t[PASS]} PASS, {t[FAIL]} FAIL, {t[INFO]} INFO**, {t.get(MEASURE, 0)} MEASURE. {_LEGEND}",
         "",
     ]
     for paper, title in PAPERS.items():
-        recs = [r for r in summary["experiments"] if r["paper"] == paper]
-        if not recs:
+        rows = _rows(summary, paper, lambda c: c["status"] != MEASURE)
+        if not rows:
             continue
         lines += [
             f"## {title}",
@@ -380,11 +405,24 @@ def render_markdown(summary: dict) -> str:
             "| Source | Claim | Measured | Reference | Status | Experiment |",
             "|---|---|---|---|---|---|",
         ]
-        for r in recs:
-            for c in r["claims"]:
-                cells = [_md_cell(c[k]) for k in _COLUMNS]
-                cells[-1] = f"**{cells[-1]}**" if c["status"] != PASS else cells[-1]
-                lines.append("| " + " | ".join(cells + [f"`{r['name']}`"]) + " |")
+        for name, c in rows:
+            cells = [_md_cell(c[k]) for k in _COLUMNS]
+            cells[-1] = f"**{cells[-1]}**" if c["status"] != PASS else cells[-1]
+            lines.append("| " + " | ".join(cells + [f"`{name}`"]) + " |")
+        lines.append("")
+    measured = [(paper, row) for paper in PAPERS for row in _rows(summary, paper, lambda c: c["status"] == MEASURE)]
+    if measured:
+        lines += [
+            "## Measurements",
+            "",
+            "Reported quantities, not paper claims (timing, throughput, revenue, welfare); nothing here can fail.",
+            "",
+            "| Paper | Source | Quantity | Measured | Reference | Experiment |",
+            "|---|---|---|---|---|---|",
+        ]
+        for paper, (name, c) in measured:
+            cells = [_md_cell(c[k]) for k in _COLUMNS[:-1]]
+            lines.append("| " + " | ".join([paper, *cells, f"`{name}`"]) + " |")
         lines.append("")
     lines += ["## Figures", ""]
     for r in summary["experiments"]:
@@ -436,24 +474,32 @@ def render_html(summary: dict, out: Path) -> str:
         f"<p><code>{e(summary['command'])}</code> — {e(summary['date'])}, {summary['wall_s']:.0f} s on "
         f"{e(v['device'])} ({e(v['backend'])}), jaxmech {e(v['jaxmech'])}, jax {e(v['jax'])}.</p>",
         f"<p class='totals'><span class='p'>{t[PASS]} PASS</span><span>{t[FAIL]} FAIL</span><span>{t[INFO]} INFO</span>"
-        "</p><p>INFO rows are findings: where a paper's statement does not hold as written, the row says so with the "
-        "numbers.</p>",
+        f"<span>{t.get(MEASURE, 0)} MEASURE</span></p><p>{e(_LEGEND)}</p>",
     ]
     for paper, title in PAPERS.items():
-        recs = [r for r in summary["experiments"] if r["paper"] == paper]
-        if not recs:
+        rows = _rows(summary, paper, lambda c: c["status"] != MEASURE)
+        if not rows:
             continue
         parts.append(f"<h2>{e(title)}</h2><table><tr>")
         parts.append(
             "".join(f"<th>{h}</th>" for h in ("Source", "Claim", "Measured", "Reference", "Status", "Experiment"))
         )
         parts.append("</tr>")
-        for r in recs:
-            for c in r["claims"]:
-                cells = "".join(f"<td>{e(str(c[k]))}</td>" for k in _COLUMNS[:-1])
-                parts.append(
-                    f"<tr>{cells}<td class='{e(c['status'])}'>{e(c['status'])}</td><td><code>{e(r['name'])}</code></td></tr>"
-                )
+        for name, c in rows:
+            cells = "".join(f"<td>{e(str(c[k]))}</td>" for k in _COLUMNS[:-1])
+            parts.append(
+                f"<tr>{cells}<td class='{e(c['status'])}'>{e(c['status'])}</td><td><code>{e(name)}</code></td></tr>"
+            )
+        parts.append("</table>")
+    measured = [(paper, row) for paper in PAPERS for row in _rows(summary, paper, lambda c: c["status"] == MEASURE)]
+    if measured:
+        parts.append("<h2>Measurements</h2><p>Reported quantities, not paper claims (timing, throughput, revenue, "
+                     "welfare); nothing here can fail.</p><table><tr>")  # fmt: skip
+        parts.append("".join(f"<th>{h}</th>" for h in ("Paper", "Source", "Quantity", "Measured", "Reference", "Experiment")))
+        parts.append("</tr>")
+        for paper, (name, c) in measured:
+            cells = "".join(f"<td>{e(str(c[k]))}</td>" for k in _COLUMNS[:-1])
+            parts.append(f"<tr><td>{e(paper)}</td>{cells}<td><code>{e(name)}</code></td></tr>")
         parts.append("</table>")
     parts.append("<h2>Figures</h2>")
     for r in summary["experiments"]:

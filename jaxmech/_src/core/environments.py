@@ -151,6 +151,24 @@ def multiplicative_trade_values(a: float = 0.3, b: float = 0.4, gamma: float = 0
     return values
 
 
+def convex_trade_values(a: float = 1.5) -> Callable[[Array], Array]:
+    """``v_beta = s_beta + a s_sigma^2``, ``v_sigma = s_sigma``: values increase in every signal, yet for ``a > 1/2``
+    single crossing (CE Def 9) fails.
+
+    The gain from trade ``s_beta - s_sigma + a s_sigma^2`` falls in ``s_sigma`` below ``1 / (2a)`` and rises above
+    it, so for ``s_beta`` just above 0 trade happens at low and at high ``s_sigma`` but not between: every
+    efficient rule is non-monotone for the seller (CE Sec. 4: a monotone efficient rule exists iff single crossing
+    holds), and no payments make it ex post IC.
+    """
+    if a < 0:
+        raise ValueError(f"convex values: need a >= 0 (values increasing in s_sigma); got a={a}")
+
+    def values(s):
+        return jnp.stack([s[0] + a * s[1] ** 2, s[1]])
+
+    return values
+
+
 def deadzone_trade_values(w: float = 0.2, k: float = 0.5) -> Callable[[Array], Array]:
     """Common values with a band of ties: ``v_i = s_beta + s_sigma + k max(0, s_i - s_-i - w)``.
 

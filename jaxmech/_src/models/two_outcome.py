@@ -112,8 +112,9 @@ def signal_grids(env: Environment, points: int, dtype=jnp.float32, max_points: i
 
 def evaluate_two_outcome(
     env: Environment, score: Callable[[Array], Array], profiles: Array, grids: list[Array]
-) -> tuple[tuple[float, float], tuple[float, float], float, tuple[float, float]]:
-    """``P(a_1)``, ``P(a_2)`` (mean, se) and the regret (max, and mean, se) of a hard two-outcome rule on ``profiles``.
+) -> tuple[tuple[float, float], tuple[float, float], float, tuple[float, float], np.ndarray]:
+    """``P(a_1)``, ``P(a_2)`` (mean, se), the regret (max, and mean, se) of a hard two-outcome rule on ``profiles``,
+    and each profile's regret (the larger buyer's gap), shape ``(n,)``.
 
     ``grids[i]`` stands for ``S_i`` in :func:`two_outcome_gap`.
     """
@@ -125,7 +126,7 @@ def evaluate_two_outcome(
     n = len(a1)
     p = float(a1.mean())
     se = math.sqrt(max(p * (1 - p), 0.0) / n)
-    return (p, se), (1 - p, se), float(g.max()), (float(g.mean()), float(g.std(ddof=1) / math.sqrt(n)))
+    return (p, se), (1 - p, se), float(g.max()), (float(g.mean()), float(g.std(ddof=1) / math.sqrt(n))), g
 
 
 def search_two_outcome(
@@ -234,7 +235,7 @@ def two_outcome_searcher(
         eval_grids = signal_grids(env, eval_grid, dtype)
         fits = []
         for cand in (params, start):  # the search result, and its start if that is better on the exact measure
-            p1, p2, rmax, rmean = evaluate_two_outcome(env, lambda m, c=cand: family.score(c, m), prof, eval_grids)
+            p1, p2, rmax, rmean, _ = evaluate_two_outcome(env, lambda m, c=cand: family.score(c, m), prof, eval_grids)
             fits.append(TwoOutcomeFit(float(target), cand, p1, p2, rmax, rmean, log))
         return min(fits, key=lambda f: f.regret_max + abs(min(f.p_a1[0], f.p_a2[0]) - target))  # regret, on target
 

@@ -26,6 +26,16 @@ def _run_double_auction(settings, base_dir, progress, out_dir):
         "conditions": conditions.check_bilateral(env.values),
         "solve_s": time.perf_counter() - t0,
     }
+    if ex.parameter is not None:  # grid refinement: the same solve with more signals (and 2 n - 1 bids) per value
+        if ex.parameter != "experiment.signals":
+            raise cfg.ConfigError(f"experiment.parameter: the double auction refines only experiment.signals, got {ex.parameter!r}")
+        metrics["refinement"] = [_refined(env, ex.signals, ex.bids, res)]
+        for v in ex.values:
+            n = int(v)
+            if n != v or n < 2:
+                raise cfg.ConfigError(f"experiment.values: signal grid sizes must be integers >= 2, got {v}")
+            r = double_auction.solve_double_auction(env.values, n_signals=n, n_bids=2 * n - 1)
+            metrics["refinement"].append(_refined(env, n, 2 * n - 1, r))
     figs = []
     if ex.plots and plots.available():
         f = plots.strategies(
@@ -36,6 +46,12 @@ def _run_double_auction(settings, base_dir, progress, out_dir):
         )  # fmt: skip
         figs.append(f.name)
     return metrics, None, figs
+
+
+def _refined(env, signals: int, bids: int, res) -> dict:
+    m = double_auction.result_to_metrics(res)
+    keep = ("signal_step", "bid_step", "efficient_share", "mean_deficit", "mean_deficit_low", "vcg_mean_deficit", "spread")
+    return {"signals": signals, "bids": bids, **{k: m[k] for k in keep}}
 
 
 def _double_auction_summary(metrics: dict) -> str:
@@ -58,8 +74,9 @@ def _double_auction_summary(metrics: dict) -> str:
 
 KIND = Kind(
     name="double_auction",
-    doc="CE Sec. 4.3: iterated elimination of ex post weakly dominated bids on a grid",
-    options=("signals", "bids"),
+    doc="CE Sec. 4.3: iterated elimination of ex post weakly dominated bids on a grid (parameter = "
+    "'experiment.signals' with values: the same on finer grids, 2 n - 1 bids)",
+    options=("signals", "bids", "parameter", "values"),
     run=_run_double_auction,
     summary=_double_auction_summary,
 )

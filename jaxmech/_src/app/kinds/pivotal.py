@@ -104,6 +104,8 @@ def run_pivotal(settings, base_dir, progress, out_dir):
                 fast or compile_options.process_compiles_fast()
             )
         out["lemma2"] = lemma2_check(env, s[:6], 17, cfg_p, compiler_options=opts)
+        # a sample of the construction's prices with their profiles, for checks against closed forms (B fn. 3)
+        out["price_sample"] = {"signals": np.asarray(s[:256], np.float64).tolist(), "prices": np.asarray(t[:256], np.float64).tolist()}
         if env.name == "example1":  # the construction on Example 1: t*_i = p_j + c_j (tests/test_pivotal.py derives it)
             t = tables[[r["kind"] for r in rows].index("pivotal")]
             x = np.asarray(s, np.float64)

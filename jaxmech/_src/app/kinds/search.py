@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -250,6 +251,8 @@ def _run_search(settings, base_dir, progress, out_dir):
         },
         "first_best_welfare": first_best,
         "audit": audit_res.report,
+        # the model as run, for independent references (e.g. quadrature of the same threshold rules)
+        "settings": {k: dataclasses.asdict(getattr(settings, k)) for k in ("environment", "prior")},
     }
     cond = condition_checks(built)
     if cond is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from jaxmech._src.app import config as cfg
@@ -41,6 +43,8 @@ def _row(name, value, settings, built, rep) -> dict:
         "welfare": rep["welfare"],
         "outcomes": rep["outcomes"],
     }
+    # the case's model as run (so that a reader, e.g. a paper experiment's independent reference, needs no config)
+    row["settings"] = {k: dataclasses.asdict(getattr(settings, k)) for k in ("environment", "prior", "mechanism")}
     if value is not None:
         row["value"] = value
     closed = _closed_form_deficit(settings)
@@ -60,6 +64,7 @@ def _run_sweep(settings, base_dir, progress, out_dir):
         cond = condition_checks(built)
         if cond is not None:
             row["conditions"] = {k: v.get("holds", v.get("class")) for k, v in cond.items()}
+            row["condition_witnesses"] = {k: v["witness"] for k, v in cond.items() if v.get("witness") is not None}
         rows.append(row)
     metrics = {"sweep": {"parameter": settings.experiment.parameter, "rows": rows}}
     figs = []

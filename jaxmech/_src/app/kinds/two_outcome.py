@@ -42,17 +42,18 @@ def run_two_outcome(settings, base_dir, progress, out_dir):
     eff = []
     for q in np.linspace(0.0, 1.0, 11):
         b = float(np.quantile(diff, q)) + (1.0 if q == 1.0 else 0.0)
-        p1, p2, rmax, rmean = evaluate_two_outcome(
+        p1, p2, rmax, rmean, g = evaluate_two_outcome(
             env, lambda m, b=b: env.values(m)[0] - env.values(m)[1] - b, s, grids
         )
-        eff.append(
-            {"shift": b, "p_a1": p1, "nontriviality": min(p1[0], p2[0]), "regret_max": rmax, "regret_mean": rmean}
-        )
+        eff.append({"shift": b, "p_a1": p1, "nontriviality": min(p1[0], p2[0]), "regret_max": rmax, "regret_mean": rmean,
+                    "regret_sample": g[:64].tolist()})  # fmt: skip
     rep = build.execute(settings, built, progress=progress).report
     oc = rep["outcomes"]
     with_a0 = {"mechanism": built.mechanism.name, "outcomes": {k: {"p": x["p"], "se": x["se"]} for k, x in oc.items()},
                "nontriviality": min(oc["a1"]["p"], oc["a2"]["p"]), "regret": regret_summary(rep)}  # fmt: skip
-    out = {"environment": env.name, "search": rows, "shifted_efficient": eff, "with_a0": with_a0}
+    out = {"environment": env.name, "search": rows, "shifted_efficient": eff, "with_a0": with_a0,
+           # the profiles of each shifted rule's regret_sample, and the grid that stands for S_i (closed-form checks)
+           "profile_sample": np.asarray(s[:64], np.float64).tolist(), "grid_points": 33}  # fmt: skip
     figs = []
     if ex.plots and plots.available():
         eff_sorted = sorted(eff, key=lambda r: (r["nontriviality"], r["regret_max"]))

@@ -1,0 +1,306 @@
+"""Independent references for the paper experiments: closed forms and quadrature in NumPy / SciPy only.
+
+Nothing here imports ``jaxmech``: each function restates a paper formula (or its closed-form consequence) and
+integrates it on its own, so that a report row compares the library's Monte Carlo number with a second
+computation that shares no code with it. (``reproduce`` skips modules whose name starts with ``_``.)
+
+Every expectation over the signal square is a midpoint rule in Rosenblatt coordinates: independent
+``u_1, u_2 ~ U[0, 1]``, ``s_1 = Q_1(u_1)``, ``s_2 = Q_2(Phi(rho z_1 + sqrt(1 - rho^2) z_2))`` with ``z = Phi^{-1}(u)``,
+which is the Gaussian copula with marginal quantiles ``Q_j`` (uniform or beta). The integrands are continuous and
+bounded, so the rule converges like ``1/N^2`` away from kinks; :func:`expect` returns the value at ``N`` points
+per axis with the difference from ``N / 2`` as its error bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import integrate, special
+
+# --------------------------------------------------------------------------------------------------------------
+# priors (the config's [prior] table as recorded in a sweep row's "settings")
+
+
+def _quantile(marginal: dict):
+    lo, hi = marginal.get("lo", 0.0), marginal.get("hi", 1.0)
+    if marginal.get("kind", "uniform") == "beta":
+        a, b = marginal["a"], marginal["b"]
+        return lambda u: lo + (hi - lo) * special.betaincinv(a, b, u)
+    return lambda u: lo + (hi - lo) * u
+
+
+def _marginals(prior: dict, size: int) -> list[dict]:
+    if prior.get("marginals"):
+        return list(prior["marginals"])
+    return [prior.get("marginal") or {"kind": "uniform"}] * size
+
+
+def _rho(prior: dict) -> float:
+    if prior.get("correlation") is not None:
+        return float(prior["correlation"][0][1])
+    return float(prior.get("rho") or 0.0)
+
+
+def _signals(prior: dict, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Midpoint nodes ``(s_1, s_2)`` (each ``points x points``) of the two-signal prior, equal weights."""
+    u = (np.arange(points) + 0.5) / points
+    q1, q2 = (_quantile(m) for m in _marginals(prior, 2))
+    s1 = np.broadcast_to(q1(u)[:, None], (points, points))
+    r = _rho(prior)
+    if r == 0.0:
+        return s1, np.broadcast_to(q2(u)[None, :], (points, points))
+    z = special.ndtri(u)
+    return s1, q2(special.ndtr(r * z[:, None] + math.sqrt(1.0 - r * r) * z[None, :]))
+
+
+def expect(prior: dict, h, points: int = 1000) -> tuple[float, float]:
+    """``(E[h(s_1, s_2)], error bound)`` under a two-signal prior: the midpoint rule at ``points`` and at
+    ``points / 2`` per axis (Rosenblatt coordinates); the bound is their difference."""
+    fine = float(np.mean(h(*_signals(prior, points))))
+    coarse = float(np.mean(h(*_signals(prior, points // 2))))
+    return fine, abs(fine - coarse)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# bilateral trade: the generalized VCG deficit of the efficient rule (CE eqs. (5)-(6)), pointwise closed forms
+
+
+def trade_deficit(env: dict, s_b: np.ndarray, s_s: np.ndarray) -> np.ndarray:
+    """``v_sigma(s_b, g_sigma(s_b)) - v_beta(g_beta(s_s), s_s)`` where the efficient rule (ties: no trade) trades,
+    0 elsewhere, with the pivots in closed form (CE Sec. 4):
+
+    - linear ``v_i = s_i + a s_-i`` (a < 1): pivots ``s_s`` / ``s_b``, deficit ``(1 + a)(s_b - s_s)^+``;
+    - multiplicative (``v_b = s_b + a s_s + b s_b s_s``, ``v_s = gamma + s_s + a s_b``): the roots of
+      ``Delta = (1 - a)(s_b - s_s) + b s_b s_s - gamma = 0``, ``x* = ((1 - a) s_s + gamma) / (1 - a + b s_s)``,
+      ``y* = min(1, ((1 - a) s_b - gamma) / (1 - a - b s_b))``;
+    - deadzone (``Delta = k deadzone_w(s_b - s_s)``): trade iff ``s_b > s_s + w``, which is also CE Thm 6's ``g_*``
+      (the largest efficient trade set's complement), pivots ``s_s + w`` / ``s_b - w``: deficit ``2 (s_b - s_s - w)^+``.
+    """
+    kind, a = env["values"], env["a"]
+    if kind == "linear":
+        return np.where(s_b > s_s, (1.0 + a) * (s_b - s_s), 0.0)
+    if kind == "multiplicative":
+        b, g = env["b"], env["gamma"]
+        trade = (1.0 - a) * (s_b - s_s) + b * s_b * s_s - g > 0.0
+        gb = ((1.0 - a) * s_s + g) / ((1.0 - a) + b * s_s)
+        gs = np.minimum(1.0, ((1.0 - a) * s_b - g) / ((1.0 - a) - b * s_b))
+        d = (g + gs + a * s_b) - (gb + a * s_s + b * gb * s_s)
+        return np.where(trade, d, 0.0)
+    if kind == "deadzone":
+        return 2.0 * np.maximum(0.0, s_b - s_s - env["w"])
+    raise ValueError(f"no closed-form deficit for values = {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# public good, v_i = s_i + a sum_(j != i) s_j, cost c: the efficient rule's generalized VCG deficit (CE Thm 8)
+
+
+def public_good_deficit(a: float, c: float, s: np.ndarray) -> np.ndarray:
+    """``c - sum_i t_i`` where ``V(s) = (1 + a (n - 1)) sum s > c``, 0 elsewhere; ``s`` has shape ``(..., n)``.
+
+    Agent i's pivot is ``clip(k - S_-i, 0, 1)`` with ``k = c / (1 + a (n - 1))`` and it pays its value there,
+    ``t_i = pivot_i + a S_-i`` (CE Thm 9's proof: ``t_i = inf{v_i(x, s_-i) : f(x, s_-i) = 1}``)."""
+    n = s.shape[-1]
+    k = c / (1.0 + a * (n - 1))
+    total = s.sum(-1, keepdims=True)
+    others = total - s
+    t = np.clip(k - others, 0.0, 1.0) + a * others
+    return np.where(total[..., 0] > k, c - t.sum(-1), 0.0)
+
+
+def thm8_sup_deficit(n: int, a: float, c: float) -> float:
+    """The supremum of the efficient rule's VCG deficit under increasing differences (a < 1):
+    ``(1 - a) k`` with ``k = c / (1 + a (n - 1))``, approached at ``s_i = k / (n - 1)`` for all i (where every pivot
+    is interior and the deficit is ``(n - 1)(1 - a)(S - k)``); needs ``k <= n - 1``."""
+    return (1.0 - a) * c / (1.0 + a * (n - 1))
+
+
+def thm8_p_deficit_two(a: float, c: float) -> float:
+    """``P(deficit > 0)`` for n = 2, independent U[0, 1] signals, 0 < a < 1, ``k = c / (1 + a) <= 1``.
+
+    Provided states split by the pivots: both interior (deficit ``(1 - a)(S - k)``, area ``k^2 / 2``); one
+    agent's pivot at 0, ``s_1 < k <= s_2`` (deficit ``a (k - s_2) + (1 - a) s_1``, positive above the line
+    ``s_1 = a (s_2 - k) / (1 - a)``); both at 0 (deficit ``c - a S``, positive below ``S = c / a``)."""
+    k = c / (1.0 + a)
+    r = a / (1.0 - a)
+    # {s_1 < k <= s_2, s_1 > r (s_2 - k)}: integrate k - min(k, r (s_2 - k)) over s_2 in [k, 1]
+    x = min(1.0, k + k / r)  # where r (s_2 - k) reaches k
+    one = k * (x - k) - r * (x - k) ** 2 / 2.0
+    # {s_1, s_2 in [k, 1], S < c / a}: shifted by k, {x, y in [0, L], x + y < m} with L = 1 - k, m = c / a - 2 k
+    big, m = 1.0 - k, c / a - 2.0 * k
+    both = m * m / 2 if m <= big else big * big - (2 * big - m) ** 2 / 2 if m <= 2 * big else big * big
+    return k * k / 2.0 + 2.0 * one + both
+
+
+def grid_public_good(n: int, a: float, c: float, points: int) -> tuple[float, float]:
+    """``(P(deficit > 0), max deficit)`` on the ``points^n`` midpoint grid of U[0, 1]^n: a brute-force check of the
+    closed forms above (tests)."""
+    u = (np.arange(points) + 0.5) / points
+    s = np.stack(np.meshgrid(*([u] * n), indexing="ij"), -1)
+    d = public_good_deficit(a, c, s)
+    return float(np.mean(d > 0)), float(d.max())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Sec. 5.2: second best (threshold contribution rules on the budget line, CE Thm 9) vs first best
+
+
+def threshold_welfare(a: float, c: float, vbar1: float) -> float:
+    """Expected welfare ``E[(V(s) - c) 1{v_1 >= vbar_1, v_2 >= c - vbar_1}]`` for ``v_i = s_i + a s_j``,
+    independent U[0, 1] signals: the ``s_1`` integral of the linear integrand is exact, the ``s_2`` integral is
+    adaptive Gauss-Kronrod split at every kink of the region's edges."""
+    vbar2 = c - vbar1
+
+    def edges(s2: float) -> tuple[float, float]:
+        lo = max(vbar1 - a * s2, 0.0)
+        if a > 0:
+            lo = max(lo, (vbar2 - s2) / a)  # v_2 >= vbar_2  <=>  s_1 >= (vbar_2 - s_2) / a
+        elif s2 < vbar2:
+            return 1.0, 1.0
+        return min(lo, 1.0), 1.0
+
+    def inner(s2: float) -> float:  # integral over s_1 in [lo, 1] of (1 + a)(s_1 + s_2) - c
+        lo, hi = edges(s2)
+        return (1 + a) * ((hi * hi - lo * lo) / 2 + s2 * (hi - lo)) - c * (hi - lo)
+
+    kinks = [vbar2, vbar2 - a]
+    if a > 0:
+        kinks += [vbar1 / a, (vbar1 - 1) / a]
+    if a < 1:
+        kinks.append((vbar2 - a * vbar1) / (1 - a * a))
+    pts = sorted({0.0, 1.0, *(x for x in kinks if 0.0 < x < 1.0)})
+    return sum(integrate.quad(inner, lo, hi, epsabs=1e-12, epsrel=1e-10)[0] for lo, hi in zip(pts[:-1], pts[1:], strict=True))
+
+
+def first_best_welfare(a: float, c: float) -> float:
+    """``E[(V - c)^+]`` for ``V = (1 + a)(s_1 + s_2)``, independent U[0, 1] signals (``k = c / (1 + a) <= 1``:
+    ``(1 + a) E[(S - k)^+]`` with ``E[(S - k)^+] = 1 - k + k^3 / 6``)."""
+    k = c / (1.0 + a)
+    if not 0.0 <= k <= 1.0:
+        raise ValueError("first_best_welfare needs 0 <= c / (1 + a) <= 1")
+    return (1.0 + a) * (1.0 - k + k**3 / 6.0)
+
+
+def second_best(a: float, c: float, points: int = 201) -> tuple[float, float]:
+    """``(welfare, vbar_1)`` of the best threshold contribution rule on the budget line ``vbar_1 + vbar_2 = c``
+    through a boundary point (CE Thm 9): a grid over the line's parameter ``sbar_1`` (``v(sbar) = vbar`` with
+    ``V(sbar) = c``), refined by golden section around the best grid point."""
+    k = c / (1.0 + a)
+    lo, hi = max(0.0, k - 1.0), min(1.0, k)
+
+    def w(x: float) -> float:  # sbar = (x, k - x)
+        return threshold_welfare(a, c, x + a * (k - x))
+
+    xs = np.linspace(lo, hi, points)
+    vals = [w(x) for x in xs]
+    j = int(np.argmax(vals))
+    left, right = xs[max(j - 1, 0)], xs[min(j + 1, points - 1)]
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    for _ in range(40):
+        x1, x2 = right - g * (right - left), left + g * (right - left)
+        if w(x1) >= w(x2):
+            right = x2
+        else:
+            left = x1
+    x = 0.5 * (left + right)
+    return max(w(x), vals[j]), x + a * (k - x)
+
+
+def public_good_quantile(n: int, a: float, c: float, level: float, points: int) -> float:
+    """The ``level`` quantile of the efficient rule's VCG deficit under independent U[0, 1] signals, on the
+    ``points^n`` midpoint grid (the largest of ``N`` samples exceeds the ``1 - 13.8 / N`` quantile with
+    probability ``1 - 1e-6``)."""
+    u = (np.arange(points) + 0.5) / points
+    d = public_good_deficit(a, c, np.stack(np.meshgrid(*([u] * n), indexing="ij"), -1)).ravel()
+    return float(np.quantile(d, level))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE fn. 6: the best revenue of an ex post IC and IR auction on a finite type grid (LP, scipy HiGHS)
+
+
+def auction_max_revenue(types: list, pmf: np.ndarray, a: float = 0.5, efficient: bool = False) -> float:
+    """The largest expected revenue of an ex post IC and ex post IR mechanism selling one object to two bidders
+    with ``V_i = s_i + a s_j`` on the type grid ``types`` (``k`` each) and joint ``pmf`` (``k x k``).
+
+    Variables: allocation probabilities ``x_i(s) >= 0`` with ``x_1 + x_2 <= 1`` and payments ``t_i(s)`` (free);
+    ``efficient=True`` fixes ``x`` to the efficient allocation (ties to bidder 1). Constraints for every profile
+    and bidder: IR ``x_i V_i - t_i >= 0`` and IC against every report ``x_i(s) V_i(s) - t_i(s) >= x_i(r, s_-i) V_i(s)
+    - t_i(r, s_-i)``. Returns the optimum of ``max sum_s pmf(s) sum_i t_i(s)``."""
+    from scipy import optimize
+
+    k = len(types[0])
+    v = np.empty((k, k, 2))
+    for p in range(k):
+        for q in range(k):
+            s = (types[0][p], types[1][q])
+            v[p, q] = (s[0] + a * s[1], s[1] + a * s[0])
+    nx = 2 * k * k
+    xi = lambda p, q, i: (p * k + q) * 2 + i  # noqa: E731  (x variables first, then t at nx + the same index)
+    rows, rhs = [], []
+    for p in range(k):
+        for q in range(k):
+            for i in range(2):
+                r = np.zeros(2 * nx)  # IR: t_i - x_i V_i <= 0
+                r[nx + xi(p, q, i)], r[xi(p, q, i)] = 1.0, -v[p, q, i]
+                rows.append(r)
+                rhs.append(0.0)
+                for dev in range(k):
+                    d = (dev, q) if i == 0 else (p, dev)
+                    if d == (p, q):
+                        continue
+                    r = np.zeros(2 * nx)  # IC: x_i(d) V_i - t_i(d) - x_i(s) V_i + t_i(s) <= 0
+                    r[xi(*d, i)] += v[p, q, i]
+                    r[nx + xi(*d, i)] -= 1.0
+                    r[xi(p, q, i)] -= v[p, q, i]
+                    r[nx + xi(p, q, i)] += 1.0
+                    rows.append(r)
+                    rhs.append(0.0)
+            r = np.zeros(2 * nx)  # feasibility: x_1 + x_2 <= 1
+            r[xi(p, q, 0)] = r[xi(p, q, 1)] = 1.0
+            rows.append(r)
+            rhs.append(1.0)
+    bounds = [(0.0, 1.0)] * nx + [(None, None)] * nx
+    if efficient:
+        for p in range(k):
+            for q in range(k):
+                w = 0 if v[p, q, 0] >= v[p, q, 1] else 1
+                bounds[xi(p, q, w)], bounds[xi(p, q, 1 - w)] = (1.0, 1.0), (0.0, 0.0)
+    pmf = np.asarray(pmf, float)
+    cost = np.concatenate([np.zeros(nx), -np.repeat(pmf.ravel(), 2)])
+    res = optimize.linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"auction LP: {res.message}")
+    return float(-res.fun)
+
+
+def auction_surplus(types: list, pmf: np.ndarray, a: float = 0.5) -> float:
+    """``E[max_i V_i]``: the full surplus, by enumeration."""
+    t0, t1 = (np.asarray(t, float) for t in types)
+    v0 = t0[:, None] + a * t1[None, :]
+    v1 = t1[None, :] + a * t0[:, None]
+    return float(np.sum(np.asarray(pmf) * np.maximum(v0, v1)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# B Sec. 3 (JMM): two-outcome rules in Example 1, V_i = p_i + c_i c_j
+
+
+def jmm_shifted_gap(profile: np.ndarray, shift: float, points: int) -> float:
+    """Least worst regret (best payments) at ``profile = (p_1, c_1, p_2, c_2)`` of the two-outcome rule "a_1 iff
+    V_1 - V_2 = p_1 - p_2 > shift, else a_2", each buyer's own signals on the ``points x points`` grid of [0, 1]^2.
+
+    At ``s_2``, buyer 1 wins on ``{p_1 > p_2 + shift}``; his value ``p_1 + c_1 c_2`` is lowest there at the smallest
+    such grid ``p_1`` with ``c_1 = 0`` and highest off it at the largest grid ``p_1 <= p_2 + shift`` with ``c_1 = 1``:
+    the gap is half their difference, ``(c_2 - grid step) / 2`` (0 if one side is empty). Buyer 2
+    likewise wins on ``{p_2 >= p_1 - shift}``. The profile's regret is the larger gap (JMM: positive unless constant)."""
+    g = np.linspace(0.0, 1.0, points)
+    p1, c1, p2, c2 = (float(x) for x in profile)
+
+    def gap(win: np.ndarray, other_c: float) -> float:
+        if win.all() or not win.any():
+            return 0.0
+        return max(0.0, g[~win].max() + other_c - g[win].min()) / 2.0
+
+    return max(gap(g - p2 > shift, c2), gap(g >= p1 - shift, c1))

@@ -1,0 +1,212 @@
+"""The report's independent references (experiments/_reference.py) against a second computation each (scipy
+quadrature in tests/reference.py, brute-force grids, Monte Carlo), and claim rows that fail when the measured
+number is wrong."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tests.reference as quad
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import _reference as ref_  # noqa: E402
+import chung_ely  # noqa: E402
+
+UNIFORM = {"marginal": {"kind": "uniform", "lo": 0.0, "hi": 1.0, "a": 1.0, "b": 1.0}, "marginals": None,
+           "correlation": None, "rho": None}  # fmt: skip
+BETA = {**UNIFORM, "marginals": [{"kind": "beta", "lo": 0.0, "hi": 1.0, "a": 2.0, "b": 3.0},
+                                 {"kind": "beta", "lo": 0.0, "hi": 1.0, "a": 3.0, "b": 2.0}]}  # fmt: skip
+LINEAR = {"values": "linear", "a": 0.5, "b": 0.4, "gamma": 0.1, "w": 0.2, "k": 0.5}
+MULT = {**LINEAR, "values": "multiplicative", "a": 0.3}
+DEADZONE = {**LINEAR, "values": "deadzone"}
+
+
+@pytest.mark.parametrize(
+    "env, prior, scipy_value",
+    [
+        (LINEAR, UNIFORM, lambda: quad.linear_expected_deficit(0.5, quad.uniform())),
+        (LINEAR, {**UNIFORM, "rho": -0.5}, lambda: quad.linear_expected_deficit(0.5, quad.gaussian_copula(-0.5))),
+        (MULT, BETA, lambda: quad.mult_expected_deficit(quad.beta(2, 3, 3, 2), 0.3, 0.4, 0.1)),
+        (MULT, {**UNIFORM, "rho": 0.5}, lambda: quad.mult_expected_deficit(quad.gaussian_copula(0.5), 0.3, 0.4, 0.1)),
+        (DEADZONE, UNIFORM, lambda: quad.deadzone_expected_deficit(0.2, quad.uniform(), 0.2, 0.5)),
+    ],
+)
+def test_thm5_reference_matches_scipy_quadrature(env, prior, scipy_value):
+    """The midpoint rule in copula coordinates = iterated Gauss-Kronrod in the latent space, within its own bound."""
+    value, err = ref_.expect(prior, lambda sb, ss: ref_.trade_deficit(env, sb, ss))
+    assert err < 1e-4
+    assert abs(value - scipy_value()) <= max(3 * err, 2e-6)
+
+
+@pytest.mark.parametrize("a, c", [(0.1, 0.6), (0.3, 1.0), (0.5, 1.0), (0.5, 1.5), (0.7, 1.0), (0.9, 1.5)])
+def test_thm8_closed_forms_match_brute_force(a, c):
+    p, top = ref_.grid_public_good(2, a, c, 2000)
+    assert abs(ref_.thm8_p_deficit_two(a, c) - p) < 5e-4  # the grid misses a strip of width 1/4000
+    assert ref_.thm8_sup_deficit(2, a, c) - 1e-3 < top <= ref_.thm8_sup_deficit(2, a, c)
+
+
+def test_thm8_supremum_n3_and_sampled_maximum_bound():
+    _, top = ref_.grid_public_good(3, 0.5, 1.5, 200)
+    assert 0.37 < top <= ref_.thm8_sup_deficit(3, 0.5, 1.5) == 0.375
+    # near the supremum P(deficit > sup - delta) = delta^2 / (2 a^2 (1 - a)^2) for n = 2: the quantile agrees
+    a, n_samples = 0.5, 10_000
+    delta = a * (1 - a) * np.sqrt(2 * 13.8 / n_samples)
+    q = ref_.public_good_quantile(2, a, 1.0, 1 - 13.8 / n_samples, 2000)
+    assert abs(q - (ref_.thm8_sup_deficit(2, a, 1.0) - delta)) < 2e-3
+
+
+def test_public_good_deficit_is_the_vcg_deficit_by_hand():
+    # s = (0.9, 0.9), a = 0.5, c = 1: k = 2/3, both pivots at 0, t_i = a s_-i = 0.45: deficit 1 - 0.9 = 0.1
+    assert ref_.public_good_deficit(0.5, 1.0, np.array([0.9, 0.9])) == pytest.approx(0.1)
+    # s = (0.5, 0.5): pivots 1/6 each, t_i = 1/6 + 0.25: deficit 1 - 5/6
+    assert ref_.public_good_deficit(0.5, 1.0, np.array([0.5, 0.5])) == pytest.approx(1 / 6)
+
+
+def _thm8_row(mean_p, count, deficit_max, n=2, a=0.5, c=1.0):
+    env = {"n": n, "a": a, "cost": c}
+    return {"case": "x", "settings": {"environment": env}, "deficit": {"max": deficit_max},
+            "p_deficit_above_tol": {"p": mean_p, "se": 0.0047, "count": round(mean_p * count)}}  # fmt: skip
+
+
+def test_thm8_rows_fail_on_wrong_numbers():
+    good = chung_ely._thm8_increasing(_thm8_row(0.6655, 10_000, 0.3295))
+    assert [r.status for r in good] == ["PASS", "PASS"]
+    # a maximum above the supremum, one far below it (too few states near (k, k)), a wrong probability
+    assert chung_ely._thm8_increasing(_thm8_row(0.6655, 10_000, 0.36))[0].status == "FAIL"
+    assert chung_ely._thm8_increasing(_thm8_row(0.6655, 10_000, 0.30))[0].status == "FAIL"
+    assert chung_ely._thm8_increasing(_thm8_row(0.70, 10_000, 0.3295))[1].status == "FAIL"
+
+
+def test_thm5_rows_fail_on_a_wrong_mean():
+    settings = {"environment": MULT, "prior": BETA}
+    row = {"case": "x", "settings": settings, "deficit": {"mean": 0.0807, "se": 0.0018, "min": 0.0, "ci95": [0.077, 0.084]}}
+    assert [r.status for r in chung_ely.thm5({"sweep": {"rows": [row]}})] == ["PASS", "PASS"]
+    row["deficit"]["mean"] = 0.0807 + 5 * 0.0018
+    assert [r.status for r in chung_ely.thm5({"sweep": {"rows": [row]}})] == ["PASS", "FAIL"]
+    row["settings"] = {"environment": {**MULT, "values": "quadratic"}, "prior": BETA}  # no reference: never a PASS
+    assert chung_ely.thm5({"sweep": {"rows": [row]}})[1].status == "FAIL"
+
+
+def test_threshold_welfare_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    s = rng.random((2_000_000, 2))
+    for a, vbar in ((0.0, 0.4), (0.3, 0.5), (0.6, 0.35)):
+        v1, v2 = s[:, 0] + a * s[:, 1], s[:, 1] + a * s[:, 0]
+        w = (v1 + v2 - 1.0) * ((v1 >= vbar) & (v2 >= 1.0 - vbar))
+        assert abs(ref_.threshold_welfare(a, 1.0, vbar) - w.mean()) <= 4 * w.std() / np.sqrt(len(w))
+        fb = np.maximum((1 + a) * s.sum(1) - 1.0, 0.0)
+        assert abs(ref_.first_best_welfare(a, 1.0) - fb.mean()) <= 4 * fb.std() / np.sqrt(len(fb))
+
+
+def test_second_best_closed_forms():
+    # a = 0 (private values): vbar = (1/2, 1/2), welfare int_{1/2}^1 int_{1/2}^1 (s_1 + s_2 - 1) = 1/8; first best 1/6
+    w, vbar = ref_.second_best(0.0, 1.0)
+    assert w == pytest.approx(0.125, abs=1e-9) and vbar == pytest.approx(0.5, abs=1e-6)
+    # a = 1 (pure common values): the threshold rule on the budget line is the efficient rule
+    assert ref_.second_best(1.0, 1.0)[0] == pytest.approx(ref_.first_best_welfare(1.0, 1.0), abs=1e-9)
+
+
+def _sec52_rows(thresholds=(0.5, 0.5), scale=1.0):
+    rows = []
+    for a in (0.0, 0.5, 1.0):
+        env = {"a": a, "cost": 1.0, "n": 2}
+        fb, sb = ref_.first_best_welfare(a, 1.0), ref_.second_best(a, 1.0)[0]
+        for kind, w in (("generalized_vcg", fb), ("threshold_contribution", sb * scale)):
+            rows.append({"case": f"{kind} {a}", "welfare": {"mean": w, "se": 0.002}, "deficit": {"max": 0.0},
+                         "regret_max": 0.0, "ir_violation_max": 0.0,
+                         "settings": {"environment": env, "mechanism": {"kind": kind, "thresholds": list(thresholds)}}})  # fmt: skip
+    return {"sweep": {"rows": rows}}
+
+
+def test_sec52_rows_pass_on_the_truth_and_fail_otherwise():
+    assert all(r.status == "PASS" for r in chung_ely.sec52(_sec52_rows()))
+    # a rule off the budget line's optimum, or a second best that is not what the rule achieves
+    assert any(r.status == "FAIL" for r in chung_ely.sec52(_sec52_rows(thresholds=(0.4, 0.6))))
+    assert any(r.status == "FAIL" for r in chung_ely.sec52(_sec52_rows(scale=0.9)))
+
+
+def _fn3_metrics(price_shift=0.0, a0=0.0, revenue=0.5):
+    rng = np.random.default_rng(1)
+    x = rng.random((64, 2))
+    stat = lambda m: {"mean": m, "se": 0.005, "ci95": [m - 0.01, m + 0.01]}  # noqa: E731
+    mech = {"mechanism": "pivotal", "kind": "pivotal", "audit": {"max": [0.0, 0.0], "tol": 1e-5},
+            "admissible": {"violations": 0, "second_surplus_max": 0.0}, "profiles": 64,
+            "outcomes": {"a0": stat(a0), "a1": stat(0.5), "a2": stat(0.5 - a0)},
+            "weak_efficiency": {"share_of_sales": {"mean": 1.0}, "worst_shortfall": 0.0},
+            "revenue": stat(revenue), "welfare": stat(2.5 / 3), "first_best_welfare": stat(2.5 / 3)}  # fmt: skip
+    assumptions = {"profiles": 64, "tol": 1e-5, "assumption1a": {"worst": [0.0], "holds": True},
+                   "assumption2": {"worst": [0.0], "holds": True},
+                   "assumption3": {"share": [0.5, 0.5], "se": [0.01, 0.01], "holds": True}}  # fmt: skip
+    return {"environment": "single_object(linear, n=2, a=0.5)", "dims": [1, 1], "assumptions": assumptions,
+            "mechanisms": [mech], "price_sample": {"signals": x.tolist(), "prices": (1.5 * x[:, ::-1] + price_shift).tolist()}}  # fmt: skip
+
+
+def test_b_fn3_rows_pass_on_the_closed_form_and_fail_otherwise():
+    import bikhchandani
+
+    assert all(r.status in ("PASS", "MEASURE") for r in bikhchandani.fn3_claims(_fn3_metrics()))
+    for bad in (dict(price_shift=1e-3), dict(a0=0.01), dict(revenue=0.45)):
+        assert any(r.status == "FAIL" for r in bikhchandani.fn3_claims(_fn3_metrics(**bad))), bad
+
+
+def test_jmm_shifted_gap_closed_form_matches_the_library_and_its_formula():
+    import jax
+
+    import jaxmech as jm
+
+    env = jm.example1()
+    grids = jm.signal_grids(env, 33)
+    s = jm.independent(env.dims).sample(jax.random.PRNGKey(3), 24)
+    for shift in (-0.3, 0.0, 0.2):
+        score = lambda m, b=shift: m[0] - m[2] - b  # noqa: E731  (V_1 - V_2 = p_1 - p_2 in Example 1)
+        lib = np.maximum(*(np.asarray(jax.vmap(lambda x, i=i, f=score: jm.two_outcome_gap(env, f, x, i, grids[i]))(s))
+                           for i in range(2)))  # fmt: skip
+        ref = np.array([ref_.jmm_shifted_gap(np.asarray(x), shift, 33) for x in s])
+        np.testing.assert_allclose(lib, ref, atol=1e-6)
+        # where the rule is not constant at either buyer's opponent, the gap is (c_j - 1/32) / 2
+        x = np.asarray(s)
+        inner = (x[:, 2] + shift > 1 / 32) & (x[:, 2] + shift < 1 - 1 / 32) & (x[:, 0] - shift > 1 / 32) & (x[:, 0] - shift < 1 - 1 / 32)
+        np.testing.assert_allclose(ref[inner], (np.maximum(x[inner, 1], x[inner, 3]) - 1 / 32) / 2, atol=1e-6)
+
+
+def test_convex_family_violates_single_crossing_and_the_payment_bound_is_tight():
+    import jaxmech as jm
+
+    got = jm.check_bilateral(jm.convex_trade_values(1.5), points=65)
+    assert got["own_strict"]["holds"] and got["others_weak"]["holds"]  # values increase in every signal
+    assert not got["single_crossing"]["holds"] and got["single_crossing"]["witness"] is not None
+    assert jm.check_bilateral(jm.convex_trade_values(0.4), points=65)["single_crossing"]["holds"]  # a <= 1/2: holds
+    # at s_beta = x the efficient rule makes the seller trade iff y < y_1 or y > y_2; brute force over the price
+    # difference D (trade pays D more than no trade): worst regret max over seller types of the loss from obeying
+    a, x = 1.5, 0.1
+    y = np.linspace(0, 1, 20001)
+    trade = y - a * y**2 < x  # gain s_beta - y + a y^2 > 0  <=>  y - a y^2 < x
+    best = min(np.max(np.where(trade, np.maximum(y - d, 0), np.maximum(d - y, 0))) for d in np.linspace(0, 1, 2001))
+    y1 = (1 - np.sqrt(1 - 4 * a * x)) / (2 * a)
+    assert abs(best - (1 - y1) / 2) < 1e-3
+
+
+def test_single_crossing_rows_fail_without_the_structure():
+    row = {"case": "x", "settings": {"environment": {"a": 1.5}}, "conditions": {"single_crossing": False},
+           "condition_witnesses": {"single_crossing": {"s": [0.0, 0.671875], "s_prime": [0.0, 0.3359375]}},
+           "regret": [{}, {"max": 0.9, "worst_profile": [0.1, 0.99], "worst_misreport": [0.3]}]}  # fmt: skip
+    assert [r.status for r in chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})] == ["PASS", "PASS"]
+    row["regret"][1]["max"] = 0.2  # below the least worst regret of any payments at s_beta = 0.1: impossible
+    assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[1].status == "FAIL"
+    row["condition_witnesses"]["single_crossing"]["s_prime"] = [0.0, 0.9]  # not a violation
+    assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[0].status == "FAIL"
+
+
+def _sec43(deficits, vcg):
+    ref = [{"signals": n, "signal_step": 1 / (n - 1), "mean_deficit": d, "vcg_mean_deficit": v}
+           for n, d, v in zip((21, 41), deficits, vcg, strict=True)]  # fmt: skip
+    return {"environment": "bilateral_trade(a=0.5)", "refinement": ref}
+
+
+def test_sec43_refinement_row_needs_convergence_to_the_closed_form():
+    assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2364), (0.2619, 0.2561)))[0].status == "PASS"
+    # converging, but to the wrong limit (extrapolates to 0.238), or not converging at all
+    assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2314), (0.2619, 0.2561)))[0].status == "FAIL"
+    assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2250), (0.2619, 0.2618)))[0].status == "FAIL"
