@@ -304,3 +304,25 @@ def jmm_shifted_gap(profile: np.ndarray, shift: float, points: int) -> float:
         return max(0.0, g[~win].max() + other_c - g[win].min()) / 2.0
 
     return max(gap(g - p2 > shift, c2), gap(g >= p1 - shift, c1))
+
+
+def example1_null_outcomes(p: float, c: float) -> set[int]:
+    """Outcomes of B Example 1's prices (``t_i = p_j + c_j^2``) that buyer i's type ``(p, c)`` gets for only a null
+    set of the other's signals (0: a_0, 1: a_i, 2: a_j), in closed form:
+
+    - a_i iff ``p - p_j > c_j^2 - c c_j``: the largest left side minus right side is ``p + c^2 / 4`` (``p_j = 0``,
+      ``c_j = c / 2``), so a_i is null iff ``(p, c) = (0, 0)``;
+    - a_j iff ``p_j > p + c (c - c_j)``: possible iff ``p + c^2 - c < 1`` (``c_j = 1``), null iff ``p = 1`` and
+      ``c in {0, 1}``;
+    - a_0 iff ``p_j`` lies in ``[p - c_j^2 + c c_j, p - c c_j + c^2]`` (length ``(c - c_j)^2``): inside [0, 1] with
+      positive length unless ``(p, c)`` is ``(0, 0)`` or ``(1, 1)``.
+
+    B's fn. 7 lists (0, 0) and (1, 1) as the exceptions; (1, 0) is one too (a_j null)."""
+    null = set()
+    if p == 0 and c == 0:
+        null |= {0, 1}
+    if p == 1 and c in (0.0, 1.0):
+        null.add(2)
+    if p == 1 and c == 1:
+        null.add(0)
+    return null

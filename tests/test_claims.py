@@ -210,3 +210,16 @@ def test_sec43_refinement_row_needs_convergence_to_the_closed_form():
     # converging, but to the wrong limit (extrapolates to 0.238), or not converging at all
     assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2314), (0.2619, 0.2561)))[0].status == "FAIL"
     assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2250), (0.2619, 0.2618)))[0].status == "FAIL"
+
+
+def test_example1_null_outcomes_against_brute_force():
+    g = np.linspace(0, 1, 401)
+    pj, cj = np.meshgrid(g, g, indexing="ij")
+    for p in (0.0, 0.5, 1.0):
+        for c in (0.0, 0.5, 1.0):
+            a_i = p - pj > cj**2 - c * cj
+            a_j = pj - p > c * c - c * cj
+            a_0 = ~a_i & ~a_j
+            # a set of positive measure covers a fraction of the grid well above the boundary's 1/400
+            null = {k for k, x in enumerate((a_0, a_i, a_j)) if x.mean() < 5e-3}
+            assert null == ref_.example1_null_outcomes(p, c), (p, c)
