@@ -326,3 +326,42 @@ def example1_null_outcomes(p: float, c: float) -> set[int]:
     if p == 1 and c == 1:
         null.add(0)
     return null
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Cor. 1 / Prop 2: the interim-payment mechanism (linear trade, payments the uniform-prior interim expectations
+# of the VCG ones) under other independent beta priors
+
+
+def cor1_interim_regret(a: float, buyer: tuple, seller: tuple, types: int, misreports: int) -> tuple[float, float]:
+    """Max over the type grid ``linspace(0, 1, types)`` of each agent's interim regret (reports on
+    ``linspace(0, 1, misreports)``) in CE Cor. 1's mechanism for ``v_i = s_i + a s_-i``: trade iff ``m_b > m_s``, the
+    buyer pays ``T_b(m) = (1 + a) m^2 / 2`` and the seller receives ``(1 + a)(1 - m^2) / 2`` whatever happens (the
+    uniform-prior interim expectations of the VCG payments), when the other's signal is ``Beta(*buyer)`` /
+    ``Beta(*seller)`` distributed. ``E[1{s < m}]`` and ``E[s 1{s < m}]`` are regularized incomplete beta functions
+    (exact; ``(inf, inf)`` stands for a point mass at ``buyer[2]`` / ``seller[2]``, the ex post limit)."""
+    c = 1.0 + a
+    ts, ms = np.linspace(0.0, 1.0, types), np.linspace(0.0, 1.0, misreports)
+
+    def moments(law, m):  # (P(s < m), E[s 1{s < m}], E[s])
+        al, be, at = law
+        if math.isinf(al):
+            below = (m > at).astype(float)
+            return below, at * below, at
+        mean = al / (al + be)
+        return special.betainc(al, be, m), mean * special.betainc(al + 1, be, m), mean
+
+    out = []
+    for agent in (0, 1):
+        law = seller if agent == 0 else buyer  # the other's signal
+        best = 0.0
+        for t in ts:
+            reps = np.append(ms, t)
+            f, g, mean = moments(law, reps)
+            if agent == 0:  # buyer of type t: 1{s_s < m} (t + a s_s) - c m^2 / 2
+                u = t * f + a * g - c * reps**2 / 2
+            else:  # seller of type t: -1{s_b > m} (t + a s_b) + c (1 - m^2) / 2
+                u = -(t * (1 - f) + a * (mean - g)) + c * (1 - reps**2) / 2
+            best = max(best, float(np.max(u[:-1]) - u[-1]))
+        out.append(best)
+    return out[0], out[1]

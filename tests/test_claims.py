@@ -223,3 +223,19 @@ def test_example1_null_outcomes_against_brute_force():
             # a set of positive measure covers a fraction of the grid well above the boundary's 1/400
             null = {k for k, x in enumerate((a_0, a_i, a_j)) if x.mean() < 5e-3}
             assert null == ref_.example1_null_outcomes(p, c), (p, c)
+
+
+def test_cor1_interim_regret_quadrature_against_monte_carlo():
+    a, c = 0.5, 1.5
+    # the uniform prior the payments were computed for: Bayesian IC (CE Cor. 1)
+    assert max(ref_.cor1_interim_regret(a, (1.0, 1.0, 0.0), (1.0, 1.0, 0.0), 17, 33)) < 1e-12
+    # a concentrated prior: the buyer's regret by plain Monte Carlo over s_sigma, on the same type and report grids
+    rng = np.random.default_rng(0)
+    law_b, law_s = (6.25, 13.75), (13.75, 6.25)
+    ss = rng.beta(*law_s, 400_000)
+    best = 0.0
+    for t in np.linspace(0, 1, 17):
+        u = lambda m, t=t: np.mean((ss < m) * (t + a * ss)) - c * m * m / 2  # noqa: E731
+        best = max(best, max(u(m) for m in np.linspace(0, 1, 33)) - u(t))
+    buyer, _ = ref_.cor1_interim_regret(a, (*law_b, 0.0), (*law_s, 0.0), 17, 33)
+    assert abs(buyer - best) < 3e-3
