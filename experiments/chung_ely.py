@@ -492,6 +492,7 @@ def contributions(m: dict) -> list[Claim]:
             f">= -{c['tol']:g}",
             c["budget_margin"] >= -c["tol"],
         ),
+        _sec53_full_types(m),
         info(
             "CE Sec 5.3",
             "text: pledges/demands as described; implementation needs exact ties p_i = d_-i = vbar_i",
@@ -499,6 +500,20 @@ def contributions(m: dict) -> list[Claim]:
             "demands must be the pivotal values vbar_-i (demanding the VCG amount v_-i(s_i, 0) breaks implementation)",
         ),
     ]
+
+
+def _sec53_full_types(m: dict) -> Claim:
+    """Types funded whatever the other's signal (F_i(s_i) = [0, 1], the first branch of the Sec. 5.3 strategies):
+    on the type grid, ``s_i >= vbar_i`` and ``a s_i >= vbar_-i`` (v_i = s_i + a s_-i at s_-i = 0; closed form)."""
+    c = m["contributions"]
+    a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))
+    grid = [k / (c["n_types"] - 1) for k in range(c["n_types"])]
+    vb = c["vbar"]
+    want = [sum(x >= vb[i] - 1e-9 and a * x >= vb[1 - i] - 1e-9 for x in grid) for i in (0, 1)]
+    got = [c["agent1"]["n_full"], c["agent2"]["n_full"]]
+    return check("CE Sec 5.3", "types funded against every opponent (F_i(s_i) = [0, 1]: the strategies' first branch)",
+                 f"{got[0]} / {got[1]} of {c['n_types']} types per agent",
+                 f"{want[0]} / {want[1]}: grid types with s_i >= vbar_i and a s_i >= vbar_-i (closed form)", got == want)  # fmt: skip
 
 
 def double_auction(m: dict) -> list[Claim]:
@@ -603,6 +618,7 @@ EXPERIMENTS = {
     "ce_thm9_search_n3": Experiment(thm9, QUICK_SEARCH + ("search.constraint_grid=17",), _SEARCH["full"]),
     "ce_thm9_richer_family": Experiment(richer, **_SEARCH),
     "ce_sec53_contributions": Experiment(contributions),
+    "ce_sec53_contributions_full_types": Experiment(contributions),
     "ce_bilateral_second_best": Experiment(second_best, **_SEARCH),
     "ce_bilateral_second_best_interdependent": Experiment(second_best, **_SEARCH),
 }
