@@ -146,11 +146,11 @@ def grid_public_good(n: int, a: float, c: float, points: int) -> tuple[float, fl
 # CE Sec. 5.2: second best (threshold contribution rules on the budget line, CE Thm 9) vs first best
 
 
-def threshold_welfare(a: float, c: float, vbar1: float) -> float:
-    """Expected welfare ``E[(V(s) - c) 1{v_1 >= vbar_1, v_2 >= c - vbar_1}]`` for ``v_i = s_i + a s_j``,
-    independent U[0, 1] signals: the ``s_1`` integral of the linear integrand is exact, the ``s_2`` integral is
-    adaptive Gauss-Kronrod split at every kink of the region's edges."""
-    vbar2 = c - vbar1
+def threshold_welfare(a: float, c: float, vbar1: float, vbar2: float | None = None) -> float:
+    """Expected welfare ``E[(V(s) - c) 1{v_1 >= vbar_1, v_2 >= vbar_2}]`` for ``v_i = s_i + a s_j``, independent
+    U[0, 1] signals, ``vbar_2 = c - vbar_1`` (the budget line) unless given: the ``s_1`` integral of the linear
+    integrand is exact, the ``s_2`` integral is adaptive Gauss-Kronrod split at every kink of the region's edges."""
+    vbar2 = c - vbar1 if vbar2 is None else vbar2
 
     def edges(s2: float) -> tuple[float, float]:
         lo = max(vbar1 - a * s2, 0.0)

@@ -424,8 +424,13 @@ def sec52(m: dict) -> list[Claim]:
     Carlo on common profiles, against 1-D quadrature of both (``_reference``)."""
     rows = m["sweep"]["rows"]
     by_a: dict[float, dict] = {}
+    off_line = []
     for r in rows:
         st = r["settings"]
+        vbar = st["mechanism"].get("thresholds")
+        if st["mechanism"]["kind"] == "threshold_contribution" and abs(sum(vbar) - st["environment"]["cost"]) > 1e-9:
+            off_line.append(r)
+            continue
         by_a.setdefault(st["environment"]["a"], {})[st["mechanism"]["kind"]] = r
     out, ratios = [], []
     for a in sorted(by_a):
@@ -464,7 +469,29 @@ def sec52(m: dict) -> list[Claim]:
                          "quadrature: " + ", ".join(f"{x:.3f}" for x in refs) + " (strictly rising; 1 at pure common "
                          "values); measured: last = 1 (1e-6) and first below it by > 4 SE",
                          rising and abs(refs[-1] - 1) <= 1e-9 and (a1 != 1 or abs(r1 - 1) <= 1e-6) and r1 - r0 > 4 * s0))  # fmt: skip
+    for r in off_line:
+        out.append(_thm9_necessity(r, by_a.get(r["settings"]["environment"]["a"], {}).get("threshold_contribution")))
     return out
+
+
+def _thm9_necessity(r: dict, line: dict | None) -> Claim:
+    """CE Thm 9, necessity of vbar_1 + vbar_2 = c: a threshold rule above the budget line is balanced but provides in
+    a subset of the budget-line rule's states, all with V >= c, so it is dominated (lower welfare)."""
+    env, vbar = r["settings"]["environment"], r["settings"]["mechanism"]["thresholds"]
+    a, c = env["a"], env["cost"]
+    if line is None:
+        return check("CE Thm 9", f"sum vbar > c is dominated ({r['case']})", "no budget-line rule at this a", "", False)
+    w_ref = ref_.threshold_welfare(a, c, vbar[0], vbar[1])
+    lv = line["settings"]["mechanism"]["thresholds"]
+    w_line = ref_.threshold_welfare(a, c, lv[0], lv[1])
+    nested = all(x >= y for x, y in zip(vbar, lv, strict=True))
+    d = line["welfare"]["mean"] - r["welfare"]["mean"]
+    return check("CE Thm 9", f"a rule with sum vbar = {sum(vbar):g} > c is balanced but dominated ({r['case']})",
+                 f"deficit max {r['deficit']['max']:.2g}; welfare {pm(r['welfare'])}, budget-line rule "
+                 f"{pm(line['welfare'])} (difference {d:+.4f} on the same profiles)",
+                 f"quadrature {w_ref:.4f} vs {w_line:.4f} (4 SE); its provision set lies inside the budget-line rule's "
+                 f"(vbar >= {lv})", nested and r["deficit"]["max"] <= 1e-5 and w_ref < w_line - 1e-4 and d > 0
+                 and abs(r["welfare"]["mean"] - w_ref) <= 4 * r["welfare"]["se"] + 1e-6)  # fmt: skip
 
 
 def contributions(m: dict) -> list[Claim]:
