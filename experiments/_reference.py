@@ -365,3 +365,54 @@ def cor1_interim_regret(a: float, buyer: tuple, seller: tuple, types: int, misre
             best = max(best, float(np.max(u[:-1]) - u[-1]))
         out.append(best)
     return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# B Sec. 4: the construction's price from its definitions, by brute force (two-dimensional signals of buyer i)
+
+
+def private_common_values_np(dims: list, weights: list | None, own: float | None):
+    """B's private + common family restated: ``V_i = mean_k x_ik^2 + own c_i + w_i mean_k c_k``, buyer i's signal
+    ``(x_i1, ..., c_i)``; ``own`` defaults to ``(max w - min w) / n + 0.25``. Returns ``values(profiles (N, D))``."""
+    n = len(dims)
+    w = np.ones(n) if weights is None else np.asarray(weights, float)
+    own = float(w.max() - w.min()) / n + 0.25 if own is None else own
+    starts = np.cumsum((0, *dims[:-1]))
+
+    def values(s):
+        c = np.stack([s[:, a + d - 1] for a, d in zip(starts, dims, strict=True)], -1)
+        priv = np.stack([np.mean(s[:, a : a + d - 1] ** 2, axis=-1) if d > 1 else np.zeros(len(s))
+                         for a, d in zip(starts, dims, strict=True)], -1)  # fmt: skip
+        return priv + own * c + w[None, :] * c.mean(-1, keepdims=True)
+
+    return values
+
+
+def brute_force_price(values, s: np.ndarray, i: int, j: int, dims: list, grid: int = 301, levels: int = 800) -> float:
+    """``t*_ij`` at ``s_-i`` from B's definitions (buyer i with two-dimensional signals): the classes
+    ``S_i(lam, s_-i)`` as bands of ``V_i`` on a ``grid x grid`` grid of ``S_i``, ``V^m_ij(lam)`` the largest ``V_j``
+    on a class, ``g_ij = V_i(lam 1, s_-i) - V^m_ij``, ``lam*`` its last non-positive level, ``t* = V^m_ij(lam*)``."""
+    start = sum(dims[:i])
+    y = np.linspace(0.0, 1.0, grid)
+    yy = np.stack(np.meshgrid(y, y, indexing="ij"), axis=-1).reshape(-1, 2)
+    prof = np.repeat(np.asarray(s, np.float64)[None, :], len(yy), axis=0)
+    prof[:, start : start + 2] = yy
+    v = values(prof)
+    f, w = v[:, i], v[:, j]
+    fg = f.reshape(grid, grid)
+    band = max(np.abs(np.diff(fg, axis=0)).max(), np.abs(np.diff(fg, axis=1)).max())  # every class meets the band
+    order = np.argsort(f)
+    f, w = f[order], w[order]
+    lam = np.linspace(0.0, 1.0, levels)
+    diag = np.repeat(np.asarray(s, np.float64)[None, :], levels, axis=0)
+    diag[:, start : start + 2] = lam[:, None]
+    level = values(diag)[:, i]
+    lo = np.searchsorted(f, level - band, side="left")
+    hi = np.searchsorted(f, level + band, side="right")
+    vm = np.array([w[a:b].max() for a, b in zip(lo, hi, strict=True)])
+    g = level - vm
+    if g[-1] < 0:
+        return float(vm[-1])
+    if g[0] > 0:
+        return float(vm[0])
+    return float(vm[np.nonzero(g <= 0)[0].max()])

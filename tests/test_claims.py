@@ -239,3 +239,15 @@ def test_cor1_interim_regret_quadrature_against_monte_carlo():
         best = max(best, max(u(m) for m in np.linspace(0, 1, 33)) - u(t))
     buyer, _ = ref_.cor1_interim_regret(a, (*law_b, 0.0), (*law_s, 0.0), 17, 33)
     assert abs(buyer - best) < 3e-3
+
+
+def test_brute_force_price_gives_the_closed_form_on_example1():
+    import bikhchandani
+
+    rng = np.random.default_rng(2)
+    for s in rng.random((4, 4)):
+        for i in (0, 1):
+            j = 1 - i
+            want = s[2 * j] + s[2 * j + 1]  # t*_i = p_j + c_j (tests/test_pivotal.py derives it)
+            got = ref_.brute_force_price(bikhchandani._example1_values_np, s, i, j, [2, 2])
+            assert abs(got - want) < 5e-3

@@ -54,6 +54,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     k = min(ex.stats_profiles, 20000)
     out = {
         "environment": env.name,
+        "settings": {"environment": dataclasses.asdict(settings.environment)},  # the model as run (references)
         "dims": list(env.dims),
         "assumptions": assumption_report(env, s[:k], steps[:k], opts),
     }
