@@ -146,11 +146,11 @@ def grid_public_good(n: int, a: float, c: float, points: int) -> tuple[float, fl
 # CE Sec. 5.2: second best (threshold contribution rules on the budget line, CE Thm 9) vs first best
 
 
-def threshold_welfare(a: float, c: float, vbar1: float) -> float:
-    """Expected welfare ``E[(V(s) - c) 1{v_1 >= vbar_1, v_2 >= c - vbar_1}]`` for ``v_i = s_i + a s_j``,
-    independent U[0, 1] signals: the ``s_1`` integral of the linear integrand is exact, the ``s_2`` integral is
-    adaptive Gauss-Kronrod split at every kink of the region's edges."""
-    vbar2 = c - vbar1
+def threshold_welfare(a: float, c: float, vbar1: float, vbar2: float | None = None) -> float:
+    """Expected welfare ``E[(V(s) - c) 1{v_1 >= vbar_1, v_2 >= vbar_2}]`` for ``v_i = s_i + a s_j``, independent
+    U[0, 1] signals, ``vbar_2 = c - vbar_1`` (the budget line) unless given: the ``s_1`` integral of the linear
+    integrand is exact, the ``s_2`` integral is adaptive Gauss-Kronrod split at every kink of the region's edges."""
+    vbar2 = c - vbar1 if vbar2 is None else vbar2
 
     def edges(s2: float) -> tuple[float, float]:
         lo = max(vbar1 - a * s2, 0.0)
@@ -304,3 +304,115 @@ def jmm_shifted_gap(profile: np.ndarray, shift: float, points: int) -> float:
         return max(0.0, g[~win].max() + other_c - g[win].min()) / 2.0
 
     return max(gap(g - p2 > shift, c2), gap(g >= p1 - shift, c1))
+
+
+def example1_null_outcomes(p: float, c: float) -> set[int]:
+    """Outcomes of B Example 1's prices (``t_i = p_j + c_j^2``) that buyer i's type ``(p, c)`` gets for only a null
+    set of the other's signals (0: a_0, 1: a_i, 2: a_j), in closed form:
+
+    - a_i iff ``p - p_j > c_j^2 - c c_j``: the largest left side minus right side is ``p + c^2 / 4`` (``p_j = 0``,
+      ``c_j = c / 2``), so a_i is null iff ``(p, c) = (0, 0)``;
+    - a_j iff ``p_j > p + c (c - c_j)``: possible iff ``p + c^2 - c < 1`` (``c_j = 1``), null iff ``p = 1`` and
+      ``c in {0, 1}``;
+    - a_0 iff ``p_j`` lies in ``[p - c_j^2 + c c_j, p - c c_j + c^2]`` (length ``(c - c_j)^2``): inside [0, 1] with
+      positive length unless ``(p, c)`` is ``(0, 0)`` or ``(1, 1)``.
+
+    B's fn. 7 lists (0, 0) and (1, 1) as the exceptions; (1, 0) is one too (a_j null)."""
+    null = set()
+    if p == 0 and c == 0:
+        null |= {0, 1}
+    if p == 1 and c in (0.0, 1.0):
+        null.add(2)
+    if p == 1 and c == 1:
+        null.add(0)
+    return null
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Cor. 1 / Prop 2: the interim-payment mechanism (linear trade, payments the uniform-prior interim expectations
+# of the VCG ones) under other independent beta priors
+
+
+def cor1_interim_regret(a: float, buyer: tuple, seller: tuple, types: int, misreports: int) -> tuple[float, float]:
+    """Max over the type grid ``linspace(0, 1, types)`` of each agent's interim regret (reports on
+    ``linspace(0, 1, misreports)``) in CE Cor. 1's mechanism for ``v_i = s_i + a s_-i``: trade iff ``m_b > m_s``, the
+    buyer pays ``T_b(m) = (1 + a) m^2 / 2`` and the seller receives ``(1 + a)(1 - m^2) / 2`` whatever happens (the
+    uniform-prior interim expectations of the VCG payments), when the other's signal is ``Beta(*buyer)`` /
+    ``Beta(*seller)`` distributed. ``E[1{s < m}]`` and ``E[s 1{s < m}]`` are regularized incomplete beta functions
+    (exact; ``(inf, inf)`` stands for a point mass at ``buyer[2]`` / ``seller[2]``, the ex post limit)."""
+    c = 1.0 + a
+    ts, ms = np.linspace(0.0, 1.0, types), np.linspace(0.0, 1.0, misreports)
+
+    def moments(law, m):  # (P(s < m), E[s 1{s < m}], E[s])
+        al, be, at = law
+        if math.isinf(al):
+            below = (m > at).astype(float)
+            return below, at * below, at
+        mean = al / (al + be)
+        return special.betainc(al, be, m), mean * special.betainc(al + 1, be, m), mean
+
+    out = []
+    for agent in (0, 1):
+        law = seller if agent == 0 else buyer  # the other's signal
+        best = 0.0
+        for t in ts:
+            reps = np.append(ms, t)
+            f, g, mean = moments(law, reps)
+            if agent == 0:  # buyer of type t: 1{s_s < m} (t + a s_s) - c m^2 / 2
+                u = t * f + a * g - c * reps**2 / 2
+            else:  # seller of type t: -1{s_b > m} (t + a s_b) + c (1 - m^2) / 2
+                u = -(t * (1 - f) + a * (mean - g)) + c * (1 - reps**2) / 2
+            best = max(best, float(np.max(u[:-1]) - u[-1]))
+        out.append(best)
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# B Sec. 4: the construction's price from its definitions, by brute force (two-dimensional signals of buyer i)
+
+
+def private_common_values_np(dims: list, weights: list | None, own: float | None):
+    """B's private + common family restated: ``V_i = mean_k x_ik^2 + own c_i + w_i mean_k c_k``, buyer i's signal
+    ``(x_i1, ..., c_i)``; ``own`` defaults to ``(max w - min w) / n + 0.25``. Returns ``values(profiles (N, D))``."""
+    n = len(dims)
+    w = np.ones(n) if weights is None else np.asarray(weights, float)
+    own = float(w.max() - w.min()) / n + 0.25 if own is None else own
+    starts = np.cumsum((0, *dims[:-1]))
+
+    def values(s):
+        c = np.stack([s[:, a + d - 1] for a, d in zip(starts, dims, strict=True)], -1)
+        priv = np.stack([np.mean(s[:, a : a + d - 1] ** 2, axis=-1) if d > 1 else np.zeros(len(s))
+                         for a, d in zip(starts, dims, strict=True)], -1)  # fmt: skip
+        return priv + own * c + w[None, :] * c.mean(-1, keepdims=True)
+
+    return values
+
+
+def brute_force_price(values, s: np.ndarray, i: int, j: int, dims: list, grid: int = 301, levels: int = 800) -> float:
+    """``t*_ij`` at ``s_-i`` from B's definitions (buyer i with two-dimensional signals): the classes
+    ``S_i(lam, s_-i)`` as bands of ``V_i`` on a ``grid x grid`` grid of ``S_i``, ``V^m_ij(lam)`` the largest ``V_j``
+    on a class, ``g_ij = V_i(lam 1, s_-i) - V^m_ij``, ``lam*`` its last non-positive level, ``t* = V^m_ij(lam*)``."""
+    start = sum(dims[:i])
+    y = np.linspace(0.0, 1.0, grid)
+    yy = np.stack(np.meshgrid(y, y, indexing="ij"), axis=-1).reshape(-1, 2)
+    prof = np.repeat(np.asarray(s, np.float64)[None, :], len(yy), axis=0)
+    prof[:, start : start + 2] = yy
+    v = values(prof)
+    f, w = v[:, i], v[:, j]
+    fg = f.reshape(grid, grid)
+    band = max(np.abs(np.diff(fg, axis=0)).max(), np.abs(np.diff(fg, axis=1)).max())  # every class meets the band
+    order = np.argsort(f)
+    f, w = f[order], w[order]
+    lam = np.linspace(0.0, 1.0, levels)
+    diag = np.repeat(np.asarray(s, np.float64)[None, :], levels, axis=0)
+    diag[:, start : start + 2] = lam[:, None]
+    level = values(diag)[:, i]
+    lo = np.searchsorted(f, level - band, side="left")
+    hi = np.searchsorted(f, level + band, side="right")
+    vm = np.array([w[a:b].max() for a, b in zip(lo, hi, strict=True)])
+    g = level - vm
+    if g[-1] < 0:
+        return float(vm[-1])
+    if g[0] > 0:
+        return float(vm[0])
+    return float(vm[np.nonzero(g <= 0)[0].max()])

@@ -79,6 +79,7 @@ def _common_rows(m: dict, source: str, nontrivial: bool = True) -> list[Claim]:
                              "mechanism only)", meas + f" at {np.round(r['weak_efficiency']['worst_profile'], 3).tolist()}"))  # fmt: skip
         rows.append(measure(source, f"{name}: revenue and welfare",
                          f"revenue {pm(r['revenue'])}, welfare {pm(r['welfare'])}, first best {pm(r['first_best_welfare'])}"))  # fmt: skip
+    rows += _brute_force_rows(m)
     if "ray_accuracy" in m:
         ra = m["ray_accuracy"]
         rows.append(check("B Sec. 4 (V^m by rays)", "ray search t* agrees with a fine setting",
@@ -97,6 +98,35 @@ def _common_rows(m: dict, source: str, nontrivial: bool = True) -> list[Claim]:
     return rows
 
 
+def _example1_values_np(s: np.ndarray) -> np.ndarray:
+    """B Example 1 restated: ``V_i = p_i + c_i c_j`` with ``s = (p_1, c_1, p_2, c_2)``."""
+    return np.stack([s[:, 0] + s[:, 1] * s[:, 3], s[:, 2] + s[:, 3] * s[:, 1]], -1)
+
+
+def _brute_force_rows(m: dict, profiles: int = 12) -> list[Claim]:
+    """The construction's prices t*_ij at sampled profiles against B's definitions evaluated by brute force (classes
+    as bands of V_i on a 301 x 301 grid of S_i, ``_reference.brute_force_price``), for two buyers with 2-d signals."""
+    if "price_sample" not in m or len(m["dims"]) != 2:
+        return []
+    env = m.get("settings", {}).get("environment", {})
+    if env.get("kind") == "example1":
+        values = _example1_values_np
+    elif env.get("kind") == "private_common":
+        values = ref_.private_common_values_np(env["dims"], env["weights"], env["own"])
+    else:
+        return []
+    x, t = np.asarray(m["price_sample"]["signals"]), np.asarray(m["price_sample"]["prices"])
+    err = 0.0
+    buyers = [i for i in range(2) if m["dims"][i] == 2]
+    for k in range(min(profiles, len(x))):
+        for i in buyers:
+            err = max(err, abs(t[k, i] - ref_.brute_force_price(values, x[k], i, 1 - i, m["dims"])))
+    return [check("B Sec. 4 (t* by brute force)", f"construction's price t*_i = V^m_ij(lam*) (buyer{'s' if len(buyers) > 1 else ''} "
+                  f"{', '.join(str(i + 1) for i in buyers)})", f"max |t* - brute force| {err:.2g} on {min(profiles, len(x))} profiles",
+                  "<= 1e-2: B's definitions evaluated directly (classes as bands of V_i on a 301 x 301 grid of S_i, 800 levels)",
+                  err <= 1e-2)]  # fmt: skip
+
+
 def example1_claims(m: dict) -> list[Claim]:
     rows = _common_rows(m, "B Example 1")
     by = {r["mechanism"]: r for r in m["mechanisms"]}
@@ -111,6 +141,8 @@ def example1_claims(m: dict) -> list[Claim]:
         rows.append(check("B Sec. 4 (inefficiency)", "welfare below the first best E[max V] = 11/12",
                           f"{pm(hand['welfare'])} vs {pm(fb)}", "11/12 = 0.9167 closed form",
                           _near(fb, 11 / 12) and hand["welfare"]["ci95"][1] < fb["ci95"][0]))  # fmt: skip
+    if "example1_sets" in m:
+        rows += _example1_sets_rows(m["example1_sets"], m["mechanisms"][0]["mechanism"])
     piv = next((r for r in m["mechanisms"] if r["kind"] == "pivotal"), None)
     if piv is not None:
         ref = example1_reference(construction=True)
@@ -130,6 +162,46 @@ def example1_claims(m: dict) -> list[Claim]:
                              f"max |t* - (p_j + c_j)| = {d:.2g}; revenue {pm(piv['revenue'])} vs "
                              f"{pm(hand['revenue']) if hand else '-'} (p_j + c_j^2)",
                              "V^m_ij(lam) = p_j + min(c_j, lam (1 + c_j)), so lam* = (p_j + c_j) / (1 + c_j)"))  # fmt: skip
+    return rows
+
+
+def _example1_sets_rows(sets: dict, mech: str) -> list[Claim]:
+    """B fn. 7 (which outcomes each type gets with positive probability) and the a_1 / a_2 boundary, measured on the
+    library's mechanism at fixed types / perturbed points, against the closed forms of ``_reference``."""
+    rows, wrong, found = [], [], []
+    for t in sets["fn7"]:
+        p, c = t["type"]
+        null = {k for k in range(3) if t["share"][k] == 0.0}
+        if null != ref_.example1_null_outcomes(p, c):
+            wrong.append(f"({p:g}, {c:g}): null {sorted(null)}")
+        if null:
+            found.append(f"({p:g}, {c:g}): no " + ", ".join(f"a_{'0ij'[k]}" for k in sorted(null)))
+    n = sets["fn7"][0]["profiles"]
+    rows.append(check("B fn. 7", f"{mech}: which types get every outcome a_0, a_i, a_j with positive probability",
+                      f"{len(sets['fn7'])} types x {n} sampled s_j; null outcomes at " + "; ".join(found)
+                      + (f"; MISMATCH {wrong}" if wrong else ""),
+                      "closed form: exceptions (0, 0), (1, 1) (B's fn. 7) and (1, 0), where a_j needs p_j > 1",
+                      not wrong))  # fmt: skip
+    extra = [t for t in sets["fn7"] if t["type"] not in ([0.0, 0.0], [1.0, 1.0]) and 0.0 in t["share"]]
+    if extra:  # types outside B's two exceptions that the run finds without some outcome
+        t = extra[0]
+        rows.append(info("B fn. 7", "text: every type other than (0, 0) and (1, 1) gets each outcome with positive "
+                         f"probability; ({t['type'][0]:g}, {t['type'][1]:g}) is a further exception",
+                         f"at (p_i, c_i) = ({t['type'][0]:g}, {t['type'][1]:g}): outcome shares a_0, a_i, a_j = "
+                         + ", ".join(f"{x:.4f}" for x in t["share"]) + f" over {t['profiles']} sampled s_j",
+                         "at (1, 0) buyer j wins iff p_j - p_i > c_i (c_i - c_j) = 0, i.e. p_j > 1 (closed form)"))  # fmt: skip
+    b = sets["boundary"]
+    two_d = b["share_both_sides"] == 1.0 and b["c_range"] is not None and b["c_range"][1] - b["c_range"][0] > 0.9
+    rows.append(check("B Example 1", f"{mech}: the closures of h^-1(a_1) and h^-1(a_2) meet on {{p_1 = p_2, c_1 = c_2}}",
+                      f"at {b['points']} sampled (p, c, p, c): p_1 +- 1e-3 gives a_1 / a_2 at a share "
+                      f"{b['share_both_sides']:.4f}, c over {b['c_range']}",
+                      "share 1 for c across (0, 1): closed form p_1 - p_2 > c_2^2 - c_1 c_2 = 0 at c_1 = c_2", two_d))  # fmt: skip
+    if two_d:
+        rows.append(info("B Example 1", "text: the a_1 / a_2 boundary is {p_1 = p_2, c_1 = c_2 = 0}, one dimensional; it "
+                         "is {p_1 = p_2, c_1 = c_2}, two dimensional",
+                         f"both outcomes next to every sampled (p, c, p, c), c from {b['c_range'][0]:.2f} to "
+                         f"{b['c_range'][1]:.2f}", "what survives: at fixed s_j the boundary in s_i is one point, "
+                         "(p_j, c_j)"))  # fmt: skip
     return rows
 
 

@@ -8,6 +8,7 @@ metrics into report rows). Run only this paper's sections with
 
 from __future__ import annotations
 
+import math
 import re
 
 import _reference as ref_
@@ -156,7 +157,46 @@ def cor1(m: dict) -> list[Claim]:
             abs(mb["mean"]) <= 4 * mb["se"],
         ),
         check("CE Cor 1", "expected deficit > 0", pm(d), "95% CI above 0", d["ci95"][0] > 0),
+        *_prop2_only_if(m),
     ]
+
+
+def _prop2_only_if(m: dict) -> list[Claim]:
+    """CE Prop 2, "only if": the interim-payment mechanism is Bayesian IC under the uniform prior it was built for,
+    but not under independent beta priors concentrated where it fails ex post; its interim regret there (the
+    library's nested Monte Carlo) against quadrature of the same mechanism (``_reference.cor1_interim_regret``), and
+    the rise towards the ex post regret (point-mass limit) as the concentration grows."""
+    other = m.get("other_priors") or []
+    if not other:
+        return []
+    a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))
+    ib = m["interim_bayesian"]
+    types, mis = ib["types"], ib["misreports"]
+    out, measured = [], []
+    for o in other:
+        laws = [(x["a"], x["b"]) for x in o["prior"]["marginals"]]
+        ref = ref_.cor1_interim_regret(a, (*laws[0], 0.0), (*laws[1], 0.0), types, mis)
+        ag = o["interim_bayesian"]["agents"]
+        ok = all(abs(g["max_interim_regret"] - r) <= 4 * g["se_at_max"] + 2e-3 for g, r in zip(ag, ref, strict=True))
+        measured.append([g["max_interim_regret"] for g in ag])
+        out.append(check("CE Prop 2", f"not Bayesian IC under another prior: {o['case']}",
+                         "max interim regret buyer " + ", seller ".join(
+                             f"{g['max_interim_regret']:.4f} ± {g['se_at_max']:.4f}" for g in ag),
+                         "quadrature of the same mechanism: " + ", ".join(f"{r:.4f}" for r in ref)
+                         + " (regularized incomplete beta; 4 SE + 2e-3 for the Monte Carlo payments)", ok and min(ref) > 0.1))  # fmt: skip
+    first = other[0]["prior"]["marginals"]
+    centre = [x["a"] / (x["a"] + x["b"]) for x in first]
+    limit = ref_.cor1_interim_regret(a, (math.inf, math.inf, centre[0]), (math.inf, math.inf, centre[1]), types, mis)
+    rising = all(all(y >= x - 1e-3 for x, y in zip(p, q, strict=True)) for p, q in zip(measured[:-1], measured[1:], strict=True))
+    close = all(abs(x - lim) <= 0.1 * lim for x, lim in zip(measured[-1], limit, strict=True))
+    out.append(check("CE Prop 2", "only if: as the prior concentrates at s = (" + ", ".join(f"{c:g}" for c in centre)
+                     + "), the interim regret rises to the ex post regret",
+                     " -> ".join("(" + ", ".join(f"{x:.3f}" for x in r) + ")" for r in measured)
+                     + f" (buyer, seller); uniform prior: {max(g['max_interim_regret'] for g in ib['agents']):.2g}",
+                     "ex post regret at the centre's s_-i, max over the type grid (closed form): ("
+                     + ", ".join(f"{x:.3f}" for x in limit) + "); rising, the last within 10%",
+                     rising and close))  # fmt: skip
+    return out
 
 
 def thm8(m: dict) -> list[Claim]:
@@ -384,8 +424,13 @@ def sec52(m: dict) -> list[Claim]:
     Carlo on common profiles, against 1-D quadrature of both (``_reference``)."""
     rows = m["sweep"]["rows"]
     by_a: dict[float, dict] = {}
+    off_line = []
     for r in rows:
         st = r["settings"]
+        vbar = st["mechanism"].get("thresholds")
+        if st["mechanism"]["kind"] == "threshold_contribution" and abs(sum(vbar) - st["environment"]["cost"]) > 1e-9:
+            off_line.append(r)
+            continue
         by_a.setdefault(st["environment"]["a"], {})[st["mechanism"]["kind"]] = r
     out, ratios = [], []
     for a in sorted(by_a):
@@ -424,7 +469,29 @@ def sec52(m: dict) -> list[Claim]:
                          "quadrature: " + ", ".join(f"{x:.3f}" for x in refs) + " (strictly rising; 1 at pure common "
                          "values); measured: last = 1 (1e-6) and first below it by > 4 SE",
                          rising and abs(refs[-1] - 1) <= 1e-9 and (a1 != 1 or abs(r1 - 1) <= 1e-6) and r1 - r0 > 4 * s0))  # fmt: skip
+    for r in off_line:
+        out.append(_thm9_necessity(r, by_a.get(r["settings"]["environment"]["a"], {}).get("threshold_contribution")))
     return out
+
+
+def _thm9_necessity(r: dict, line: dict | None) -> Claim:
+    """CE Thm 9, necessity of vbar_1 + vbar_2 = c: a threshold rule above the budget line is balanced but provides in
+    a subset of the budget-line rule's states, all with V >= c, so it is dominated (lower welfare)."""
+    env, vbar = r["settings"]["environment"], r["settings"]["mechanism"]["thresholds"]
+    a, c = env["a"], env["cost"]
+    if line is None:
+        return check("CE Thm 9", f"sum vbar > c is dominated ({r['case']})", "no budget-line rule at this a", "", False)
+    w_ref = ref_.threshold_welfare(a, c, vbar[0], vbar[1])
+    lv = line["settings"]["mechanism"]["thresholds"]
+    w_line = ref_.threshold_welfare(a, c, lv[0], lv[1])
+    nested = all(x >= y for x, y in zip(vbar, lv, strict=True))
+    d = line["welfare"]["mean"] - r["welfare"]["mean"]
+    return check("CE Thm 9", f"a rule with sum vbar = {sum(vbar):g} > c is balanced but dominated ({r['case']})",
+                 f"deficit max {r['deficit']['max']:.2g}; welfare {pm(r['welfare'])}, budget-line rule "
+                 f"{pm(line['welfare'])} (difference {d:+.4f} on the same profiles)",
+                 f"quadrature {w_ref:.4f} vs {w_line:.4f} (4 SE); its provision set lies inside the budget-line rule's "
+                 f"(vbar >= {lv})", nested and r["deficit"]["max"] <= 1e-5 and w_ref < w_line - 1e-4 and d > 0
+                 and abs(r["welfare"]["mean"] - w_ref) <= 4 * r["welfare"]["se"] + 1e-6)  # fmt: skip
 
 
 def contributions(m: dict) -> list[Claim]:
@@ -452,6 +519,7 @@ def contributions(m: dict) -> list[Claim]:
             f">= -{c['tol']:g}",
             c["budget_margin"] >= -c["tol"],
         ),
+        _sec53_full_types(m),
         info(
             "CE Sec 5.3",
             "text: pledges/demands as described; implementation needs exact ties p_i = d_-i = vbar_i",
@@ -459,6 +527,20 @@ def contributions(m: dict) -> list[Claim]:
             "demands must be the pivotal values vbar_-i (demanding the VCG amount v_-i(s_i, 0) breaks implementation)",
         ),
     ]
+
+
+def _sec53_full_types(m: dict) -> Claim:
+    """Types funded whatever the other's signal (F_i(s_i) = [0, 1], the first branch of the Sec. 5.3 strategies):
+    on the type grid, ``s_i >= vbar_i`` and ``a s_i >= vbar_-i`` (v_i = s_i + a s_-i at s_-i = 0; closed form)."""
+    c = m["contributions"]
+    a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))
+    grid = [k / (c["n_types"] - 1) for k in range(c["n_types"])]
+    vb = c["vbar"]
+    want = [sum(x >= vb[i] - 1e-9 and a * x >= vb[1 - i] - 1e-9 for x in grid) for i in (0, 1)]
+    got = [c["agent1"]["n_full"], c["agent2"]["n_full"]]
+    return check("CE Sec 5.3", "types funded against every opponent (F_i(s_i) = [0, 1]: the strategies' first branch)",
+                 f"{got[0]} / {got[1]} of {c['n_types']} types per agent",
+                 f"{want[0]} / {want[1]}: grid types with s_i >= vbar_i and a s_i >= vbar_-i (closed form)", got == want)  # fmt: skip
 
 
 def double_auction(m: dict) -> list[Claim]:
@@ -563,6 +645,7 @@ EXPERIMENTS = {
     "ce_thm9_search_n3": Experiment(thm9, QUICK_SEARCH + ("search.constraint_grid=17",), _SEARCH["full"]),
     "ce_thm9_richer_family": Experiment(richer, **_SEARCH),
     "ce_sec53_contributions": Experiment(contributions),
+    "ce_sec53_contributions_full_types": Experiment(contributions),
     "ce_bilateral_second_best": Experiment(second_best, **_SEARCH),
     "ce_bilateral_second_best_interdependent": Experiment(second_best, **_SEARCH),
 }

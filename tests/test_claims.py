@@ -210,3 +210,44 @@ def test_sec43_refinement_row_needs_convergence_to_the_closed_form():
     # converging, but to the wrong limit (extrapolates to 0.238), or not converging at all
     assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2314), (0.2619, 0.2561)))[0].status == "FAIL"
     assert chung_ely._sec43_refinement(_sec43((0.2248, 0.2250), (0.2619, 0.2618)))[0].status == "FAIL"
+
+
+def test_example1_null_outcomes_against_brute_force():
+    g = np.linspace(0, 1, 401)
+    pj, cj = np.meshgrid(g, g, indexing="ij")
+    for p in (0.0, 0.5, 1.0):
+        for c in (0.0, 0.5, 1.0):
+            a_i = p - pj > cj**2 - c * cj
+            a_j = pj - p > c * c - c * cj
+            a_0 = ~a_i & ~a_j
+            # a set of positive measure covers a fraction of the grid well above the boundary's 1/400
+            null = {k for k, x in enumerate((a_0, a_i, a_j)) if x.mean() < 5e-3}
+            assert null == ref_.example1_null_outcomes(p, c), (p, c)
+
+
+def test_cor1_interim_regret_quadrature_against_monte_carlo():
+    a, c = 0.5, 1.5
+    # the uniform prior the payments were computed for: Bayesian IC (CE Cor. 1)
+    assert max(ref_.cor1_interim_regret(a, (1.0, 1.0, 0.0), (1.0, 1.0, 0.0), 17, 33)) < 1e-12
+    # a concentrated prior: the buyer's regret by plain Monte Carlo over s_sigma, on the same type and report grids
+    rng = np.random.default_rng(0)
+    law_b, law_s = (6.25, 13.75), (13.75, 6.25)
+    ss = rng.beta(*law_s, 400_000)
+    best = 0.0
+    for t in np.linspace(0, 1, 17):
+        u = lambda m, t=t: np.mean((ss < m) * (t + a * ss)) - c * m * m / 2  # noqa: E731
+        best = max(best, max(u(m) for m in np.linspace(0, 1, 33)) - u(t))
+    buyer, _ = ref_.cor1_interim_regret(a, (*law_b, 0.0), (*law_s, 0.0), 17, 33)
+    assert abs(buyer - best) < 3e-3
+
+
+def test_brute_force_price_gives_the_closed_form_on_example1():
+    import bikhchandani
+
+    rng = np.random.default_rng(2)
+    for s in rng.random((4, 4)):
+        for i in (0, 1):
+            j = 1 - i
+            want = s[2 * j] + s[2 * j + 1]  # t*_i = p_j + c_j (tests/test_pivotal.py derives it)
+            got = ref_.brute_force_price(bikhchandani._example1_values_np, s, i, j, [2, 2])
+            assert abs(got - want) < 5e-3

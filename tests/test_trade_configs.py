@@ -37,7 +37,7 @@ def test_sec44_deficit_curve(tmp_path):
 
 def test_thm2_monotonicity(tmp_path):
     cases = tomllib.loads((CONFIGS / "ce_thm2_monotonicity.toml").read_text())["experiment"]["cases"]
-    assert len(cases) == 5
+    assert len(cases) == 7  # 5 with a = 0.5, 2 with private values (CE Lemma 2)
     keep = [c for c in cases if "ramp" in c["name"] or "NOT" in c["name"]]
     sets = [list(c.get("set", [])) + (["mechanism.cells=256"] if "ramp" in c["name"] else []) for c in keep]
     cases = (
@@ -47,7 +47,7 @@ def test_thm2_monotonicity(tmp_path):
     )
     m = _run(tmp_path, "ce_thm2_monotonicity", f"experiment.cases={cases}")
     rows = m["sweep"]["rows"]
-    assert [r["regret_max"] > 1e-3 for r in rows] == [False, True]
+    assert [r["regret_max"] > 1e-3 for r in rows] == [False, True, True]
     bad = rows[-1]["regret"][0]
     assert bad["p_above_tol"]["count"] > 0 and len(bad["worst_misreport"]) == 1
 
@@ -86,6 +86,10 @@ def test_cor1_bayesian(tmp_path):
     assert all(r["max_interim_regret"] <= 1e-3 for r in m["interim_bayesian"]["agents"])
     mb = m["comparison"]["mechanisms"][1]["minus_baseline"]
     assert abs(mb["mean"]) <= 4 * mb["se"]
+    # CE Prop 2 "only if": the same mechanism under the config's concentrated priors is not Bayesian IC
+    assert m["other_priors"] and all(
+        max(a["max_interim_regret"] for a in o["interim_bayesian"]["agents"]) > 0.1 for o in m["other_priors"]
+    )
 
 
 def test_sec43_double_auction(tmp_path):

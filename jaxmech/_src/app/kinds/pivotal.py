@@ -56,6 +56,7 @@ def run_pivotal(settings, base_dir, progress, out_dir):
     k = min(ex.stats_profiles, 20000)
     out = {
         "environment": env.name,
+        "settings": {"environment": dataclasses.asdict(settings.environment)},  # the model as run (references)
         "dims": list(env.dims),
         "assumptions": assumption_report(env, s[:k], steps[:k], opts),
     }
@@ -81,6 +82,8 @@ def run_pivotal(settings, base_dir, progress, out_dir):
         row["audit"] = regret_summary(result.report)
         rows.append(row)
         tables.append(np.asarray(t, np.float64))
+        if len(tables) == 1:
+            first_table = table
         if m.kind == "pivotal" and pivotal_fn is None:
             pivotal_fn = (fn, m, table, t)
     base = tables[0]
@@ -92,6 +95,8 @@ def run_pivotal(settings, base_dir, progress, out_dir):
             "share_at_least_first": float(np.mean(np.all(d >= -1e-5, axis=1))),
         }
     out["mechanisms"] = rows
+    if env.name == "example1":  # B fn. 7 and the a_1 / a_2 boundary, with the config's first price mechanism
+        out["example1_sets"] = _example1_sets(env, s, first_table)
     if pivotal_fn is not None:
         fn, m, table, t = pivotal_fn
         cfg_p = PivotalConfig(rays=m.rays, refine=m.refine)
@@ -129,6 +134,43 @@ def run_pivotal(settings, base_dir, progress, out_dir):
                                      f"{env.name}: buyer 1 at s_-1 = {np.round(np.asarray(prof[2:], np.float64), 2).tolist()}")  # fmt: skip
             figs.append(f.name)
     return out, None, figs
+
+
+# buyer 1's types where B fn. 7 is checked: corners, edge midpoints, the centre
+FN7_TYPES = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.5, 0.5), (1.0, 0.5), (0.5, 1.0), (0.0, 0.5), (0.5, 0.0))
+
+
+def _outcomes(env, s, table) -> np.ndarray:
+    """Outcome index per profile (0: nobody; i: buyer i) of the price mechanism: i wins iff V_i > t_i (B eq. (4))."""
+    v = np.asarray(jax.vmap(env.values)(s), np.float64)
+    surplus = v - np.asarray(table(s), np.float64)
+    win = surplus.argmax(axis=1)
+    return np.where(surplus[np.arange(len(v)), win] > 0, win + 1, 0)
+
+
+def _example1_sets(env, s, table) -> dict:
+    """B Example 1 on the config's first price mechanism: for each of buyer 1's types in :data:`FN7_TYPES`, the
+    share of the sampled s_2 giving each outcome (B fn. 7); and, at sampled points (p, c, p, c) of the set
+    {p_1 = p_2, c_1 = c_2}, whether moving p_1 by +-1e-3 gives a_1 and a_2 (both closures meet there)."""
+    x = np.asarray(s, np.float64)
+    types = []
+    for p, c in FN7_TYPES:
+        y = x.copy()
+        y[:, 0], y[:, 1] = p, c
+        o = _outcomes(env, jnp.asarray(y, s.dtype), table)
+        types.append({"type": [p, c], "share": [float(np.mean(o == k)) for k in range(3)], "profiles": len(o)})
+    diag = x.copy()
+    diag[:, 2], diag[:, 3] = diag[:, 0], diag[:, 1]
+    diag[:, :2] = np.clip(diag[:, :2], 0.01, 0.99)
+    diag[:, 2:] = diag[:, :2]
+    up, down = diag.copy(), diag.copy()
+    up[:, 0] += 1e-3
+    down[:, 0] -= 1e-3
+    o_up = _outcomes(env, jnp.asarray(up, s.dtype), table)
+    o_down = _outcomes(env, jnp.asarray(down, s.dtype), table)
+    both = (o_up == 1) & (o_down == 2)
+    return {"fn7": types, "boundary": {"points": len(x), "share_both_sides": float(both.mean()),
+                                       "c_range": [float(diag[both, 1].min()), float(diag[both, 1].max())] if both.any() else None}}  # fmt: skip
 
 
 def _timed_prices(table, prior, key, dtype, n: int) -> dict:
