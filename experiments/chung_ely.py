@@ -80,7 +80,27 @@ def thm2(m: dict) -> list[Claim]:
                 (r["regret_max"] <= 1e-4) == mono,
             )
         )
+        if not mono and r["settings"]["mechanism"]["kind"] == "band_trade" and env["values"] == "linear":
+            out.append(_band_no_payments(r, "CE Lemma 2 (Mookherjee-Reichelstein)" if private else "CE Thm 2"))
     return out
+
+
+def _band_no_payments(r: dict, source: str) -> Claim:
+    """"Only if": no payments make the band rule (trade iff 0 < m_beta - m_sigma < w) ex post IC. At s_sigma the buyer
+    trades on (s_sigma, s_sigma + w) and not above, so any price difference leaves the least worst regret
+    (v_beta(1, s_sigma) - v_beta(s_sigma, s_sigma)) / 2 = (1 - s_sigma) / 2 when s_sigma + w < 1; likewise the
+    seller at s_beta (trades on (s_beta - w, s_beta), not below): s_beta / 2 when s_beta > w. The audit's regret with
+    the rule's own payments must be at least that bound at its worst profiles (closed form, CE Def 8 certificate)."""
+    w = r["settings"]["mechanism"]["width"]
+    (buyer, seller) = r["regret"]
+    sb_s = buyer["worst_profile"][1]
+    ss_b = seller["worst_profile"][0]
+    bounds = [(1 - sb_s) / 2 if sb_s + w < 1 else 0.0, ss_b / 2 if ss_b > w else 0.0]
+    return check(source, f"no payments make the non-monotone band rule IC ({r['case']})",
+                 f"regret buyer {buyer['max']:.4f} at s_sigma = {sb_s:.4f}, seller {seller['max']:.4f} at s_beta = {ss_b:.4f}",
+                 f"least worst regret of ANY payments there: (1 - s_sigma) / 2 = {bounds[0]:.4f}, s_beta / 2 = {bounds[1]:.4f} "
+                 "(closed form); the audit's regret >= it, and the bound > 0",
+                 max(bounds) > 0 and buyer["max"] >= bounds[0] - 1e-5 and seller["max"] >= bounds[1] - 1e-5)  # fmt: skip
 
 
 def thm5(m: dict) -> list[Claim]:

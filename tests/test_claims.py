@@ -251,3 +251,11 @@ def test_brute_force_price_gives_the_closed_form_on_example1():
             want = s[2 * j] + s[2 * j + 1]  # t*_i = p_j + c_j (tests/test_pivotal.py derives it)
             got = ref_.brute_force_price(bikhchandani._example1_values_np, s, i, j, [2, 2])
             assert abs(got - want) < 5e-3
+
+
+def test_band_rule_bound_row_fails_below_the_least_worst_regret():
+    row = {"case": "x", "settings": {"mechanism": {"width": 0.3}},
+           "regret": [{"max": 0.5, "worst_profile": [0.9, 0.2]}, {"max": 0.6, "worst_profile": [0.9, 0.1]}]}  # fmt: skip
+    assert chung_ely._band_no_payments(row, "CE Thm 2").status == "PASS"  # bounds 0.4 and 0.45
+    row["regret"][1]["max"] = 0.3  # below s_beta / 2 = 0.45: no payment rule does that well
+    assert chung_ely._band_no_payments(row, "CE Thm 2").status == "FAIL"
