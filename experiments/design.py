@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for
+from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for, measure
 
 QUICK = ("audit.profiles=8192", "design.starts=2", "design.steps=150", "design.eval_profiles=32768",
          "design.repair_profiles=4096", "design.check_grid=17", "design.lp_grids=[17, 33]")  # fmt: skip
@@ -115,8 +115,8 @@ def private(m: dict) -> list[Claim]:
     d = _d(m)
     return [
         check(
-            "CE Sec 4",
-            "private-values trade from cold starts reaches >= 99% of the best posted price",
+            "jaxmech (not in CE)",
+            "private-values trade from cold starts reaches >= 99% of the best posted price (Hagerty-Rogerson 1987)",
             f"{d['value']:.6f} (MC {d['objective']['mean']:.5f} ± {d['objective']['se']:.1g}); cutoffs "
             f"{', '.join(f'{x:.4f}' for x in d['description']['cutoffs'])}",
             "1/8 (closed form: posted price 1/2)",
@@ -133,7 +133,7 @@ def beta_trade(m: dict) -> list[Claim]:
     x, y = d["description"]["cutoffs"]
     return [
         check(
-            "CE Sec 4",
+            "jaxmech (not in CE)",
             "best posted price, Beta(2, 2) buyer and uniform seller, to 1e-3",
             f"cutoffs ({x:.5f}, {y:.5f}), welfare {d['value']:.6f}",
             f"fine 1-D search on exact integrals: p = {p:.5f}, welfare {w:.6f}",
@@ -150,10 +150,11 @@ def _interdependent(a: float):
         ref = (1 - a) ** 3 * (1 + a) / 8
         out = [
             check(
-                "CE Sec 4.4",
-                f"best deterministic rule from cold starts, a = {a}",
+                "jaxmech (not in CE)",
+                f"best deterministic ex post IC, IR, balanced trade rule from cold starts, a = {a}",
                 f"{d['value']:.6f}",
-                f"(1-a)^3 (1+a) / 8 = {ref:.6f} (within 1e-5)",
+                f"closed form of the best two-price rule, cutoffs ((1+a)/2, (1-a)/2): (1-a)^3 (1+a) / 8 = {ref:.6f} "
+                "(within 1e-5)",
                 abs(d["value"] - ref) <= 1e-5,
             ),
             _audit_ok(m),
@@ -210,8 +211,8 @@ def _thm9(closed: list[float] | None):
 def falling(m: dict) -> list[Claim]:
     d = _d(m)
     return [
-        info(
-            "CE Sec 5",
+        measure(
+            "jaxmech (not in CE)",
             "public good with values falling in others' signals: posted cutoffs from cold starts",
             f"cutoffs ({', '.join(f'{x:.4f}' for x in d['description']['cutoffs'])}), welfare {d['value']:.6f}",
         ),
