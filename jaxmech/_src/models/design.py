@@ -66,6 +66,7 @@ FAMILIES = {TRADE: ("two_price", "randomized", "cutoff"), PUBLIC: ("threshold", 
 OBJECTIVES = ("welfare", "revenue")
 BUDGETS = ("ex_post", "ex_ante")
 POLISHED = ("two_price", "posted", "threshold")
+QUADRATURE = (*POLISHED, "randomized")  # families whose objective is computed by quadrature (independent priors)
 REPAIR_TOL = 1e-7  # the repaired rule's worst (or mean) deficit is <= this: float32 rounding of values of order 1
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
 
@@ -334,28 +335,30 @@ def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array,
         return Spec(f, cold, shift, float(np.sum(vhi - vlo)) + abs(c), f.weight, closed_repair=closed,
                     polish_dim=n - 1, to_free=to_free, from_free=from_free)  # fmt: skip
     if family == "randomized":
-        f = randomized.randomized_trade_family(env, prior, knots=knots, key=key, repair_profiles=256, repair_grid=3,
-                                               dtype=dtype)  # fmt: skip
+        f = randomized.banded_trade_family(env, prior, knots=knots, dtype=dtype)
 
-        def cold(k):
-            k1, k2, k3 = jax.random.split(k, 3)
-            z0 = _uniform(k1, (), -2.0, 2.0, dtype)
-            slope = _uniform(k2, (), 2.0, 8.0, dtype) / (knots - 1)
-            inv = jnp.log(jnp.expm1(slope))
+        def cold(k):  # random two prices and a random monotone band: never a known optimum
+            k1, k2, k3, k4, k5 = jax.random.split(k, 5)
+            x = _uniform(k1, (), 0.4, 0.9, dtype)
+            y = _uniform(k2, (), 0.1, 0.6, dtype)
+            steps = _uniform(k3, (2, knots - 1), 0.2, 4.0, dtype) / (knots - 1)
+            inv = jnp.log(jnp.expm1(steps))
             return {
-                "z0": z0,
-                "alpha": jnp.full((knots - 1,), inv, dtype),
-                "beta": jnp.full((knots - 1,), inv, dtype),
-                "gamma": -6.0 + _uniform(k3, (knots - 1, knots - 1), -1.0, 1.0, dtype),
+                "cut": jnp.stack([x, y]),
+                "z0": _uniform(k4, (), 0.0, 3.0, dtype),
+                "alpha": inv[0],
+                "beta": inv[1],
+                "gamma": -6.0 + _uniform(k5, (knots - 1, knots - 1), -1.0, 1.0, dtype),
             }
 
-        def shift(p, delta):
-            return dict(p, z0=p["z0"] + delta)
+        def shift(p, delta):  # a larger box: more trade
+            return randomized.shrink(p, -delta)
 
-        def hard_q(p, s):
-            return randomized.trade_probability(p, s)
+        def box(p):
+            x, y = jnp.clip(p["cut"][0], 0.0, 1.0), jnp.clip(p["cut"][1], 0.0, 1.0)
+            return jnp.stack([x, jnp.zeros_like(y)]), jnp.stack([jnp.ones_like(x), y])
 
-        return Spec(f, cold, shift, 40.0, hard_q, expected_payments=True)
+        return Spec(f, cold, shift, 1.0, randomized.trade_probability, expected_payments=True, box=box)
     if family == "cutoff":
         f = fam.trade_cutoff_family(env, prior, key, knots=knots, restore_profiles=256)
 
@@ -581,14 +584,14 @@ def exact_objective(env, spec: Spec, prior, signs, *, objective, revenue_weight,
 
     def value(params, s):
         r = -f.violation(params, s)
-        w = env.welfare(jnp.ones((), s.dtype), s)
+        w = env.welfare(spec.hard_q(params, s), s)  # deterministic: 1 inside the region
         return r if objective == "revenue" else w + revenue_weight * r
 
     ppfs = [quantile_function(m, dtype) for m in prior.marginals]  # tabulated here, outside the trace
 
     @_compiled()
     def run(params):
-        return monotone_expectation(prior, signs, lambda s: f.weight(params, s), lambda s: value(params, s), panels,
+        return monotone_expectation(prior, signs, lambda s: spec.hard_q(params, s), lambda s: value(params, s), panels,
                                     dtype, ppfs)  # fmt: skip
 
     return run
@@ -797,7 +800,7 @@ def design(
 
     # 3. polish (low-dimensional deterministic families), by quadrature where the prior is independent
     quad = None
-    if polish and family in POLISHED and prior.cholesky is None:
+    if family in QUADRATURE and prior.cholesky is None and (polish or family not in POLISHED):
         panels = quadrature_panels or default_panels(n)
         quad = exact_objective(env, spec, prior, signs, objective=objective, revenue_weight=revenue_weight,
                                panels=(panels,) * n, dtype=dtype)  # fmt: skip
@@ -813,7 +816,7 @@ def design(
             rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "feasible": False})
             continue
         p3 = p2
-        if quad is not None:
+        if quad is not None and family in POLISHED:
 
             def lift(z):
                 p = jnp.asarray(spec.from_free(z), dtype)
