@@ -140,7 +140,8 @@ class Spec(NamedTuple):
     rule; ``expected_payments``: payments are owed whatever the outcome (randomized rules) rather than if it
     happens; ``box``: ``box(params) -> (lo, hi)`` of posted cutoffs (the region whose own grid the repair checks),
     or None; ``closed_repair``: an exact repair in closed form, or None; ``polish_dim``: free coordinates of the
-    polish (0: none); ``to_free`` / ``from_free``: those coordinates.
+    polish (0: none); ``to_free`` / ``from_free``: those coordinates; ``points(params) -> (m, n)``: states where the
+    ex post budget may bind along whole edges (randomized rules), each with its own multiplier in the search.
     """
 
     family: Family
@@ -154,6 +155,7 @@ class Spec(NamedTuple):
     polish_dim: int = 0
     to_free: Callable[[np.ndarray], np.ndarray] | None = None
     from_free: Callable[[np.ndarray], np.ndarray] | None = None
+    points: Callable[[Params], Array] | None = None
 
 
 # --------------------------------------------------------------------------
@@ -338,18 +340,11 @@ def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array,
         f = randomized.banded_trade_family(env, prior, knots=knots, dtype=dtype)
 
         def cold(k):  # random two prices and a random monotone band: never a known optimum
-            k1, k2, k3, k4, k5 = jax.random.split(k, 5)
+            k1, k2, k3, k4 = jax.random.split(k, 4)
             x = _uniform(k1, (), 0.4, 0.9, dtype)
             y = _uniform(k2, (), 0.1, 0.6, dtype)
-            steps = _uniform(k3, (2, knots - 1), 0.2, 4.0, dtype) / (knots - 1)
-            inv = jnp.log(jnp.expm1(steps))
-            return {
-                "cut": jnp.stack([x, y]),
-                "z0": _uniform(k4, (), 0.0, 3.0, dtype),
-                "alpha": inv[0],
-                "beta": inv[1],
-                "gamma": -6.0 + _uniform(k5, (knots - 1, knots - 1), -1.0, 1.0, dtype),
-            }
+            level = _uniform(k3, (), 0.3, 1.0, dtype)
+            return {"cut": jnp.stack([x, y]), "q": level + _uniform(k4, (knots, knots), -0.1, 0.1, dtype)}
 
         def shift(p, delta):  # a larger box: more trade
             return randomized.shrink(p, -delta)
@@ -358,7 +353,10 @@ def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array,
             x, y = jnp.clip(p["cut"][0], 0.0, 1.0), jnp.clip(p["cut"][1], 0.0, 1.0)
             return jnp.stack([x, jnp.zeros_like(y)]), jnp.stack([jnp.ones_like(x), y])
 
-        return Spec(f, cold, shift, 1.0, randomized.trade_probability, expected_payments=True, box=box)
+        def points(p):  # the box's own grid, moving with it: the budget binds along its edges
+            return randomized.box_grid_points(p, 17)
+
+        return Spec(f, cold, shift, 1.0, randomized.trade_probability, expected_payments=True, box=box, points=points)
     if family == "cutoff":
         f = fam.trade_cutoff_family(env, prior, key, knots=knots, restore_profiles=256)
 
@@ -412,17 +410,20 @@ def annealed_search(env, spec: Spec, prior, inits, key, cfg: SearchConfig, *, ob
         w_obj = jnp.mean(jax.vmap(env.welfare)(q, s))
         obj = jnp.mean(rev) if objective == "revenue" else w_obj + revenue_weight * jnp.mean(rev)
         if budget == "ex_ante":
-            con = -jnp.mean(rev)
+            con = -jnp.mean(rev)[None]
         else:
             sc = s if grid is None else jnp.concatenate([s, grid])
             v = jax.vmap(lambda x: f.violation(params, x))(sc)
             w = jax.vmap(lambda x: f.weight(params, x))(sc)
-            con = soft_max(v, w, cfg.softmax_temperature)
+            con = soft_max(v, w, cfg.softmax_temperature)[None]
+            if spec.points is not None:  # one multiplier per state of the rule's own grid (many bind at once)
+                con = jnp.concatenate([con, jax.vmap(lambda x: f.violation(params, x))(spec.points(params))])
         return obj, con
 
     def loss(params, s, temperature, lam, rho):
         obj, con = terms(params, s, temperature)
-        return -obj + 0.5 * rho * (jnp.maximum(0.0, con + lam / rho) ** 2 - (lam / rho) ** 2), con
+        pen = jnp.sum(jnp.maximum(0.0, con + lam / rho) ** 2 - (lam / rho) ** 2)
+        return -obj + 0.5 * rho * pen, con
 
     def total(params, s, temperature, lam, rho):
         ls, cons = jax.vmap(loss, in_axes=(0, None, None, 0, None))(params, s, temperature, lam, rho)
@@ -440,13 +441,14 @@ def annealed_search(env, spec: Spec, prior, inits, key, cfg: SearchConfig, *, ob
         rho = jnp.where(dual, jnp.minimum(rho * cfg.penalty_growth**cfg.dual_every, cfg.penalty_max), rho)
         weight = jnp.where(k >= tail, 1.0 / jnp.maximum(k - tail + 1, 1).astype(dtype), 0.0).astype(dtype)
         avg = jax.tree.map(lambda a, p: a + (p - a) * weight, avg, params)
-        return (params, opt_state, lam, rho, avg), con
+        return (params, opt_state, lam, rho, avg), jnp.max(con, axis=-1)
 
     @_compiled()
     def run(inits):
         starts = jax.tree.leaves(inits)[0].shape[0]
         with jax.numpy_dtype_promotion("standard"):  # optax's int32 step count meets float params
-            carry = (inits, opt.init(inits), jnp.zeros((starts,), dtype), jnp.asarray(cfg.penalty_start, dtype),
+            m = 1 if budget == "ex_ante" or spec.points is None else 1 + spec.points(_index(inits, 0)).shape[0]
+            carry = (inits, opt.init(inits), jnp.zeros((starts, m), dtype), jnp.asarray(cfg.penalty_start, dtype),
                      inits)  # fmt: skip
             xs = (jnp.arange(steps), jnp.asarray(temps, dtype))
             (params, _, _, _, avg), cons = jax.lax.scan(body, carry, xs)
@@ -632,6 +634,88 @@ def nelder_mead(fn, x0: np.ndarray, step: float, *, xtol: float = 1e-6, max_iter
     return simplex[int(np.argmin(vals))]
 
 
+def band_program(env: Environment, prior: priors.Prior, knots: int, *, points: int = 33, nodes: int = 48,
+                 revenue_weight: float = 0.0, objective: str = "welfare", dtype=jnp.float32):  # fmt: skip
+    """``cut -> (value, q)``: the best band of a banded randomized rule for a fixed trade box, exactly.
+
+    Every term is linear in the band's knot values ``Q`` (``q(s)`` is bilinear in them inside the box, and so are the
+    envelope payments): the objective ``E[1{box} (q w + revenue_weight (t_beta + t_sigma))]`` (Gauss-Legendre in
+    quantile space over the box, ``nodes`` per axis), the budget ``t_beta + t_sigma >= 0`` at the box's own
+    ``points x points`` grid, and monotonicity between adjacent knots. A linear program in the ``K^2`` knot values
+    (scipy HiGHS); the coefficients are gradients at a strictly monotone interior ``Q``, where the monotone
+    projection is the identity. Returns ``(-inf, None)`` where the LP fails.
+    """
+    from scipy.optimize import linprog  # optional dependency (the `lp` extra)
+
+    k = knots
+    base = 0.5 + 0.1 * (np.arange(k)[:, None] - np.arange(k)[None, :]) / k  # strictly monotone, inside (0, 1)
+    base = jnp.asarray(base, dtype)
+    ppfs = [quantile_function(m, dtype) for m in prior.marginals]
+    gx, gw = np.polynomial.legendre.leggauss(nodes)
+    gx, gw = jnp.asarray((gx + 1) / 2, dtype), jnp.asarray(gw / 2, dtype)
+
+    def surplus(q, cut, s):
+        return jnp.sum(randomized.envelope_payments(env, {"cut": cut, "q": q}, s))
+
+    def value(q, cut, s):
+        w = env.welfare(randomized.trade_probability({"cut": cut, "q": q}, s), s)
+        r = surplus(q, cut, s)
+        return r if objective == "revenue" else w + revenue_weight * r
+
+    @_compiled()
+    def coefficients(cut):
+        cut = jnp.clip(cut, 0.0, 1.0)
+        pts = randomized.box_grid_points({"cut": cut}, points)
+        budget = jax.vmap(jax.grad(surplus), in_axes=(None, None, 0))(base, cut, pts)
+        ub = priors_cdf(prior, 0, cut[0])
+        vs = priors_cdf(prior, 1, cut[1])
+        u = ub + (1.0 - ub) * gx  # quantiles of the buyer inside the box, then of the seller
+        v = vs * gx
+        s = jnp.stack(jnp.meshgrid(ppfs[0](u), ppfs[1](v), indexing="ij"), -1).reshape(-1, 2)
+        w = (jnp.outer(gw, gw) * (1.0 - ub) * vs).reshape(-1)
+        obj = jnp.einsum("m,mjk->jk", w, jax.vmap(jax.grad(value), in_axes=(None, None, 0))(base, cut, s))
+        return budget.reshape(budget.shape[0], -1), obj.reshape(-1)
+
+    rows = []
+    for j in range(k):
+        for c in range(k):
+            i = j * k + c
+            if j + 1 < k:  # Q[j, c] <= Q[j + 1, c]
+                r = np.zeros(k * k)
+                r[i], r[i + k] = 1.0, -1.0
+                rows.append(r)
+            if c + 1 < k:  # Q[j, c + 1] <= Q[j, c]
+                r = np.zeros(k * k)
+                r[i + 1], r[i] = 1.0, -1.0
+                rows.append(r)
+    mono = np.asarray(rows)
+
+    def solve(cut):
+        budget, obj = (np.asarray(x, np.float64) for x in coefficients(jnp.asarray(cut, dtype)))
+        a_ub = np.vstack([-budget, mono])
+        res = linprog(-obj, A_ub=a_ub, b_ub=np.zeros(len(a_ub)), bounds=[(0.0, 1.0)] * (k * k), method="highs")
+        if res.status != 0:
+            return -np.inf, None
+        return float(-res.fun), res.x.reshape(k, k)
+
+    return solve
+
+
+def priors_cdf(prior: priors.Prior, i: int, x: Array) -> Array:
+    """The ``i``-th marginal's CDF at ``x`` (by bisection on its quantile function: any marginal with a ppf)."""
+    m = prior.marginals[i]
+    lo, hi = jnp.zeros_like(x), jnp.ones_like(x)
+
+    def body(_, b):
+        a, c = b
+        mid = 0.5 * (a + c)
+        below = m.ppf(mid) <= x
+        return jnp.where(below, mid, a), jnp.where(below, c, mid)
+
+    a, c = jax.lax.fori_loop(0, 40, body, (lo, hi))
+    return 0.5 * (a + c)
+
+
 # --------------------------------------------------------------------------
 # evaluation and audit
 
@@ -807,6 +891,27 @@ def design(
     pick = evaluate(env, spec, prior, k_pick, 1 << 15, objective=objective, revenue_weight=revenue_weight,
                     dtype=dtype)  # fmt: skip
 
+    band_lp = None
+    if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
+        band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, dtype=dtype)
+
+    def polish_band(p):
+        """Along the budget boundary: for each box the best band (an exact LP, :func:`band_program`), the box moved by
+        Nelder-Mead, then the exact repair (shrink the box) on the finer grid of the budget statistic."""
+        cache = {}
+
+        def loss(z):
+            key_ = tuple(np.round(z, 9))
+            if key_ not in cache:
+                cache[key_] = band_lp(z)
+            return -cache[key_][0]
+
+        z = nelder_mead(loss, np.asarray(p["cut"], np.float64), 0.03, xtol=1e-4, max_iter=60)
+        _, q = cache[tuple(np.round(z, 9))]
+        if q is None:
+            return p
+        return repaired({"cut": jnp.asarray(z, dtype), "q": jnp.asarray(q, dtype)})[0]
+
     rows, finals, values = [], [], []
     for k in range(starts):
         p0 = _index(inits, k)
@@ -827,6 +932,9 @@ def design(
 
             z = nelder_mead(loss, spec.to_free(p2), 0.02)
             p3 = lift(z)
+        if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
+            p3 = polish_band(p2)
+            p3 = p3 if float(quad(p3)) >= float(quad(p2)) else p2  # never worse than the repaired search
         val = float(quad(p3)) if quad is not None else float(np.mean(np.asarray(pick(p3), np.float64)[:, 0]))
         rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "repair_shift": delta,
                      "repair_direction": "more trade" if delta > 0 else "less trade" if delta < 0 else "none",

@@ -49,7 +49,13 @@ def init_params(knots: int, z0: float = 0.0, slope: float = 4.0, dtype=jnp.float
 
 
 def knot_values(params: dict) -> Array:
-    """``Q = sigmoid(Z)`` on the ``K x K`` knots (buyer's axis first), monotone as the module docstring says."""
+    """``Q = sigmoid(Z)`` on the ``K x K`` knots (buyer's axis first), monotone as the module docstring says; for
+    a banded rule (``params["q"]``: raw knot values) the monotone projection ``Q[j, k] = min_{k' <= k} max_{j' <= j}
+    clip(q[j', k'], 0, 1)``: non-decreasing in ``j`` (a minimum of non-decreasing columns), non-increasing in ``k``,
+    and the identity on knot values that are already monotone."""
+    if "q" in params:
+        up = jax.lax.cummax(jnp.clip(params["q"], 0.0, 1.0), axis=0)
+        return jax.lax.cummin(up, axis=1)
     a = jax.nn.softplus(params["alpha"])
     b = jax.nn.softplus(params["beta"])
     g = jax.nn.softplus(params["gamma"])  # (K-1, K-1): increments between knots
@@ -104,7 +110,7 @@ def _integral(f, lo, hi, knots: int):
 
 def envelope_payments(env: Environment, params: dict, s: Array) -> Array:
     """``(t_beta, t_sigma)`` of the module docstring at reports ``s`` (CE Thm 2, lowest types' IR binding)."""
-    knots = params["alpha"].shape[0] + 1
+    knots = params["q"].shape[0] if "q" in params else params["alpha"].shape[0] + 1
     q = trade_probability(params, s)
     v = env.values(s)
 
@@ -216,8 +222,8 @@ def banded_trade_family(
     With interdependent values the best ex post IC, IR and balanced rule randomizes this way (the finite-type LP,
     docs/lp-reference.md): ``r`` is highest at the corner ``(1, 0)`` of the box and lower near its inner edges,
     which lowers the information rents ``int q dv`` at the corner, where the budget binds, and so admits a larger
-    box than the best deterministic rule's ``x - y = a``. Parameters: ``cut = (x, y)`` and the band's
-    ``z0, alpha, beta, gamma`` (:func:`knot_values`), ``r`` on absolute knots of ``[0, 1]^2``.
+    box than the best deterministic rule's ``x - y = a``. Parameters: ``cut = (x, y)`` and the band's raw knot
+    values ``q`` (``K x K`` on absolute knots of ``[0, 1]^2``), projected onto monotone ones (:func:`knot_values`).
 
     Exact repair (:func:`repair_box`): shrinking the box (``x`` up, ``y`` down by ``delta``) removes non-negative
     terms ``r dv`` from every remaining state's information rents, so each remaining state's surplus
@@ -230,10 +236,10 @@ def banded_trade_family(
     if knots < 2:
         raise ValueError(f"knots: need >= 2, got {knots}")
     if init is None:
-        init = dict(init_params(knots, z0=2.0, slope=1.0, dtype=dtype), cut=jnp.asarray([0.6, 0.4], dtype))
+        init = {"cut": jnp.asarray([0.6, 0.4], dtype), "q": jnp.full((knots, knots), 0.9, dtype)}
     params0 = jax.tree.map(lambda x: jnp.asarray(x, dtype), init)
-    if "cut" not in params0:
-        raise ValueError("init: needs a 'cut' (x, y) beside the band's parameters")
+    if set(params0) != {"cut", "q"}:
+        raise ValueError(f"init: needs 'cut' (x, y) and 'q' (knots x knots), got {sorted(params0)}")
 
     def soft_decide(params, s, temperature):
         x, y = params["cut"][0], params["cut"][1]
@@ -254,8 +260,7 @@ def banded_trade_family(
 
     def describe(params):
         r = np.asarray(knot_values(params))
-        return {"cut": [float(c) for c in np.asarray(params["cut"])], "band_min": float(r.min()),
-                "band_max": float(r.max()), "z0": float(params["z0"])}  # fmt: skip
+        return {"cut": [float(c) for c in np.asarray(params["cut"])], "band": np.round(r, 6).tolist()}
 
     def revenue(params, s):
         return jnp.sum(envelope_payments(env, params, s))
