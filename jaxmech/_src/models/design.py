@@ -906,7 +906,9 @@ def design(
                 cache[key_] = band_lp(z)
             return -cache[key_][0]
 
-        z = nelder_mead(loss, np.asarray(p["cut"], np.float64), 0.03, xtol=1e-4, max_iter=60)
+        # from the repaired box, kept inside the support (a search that collapsed to no trade still gets a box)
+        z0 = np.clip(np.asarray(p["cut"], np.float64), np.asarray(prior.lo) + 0.05, np.asarray(prior.hi) - 0.05)
+        z = nelder_mead(loss, z0, 0.1, xtol=1e-4, max_iter=80)
         _, q = cache[tuple(np.round(z, 9))]
         if q is None:
             return p
