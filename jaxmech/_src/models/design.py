@@ -66,6 +66,7 @@ FAMILIES = {TRADE: ("two_price", "randomized", "cutoff"), PUBLIC: ("threshold", 
 OBJECTIVES = ("welfare", "revenue")
 BUDGETS = ("ex_post", "ex_ante")
 POLISHED = ("two_price", "posted", "threshold")
+QUADRATURE = (*POLISHED, "randomized")  # families whose objective is computed by quadrature (independent priors)
 REPAIR_TOL = 1e-7  # the repaired rule's worst (or mean) deficit is <= this: float32 rounding of values of order 1
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
 
@@ -139,7 +140,8 @@ class Spec(NamedTuple):
     rule; ``expected_payments``: payments are owed whatever the outcome (randomized rules) rather than if it
     happens; ``box``: ``box(params) -> (lo, hi)`` of posted cutoffs (the region whose own grid the repair checks),
     or None; ``closed_repair``: an exact repair in closed form, or None; ``polish_dim``: free coordinates of the
-    polish (0: none); ``to_free`` / ``from_free``: those coordinates.
+    polish (0: none); ``to_free`` / ``from_free``: those coordinates; ``points(params) -> (m, n)``: states where the
+    ex post budget may bind along whole edges (randomized rules), each with its own multiplier in the search.
     """
 
     family: Family
@@ -153,6 +155,7 @@ class Spec(NamedTuple):
     polish_dim: int = 0
     to_free: Callable[[np.ndarray], np.ndarray] | None = None
     from_free: Callable[[np.ndarray], np.ndarray] | None = None
+    points: Callable[[Params], Array] | None = None
 
 
 # --------------------------------------------------------------------------
@@ -334,28 +337,26 @@ def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array,
         return Spec(f, cold, shift, float(np.sum(vhi - vlo)) + abs(c), f.weight, closed_repair=closed,
                     polish_dim=n - 1, to_free=to_free, from_free=from_free)  # fmt: skip
     if family == "randomized":
-        f = randomized.randomized_trade_family(env, prior, knots=knots, key=key, repair_profiles=256, repair_grid=3,
-                                               dtype=dtype)  # fmt: skip
+        f = randomized.banded_trade_family(env, prior, knots=knots, dtype=dtype)
 
-        def cold(k):
-            k1, k2, k3 = jax.random.split(k, 3)
-            z0 = _uniform(k1, (), -2.0, 2.0, dtype)
-            slope = _uniform(k2, (), 2.0, 8.0, dtype) / (knots - 1)
-            inv = jnp.log(jnp.expm1(slope))
-            return {
-                "z0": z0,
-                "alpha": jnp.full((knots - 1,), inv, dtype),
-                "beta": jnp.full((knots - 1,), inv, dtype),
-                "gamma": -6.0 + _uniform(k3, (knots - 1, knots - 1), -1.0, 1.0, dtype),
-            }
+        def cold(k):  # random two prices and a random monotone band: never a known optimum
+            k1, k2, k3, k4 = jax.random.split(k, 4)
+            x = _uniform(k1, (), 0.4, 0.9, dtype)
+            y = _uniform(k2, (), 0.1, 0.6, dtype)
+            level = _uniform(k3, (), 0.3, 1.0, dtype)
+            return {"cut": jnp.stack([x, y]), "q": level + _uniform(k4, (knots, knots), -0.1, 0.1, dtype)}
 
-        def shift(p, delta):
-            return dict(p, z0=p["z0"] + delta)
+        def shift(p, delta):  # a larger box: more trade
+            return randomized.shrink(p, -delta)
 
-        def hard_q(p, s):
-            return randomized.trade_probability(p, s)
+        def box(p):
+            x, y = jnp.clip(p["cut"][0], 0.0, 1.0), jnp.clip(p["cut"][1], 0.0, 1.0)
+            return jnp.stack([x, jnp.zeros_like(y)]), jnp.stack([jnp.ones_like(x), y])
 
-        return Spec(f, cold, shift, 40.0, hard_q, expected_payments=True)
+        def points(p):  # the box's own grid, moving with it: the budget binds along its edges
+            return randomized.box_grid_points(p, 17)
+
+        return Spec(f, cold, shift, 1.0, randomized.trade_probability, expected_payments=True, box=box, points=points)
     if family == "cutoff":
         f = fam.trade_cutoff_family(env, prior, key, knots=knots, restore_profiles=256)
 
@@ -409,17 +410,20 @@ def annealed_search(env, spec: Spec, prior, inits, key, cfg: SearchConfig, *, ob
         w_obj = jnp.mean(jax.vmap(env.welfare)(q, s))
         obj = jnp.mean(rev) if objective == "revenue" else w_obj + revenue_weight * jnp.mean(rev)
         if budget == "ex_ante":
-            con = -jnp.mean(rev)
+            con = -jnp.mean(rev)[None]
         else:
             sc = s if grid is None else jnp.concatenate([s, grid])
             v = jax.vmap(lambda x: f.violation(params, x))(sc)
             w = jax.vmap(lambda x: f.weight(params, x))(sc)
-            con = soft_max(v, w, cfg.softmax_temperature)
+            con = soft_max(v, w, cfg.softmax_temperature)[None]
+            if spec.points is not None:  # one multiplier per state of the rule's own grid (many bind at once)
+                con = jnp.concatenate([con, jax.vmap(lambda x: f.violation(params, x))(spec.points(params))])
         return obj, con
 
     def loss(params, s, temperature, lam, rho):
         obj, con = terms(params, s, temperature)
-        return -obj + 0.5 * rho * (jnp.maximum(0.0, con + lam / rho) ** 2 - (lam / rho) ** 2), con
+        pen = jnp.sum(jnp.maximum(0.0, con + lam / rho) ** 2 - (lam / rho) ** 2)
+        return -obj + 0.5 * rho * pen, con
 
     def total(params, s, temperature, lam, rho):
         ls, cons = jax.vmap(loss, in_axes=(0, None, None, 0, None))(params, s, temperature, lam, rho)
@@ -437,13 +441,14 @@ def annealed_search(env, spec: Spec, prior, inits, key, cfg: SearchConfig, *, ob
         rho = jnp.where(dual, jnp.minimum(rho * cfg.penalty_growth**cfg.dual_every, cfg.penalty_max), rho)
         weight = jnp.where(k >= tail, 1.0 / jnp.maximum(k - tail + 1, 1).astype(dtype), 0.0).astype(dtype)
         avg = jax.tree.map(lambda a, p: a + (p - a) * weight, avg, params)
-        return (params, opt_state, lam, rho, avg), con
+        return (params, opt_state, lam, rho, avg), jnp.max(con, axis=-1)
 
     @_compiled()
     def run(inits):
         starts = jax.tree.leaves(inits)[0].shape[0]
         with jax.numpy_dtype_promotion("standard"):  # optax's int32 step count meets float params
-            carry = (inits, opt.init(inits), jnp.zeros((starts,), dtype), jnp.asarray(cfg.penalty_start, dtype),
+            m = 1 if budget == "ex_ante" or spec.points is None else 1 + spec.points(_index(inits, 0)).shape[0]
+            carry = (inits, opt.init(inits), jnp.zeros((starts, m), dtype), jnp.asarray(cfg.penalty_start, dtype),
                      inits)  # fmt: skip
             xs = (jnp.arange(steps), jnp.asarray(temps, dtype))
             (params, _, _, _, avg), cons = jax.lax.scan(body, carry, xs)
@@ -581,14 +586,14 @@ def exact_objective(env, spec: Spec, prior, signs, *, objective, revenue_weight,
 
     def value(params, s):
         r = -f.violation(params, s)
-        w = env.welfare(jnp.ones((), s.dtype), s)
+        w = env.welfare(spec.hard_q(params, s), s)  # deterministic: 1 inside the region
         return r if objective == "revenue" else w + revenue_weight * r
 
     ppfs = [quantile_function(m, dtype) for m in prior.marginals]  # tabulated here, outside the trace
 
     @_compiled()
     def run(params):
-        return monotone_expectation(prior, signs, lambda s: f.weight(params, s), lambda s: value(params, s), panels,
+        return monotone_expectation(prior, signs, lambda s: spec.hard_q(params, s), lambda s: value(params, s), panels,
                                     dtype, ppfs)  # fmt: skip
 
     return run
@@ -627,6 +632,88 @@ def nelder_mead(fn, x0: np.ndarray, step: float, *, xtol: float = 1e-6, max_iter
                 simplex = [simplex[0]] + [simplex[0] + 0.5 * (x - simplex[0]) for x in simplex[1:]]
                 vals = [vals[0]] + [fn(x) for x in simplex[1:]]
     return simplex[int(np.argmin(vals))]
+
+
+def band_program(env: Environment, prior: priors.Prior, knots: int, *, points: int = 33, nodes: int = 48,
+                 revenue_weight: float = 0.0, objective: str = "welfare", dtype=jnp.float32):  # fmt: skip
+    """``cut -> (value, q)``: the best band of a banded randomized rule for a fixed trade box, exactly.
+
+    Every term is linear in the band's knot values ``Q`` (``q(s)`` is bilinear in them inside the box, and so are the
+    envelope payments): the objective ``E[1{box} (q w + revenue_weight (t_beta + t_sigma))]`` (Gauss-Legendre in
+    quantile space over the box, ``nodes`` per axis), the budget ``t_beta + t_sigma >= 0`` at the box's own
+    ``points x points`` grid, and monotonicity between adjacent knots. A linear program in the ``K^2`` knot values
+    (scipy HiGHS); the coefficients are gradients at a strictly monotone interior ``Q``, where the monotone
+    projection is the identity. Returns ``(-inf, None)`` where the LP fails.
+    """
+    from scipy.optimize import linprog  # optional dependency (the `lp` extra)
+
+    k = knots
+    base = 0.5 + 0.1 * (np.arange(k)[:, None] - np.arange(k)[None, :]) / k  # strictly monotone, inside (0, 1)
+    base = jnp.asarray(base, dtype)
+    ppfs = [quantile_function(m, dtype) for m in prior.marginals]
+    gx, gw = np.polynomial.legendre.leggauss(nodes)
+    gx, gw = jnp.asarray((gx + 1) / 2, dtype), jnp.asarray(gw / 2, dtype)
+
+    def surplus(q, cut, s):
+        return jnp.sum(randomized.envelope_payments(env, {"cut": cut, "q": q}, s))
+
+    def value(q, cut, s):
+        w = env.welfare(randomized.trade_probability({"cut": cut, "q": q}, s), s)
+        r = surplus(q, cut, s)
+        return r if objective == "revenue" else w + revenue_weight * r
+
+    @_compiled()
+    def coefficients(cut):
+        cut = jnp.clip(cut, 0.0, 1.0)
+        pts = randomized.box_grid_points({"cut": cut}, points)
+        budget = jax.vmap(jax.grad(surplus), in_axes=(None, None, 0))(base, cut, pts)
+        ub = priors_cdf(prior, 0, cut[0])
+        vs = priors_cdf(prior, 1, cut[1])
+        u = ub + (1.0 - ub) * gx  # quantiles of the buyer inside the box, then of the seller
+        v = vs * gx
+        s = jnp.stack(jnp.meshgrid(ppfs[0](u), ppfs[1](v), indexing="ij"), -1).reshape(-1, 2)
+        w = (jnp.outer(gw, gw) * (1.0 - ub) * vs).reshape(-1)
+        obj = jnp.einsum("m,mjk->jk", w, jax.vmap(jax.grad(value), in_axes=(None, None, 0))(base, cut, s))
+        return budget.reshape(budget.shape[0], -1), obj.reshape(-1)
+
+    rows = []
+    for j in range(k):
+        for c in range(k):
+            i = j * k + c
+            if j + 1 < k:  # Q[j, c] <= Q[j + 1, c]
+                r = np.zeros(k * k)
+                r[i], r[i + k] = 1.0, -1.0
+                rows.append(r)
+            if c + 1 < k:  # Q[j, c + 1] <= Q[j, c]
+                r = np.zeros(k * k)
+                r[i + 1], r[i] = 1.0, -1.0
+                rows.append(r)
+    mono = np.asarray(rows)
+
+    def solve(cut):
+        budget, obj = (np.asarray(x, np.float64) for x in coefficients(jnp.asarray(cut, dtype)))
+        a_ub = np.vstack([-budget, mono])
+        res = linprog(-obj, A_ub=a_ub, b_ub=np.zeros(len(a_ub)), bounds=[(0.0, 1.0)] * (k * k), method="highs")
+        if res.status != 0:
+            return -np.inf, None
+        return float(-res.fun), res.x.reshape(k, k)
+
+    return solve
+
+
+def priors_cdf(prior: priors.Prior, i: int, x: Array) -> Array:
+    """The ``i``-th marginal's CDF at ``x`` (by bisection on its quantile function: any marginal with a ppf)."""
+    m = prior.marginals[i]
+    lo, hi = jnp.zeros_like(x), jnp.ones_like(x)
+
+    def body(_, b):
+        a, c = b
+        mid = 0.5 * (a + c)
+        below = m.ppf(mid) <= x
+        return jnp.where(below, mid, a), jnp.where(below, c, mid)
+
+    a, c = jax.lax.fori_loop(0, 40, body, (lo, hi))
+    return 0.5 * (a + c)
 
 
 # --------------------------------------------------------------------------
@@ -797,12 +884,35 @@ def design(
 
     # 3. polish (low-dimensional deterministic families), by quadrature where the prior is independent
     quad = None
-    if polish and family in POLISHED and prior.cholesky is None:
+    if family in QUADRATURE and prior.cholesky is None and (polish or family not in POLISHED):
         panels = quadrature_panels or default_panels(n)
         quad = exact_objective(env, spec, prior, signs, objective=objective, revenue_weight=revenue_weight,
                                panels=(panels,) * n, dtype=dtype)  # fmt: skip
     pick = evaluate(env, spec, prior, k_pick, 1 << 15, objective=objective, revenue_weight=revenue_weight,
                     dtype=dtype)  # fmt: skip
+
+    band_lp = None
+    if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
+        band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, dtype=dtype)
+
+    def polish_band(p):
+        """Along the budget boundary: for each box the best band (an exact LP, :func:`band_program`), the box moved by
+        Nelder-Mead, then the exact repair (shrink the box) on the finer grid of the budget statistic."""
+        cache = {}
+
+        def loss(z):
+            key_ = tuple(np.round(z, 9))
+            if key_ not in cache:
+                cache[key_] = band_lp(z)
+            return -cache[key_][0]
+
+        # from the repaired box, kept inside the support (a search that collapsed to no trade still gets a box)
+        z0 = np.clip(np.asarray(p["cut"], np.float64), np.asarray(prior.lo) + 0.05, np.asarray(prior.hi) - 0.05)
+        z = nelder_mead(loss, z0, 0.1, xtol=1e-4, max_iter=80)
+        _, q = cache[tuple(np.round(z, 9))]
+        if q is None:
+            return p
+        return repaired({"cut": jnp.asarray(z, dtype), "q": jnp.asarray(q, dtype)})[0]
 
     rows, finals, values = [], [], []
     for k in range(starts):
@@ -813,7 +923,7 @@ def design(
             rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "feasible": False})
             continue
         p3 = p2
-        if quad is not None:
+        if quad is not None and family in POLISHED:
 
             def lift(z):
                 p = jnp.asarray(spec.from_free(z), dtype)
@@ -824,6 +934,9 @@ def design(
 
             z = nelder_mead(loss, spec.to_free(p2), 0.02)
             p3 = lift(z)
+        if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
+            p3 = polish_band(p2)
+            p3 = p3 if float(quad(p3)) >= float(quad(p2)) else p2  # never worse than the repaired search
         val = float(quad(p3)) if quad is not None else float(np.mean(np.asarray(pick(p3), np.float64)[:, 0]))
         rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "repair_shift": delta,
                      "repair_direction": "more trade" if delta > 0 else "less trade" if delta < 0 else "none",
