@@ -486,3 +486,80 @@ def w5_certificates(xp, p, x, k, batch: int = 64):
         feas.append(to_np(xp, out["feasible"]))
         walk.append(to_np(xp, out["max_walk"]))
     return np.concatenate(feas), np.concatenate(walk)
+
+
+# --------------------------------------------------------------------------
+# a finite-type LP tool as the baseline of `benchmarks/bench_design_vs_lp.py`: MechAudit (NumPy + HiGHS + pandas)
+
+
+def mechaudit_available() -> bool:
+    """Whether ``mechaudit`` can be imported (``pip install 'jaxmech[bench]'``; never a runtime dependency)."""
+    try:
+        import mechaudit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def mechaudit_trade(G: int, a: float, types=None, *, stages: dict | None = None) -> tuple[float, float]:
+    """The best ex post IC, ex post IR, ex post budget-balanced randomized mechanism for bilateral trade on a
+    ``G``-point type grid per agent, stated and solved with MechAudit (``mechaudit`` 0.1.0); ``(value, seconds)``.
+
+    The model is the one ``jm.lp_reference(jm.bilateral_trade(jm.linear_trade_values(a)), jm.independent(...))``
+    solves, written in MechAudit's own vocabulary:
+
+    - agents ``buyer`` and ``seller``, each with the types ``types[i]`` (default: ``(j + 1/2) / G``, the uniform
+      marginal's quantile grid of ``jm.lp_reference``), independent uniform prior (probability ``1/G`` each,
+      ``JointPrior.from_independent``);
+    - outcomes ``bilateral_trade_outcomes()`` (no trade, trade); a randomized allocation is a lottery over them
+      (MechAudit only designs randomized mechanisms), i.e. a trade probability ``q(s)``;
+    - ``InterdependentValues``: the buyer values trade at ``s_b + a s_s``, the seller at ``-(s_s + a s_b)``
+      (she gives up the good), no trade at 0 for both; payments are agent -> designer (``u = v - p``), so the
+      seller's utility from trade is ``-v_seller - p_seller`` with ``-p_seller`` the price she receives;
+    - ``ExPostIC()`` (every type against every other grid type, the others reporting truthfully: CE Def 2 on
+      the grid), ``ExPostIR()`` (outside option 0 in every profile), ``WeakBudgetBalance(timing="ex_post")``
+      (``p_b + p_s >= 0`` in every profile);
+    - objective ``ExpectedSocialWelfare()``: ``E[q (v_b - v_s)]``, the gains from trade (jaxmech's welfare).
+
+    Timed: building the environment (MechAudit tabulates the values eagerly), compiling the LP and
+    ``problem.solve()`` with its default options (HiGHS simplex, one thread) -- which includes MechAudit's
+    independent feasibility check and economic audit of the optimum, part of what the tool does on every
+    solve. ``stages`` (a dict), when given, receives the seconds of each stage (``build``, ``compile``,
+    ``solve``) and the LP's ``rows`` / ``cols``.
+    """
+    import mechaudit as ma
+
+    if types is None:
+        types = [(np.arange(G) + 0.5) / G] * 2
+    tb, ts = (tuple(float(x) for x in t) for t in types)
+    vb, vs = dict(enumerate(tb)), dict(enumerate(ts))  # type labels are grid indices, values looked up
+
+    def value(agent, profile, outcome):
+        if not outcome["trade"]:
+            return 0.0
+        sb, ss = vb[profile["buyer"]], vs[profile["seller"]]
+        return sb + a * ss if agent == "buyer" else -(ss + a * sb)
+
+    t0 = time.perf_counter()
+    prior = ma.JointPrior.from_independent(
+        {"buyer": {j: 1.0 / len(tb) for j in range(len(tb))}, "seller": {j: 1.0 / len(ts) for j in range(len(ts))}}
+    )
+    env = ma.FiniteEnvironment(
+        agents={"buyer": list(range(len(tb))), "seller": list(range(len(ts)))},
+        outcomes=ma.bilateral_trade_outcomes(),
+        prior=prior,
+        values=ma.InterdependentValues(value),
+    )
+    problem = env.design(
+        objective=ma.ExpectedSocialWelfare(),
+        requirements=(ma.ExPostIC(), ma.ExPostIR(), ma.WeakBudgetBalance(timing="ex_post")),
+    )
+    t1 = time.perf_counter()
+    compiled = problem.compile()
+    t2 = time.perf_counter()
+    solution = problem.solve()
+    t3 = time.perf_counter()
+    if stages is not None:
+        stages.update(build=t1 - t0, compile=t2 - t1, solve=t3 - t2, rows=compiled.model.matrix.shape[0],
+                      cols=compiled.model.matrix.shape[1])  # fmt: skip
+    return float(solution.objective_value), t3 - t0
