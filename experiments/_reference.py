@@ -173,6 +173,23 @@ def threshold_welfare(a: float, c: float, vbar1: float, vbar2: float | None = No
     return sum(integrate.quad(inner, lo, hi, epsabs=1e-12, epsrel=1e-10)[0] for lo, hi in zip(pts[:-1], pts[1:], strict=True))
 
 
+def threshold_deficit(a: float, c: float, vbar: tuple, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Generalized VCG deficit ``c - t_1 - t_2`` of the threshold rule "provide iff ``v_i >= vbar_i`` for both"
+    (CE Def 12) for ``v_i = s_i + a s_j`` (0 where not provided). Agent 1's pivot at ``s_2`` is the least ``x >= 0``
+    with ``x + a s_2 >= vbar_1`` and ``s_2 + a x >= vbar_2``: ``max(vbar_1 - a s_2, (vbar_2 - s_2) / a, 0)``, and
+    ``t_1 = pivot + a s_2`` (CE Thm 9's proof); agent 2 likewise."""
+    v1, v2 = s1 + a * s2, s2 + a * s1
+
+    def price(own: float, other: float, s_other: np.ndarray) -> np.ndarray:
+        x = np.maximum(own - a * s_other, 0.0)
+        if a > 0:
+            x = np.maximum(x, (other - s_other) / a)
+        return x + a * s_other
+
+    t = price(vbar[0], vbar[1], s2) + price(vbar[1], vbar[0], s1)
+    return np.where((v1 >= vbar[0]) & (v2 >= vbar[1]), c - t, 0.0)
+
+
 def first_best_welfare(a: float, c: float) -> float:
     """``E[(V - c)^+]`` for ``V = (1 + a)(s_1 + s_2)``, independent U[0, 1] signals (``k = c / (1 + a) <= 1``:
     ``(1 + a) E[(S - k)^+]`` with ``E[(S - k)^+] = 1 - k + k^3 / 6``)."""

@@ -490,8 +490,40 @@ def sec52(m: dict) -> list[Claim]:
                          "values); measured: last = 1 (1e-6) and first below it by > 4 SE",
                          rising and abs(refs[-1] - 1) <= 1e-9 and (a1 != 1 or abs(r1 - 1) <= 1e-6) and r1 - r0 > 4 * s0))  # fmt: skip
     for r in off_line:
-        out.append(_thm9_necessity(r, by_a.get(r["settings"]["environment"]["a"], {}).get("threshold_contribution")))
+        st = r["settings"]
+        line = by_a.get(st["environment"]["a"], {}).get("threshold_contribution")
+        below = sum(st["mechanism"]["thresholds"]) < st["environment"]["cost"]
+        out.append((_thm9_undominated if below else _thm9_necessity)(r, line))
     return out
+
+
+def _thm9_undominated(r: dict, line: dict | None) -> Claim:
+    """CE Thm 9, undominatedness of the budget-line rule: adding a monotone region below its threshold (a threshold
+    rule with a lower vbar: the strip ``vbar'_i <= v_i < vbar_i`` added) makes the generalized VCG deficit positive on
+    a set of positive probability, so no payments balance the enlarged rule (VCG payments are the largest ex post IC
+    and IR ones). P(deficit > 0), the mean deficit and its supremum ``c - sum vbar'`` (both pivots own-binding)
+    against ``_reference.threshold_deficit`` integrated by the midpoint rule."""
+    env, vbar = r["settings"]["environment"], r["settings"]["mechanism"]["thresholds"]
+    a, c = env["a"], env["cost"]
+    name = f"adding a monotone region below the budget-line threshold makes the VCG deficit positive ({r['case']})"
+    if line is None:
+        return check("CE Thm 9", name, "no budget-line rule at this a", "", False)
+    lv = line["settings"]["mechanism"]["thresholds"]
+    prior = r["settings"]["prior"]
+    h = lambda s1, s2: ref_.threshold_deficit(a, c, vbar, s1, s2)  # noqa: E731
+    p_ref, p_err = ref_.expect(prior, lambda s1, s2: (h(s1, s2) > 1e-9).astype(float))
+    m_ref, m_err = ref_.expect(prior, h)
+    d, pp = r["deficit"], r["p_deficit_above_tol"]
+    sup = c - sum(vbar)
+    enlarged = all(x <= y for x, y in zip(vbar, lv, strict=True)) and sum(vbar) < sum(lv)
+    return check("CE Thm 9", name,
+                 f"P(deficit > 0) {pp['p']:.4f} ± {pp['se']:.4f}, mean deficit {pm(d)}, max {d['max']:.4f}; "
+                 f"budget-line rule {tuple(lv)}: max {line['deficit']['max']:.2g}",
+                 f"quadrature: P = {p_ref:.4f}, mean {m_ref:+.4f} (4 SE); sup c - sum vbar' = {sup:.4f} (closed form, "
+                 "max within 1e-4); P above 0 by > 4 SE; vbar' <= the budget line's",
+                 enlarged and line["deficit"]["max"] <= 1e-5 and pp["p"] > 4 * pp["se"]
+                 and abs(pp["p"] - p_ref) <= 4 * pp["se"] + p_err and abs(d["mean"] - m_ref) <= 4 * d["se"] + m_err
+                 and sup - 1e-4 <= d["max"] <= sup + 1e-5)  # fmt: skip
 
 
 def _thm9_necessity(r: dict, line: dict | None) -> Claim:

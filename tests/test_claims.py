@@ -259,3 +259,30 @@ def test_band_rule_bound_row_fails_below_the_least_worst_regret():
     assert chung_ely._band_no_payments(row, "CE Thm 2").status == "PASS"  # bounds 0.4 and 0.45
     row["regret"][1]["max"] = 0.3  # below s_beta / 2 = 0.45: no payment rule does that well
     assert chung_ely._band_no_payments(row, "CE Thm 2").status == "FAIL"
+
+
+def test_threshold_deficit_against_brute_force_pivots():
+    rng = np.random.default_rng(4)
+    x = np.linspace(0, 1, 100_001)
+    for a, vbar in ((0.25, (0.45, 0.5)), (0.5, (0.6, 0.3)), (0.0, (0.4, 0.5))):
+        for s1, s2 in rng.random((20, 2)):
+            ok1 = (x + a * s2 >= vbar[0]) & (s2 + a * x >= vbar[1])  # agent 1 at x against s_2
+            ok2 = (x + a * s1 >= vbar[1]) & (s1 + a * x >= vbar[0])
+            provided = s1 + a * s2 >= vbar[0] and s2 + a * s1 >= vbar[1]
+            want = 1.0 - (x[ok1].min() + a * s2) - (x[ok2].min() + a * s1) if provided else 0.0
+            assert abs(ref_.threshold_deficit(a, 1.0, vbar, np.array(s1), np.array(s2)) - want) < 2e-5
+
+
+def _thm9_rows(p=0.4029, mean=0.0056, top=0.05):
+    env = {"a": 0.25, "cost": 1.0, "n": 2}
+    mech = lambda v: {"kind": "threshold_contribution", "thresholds": list(v)}  # noqa: E731
+    line = {"settings": {"environment": env, "mechanism": mech((0.5, 0.5)), "prior": UNIFORM}, "deficit": {"max": 0.0}}
+    row = {"case": "x", "settings": {"environment": env, "mechanism": mech((0.45, 0.5)), "prior": UNIFORM},
+           "deficit": {"mean": mean, "se": 0.0007, "max": top}, "p_deficit_above_tol": {"p": p, "se": 0.0049}}  # fmt: skip
+    return row, line
+
+
+def test_thm9_undominated_row_fails_on_wrong_numbers():
+    assert chung_ely._thm9_undominated(*_thm9_rows()).status == "PASS"  # quadrature: P = 0.3993, mean 0.0052
+    for bad in (dict(p=0.0), dict(p=0.43), dict(mean=-0.017), dict(top=0.0)):
+        assert chung_ely._thm9_undominated(*_thm9_rows(**bad)).status == "FAIL", bad
