@@ -433,3 +433,46 @@ def brute_force_price(values, s: np.ndarray, i: int, j: int, dims: list, grid: i
     if g[0] > 0:
         return float(vm[0])
     return float(vm[np.nonzero(g <= 0)[0].max()])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Sec. 5.3: the contingent-contribution scheme for v_i = s_i + a s_j, strategies in closed form
+
+
+def contribution_play(a: float, vbar: tuple, n_types: int, full_demand: str = "pivotal") -> dict:
+    """CE Sec. 5.3's strategies on ``linspace(0, 1, n_types)`` for ``v_i = s_i + a s_j`` (a > 0) and the scheme's
+    outcome on the grid of profiles, against the threshold rule "provide iff ``v_i >= vbar_i``".
+
+    Agent i of type ``s``: ``F_i(s) = {x : s + a x > vbar_i, x + a s > vbar_-i}`` has infimum
+    ``phi = max((vbar_i - s) / a, vbar_-i - a s)`` (clipped at 0; 1 when empty, i.e. ``s + a <= vbar_i`` or
+    ``1 + a s <= vbar_-i``); the pledge is ``v_i(s, phi)``, the demand ``v_-i(s, phi)``, each set to its pivotal value
+    where its own constraint binds at ``phi``; a full type (``phi = 0`` with both strict) pledges ``s`` and demands
+    ``vbar_-i`` or, with ``full_demand="vcg"``, the other's VCG payment ``v_-i(s, 0) = a s``. Funded iff
+    ``p_1 >= d_2`` and ``p_2 >= d_1``; i then pays ``d_-i``. Returns the mismatch count against the rule, its share,
+    and per agent the largest exact best-reply gain ``max(0, v_i - d_-i) - u_i`` over the grid."""
+    s = np.linspace(0.0, 1.0, n_types)
+    strat = []
+    for i in (0, 1):
+        vo, vx = vbar[i], vbar[1 - i]
+        x_own, x_oth = np.clip((vo - s) / a, 0.0, 1.0), np.clip(vx - a * s, 0.0, 1.0)
+        own0, oth0 = s > vo, a * s > vx
+        empty = ~((s + a > vo) & (1 + a * s > vx))
+        full = own0 & oth0
+        phi = np.where(empty, 1.0, np.maximum(x_own, x_oth))
+        binds_own = ~empty & ~own0 & (x_own >= x_oth)
+        binds_oth = ~empty & ~oth0 & (x_oth >= x_own)
+        p = np.where(binds_own, vo, s + a * phi)
+        d = np.where(full | binds_oth, vx, phi + a * s)
+        if full_demand == "vcg":
+            d = np.where(full, a * s, d)
+        strat.append((p, d, int(full.sum())))
+    (p1, d1, f1), (p2, d2, f2) = strat
+    s1, s2 = np.meshgrid(s, s, indexing="ij")
+    v1, v2 = s1 + a * s2, s2 + a * s1
+    provide = (v1 >= vbar[0]) & (v2 >= vbar[1])
+    funded = (p1[:, None] >= d2[None, :]) & (p2[None, :] >= d1[:, None])
+    u1, u2 = np.where(funded, v1 - d2[None, :], 0.0), np.where(funded, v2 - d1[:, None], 0.0)
+    g1 = np.max(np.maximum(0.0, v1 - d2[None, :]) - u1)
+    g2 = np.max(np.maximum(0.0, v2 - d1[:, None]) - u2)
+    n_mis = int(np.sum(funded != provide))
+    return {"n_mismatch": n_mis, "share": 1.0 - n_mis / n_types**2, "gain": (float(g1), float(g2)), "n_full": (f1, f2)}

@@ -572,13 +572,43 @@ def contributions(m: dict) -> list[Claim]:
             c["budget_margin"] >= -c["tol"],
         ),
         _sec53_full_types(m),
-        info(
-            "CE Sec 5.3",
-            "text: pledges/demands as described; implementation needs exact ties p_i = d_-i = vbar_i",
-            f"share implemented incl. the boundary {c['implementation_share']:.4f}, off it {c['strict_share']:.4f}",
-            "demands must be the pivotal values vbar_-i (demanding the VCG amount v_-i(s_i, 0) breaks implementation)",
-        ),
+        *_sec53_vcg_demands(m),
     ]
+
+
+def _sec53_vcg_demands(m: dict) -> list[Claim]:
+    """The end of CE Sec. 5.3 suggests each demand is the other's generalized VCG payment; for full types that is
+    ``v_-i(s_i, 0) = a s_i``, above the ``vbar_-i`` of the strategies. The library's scheme with those demands
+    (``full_demand="vcg"``) against the closed-form strategies played on the same grid
+    (``_reference.contribution_play``): mismatches with the rule within one grid line, best-reply gains within 1e-4."""
+    c, v = m["contributions"], m.get("vcg_demands")
+    if v is None:
+        return [check("CE Sec 5.3", "full types demanding the VCG payment", "not measured", "vcg_demands metrics", False)]
+    a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))
+    n, vb = c["n_types"], c["vbar"]
+    ref, ref_piv = ref_.contribution_play(a, vb, n, "vcg"), ref_.contribution_play(a, vb, n)
+    gain = [v[x]["gain_exact"] for x in ("agent1", "agent2")]
+    n_full = c["agent1"]["n_full"] + c["agent2"]["n_full"]
+    ok = (abs(v["n_mismatch"] - ref["n_mismatch"]) <= n and abs(c["n_mismatch"] - ref_piv["n_mismatch"]) <= n
+          and all(abs(g - r) <= 1e-4 for g, r in zip(gain, ref["gain"], strict=True)))  # fmt: skip
+    measured = (f"VCG demands: {v['n_mismatch']} of {n}x{n} profiles not implemented (share {v['implementation_share']:.4f}, "
+                f"off the boundary {v['strict_share']:.4f}), best-reply gain {max(gain):.4f}; vbar_-i demands: "
+                f"{c['n_mismatch']} (gain {max(c[x]['gain_exact'] for x in ('agent1', 'agent2')):.2g})")  # fmt: skip
+    rows = [check("CE Sec 5.3", "full types demanding the other's VCG payment v_-i(s_i, 0) instead of vbar_-i",
+                  measured, f"closed-form strategies on the same grid: {ref['n_mismatch']} / {ref_piv['n_mismatch']} "
+                  f"mismatches (within {n}, one grid line), gain {max(ref['gain']):.4f} (1e-4)", ok)]  # fmt: skip
+    if n_full == 0:
+        text = f"no full types on this grid: VCG and pivotal demands coincide ({v['n_mismatch']} vs {c['n_mismatch']} mismatches)"
+    else:
+        w = v["agent1"] if v["agent1"]["gain_exact"] >= v["agent2"]["gain_exact"] else v["agent2"]
+        text = (f"demanding v_-i(s_i, 0) breaks implementation: share off the boundary {v['strict_share']:.4f} "
+                f"(vbar_-i: {c['strict_share']:.4f}), and the strategies stop being an equilibrium: best-reply gain "
+                f"{max(gain):.4f} at s = {[round(x, 4) for x in w['gain_witness']]}")  # fmt: skip
+    rows.append(info("CE Sec 5.3", "text: each demand is the generalized VCG payment; implementation needs exact ties "
+                     "p_i = d_-i = vbar_i and full types demanding vbar_-i", text,
+                     f"{n_full} full types ({c['agent1']['n_full']} / {c['agent2']['n_full']}); with vbar_-i demands the "
+                     f"share is {c['implementation_share']:.4f} incl. the boundary, {c['strict_share']:.4f} off it"))  # fmt: skip
+    return rows
 
 
 def _sec53_full_types(m: dict) -> Claim:

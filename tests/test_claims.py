@@ -286,3 +286,37 @@ def test_thm9_undominated_row_fails_on_wrong_numbers():
     assert chung_ely._thm9_undominated(*_thm9_rows()).status == "PASS"  # quadrature: P = 0.3993, mean 0.0052
     for bad in (dict(p=0.0), dict(p=0.43), dict(mean=-0.017), dict(top=0.0)):
         assert chung_ely._thm9_undominated(*_thm9_rows(**bad)).status == "FAIL", bad
+
+
+@pytest.mark.parametrize("full_demand", ["pivotal", "vcg"])
+def test_contribution_play_matches_the_library(full_demand):
+    import jax
+
+    import jaxmech as jm
+
+    a, vbar, n = 0.8, (0.54, 0.54), 21
+    values = lambda s: jax.numpy.stack([s[0] + a * s[1], s[1] + a * s[0]])  # noqa: E731
+    st = jm.contribution_strategies(values, vbar, np.linspace(0, 1, n), full_demand=full_demand)
+    res = jm.check_equilibrium(values, vbar, n_types=n, n_grid=5, n_random=0, key=jax.random.PRNGKey(0), strategies=st)
+    ref = ref_.contribution_play(a, vbar, n, full_demand)
+    assert abs(int(res.n_mismatch) - ref["n_mismatch"]) <= n
+    np.testing.assert_allclose(np.asarray(res.gain_exact), ref["gain"], atol=1e-5)
+    if full_demand == "vcg":  # 7 full types per agent (s_i >= 0.675) demand 0.8 s_i > 0.54: many profiles fail
+        assert ref["n_full"] == (7, 7) and ref["n_mismatch"] > 100 and min(ref["gain"]) > 0.5
+    else:
+        assert ref["n_mismatch"] <= n and max(ref["gain"]) < 1e-9
+
+
+def _sec53_metrics(vcg_mismatch=4065, gain=1.0):
+    agent = {"n_full": 33, "gain_exact": 0.0}
+    c = {"n_types": 101, "vbar": [0.54, 0.54], "n_mismatch": 5, "implementation_share": 0.9995, "strict_share": 1.0,
+         "agent1": agent, "agent2": agent}  # fmt: skip
+    va = {"gain_exact": gain, "gain_witness": [1.0, 0.68]}
+    v = {"n_mismatch": vcg_mismatch, "implementation_share": 0.6015, "strict_share": 0.6014, "agent1": va, "agent2": va}
+    return {"environment": "public_good(n=2, a=0.8, c=1.08)", "contributions": c, "vcg_demands": v}
+
+
+def test_sec53_vcg_demand_row_fails_on_wrong_numbers():
+    assert [r.status for r in chung_ely._sec53_vcg_demands(_sec53_metrics())] == ["PASS", "INFO"]
+    for bad in (dict(vcg_mismatch=5), dict(gain=0.0)):  # VCG demands that still implement, or no deviation gain
+        assert chung_ely._sec53_vcg_demands(_sec53_metrics(**bad))[0].status == "FAIL", bad
