@@ -476,3 +476,34 @@ def contribution_play(a: float, vbar: tuple, n_types: int, full_demand: str = "p
     g2 = np.max(np.maximum(0.0, v2 - d1[:, None]) - u2)
     n_mis = int(np.sum(funded != provide))
     return {"n_mismatch": n_mis, "share": 1.0 - n_mis / n_types**2, "gain": (float(g1), float(g2)), "n_full": (f1, f2)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Thm 7 / Def 10, "only if": the least worst regret of ANY payments for a two-outcome provision rule
+
+
+def provision_values(s: np.ndarray) -> np.ndarray:
+    """``v_i = s_i + s_i m_i / 2 + m_i^2 / 4``, ``m_i`` the mean of the others' signals; ``s`` shape ``(..., n)``."""
+    n = s.shape[-1]
+    m = (s.sum(-1, keepdims=True) - s) / (n - 1)
+    return s + 0.5 * s * m + 0.25 * m * m
+
+
+def band_least_worst_regret(profile, i: int, points: int = 4001) -> float:
+    """At ``s_-i`` of ``profile``: the smallest worst regret of agent ``i`` over ALL payment rules for the band rule
+    "provide iff ``n/2 < V(s) < 0.8 n``" with :func:`provision_values`, on ``points`` own signals in [0, 1].
+
+    At fixed ``s_-i`` any payment rule offers two prices (the cheapest report of each outcome); with ``D`` their
+    difference a served type ``x`` regrets at least ``D - v_i(x)`` and a refused one ``v_i(x) - D``, so the worst
+    regret is at least ``(max_refused v_i - min_served v_i) / 2``, attained at the midpoint ``D``; positive means no
+    payments make the rule ex post IC at ``s_-i`` (the two-outcome positive cycle of CE Thm 1). A finite grid of own
+    types gives a lower bound for the continuum."""
+    s = np.repeat(np.asarray(profile, float)[None, :], points, axis=0)
+    s[:, i] = np.linspace(0.0, 1.0, points)
+    n = s.shape[1]
+    v = provision_values(s)
+    total = v.sum(-1)
+    served = (total > 0.5 * n) & (total < 0.8 * n)
+    if served.all() or not served.any():
+        return 0.0
+    return max(0.0, float(v[~served, i].max() - v[served, i].min()) / 2.0)

@@ -320,3 +320,33 @@ def test_sec53_vcg_demand_row_fails_on_wrong_numbers():
     assert [r.status for r in chung_ely._sec53_vcg_demands(_sec53_metrics())] == ["PASS", "INFO"]
     for bad in (dict(vcg_mismatch=5), dict(gain=0.0)):  # VCG demands that still implement, or no deviation gain
         assert chung_ely._sec53_vcg_demands(_sec53_metrics(**bad))[0].status == "FAIL", bad
+
+
+def test_band_least_worst_regret_against_a_search_over_payments():
+    rng = np.random.default_rng(5)
+    for n in (2, 3):
+        for profile in rng.random((3, n)):
+            for i in range(n):
+                s = np.repeat(profile[None, :], 801, axis=0)
+                s[:, i] = np.linspace(0, 1, 801)
+                v = ref_.provision_values(s)
+                served = (v.sum(-1) > 0.5 * n) & (v.sum(-1) < 0.8 * n)
+                vi = v[:, i]
+                # any payments: served types pay P1, refused P0; worst regret over types, minimized over D = P1 - P0
+                worst = [max(np.max(np.maximum(d - vi[served], 0), initial=0), np.max(np.maximum(vi[~served] - d, 0), initial=0))
+                         for d in np.linspace(-1, 4, 5001)]  # fmt: skip
+                assert abs(min(worst) - ref_.band_least_worst_regret(profile, i, 801)) < 2e-3
+
+
+def _thm7_metrics(regret=1.7, profile=(0.988, 0.999)):
+    row = {"case": "NOT monotone: band, n=2", "settings": {"environment": {"n": 2}},
+           "regret": [{"max": regret, "worst_profile": list(profile)}] * 2}  # fmt: skip
+    eff = {"case": "efficient, n=2", "settings": {"environment": {"n": 2}}, "regret_max": 0.0, "ir_violation_max": 0.0}
+    return {"sweep": {"rows": [eff, row]}}
+
+
+def test_thm7_provision_rows_fail_on_wrong_numbers():
+    assert [r.status for r in chung_ely.thm7_provision(_thm7_metrics())] == ["PASS", "PASS"]
+    assert chung_ely.thm7_provision(_thm7_metrics(regret=0.0))[1].status == "FAIL"  # an IC non-monotone rule
+    # at s_-i = 0 the band is never reached (V < c for every own signal): no certificate there
+    assert chung_ely.thm7_provision(_thm7_metrics(profile=(0.0, 0.0)))[1].status == "FAIL"
