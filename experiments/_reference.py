@@ -173,6 +173,23 @@ def threshold_welfare(a: float, c: float, vbar1: float, vbar2: float | None = No
     return sum(integrate.quad(inner, lo, hi, epsabs=1e-12, epsrel=1e-10)[0] for lo, hi in zip(pts[:-1], pts[1:], strict=True))
 
 
+def threshold_deficit(a: float, c: float, vbar: tuple, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Generalized VCG deficit ``c - t_1 - t_2`` of the threshold rule "provide iff ``v_i >= vbar_i`` for both"
+    (CE Def 12) for ``v_i = s_i + a s_j`` (0 where not provided). Agent 1's pivot at ``s_2`` is the least ``x >= 0``
+    with ``x + a s_2 >= vbar_1`` and ``s_2 + a x >= vbar_2``: ``max(vbar_1 - a s_2, (vbar_2 - s_2) / a, 0)``, and
+    ``t_1 = pivot + a s_2`` (CE Thm 9's proof); agent 2 likewise."""
+    v1, v2 = s1 + a * s2, s2 + a * s1
+
+    def price(own: float, other: float, s_other: np.ndarray) -> np.ndarray:
+        x = np.maximum(own - a * s_other, 0.0)
+        if a > 0:
+            x = np.maximum(x, (other - s_other) / a)
+        return x + a * s_other
+
+    t = price(vbar[0], vbar[1], s2) + price(vbar[1], vbar[0], s1)
+    return np.where((v1 >= vbar[0]) & (v2 >= vbar[1]), c - t, 0.0)
+
+
 def first_best_welfare(a: float, c: float) -> float:
     """``E[(V - c)^+]`` for ``V = (1 + a)(s_1 + s_2)``, independent U[0, 1] signals (``k = c / (1 + a) <= 1``:
     ``(1 + a) E[(S - k)^+]`` with ``E[(S - k)^+] = 1 - k + k^3 / 6``)."""
@@ -416,3 +433,77 @@ def brute_force_price(values, s: np.ndarray, i: int, j: int, dims: list, grid: i
     if g[0] > 0:
         return float(vm[0])
     return float(vm[np.nonzero(g <= 0)[0].max()])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Sec. 5.3: the contingent-contribution scheme for v_i = s_i + a s_j, strategies in closed form
+
+
+def contribution_play(a: float, vbar: tuple, n_types: int, full_demand: str = "pivotal") -> dict:
+    """CE Sec. 5.3's strategies on ``linspace(0, 1, n_types)`` for ``v_i = s_i + a s_j`` (a > 0) and the scheme's
+    outcome on the grid of profiles, against the threshold rule "provide iff ``v_i >= vbar_i``".
+
+    Agent i of type ``s``: ``F_i(s) = {x : s + a x > vbar_i, x + a s > vbar_-i}`` has infimum
+    ``phi = max((vbar_i - s) / a, vbar_-i - a s)`` (clipped at 0; 1 when empty, i.e. ``s + a <= vbar_i`` or
+    ``1 + a s <= vbar_-i``); the pledge is ``v_i(s, phi)``, the demand ``v_-i(s, phi)``, each set to its pivotal value
+    where its own constraint binds at ``phi``; a full type (``phi = 0`` with both strict) pledges ``s`` and demands
+    ``vbar_-i`` or, with ``full_demand="vcg"``, the other's VCG payment ``v_-i(s, 0) = a s``. Funded iff
+    ``p_1 >= d_2`` and ``p_2 >= d_1``; i then pays ``d_-i``. Returns the mismatch count against the rule, its share,
+    and per agent the largest exact best-reply gain ``max(0, v_i - d_-i) - u_i`` over the grid."""
+    s = np.linspace(0.0, 1.0, n_types)
+    strat = []
+    for i in (0, 1):
+        vo, vx = vbar[i], vbar[1 - i]
+        x_own, x_oth = np.clip((vo - s) / a, 0.0, 1.0), np.clip(vx - a * s, 0.0, 1.0)
+        own0, oth0 = s > vo, a * s > vx
+        empty = ~((s + a > vo) & (1 + a * s > vx))
+        full = own0 & oth0
+        phi = np.where(empty, 1.0, np.maximum(x_own, x_oth))
+        binds_own = ~empty & ~own0 & (x_own >= x_oth)
+        binds_oth = ~empty & ~oth0 & (x_oth >= x_own)
+        p = np.where(binds_own, vo, s + a * phi)
+        d = np.where(full | binds_oth, vx, phi + a * s)
+        if full_demand == "vcg":
+            d = np.where(full, a * s, d)
+        strat.append((p, d, int(full.sum())))
+    (p1, d1, f1), (p2, d2, f2) = strat
+    s1, s2 = np.meshgrid(s, s, indexing="ij")
+    v1, v2 = s1 + a * s2, s2 + a * s1
+    provide = (v1 >= vbar[0]) & (v2 >= vbar[1])
+    funded = (p1[:, None] >= d2[None, :]) & (p2[None, :] >= d1[:, None])
+    u1, u2 = np.where(funded, v1 - d2[None, :], 0.0), np.where(funded, v2 - d1[:, None], 0.0)
+    g1 = np.max(np.maximum(0.0, v1 - d2[None, :]) - u1)
+    g2 = np.max(np.maximum(0.0, v2 - d1[:, None]) - u2)
+    n_mis = int(np.sum(funded != provide))
+    return {"n_mismatch": n_mis, "share": 1.0 - n_mis / n_types**2, "gain": (float(g1), float(g2)), "n_full": (f1, f2)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Thm 7 / Def 10, "only if": the least worst regret of ANY payments for a two-outcome provision rule
+
+
+def provision_values(s: np.ndarray) -> np.ndarray:
+    """``v_i = s_i + s_i m_i / 2 + m_i^2 / 4``, ``m_i`` the mean of the others' signals; ``s`` shape ``(..., n)``."""
+    n = s.shape[-1]
+    m = (s.sum(-1, keepdims=True) - s) / (n - 1)
+    return s + 0.5 * s * m + 0.25 * m * m
+
+
+def band_least_worst_regret(profile, i: int, points: int = 4001) -> float:
+    """At ``s_-i`` of ``profile``: the smallest worst regret of agent ``i`` over ALL payment rules for the band rule
+    "provide iff ``n/2 < V(s) < 0.8 n``" with :func:`provision_values`, on ``points`` own signals in [0, 1].
+
+    At fixed ``s_-i`` any payment rule offers two prices (the cheapest report of each outcome); with ``D`` their
+    difference a served type ``x`` regrets at least ``D - v_i(x)`` and a refused one ``v_i(x) - D``, so the worst
+    regret is at least ``(max_refused v_i - min_served v_i) / 2``, attained at the midpoint ``D``; positive means no
+    payments make the rule ex post IC at ``s_-i`` (the two-outcome positive cycle of CE Thm 1). A finite grid of own
+    types gives a lower bound for the continuum."""
+    s = np.repeat(np.asarray(profile, float)[None, :], points, axis=0)
+    s[:, i] = np.linspace(0.0, 1.0, points)
+    n = s.shape[1]
+    v = provision_values(s)
+    total = v.sum(-1)
+    served = (total > 0.5 * n) & (total < 0.8 * n)
+    if served.all() or not served.any():
+        return 0.0
+    return max(0.0, float(v[~served, i].max() - v[served, i].min()) / 2.0)

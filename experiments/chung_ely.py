@@ -103,6 +103,34 @@ def _band_no_payments(r: dict, source: str) -> Claim:
                  max(bounds) > 0 and buyer["max"] >= bounds[0] - 1e-5 and seller["max"] >= bounds[1] - 1e-5)  # fmt: skip
 
 
+def thm7_provision(m: dict) -> list[Claim]:
+    """CE Thm 7 / Def 10 for provision with non-linear values (n = 2, 3): the efficient rule is monotone, so its
+    generalized VCG mechanism is ex post IC and IR; the non-monotone band rule has positive regret with its pivot
+    payments, and at the audit's worst ``s_-i`` for each agent no payment rule makes it IC: the least worst regret of
+    any payments there (``_reference.band_least_worst_regret``, NumPy on 4001 own signals) is positive."""
+    out = []
+    for r in m["sweep"]["rows"]:
+        n = r["settings"]["environment"]["n"]
+        if not r["case"].startswith("NOT"):
+            out.append(check("CE Thm 7", f"n = {n}, non-linear increasing values: the efficient rule is monotone and its "
+                             f"generalized VCG mechanism ex post IC and IR ({r['case']})",
+                             f"regret max {r['regret_max']:.2g}, IR violation max {r['ir_violation_max']:.2g}",
+                             "0 (<= 1e-4); grid + random + kink misreports",
+                             r["regret_max"] <= 1e-4 and r["ir_violation_max"] <= 1e-4))  # fmt: skip
+            continue
+        bounds = [ref_.band_least_worst_regret(g["worst_profile"], i) for i, g in enumerate(r["regret"])]
+        at = [[round(x, 3) for x in g["worst_profile"]] for g in r["regret"]]
+        out.append(check("CE Thm 7 / Def 10", f"n = {n}: a non-monotone provision rule is not ex post IC and NO payments "
+                         f"rescue it ({r['case']})",
+                         "regret with its pivot payments: " + ", ".join(f"{g['max']:.3f}" for g in r["regret"])
+                         + f" (agents 1..{n})",
+                         "least worst regret of ANY payments at the audit's worst s_-i, per agent: "
+                         + ", ".join(f"{b:.3f} at {p}" for b, p in zip(bounds, at, strict=True))
+                         + " (NumPy, 4001 own signals; a lower bound for the continuum); every one > 0.01, regret > 1e-3",
+                         min(bounds) > 0.01 and min(g["max"] for g in r["regret"]) > 1e-3))  # fmt: skip
+    return out
+
+
 def thm5(m: dict) -> list[Claim]:
     """CE Thm 5 / Lemma 4 per case: the deficit is >= 0 in every sampled state, and its mean equals the closed-form
     deficit of the efficient rule integrated independently over the case's prior (``_reference``, 4 SE)."""
@@ -490,8 +518,40 @@ def sec52(m: dict) -> list[Claim]:
                          "values); measured: last = 1 (1e-6) and first below it by > 4 SE",
                          rising and abs(refs[-1] - 1) <= 1e-9 and (a1 != 1 or abs(r1 - 1) <= 1e-6) and r1 - r0 > 4 * s0))  # fmt: skip
     for r in off_line:
-        out.append(_thm9_necessity(r, by_a.get(r["settings"]["environment"]["a"], {}).get("threshold_contribution")))
+        st = r["settings"]
+        line = by_a.get(st["environment"]["a"], {}).get("threshold_contribution")
+        below = sum(st["mechanism"]["thresholds"]) < st["environment"]["cost"]
+        out.append((_thm9_undominated if below else _thm9_necessity)(r, line))
     return out
+
+
+def _thm9_undominated(r: dict, line: dict | None) -> Claim:
+    """CE Thm 9, undominatedness of the budget-line rule: adding a monotone region below its threshold (a threshold
+    rule with a lower vbar: the strip ``vbar'_i <= v_i < vbar_i`` added) makes the generalized VCG deficit positive on
+    a set of positive probability, so no payments balance the enlarged rule (VCG payments are the largest ex post IC
+    and IR ones). P(deficit > 0), the mean deficit and its supremum ``c - sum vbar'`` (both pivots own-binding)
+    against ``_reference.threshold_deficit`` integrated by the midpoint rule."""
+    env, vbar = r["settings"]["environment"], r["settings"]["mechanism"]["thresholds"]
+    a, c = env["a"], env["cost"]
+    name = f"adding a monotone region below the budget-line threshold makes the VCG deficit positive ({r['case']})"
+    if line is None:
+        return check("CE Thm 9", name, "no budget-line rule at this a", "", False)
+    lv = line["settings"]["mechanism"]["thresholds"]
+    prior = r["settings"]["prior"]
+    h = lambda s1, s2: ref_.threshold_deficit(a, c, vbar, s1, s2)  # noqa: E731
+    p_ref, p_err = ref_.expect(prior, lambda s1, s2: (h(s1, s2) > 1e-9).astype(float))
+    m_ref, m_err = ref_.expect(prior, h)
+    d, pp = r["deficit"], r["p_deficit_above_tol"]
+    sup = c - sum(vbar)
+    enlarged = all(x <= y for x, y in zip(vbar, lv, strict=True)) and sum(vbar) < sum(lv)
+    return check("CE Thm 9", name,
+                 f"P(deficit > 0) {pp['p']:.4f} ± {pp['se']:.4f}, mean deficit {pm(d)}, max {d['max']:.4f}; "
+                 f"budget-line rule {tuple(lv)}: max {line['deficit']['max']:.2g}",
+                 f"quadrature: P = {p_ref:.4f}, mean {m_ref:+.4f} (4 SE); sup c - sum vbar' = {sup:.4f} (closed form, "
+                 "max within 1e-4); P above 0 by > 4 SE; vbar' <= the budget line's",
+                 enlarged and line["deficit"]["max"] <= 1e-5 and pp["p"] > 4 * pp["se"]
+                 and abs(pp["p"] - p_ref) <= 4 * pp["se"] + p_err and abs(d["mean"] - m_ref) <= 4 * d["se"] + m_err
+                 and sup - 1e-4 <= d["max"] <= sup + 1e-5)  # fmt: skip
 
 
 def _thm9_necessity(r: dict, line: dict | None) -> Claim:
@@ -540,13 +600,43 @@ def contributions(m: dict) -> list[Claim]:
             c["budget_margin"] >= -c["tol"],
         ),
         _sec53_full_types(m),
-        info(
-            "CE Sec 5.3",
-            "text: pledges/demands as described; implementation needs exact ties p_i = d_-i = vbar_i",
-            f"share implemented incl. the boundary {c['implementation_share']:.4f}, off it {c['strict_share']:.4f}",
-            "demands must be the pivotal values vbar_-i (demanding the VCG amount v_-i(s_i, 0) breaks implementation)",
-        ),
+        *_sec53_vcg_demands(m),
     ]
+
+
+def _sec53_vcg_demands(m: dict) -> list[Claim]:
+    """The end of CE Sec. 5.3 suggests each demand is the other's generalized VCG payment; for full types that is
+    ``v_-i(s_i, 0) = a s_i``, above the ``vbar_-i`` of the strategies. The library's scheme with those demands
+    (``full_demand="vcg"``) against the closed-form strategies played on the same grid
+    (``_reference.contribution_play``): mismatches with the rule within one grid line, best-reply gains within 1e-4."""
+    c, v = m["contributions"], m.get("vcg_demands")
+    if v is None:
+        return [check("CE Sec 5.3", "full types demanding the VCG payment", "not measured", "vcg_demands metrics", False)]
+    a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))
+    n, vb = c["n_types"], c["vbar"]
+    ref, ref_piv = ref_.contribution_play(a, vb, n, "vcg"), ref_.contribution_play(a, vb, n)
+    gain = [v[x]["gain_exact"] for x in ("agent1", "agent2")]
+    n_full = c["agent1"]["n_full"] + c["agent2"]["n_full"]
+    ok = (abs(v["n_mismatch"] - ref["n_mismatch"]) <= n and abs(c["n_mismatch"] - ref_piv["n_mismatch"]) <= n
+          and all(abs(g - r) <= 1e-4 for g, r in zip(gain, ref["gain"], strict=True)))  # fmt: skip
+    measured = (f"VCG demands: {v['n_mismatch']} of {n}x{n} profiles not implemented (share {v['implementation_share']:.4f}, "
+                f"off the boundary {v['strict_share']:.4f}), best-reply gain {max(gain):.4f}; vbar_-i demands: "
+                f"{c['n_mismatch']} (gain {max(c[x]['gain_exact'] for x in ('agent1', 'agent2')):.2g})")  # fmt: skip
+    rows = [check("CE Sec 5.3", "full types demanding the other's VCG payment v_-i(s_i, 0) instead of vbar_-i",
+                  measured, f"closed-form strategies on the same grid: {ref['n_mismatch']} / {ref_piv['n_mismatch']} "
+                  f"mismatches (within {n}, one grid line), gain {max(ref['gain']):.4f} (1e-4)", ok)]  # fmt: skip
+    if n_full == 0:
+        text = f"no full types on this grid: VCG and pivotal demands coincide ({v['n_mismatch']} vs {c['n_mismatch']} mismatches)"
+    else:
+        w = v["agent1"] if v["agent1"]["gain_exact"] >= v["agent2"]["gain_exact"] else v["agent2"]
+        text = (f"demanding v_-i(s_i, 0) breaks implementation: share off the boundary {v['strict_share']:.4f} "
+                f"(vbar_-i: {c['strict_share']:.4f}), and the strategies stop being an equilibrium: best-reply gain "
+                f"{max(gain):.4f} at s = {[round(x, 4) for x in w['gain_witness']]}")  # fmt: skip
+    rows.append(info("CE Sec 5.3", "text: each demand is the generalized VCG payment; implementation needs exact ties "
+                     "p_i = d_-i = vbar_i and full types demanding vbar_-i", text,
+                     f"{n_full} full types ({c['agent1']['n_full']} / {c['agent2']['n_full']}); with vbar_-i demands the "
+                     f"share is {c['implementation_share']:.4f} incl. the boundary, {c['strict_share']:.4f} off it"))  # fmt: skip
+    return rows
 
 
 def _sec53_full_types(m: dict) -> Claim:
@@ -646,6 +736,7 @@ EXPERIMENTS = {
     # quick: the randomized ramp's envelope payments on 256 Riemann-Stieltjes cells (regret stays ~1e-7)
     "ce_thm2_monotonicity": Experiment(thm2, QUICK + ("mechanism.cells=256",), FULL),
     "ce_thm5_deficit": Experiment(thm5, QUICK, FULL),
+    "ce_thm7_provision": Experiment(thm7_provision, QUICK, FULL),
     "ce_sec44_deficit_curve": Experiment(sec44, QUICK + ("experiment.values=[-2.0, -1.0, -0.5, 0.0, 0.5, 0.9]",), FULL),
     "ce_thm6_deficit_minimizing": Experiment(_dominance("CE Thm 6"), QUICK, FULL),
     "ce_lemma5_randomized": Experiment(_dominance("CE Lemma 5"), QUICK, FULL),

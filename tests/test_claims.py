@@ -259,3 +259,94 @@ def test_band_rule_bound_row_fails_below_the_least_worst_regret():
     assert chung_ely._band_no_payments(row, "CE Thm 2").status == "PASS"  # bounds 0.4 and 0.45
     row["regret"][1]["max"] = 0.3  # below s_beta / 2 = 0.45: no payment rule does that well
     assert chung_ely._band_no_payments(row, "CE Thm 2").status == "FAIL"
+
+
+def test_threshold_deficit_against_brute_force_pivots():
+    rng = np.random.default_rng(4)
+    x = np.linspace(0, 1, 100_001)
+    for a, vbar in ((0.25, (0.45, 0.5)), (0.5, (0.6, 0.3)), (0.0, (0.4, 0.5))):
+        for s1, s2 in rng.random((20, 2)):
+            ok1 = (x + a * s2 >= vbar[0]) & (s2 + a * x >= vbar[1])  # agent 1 at x against s_2
+            ok2 = (x + a * s1 >= vbar[1]) & (s1 + a * x >= vbar[0])
+            provided = s1 + a * s2 >= vbar[0] and s2 + a * s1 >= vbar[1]
+            want = 1.0 - (x[ok1].min() + a * s2) - (x[ok2].min() + a * s1) if provided else 0.0
+            assert abs(ref_.threshold_deficit(a, 1.0, vbar, np.array(s1), np.array(s2)) - want) < 2e-5
+
+
+def _thm9_rows(p=0.4029, mean=0.0056, top=0.05):
+    env = {"a": 0.25, "cost": 1.0, "n": 2}
+    mech = lambda v: {"kind": "threshold_contribution", "thresholds": list(v)}  # noqa: E731
+    line = {"settings": {"environment": env, "mechanism": mech((0.5, 0.5)), "prior": UNIFORM}, "deficit": {"max": 0.0}}
+    row = {"case": "x", "settings": {"environment": env, "mechanism": mech((0.45, 0.5)), "prior": UNIFORM},
+           "deficit": {"mean": mean, "se": 0.0007, "max": top}, "p_deficit_above_tol": {"p": p, "se": 0.0049}}  # fmt: skip
+    return row, line
+
+
+def test_thm9_undominated_row_fails_on_wrong_numbers():
+    assert chung_ely._thm9_undominated(*_thm9_rows()).status == "PASS"  # quadrature: P = 0.3993, mean 0.0052
+    for bad in (dict(p=0.0), dict(p=0.43), dict(mean=-0.017), dict(top=0.0)):
+        assert chung_ely._thm9_undominated(*_thm9_rows(**bad)).status == "FAIL", bad
+
+
+@pytest.mark.parametrize("full_demand", ["pivotal", "vcg"])
+def test_contribution_play_matches_the_library(full_demand):
+    import jax
+
+    import jaxmech as jm
+
+    a, vbar, n = 0.8, (0.54, 0.54), 21
+    values = lambda s: jax.numpy.stack([s[0] + a * s[1], s[1] + a * s[0]])  # noqa: E731
+    st = jm.contribution_strategies(values, vbar, np.linspace(0, 1, n), full_demand=full_demand)
+    res = jm.check_equilibrium(values, vbar, n_types=n, n_grid=5, n_random=0, key=jax.random.PRNGKey(0), strategies=st)
+    ref = ref_.contribution_play(a, vbar, n, full_demand)
+    assert abs(int(res.n_mismatch) - ref["n_mismatch"]) <= n
+    np.testing.assert_allclose(np.asarray(res.gain_exact), ref["gain"], atol=1e-5)
+    if full_demand == "vcg":  # 7 full types per agent (s_i >= 0.675) demand 0.8 s_i > 0.54: many profiles fail
+        assert ref["n_full"] == (7, 7) and ref["n_mismatch"] > 100 and min(ref["gain"]) > 0.5
+    else:
+        assert ref["n_mismatch"] <= n and max(ref["gain"]) < 1e-9
+
+
+def _sec53_metrics(vcg_mismatch=4065, gain=1.0):
+    agent = {"n_full": 33, "gain_exact": 0.0}
+    c = {"n_types": 101, "vbar": [0.54, 0.54], "n_mismatch": 5, "implementation_share": 0.9995, "strict_share": 1.0,
+         "agent1": agent, "agent2": agent}  # fmt: skip
+    va = {"gain_exact": gain, "gain_witness": [1.0, 0.68]}
+    v = {"n_mismatch": vcg_mismatch, "implementation_share": 0.6015, "strict_share": 0.6014, "agent1": va, "agent2": va}
+    return {"environment": "public_good(n=2, a=0.8, c=1.08)", "contributions": c, "vcg_demands": v}
+
+
+def test_sec53_vcg_demand_row_fails_on_wrong_numbers():
+    assert [r.status for r in chung_ely._sec53_vcg_demands(_sec53_metrics())] == ["PASS", "INFO"]
+    for bad in (dict(vcg_mismatch=5), dict(gain=0.0)):  # VCG demands that still implement, or no deviation gain
+        assert chung_ely._sec53_vcg_demands(_sec53_metrics(**bad))[0].status == "FAIL", bad
+
+
+def test_band_least_worst_regret_against_a_search_over_payments():
+    rng = np.random.default_rng(5)
+    for n in (2, 3):
+        for profile in rng.random((3, n)):
+            for i in range(n):
+                s = np.repeat(profile[None, :], 801, axis=0)
+                s[:, i] = np.linspace(0, 1, 801)
+                v = ref_.provision_values(s)
+                served = (v.sum(-1) > 0.5 * n) & (v.sum(-1) < 0.8 * n)
+                vi = v[:, i]
+                # any payments: served types pay P1, refused P0; worst regret over types, minimized over D = P1 - P0
+                worst = [max(np.max(np.maximum(d - vi[served], 0), initial=0), np.max(np.maximum(vi[~served] - d, 0), initial=0))
+                         for d in np.linspace(-1, 4, 5001)]  # fmt: skip
+                assert abs(min(worst) - ref_.band_least_worst_regret(profile, i, 801)) < 2e-3
+
+
+def _thm7_metrics(regret=1.7, profile=(0.988, 0.999)):
+    row = {"case": "NOT monotone: band, n=2", "settings": {"environment": {"n": 2}},
+           "regret": [{"max": regret, "worst_profile": list(profile)}] * 2}  # fmt: skip
+    eff = {"case": "efficient, n=2", "settings": {"environment": {"n": 2}}, "regret_max": 0.0, "ir_violation_max": 0.0}
+    return {"sweep": {"rows": [eff, row]}}
+
+
+def test_thm7_provision_rows_fail_on_wrong_numbers():
+    assert [r.status for r in chung_ely.thm7_provision(_thm7_metrics())] == ["PASS", "PASS"]
+    assert chung_ely.thm7_provision(_thm7_metrics(regret=0.0))[1].status == "FAIL"  # an IC non-monotone rule
+    # at s_-i = 0 the band is never reached (V < c for every own signal): no certificate there
+    assert chung_ely.thm7_provision(_thm7_metrics(profile=(0.0, 0.0)))[1].status == "FAIL"

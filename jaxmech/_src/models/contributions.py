@@ -223,11 +223,19 @@ def _vcg_prices(values, vbar, signals, cuts):
 
 
 @jax.jit
-def _strategies(values, vbar, signals, exact):
-    return _strategies_from(values, vbar, signals, _cutoffs(values, vbar, signals), exact)
+def _strategies(values, vbar, signals, exact, vcg_full):
+    cuts = _cutoffs(values, vbar, signals)
+    phi, d, p, full, empty = _strategies_from(values, vbar, signals, cuts, exact)
+    d = jnp.where(vcg_full & full, _vcg_prices(values, vbar, signals, cuts)[::-1], d)
+    return phi, d, p, full, empty
 
 
-def contribution_strategies(values: Callable[[Array], Array], vbar, signals, *, exact: bool = True) -> Strategies:
+_FULL_DEMANDS = ("pivotal", "vcg")
+
+
+def contribution_strategies(
+    values: Callable[[Array], Array], vbar, signals, *, exact: bool = True, full_demand: str = "pivotal"
+) -> Strategies:
     """CE Sec. 5.3's strategy profile for the threshold rule with pivotal valuations ``vbar`` (CE Def 12).
 
     For agent ``i`` of type ``s_i``: ``phi_{-i}(s_i) = inf F_i(s_i)`` by bisection
@@ -252,15 +260,21 @@ def contribution_strategies(values: Callable[[Array], Array], vbar, signals, *, 
       vbar: pivotal valuations ``(vbar_1, vbar_2)``.
       signals: type grid shared by both agents, values in ``[0, 1]``, shape=(n_s,).
       exact: set binding pledges and demands to the pivotal values.
+      full_demand: what full types demand: ``"pivotal"`` (CE's ``vbar_{-i}``) or ``"vcg"``, the other's
+        generalized VCG payment ``v_{-i}(s_i, 0)`` that the end of CE Sec. 5.3 suggests (a deviation from
+        CE's strategies, kept to measure that it breaks implementation).
 
     Returns:
       :class:`Strategies` ``(phi, d, p)``, each shape=(2, n_s).
     """
     vbar = _validate(values, vbar, "contribution_strategies")
+    if full_demand not in _FULL_DEMANDS:
+        raise ValueError(f"contribution_strategies: full_demand must be one of {_FULL_DEMANDS}, got {full_demand!r}")
     signals = jnp.asarray(signals, vbar.dtype)
     if signals.ndim != 1:
         raise ValueError(f"contribution_strategies: signals must be 1-D, got shape {signals.shape}")
-    phi, d, p, _, _ = _strategies(_as_pytree(values), vbar, signals, jnp.asarray(bool(exact)))
+    vcg = jnp.asarray(full_demand == "vcg")
+    phi, d, p, _, _ = _strategies(_as_pytree(values), vbar, signals, jnp.asarray(bool(exact)), vcg)
     return Strategies(phi, d, p)
 
 

@@ -27,6 +27,15 @@ def _run_contributions(settings, base_dir, progress, out_dir):
     res = contributions.check_equilibrium(
         env.values, vbar, n_types=ex.signals, n_grid=ex.bids, key=jax.random.PRNGKey(settings.seed)
     )
+    # the end of CE Sec. 5.3: full types demanding the other's VCG payment v_-i(s_i, 0) instead of vbar_-i
+    vcg_st = contributions.contribution_strategies(env.values, vbar, np.asarray(res.signals), full_demand="vcg")
+    vcg_res = contributions.check_equilibrium(
+        env.values, vbar, n_types=ex.signals, n_grid=ex.bids, key=jax.random.PRNGKey(settings.seed), strategies=vcg_st
+    )
+    vm = contributions.result_to_metrics(vcg_res)
+    vcg_demands = {k: vm[k] for k in ("implementation_share", "strict_share", "n_mismatch", "mismatch_margin",
+                                      "mismatch_witness", "produced_share")}  # fmt: skip
+    vcg_demands |= {a: {k: vm[a][k] for k in ("gain", "gain_exact", "gain_witness", "d")} for a in ("agent1", "agent2")}
     expected = contributions.contribution_surplus(
         env.values, vbar, built.prior, key=streams.key_for(jax.random.PRNGKey(settings.seed), streams.CONTRIBUTION_SURPLUS),
         n_profiles=settings.audit.profiles,
@@ -35,6 +44,7 @@ def _run_contributions(settings, base_dir, progress, out_dir):
         "environment": env.name,
         "mechanism": built.mechanism.name,
         "contributions": contributions.result_to_metrics(res),
+        "vcg_demands": vcg_demands,  # the same checks with full types demanding v_-i(s_i, 0)
         "expected": expected._asdict(),  # under the prior, from the agents' own sampled types: mean, se
         "solve_s": time.perf_counter() - t0,
         "conditions": condition_checks(built),
