@@ -507,3 +507,35 @@ def band_least_worst_regret(profile, i: int, points: int = 4001) -> float:
     if served.all() or not served.any():
         return 0.0
     return max(0.0, float(v[~served, i].max() - v[served, i].min()) / 2.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Lemma 5: a randomized efficient trading rule and its deterministic reduction, deadzone values
+
+
+def lemma5_deficits(w: float, k: float, r: float, subsidy: float, s_b: np.ndarray, s_s: np.ndarray):
+    """``(randomized, reduction)`` deficits per state for deadzone values ``v_i = s_b + s_s + k max(0, s_i - s_-i - w)``
+    and the ramp ``f = clip((s_b - s_s + r) / (2 r), 0, 1)``, ``0 < r < w`` (efficient: the gain from trade is 0 on
+    ``|s_b - s_s| <= w``).
+
+    Payoff equivalence (CE Thm 3) with the lowest types at utility 0 (the buyer's at ``s_b = 0``, the seller's at
+    ``s_s = 1``): ``U_b(x) = int_0^x f(y, s_s) dV_b`` and ``U_s(y) = int_y^1 f(s_b, z) dV_s``; where ``f > 0`` the
+    bonus slopes ``k`` are beyond the band (``f = 1`` for the buyer, ``f = 0`` for the seller), so with the ramp's
+    antiderivative ``U_b = H(s_b) - H(0) + k (s_b - s_s - w)^+`` and ``U_s = J(s_s) - J(1)`` in closed form. The
+    deficit is ``U_b + U_s - f (v_b - v_s)`` plus the subsidies ``subsidy (s_s + s_b)``. The reduction trades iff
+    ``f = 1`` (``s_b - s_s >= r``) with generalized VCG payments: ``2 (s_b - s_s - r)`` there, 0 elsewhere."""
+    d = s_b - s_s
+    a0 = s_s - r  # the buyer's ramp starts at a0, reaches 1 at a0 + 2r
+
+    def h(x):
+        return np.where(x <= a0, 0.0, np.where(x <= a0 + 2 * r, (x - a0) ** 2 / (4 * r), r + x - a0 - 2 * r))
+
+    b1 = s_b + r  # the seller's f is 1 up to b1 - 2r, 0 from b1
+
+    def j(y):
+        return np.where(y >= b1, 0.0, np.where(y >= b1 - 2 * r, (b1 - y) ** 2 / (4 * r), r + b1 - 2 * r - y))
+
+    f = np.clip((d + r) / (2 * r), 0.0, 1.0)
+    gain = k * (np.maximum(0.0, d - w) - np.maximum(0.0, -d - w))  # v_b - v_s
+    rand = h(s_b) - h(np.zeros_like(s_b)) + k * np.maximum(0.0, d - w) + j(s_s) - j(np.ones_like(s_s)) - f * gain
+    return rand + subsidy * (s_b + s_s), np.where(d >= r, 2.0 * (d - r), 0.0)
