@@ -539,3 +539,52 @@ def lemma5_deficits(w: float, k: float, r: float, subsidy: float, s_b: np.ndarra
     gain = k * (np.maximum(0.0, d - w) - np.maximum(0.0, -d - w))  # v_b - v_s
     rand = h(s_b) - h(np.zeros_like(s_b)) + k * np.maximum(0.0, d - w) + j(s_s) - j(np.ones_like(s_s)) - f * gain
     return rand + subsidy * (s_b + s_s), np.where(d >= r, 2.0 * (d - r), 0.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Cor. 1: the least expected deficit of ANY Bayesian IC, interim IR mechanism for the efficient trade rule (LP)
+
+
+def cor1_min_deficit(a: float, points: int) -> float:
+    """Bilateral trade, ``v_i = s_i + a s_-i``, independent signals uniform on the midpoint grid of ``points`` types,
+    the efficient rule (trade iff ``s_beta > s_sigma``). Variables: interim payments ``T_b(i)`` (buyer pays) and
+    ``R_s(j)`` (seller receives). Bayesian IC: ``E_j[q(i, j) v_b(i, j)] - T_b(i) >= E_j[q(i', j) v_b(i, j)] - T_b(i')``
+    for every type pair, likewise for the seller (who loses ``v_s`` when trading); interim IR: each interim utility
+    ``>= 0``. Returns the LP's minimum of ``E[R_s] - E[T_b]`` (scipy HiGHS): by CE Cor. 1 it is positive."""
+    from scipy import optimize
+
+    g = points
+    s = (np.arange(g) + 0.5) / g
+    q = (s[:, None] > s[None, :]).astype(float)  # [buyer type, seller type]
+    vb = s[:, None] + a * s[None, :]
+    vs = s[None, :] + a * s[:, None]
+    gain_b = (q * vb).mean(1)  # [i]: E_j q v_b at the truth;  cross: [i, i'] type i reporting i'
+    cross_b = np.einsum("kj,ij->ik", q, vb) / g
+    loss_s = (q * vs).mean(0)  # [j]
+    cross_s = np.einsum("ik,ij->jk", q, vs) / g  # seller of type j reporting k
+    rows, rhs = [], []
+    for i in range(g):  # variables: T_b (g), R_s (g)
+        r = np.zeros(2 * g)
+        r[i] = 1.0  # IR: T_b(i) <= gain_b(i)
+        rows.append(r)
+        rhs.append(gain_b[i])
+        r = np.zeros(2 * g)
+        r[g + i] = -1.0  # IR: R_s(j) - loss_s(j) >= 0
+        rows.append(r)
+        rhs.append(-loss_s[i])
+        for k in range(g):
+            if k == i:
+                continue
+            r = np.zeros(2 * g)  # buyer i vs report k: cross_b[i, k] - T_b(k) - gain_b(i) + T_b(i) <= 0
+            r[i], r[k] = 1.0, -1.0
+            rows.append(r)
+            rhs.append(gain_b[i] - cross_b[i, k])
+            r = np.zeros(2 * g)  # seller j = i vs report k: R(k) - cross_s[i, k] - R(i) + loss_s(i) <= 0
+            r[g + k], r[g + i] = 1.0, -1.0
+            rows.append(r)
+            rhs.append(cross_s[i, k] - loss_s[i])
+    cost = np.concatenate([-np.ones(g), np.ones(g)]) / g
+    res = optimize.linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=[(None, None)] * (2 * g), method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"Cor. 1 LP: {res.message}")
+    return float(res.fun)

@@ -245,8 +245,29 @@ def cor1(m: dict) -> list[Claim]:
             abs(mb["mean"]) <= 4 * mb["se"],
         ),
         check("CE Cor 1", "expected deficit > 0", pm(d), "95% CI above 0", d["ci95"][0] > 0),
+        _cor1_lp(m, d),
         *_prop2_only_if(m),
     ]
+
+
+def _cor1_lp(m: dict, d: dict) -> Claim:
+    """CE Cor. 1 as a non-existence claim: the least expected deficit of ANY Bayesian IC, interim IR mechanism with the
+    efficient rule, an LP over interim payment schedules on G = 9, 17, 33 uniform types (``_reference.cor1_min_deficit``,
+    scipy HiGHS), is positive, rises with G, and its Richardson extrapolation (error ~ 1/G) meets the library's
+    interim-payment mechanism's Monte Carlo deficit (4 SE + 0.005) and (1 + a) / 6."""
+    a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))
+    sizes = (9, 17, 33)
+    lp = [ref_.cor1_min_deficit(a, g) for g in sizes]
+    r = sizes[1] / sizes[2]
+    extra = (lp[2] - r * lp[1]) / (1 - r)
+    cont = (1 + a) / 6
+    ok = (min(lp) > 0 and all(y > x for x, y in zip(lp[:-1], lp[1:], strict=True)) and abs(extra - cont) <= 5e-3
+          and abs(d["mean"] - extra) <= 4 * d["se"] + 5e-3)  # fmt: skip
+    return check("CE Cor 1", "no Bayesian IC + interim IR mechanism for the efficient rule avoids a deficit",
+                 f"library's interim-payment mechanism {pm(d)}",
+                 "LP minimum over interim payments (HiGHS), G = " + " / ".join(map(str, sizes)) + ": "
+                 + " / ".join(f"{x:.4f}" for x in lp) + f", all > 0 and rising; extrapolated {extra:.4f} vs "
+                 f"(1 + a) / 6 = {cont:.4f} (0.005) and vs the library (4 SE + 0.005)", ok)  # fmt: skip
 
 
 def _prop2_only_if(m: dict) -> list[Claim]:

@@ -378,3 +378,23 @@ def test_lemma5_rows_fail_on_wrong_numbers():
     assert all(r.status == "PASS" for r in chung_ely.lemma5(_lemma5_metrics()))
     assert any(r.status == "FAIL" for r in chung_ely.lemma5(_lemma5_metrics(red=0.1707)))  # g_*'s deficit
     assert any(r.status == "FAIL" for r in chung_ely.lemma5(_lemma5_metrics(diff=0.05)))
+
+
+def test_cor1_lp_is_attained_by_the_grid_vcg_mechanism():
+    # on the grid the efficient rule's generalized VCG payments (buyer pays v_b at the lowest trading grid type,
+    # seller receives v_s at the highest) are ex post, hence Bayesian, IC and IR; with the lowest types at utility 0
+    # they minimize the deficit (payoff equivalence on the grid), so the LP equals their expected deficit
+    a, g = 0.5, 17
+    s = (np.arange(g) + 0.5) / g
+    sb, ss = np.meshgrid(s, s, indexing="ij")
+    trade = sb > ss
+    step = 1.0 / g
+    deficit = np.where(trade, ((sb - step) + a * sb) - ((ss + step) + a * ss), 0.0)  # v_s(s_b - step) - v_b(s_s + step)
+    assert ref_.cor1_min_deficit(a, g) == pytest.approx(deficit.mean(), abs=1e-9)
+    assert 0 < ref_.cor1_min_deficit(a, 9) < ref_.cor1_min_deficit(a, 17) < (1 + a) / 6
+
+
+def test_cor1_lp_row_fails_when_the_library_deficit_is_off():
+    m = {"environment": "bilateral_trade(linear, a=0.5)"}
+    assert chung_ely._cor1_lp(m, {"mean": 0.2474, "se": 0.0035}).status == "PASS"
+    assert chung_ely._cor1_lp(m, {"mean": 0.2, "se": 0.0035}).status == "FAIL"
