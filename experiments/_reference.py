@@ -507,3 +507,84 @@ def band_least_worst_regret(profile, i: int, points: int = 4001) -> float:
     if served.all() or not served.any():
         return 0.0
     return max(0.0, float(v[~served, i].max() - v[served, i].min()) / 2.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Lemma 5: a randomized efficient trading rule and its deterministic reduction, deadzone values
+
+
+def lemma5_deficits(w: float, k: float, r: float, subsidy: float, s_b: np.ndarray, s_s: np.ndarray):
+    """``(randomized, reduction)`` deficits per state for deadzone values ``v_i = s_b + s_s + k max(0, s_i - s_-i - w)``
+    and the ramp ``f = clip((s_b - s_s + r) / (2 r), 0, 1)``, ``0 < r < w`` (efficient: the gain from trade is 0 on
+    ``|s_b - s_s| <= w``).
+
+    Payoff equivalence (CE Thm 3) with the lowest types at utility 0 (the buyer's at ``s_b = 0``, the seller's at
+    ``s_s = 1``): ``U_b(x) = int_0^x f(y, s_s) dV_b`` and ``U_s(y) = int_y^1 f(s_b, z) dV_s``; where ``f > 0`` the
+    bonus slopes ``k`` are beyond the band (``f = 1`` for the buyer, ``f = 0`` for the seller), so with the ramp's
+    antiderivative ``U_b = H(s_b) - H(0) + k (s_b - s_s - w)^+`` and ``U_s = J(s_s) - J(1)`` in closed form. The
+    deficit is ``U_b + U_s - f (v_b - v_s)`` plus the subsidies ``subsidy (s_s + s_b)``. The reduction trades iff
+    ``f = 1`` (``s_b - s_s >= r``) with generalized VCG payments: ``2 (s_b - s_s - r)`` there, 0 elsewhere."""
+    d = s_b - s_s
+    a0 = s_s - r  # the buyer's ramp starts at a0, reaches 1 at a0 + 2r
+
+    def h(x):
+        return np.where(x <= a0, 0.0, np.where(x <= a0 + 2 * r, (x - a0) ** 2 / (4 * r), r + x - a0 - 2 * r))
+
+    b1 = s_b + r  # the seller's f is 1 up to b1 - 2r, 0 from b1
+
+    def j(y):
+        return np.where(y >= b1, 0.0, np.where(y >= b1 - 2 * r, (b1 - y) ** 2 / (4 * r), r + b1 - 2 * r - y))
+
+    f = np.clip((d + r) / (2 * r), 0.0, 1.0)
+    gain = k * (np.maximum(0.0, d - w) - np.maximum(0.0, -d - w))  # v_b - v_s
+    rand = h(s_b) - h(np.zeros_like(s_b)) + k * np.maximum(0.0, d - w) + j(s_s) - j(np.ones_like(s_s)) - f * gain
+    return rand + subsidy * (s_b + s_s), np.where(d >= r, 2.0 * (d - r), 0.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Cor. 1: the least expected deficit of ANY Bayesian IC, interim IR mechanism for the efficient trade rule (LP)
+
+
+def cor1_min_deficit(a: float, points: int) -> float:
+    """Bilateral trade, ``v_i = s_i + a s_-i``, independent signals uniform on the midpoint grid of ``points`` types,
+    the efficient rule (trade iff ``s_beta > s_sigma``). Variables: interim payments ``T_b(i)`` (buyer pays) and
+    ``R_s(j)`` (seller receives). Bayesian IC: ``E_j[q(i, j) v_b(i, j)] - T_b(i) >= E_j[q(i', j) v_b(i, j)] - T_b(i')``
+    for every type pair, likewise for the seller (who loses ``v_s`` when trading); interim IR: each interim utility
+    ``>= 0``. Returns the LP's minimum of ``E[R_s] - E[T_b]`` (scipy HiGHS): by CE Cor. 1 it is positive."""
+    from scipy import optimize
+
+    g = points
+    s = (np.arange(g) + 0.5) / g
+    q = (s[:, None] > s[None, :]).astype(float)  # [buyer type, seller type]
+    vb = s[:, None] + a * s[None, :]
+    vs = s[None, :] + a * s[:, None]
+    gain_b = (q * vb).mean(1)  # [i]: E_j q v_b at the truth;  cross: [i, i'] type i reporting i'
+    cross_b = np.einsum("kj,ij->ik", q, vb) / g
+    loss_s = (q * vs).mean(0)  # [j]
+    cross_s = np.einsum("ik,ij->jk", q, vs) / g  # seller of type j reporting k
+    rows, rhs = [], []
+    for i in range(g):  # variables: T_b (g), R_s (g)
+        r = np.zeros(2 * g)
+        r[i] = 1.0  # IR: T_b(i) <= gain_b(i)
+        rows.append(r)
+        rhs.append(gain_b[i])
+        r = np.zeros(2 * g)
+        r[g + i] = -1.0  # IR: R_s(j) - loss_s(j) >= 0
+        rows.append(r)
+        rhs.append(-loss_s[i])
+        for k in range(g):
+            if k == i:
+                continue
+            r = np.zeros(2 * g)  # buyer i vs report k: cross_b[i, k] - T_b(k) - gain_b(i) + T_b(i) <= 0
+            r[i], r[k] = 1.0, -1.0
+            rows.append(r)
+            rhs.append(gain_b[i] - cross_b[i, k])
+            r = np.zeros(2 * g)  # seller j = i vs report k: R(k) - cross_s[i, k] - R(i) + loss_s(i) <= 0
+            r[g + k], r[g + i] = 1.0, -1.0
+            rows.append(r)
+            rhs.append(cross_s[i, k] - loss_s[i])
+    cost = np.concatenate([-np.ones(g), np.ones(g)]) / g
+    res = optimize.linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=[(None, None)] * (2 * g), method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"Cor. 1 LP: {res.message}")
+    return float(res.fun)

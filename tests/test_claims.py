@@ -350,3 +350,51 @@ def test_thm7_provision_rows_fail_on_wrong_numbers():
     assert chung_ely.thm7_provision(_thm7_metrics(regret=0.0))[1].status == "FAIL"  # an IC non-monotone rule
     # at s_-i = 0 the band is never reached (V < c for every own signal): no certificate there
     assert chung_ely.thm7_provision(_thm7_metrics(profile=(0.0, 0.0)))[1].status == "FAIL"
+
+
+def test_lemma5_deficits_against_quadrature_of_the_envelope_formula():
+    from scipy import integrate
+
+    w, k, r = 0.2, 0.5, 0.1
+    f = lambda y, s: np.clip((y - s + r) / (2 * r), 0, 1)  # noqa: E731  (buyer's report y against s)
+    for sb, ss in ((0.5, 0.45), (0.9, 0.3), (0.05, 0.02), (0.3, 0.9), (0.62, 0.5)):
+        ub = integrate.quad(lambda y, ss=ss: f(y, ss) * (1 + k * (y - ss > w)), 0, sb, points=[ss - r, ss + r, ss + w], limit=200)[0]
+        us = integrate.quad(lambda z, sb=sb: f(sb, z) * (1 + k * (z - sb > w)), ss, 1, points=[sb - r, sb + r, sb + w], limit=200)[0]
+        gain = k * max(0, sb - ss - w) - k * max(0, ss - sb - w)
+        rand, red = ref_.lemma5_deficits(w, k, r, 0.05, np.array(sb), np.array(ss))
+        assert abs(rand - (ub + us - f(sb, ss) * gain + 0.05 * (sb + ss))) < 1e-9
+        assert red == pytest.approx(2 * (sb - ss - r) if sb - ss >= r else 0.0)
+
+
+def _lemma5_metrics(red=0.2410, diff=0.0904):
+    stat = lambda m, se: {"mean": m, "se": se, "min": 0.0, "ci95": [m - 2 * se, m + 2 * se]}  # noqa: E731
+    rows = [{"mechanism": "lemma5_reduction(0.1)", "deficit": stat(red, 0.004), "minus_baseline": stat(0.0, 0.0)},
+            {"mechanism": "randomized_ramp(0.1)", "deficit": stat(0.3315, 0.0047), "minus_baseline": stat(diff, 0.0009)}]  # fmt: skip
+    return {"environment": "bilateral_trade(deadzone w=0.2, k=0.5)", "comparison": {"baseline": rows[0]["mechanism"],
+            "tol": 2e-5, "mechanisms": rows}}  # fmt: skip
+
+
+def test_lemma5_rows_fail_on_wrong_numbers():
+    assert all(r.status == "PASS" for r in chung_ely.lemma5(_lemma5_metrics()))
+    assert any(r.status == "FAIL" for r in chung_ely.lemma5(_lemma5_metrics(red=0.1707)))  # g_*'s deficit
+    assert any(r.status == "FAIL" for r in chung_ely.lemma5(_lemma5_metrics(diff=0.05)))
+
+
+def test_cor1_lp_is_attained_by_the_grid_vcg_mechanism():
+    # on the grid the efficient rule's generalized VCG payments (buyer pays v_b at the lowest trading grid type,
+    # seller receives v_s at the highest) are ex post, hence Bayesian, IC and IR; with the lowest types at utility 0
+    # they minimize the deficit (payoff equivalence on the grid), so the LP equals their expected deficit
+    a, g = 0.5, 17
+    s = (np.arange(g) + 0.5) / g
+    sb, ss = np.meshgrid(s, s, indexing="ij")
+    trade = sb > ss
+    step = 1.0 / g
+    deficit = np.where(trade, ((sb - step) + a * sb) - ((ss + step) + a * ss), 0.0)  # v_s(s_b - step) - v_b(s_s + step)
+    assert ref_.cor1_min_deficit(a, g) == pytest.approx(deficit.mean(), abs=1e-9)
+    assert 0 < ref_.cor1_min_deficit(a, 9) < ref_.cor1_min_deficit(a, 17) < (1 + a) / 6
+
+
+def test_cor1_lp_row_fails_when_the_library_deficit_is_off():
+    m = {"environment": "bilateral_trade(linear, a=0.5)"}
+    assert chung_ely._cor1_lp(m, {"mean": 0.2474, "se": 0.0035}).status == "PASS"
+    assert chung_ely._cor1_lp(m, {"mean": 0.2, "se": 0.0035}).status == "FAIL"

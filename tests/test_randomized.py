@@ -79,3 +79,18 @@ def test_family_refuses_other_environments():
     env = jm.public_good(jm.linear_public_values(0.3, 2), 1.0, 2)
     with pytest.raises(ValueError, match="needs bilateral trade"):
         jm.randomized_trade_family(env, jm.independent(env.dims))
+
+
+def test_randomized_ramp_subsidy_is_a_lump_sum_in_the_menu_and_the_payments():
+    env = jm.bilateral_trade(jm.deadzone_trade_values(0.2, 0.5))
+    plain = jm.randomized_ramp(env, 0.1, cells=64)
+    sub = jm.randomized_ramp(env, 0.1, cells=64, subsidy=0.05)
+    m = jnp.array([0.6, 0.3])
+    np.testing.assert_allclose(sub.pay((), m), plain.pay((), m) - 0.05 * m[::-1], atol=1e-6)
+    for i in (0, 1):
+        for x in (0.0, 0.45, 1.0):
+            q, t = sub.menu((), m, i)(jnp.array([x]))
+            mx = m.at[i].set(x)
+            np.testing.assert_allclose(t, sub.pay((), mx)[i], atol=1e-6)
+    with pytest.raises(ValueError, match="subsidy"):
+        jm.randomized_ramp(env, 0.1, subsidy=-1.0)

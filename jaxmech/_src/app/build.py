@@ -318,9 +318,10 @@ MECHANISMS = {
         build=_trade(lambda m, env, prior, seed: trading.band_trade(env, m.width)),
     ),
     "randomized_ramp": Entry(
-        ("width", "cells"),
-        "CE Lemma 5: trade with probability clip((m_beta - m_sigma + width) / (2 width), 0, 1), envelope payments",
-        build=_trade(lambda m, env, prior, seed: trading.randomized_ramp(env, m.width, cells=m.cells)),
+        ("width", "cells", "subsidy"),
+        "CE Lemma 5: trade with probability clip((m_beta - m_sigma + width) / (2 width), 0, 1), envelope payments "
+        "(plus subsidy * m_-i to each agent)",
+        build=_trade(lambda m, env, prior, seed: trading.randomized_ramp(env, m.width, cells=m.cells, subsidy=m.subsidy)),
     ),
     "lemma5_reduction": Entry(
         ("width",),

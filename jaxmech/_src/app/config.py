@@ -126,6 +126,9 @@ class MechanismSettings:
     width: float = _meta(0.5, doc="band_trade / randomized_ramp / lemma5_reduction: band width", min=0.0)
     table_points: int = _meta(1025, doc="deficit_minimizing: grid points for g_*", min=3)
     cells: int = _meta(1024, doc="randomized_ramp: Riemann-Stieltjes cells of the envelope payments", min=1)
+    subsidy: float = _meta(
+        0.0, doc="randomized_ramp: each agent also receives subsidy * m_-i (IC and IR, not revenue-maximal)", min=0.0
+    )
     inner: int = _meta(
         65536, doc="interim: profiles for the interim expectation of payments", min=1, max=MAX_PROFILES, unit="profiles"
     )

@@ -389,10 +389,33 @@ def envelope_payments(
     return Mechanism(name, decide, pay, params, None, menu)
 
 
-def randomized_ramp(env: Environment, width: float, **kw) -> Mechanism:
-    """:func:`ramp_rule` with :func:`envelope_payments` (CE Lemma 5's randomized efficient mechanism)."""
+def randomized_ramp(env: Environment, width: float, *, subsidy: float = 0.0, **kw) -> Mechanism:
+    """:func:`ramp_rule` with :func:`envelope_payments` (CE Lemma 5's randomized efficient mechanism).
+
+    ``subsidy > 0`` also pays each agent ``subsidy * m_-i`` whatever it reports: still ex post IC (the transfer does not
+    depend on the own report) and IR (utilities rise), but not the revenue-maximal payments, so the deficit is larger.
+    """
     check_trade(env, "randomized_ramp")
-    return envelope_payments(env, ramp_rule(width), name=f"randomized_ramp({width:g})", **kw)
+    if not subsidy >= 0:
+        raise ValueError(f"randomized_ramp: subsidy must be >= 0, got {subsidy!r}")
+    label = f"randomized_ramp({width:g}" + (f", subsidy {subsidy:g} m_-i)" if subsidy else ")")
+    mech = envelope_payments(env, ramp_rule(width), name=label, **kw)
+    if not subsidy:
+        return mech
+
+    def menu(p, m, i):
+        respond, other = mech.menu(p, m, i), jnp.sum(m) - m[i]
+
+        def subsidized(m_i):
+            q, t = respond(m_i)
+            return q, t - subsidy * other
+
+        return subsidized
+
+    def pay(p, m):
+        return mech.pay(p, m) - subsidy * (jnp.sum(m) - m)
+
+    return mech._replace(pay=pay, menu=menu)
 
 
 def lemma5_reduction(env: Environment, width: float) -> Mechanism:
