@@ -19,7 +19,9 @@ binding: CE Thm 2, CE Sec. 3.3-3.4) and reports how sure it is:
    ``{u_k >= tau(u_<k)}`` in each coordinate, the entry point and ``tau`` found by bisection), and Nelder-Mead moves
    along the budget boundary (threshold rules: ``sum vbar = c`` exactly; posted cutoffs: repaired at every step)
    to a tolerance of 1e-6. Monte Carlo alone cannot place an optimum to 1e-3: with ``N`` profiles the argmax of a
-   discontinuous rule's sample welfare wanders like ``N^(-1/3)``.
+   discontinuous rule's sample welfare wanders like ``N^(-1/3)``. Randomized rules (a trade box times a monotone band): for each box the best
+   band is an exact LP (:func:`band_program`: everything is linear in the band's knot values), Nelder-Mead moves
+   the box, and the exact repair shrinks it onto the budget boundary; their objective is computed by quadrature.
 4. **Exact audit** of the chosen rule (:func:`jaxmech._src.core.engine.audit`: regret, IR and deficit over sampled
    profiles and misreports) and a support-grid check (deficit, IR and regret against an own-signal grid at every
    grid profile); the objective on fresh profiles with its standard error; the spread across starts.
