@@ -108,6 +108,9 @@ def mechaudit(args, lp_value: float, lp_s: float, design_s: float) -> None:
         k = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum((a - mx) ** 2 for a in x)
         at = math.exp(my + k * (math.log(args.G) - mx))
         print(f"MechAudit scaling: seconds ~ G^{k:.2f} on G = {list(timed)}; at G = {args.G}: ~{at:.0f} s (fit)")
+        if args.G not in timed:
+            print(f"ratio (fit): MechAudit at G = {args.G} would take ~{at / design_s:.0f}x jm.design's time and "
+                  f"~{at / lp_s:.0f}x jaxmech's LP at G = {args.G}")  # fmt: skip
     g = args.G if args.G in timed else max(timed)
     value, sec = timed[g]
     if g == args.G:

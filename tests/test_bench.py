@@ -111,6 +111,19 @@ def test_w5_numpy_certificates_equal_certify(a):
     np.testing.assert_allclose(out["max_walk"], rep.max_walk, atol=1e-5)
     assert rep.fraction == 1.0 and np.all(rep.max_walk <= 1e-5)  # CE Thm 1: the efficient rule passes
 
+@pytest.mark.parametrize("a", [0.0, 0.5])
+def test_mechaudit_trade_equals_the_lp_reference(a):
+    """The MechAudit baseline of bench_design_vs_lp.py states the model jm.lp_reference solves: same optimum."""
+    pytest.importorskip("mechaudit")  # the `bench` extra, never a runtime dependency
+    from jaxmech._src.models.lp_reference import grid_types
+
+    env = jm.bilateral_trade(jm.linear_trade_values(a))
+    prior = jm.independent(env.dims)
+    ref = jm.lp_reference(env, prior, grids=(9,)).solutions[0].value
+    value, seconds = baselines.mechaudit_trade(9, a, grid_types(prior, 9))
+    assert abs(value - ref) <= 1e-7 and seconds > 0
+    assert abs(baselines.mechaudit_trade(9, a)[0] - ref) <= 1e-7  # the default grid: the same midpoints
+
 
 def test_bench_subcommand_is_wired(capsys):
     with pytest.raises(SystemExit):
