@@ -588,3 +588,39 @@ def cor1_min_deficit(a: float, points: int) -> float:
     if res.status != 0:
         raise RuntimeError(f"Cor. 1 LP: {res.message}")
     return float(res.fun)
+
+
+def project_choice_gaps(s_minus: np.ndarray, samples: np.ndarray, i: int = 0, a: float = 0.5) -> np.ndarray:
+    """CE Thm 3 on samples, by brute force: ``w(q, q') = -(L(q, q') + L(q', q))`` for agent ``i`` of two-agent project
+    choice (``v_j(q, s) = s_jq + a mean_l s_lq``, the efficient rule picks the first maximizer of the column sums).
+
+    ``s_minus``: the other agent's ``(k,)`` signals; ``samples``: ``(S, k)`` own signals. Edge weights
+    ``d(q, q') = max over samples choosing q of v_i(q', x) - v_i(q, x)``, longest paths by Floyd-Warshall in max-plus;
+    ``nan`` where an outcome does not occur. Independent of the library (NumPy only)."""
+    x = np.asarray(samples, np.float64)
+    other = np.asarray(s_minus, np.float64)
+    k = x.shape[1]
+    v = x + a * (x + other[None, :]) / 2.0  # v_i(q, x), (S, k)
+    chosen = np.argmax(x + other[None, :], axis=1)
+    d = np.full((k, k), -np.inf)
+    for q in range(k):
+        rows = v[chosen == q]
+        if len(rows):
+            d[q] = np.max(rows - rows[:, [q]], axis=0)
+    occ = np.array([np.any(chosen == q) for q in range(k)])
+    L = np.where(np.eye(k, dtype=bool), 0.0, d)
+    L[~occ, :] = -np.inf
+    L[:, ~occ] = -np.inf
+    for m in range(k):  # Floyd-Warshall (no positive cycles: the efficient rule is IC)
+        L = np.maximum(L, L[:, [m]] + L[[m], :])
+    w = -(L + L.T)
+    both = occ[:, None] & occ[None, :]
+    return np.where(both, w, np.nan)
+
+
+def project_choice_band_gap(band: float, a: float = 0.5, n: int = 2) -> float:
+    """The limit of ``w(0, 1)`` when agent i's type space is ``{x_2 = 0, |x_0 - x_1| >= band}`` and the other agent
+    has ``s_j0 = s_j1``, ``s_j2 = 0``: the 0 | 1 boundary ``x_0 = x_1`` lies in the removed band, so the samples
+    only bound ``t(1) - t(0)`` by the band's edges: ``d(0, 1) -> -(1 + a/n) band`` and ``d(1, 0) -> -(1 + a/n) band``,
+    ``w -> 2 (1 + a/n) band > 0`` at any sample size (a disconnected type space: CE Thm 3 needs a connected one)."""
+    return 2.0 * (1.0 + a / n) * band

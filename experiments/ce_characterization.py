@@ -8,6 +8,11 @@ Registered in ``EXPERIMENTS`` for ``jaxmech reproduce``. Run only these with
 
 from __future__ import annotations
 
+import math
+
+import _reference as ref_
+import numpy as np
+
 from jaxmech._src.app.reproduce import Claim, Experiment, check, main_for, measure
 
 _CAPTIONS = {
@@ -120,6 +125,36 @@ def _separable(m: dict) -> list[Claim]:
     ]  # fmt: skip
 
 
+def k3_refinement(m: dict) -> list[Claim]:
+    """CE Thm 3, k = 3, no boundary points: payment-difference widths shrink on a connected type space, not on a
+    disconnected one (closed-form limit 2 (1 + a/n) band)."""
+    r = m["refine"]
+    c = r["connected"]
+    n = np.array([x["samples"] for x in c], float)
+    w = np.array([x["mean_max_width"] for x in c])
+    slope = float(np.polyfit(np.log(n), np.log(w), 1)[0]) if np.all(w > 0) else math.nan
+    sizes = "/".join(str(x["samples"]) for x in c)
+    out = [
+        check("CE Thm 3 (k = 3)", f"project choice, agent 1, samples only: width of the IC interval of t(q') - t(q) "
+              f"shrinks as {sizes} samples refine",
+              "mean over s_-i of max_(q, q') w: " + " / ".join(f"{x:.3g}" for x in w) + f", log-log slope {slope:.2f}",
+              "decreasing at each size, slope in [-1.3, -0.5] (the samples nearest a boundary hyperplane: ~1/S), "
+              "every w >= 0 (certified)",
+              bool(np.all(np.diff(w) < 0)) and -1.3 <= slope <= -0.5 and min(x["min_width"] for x in c) >= -1e-9),
+    ]
+    if r["disconnected"]:
+        lim = ref_.project_choice_band_gap(r["band"], r["a"], r["n"])
+        d = r["disconnected"]
+        lo = [x["min_width_01"] for x in d]
+        out.append(
+            check("CE Thm 3 (k = 3)", f"disconnected type space {{x_2 = 0, |x_0 - x_1| >= {r['band']}}}: w(0, 1) "
+                  "stays positive", " / ".join(f"{x:.4f}" for x in lo) + f" at {'/'.join(str(x['samples']) for x in d)} "
+                  "samples", f">= closed form 2 (1 + a/n) band = {lim:.4f} at each size, within 0.01 at the largest",
+                  all(x >= lim - 1e-9 for x in lo) and lo[-1] - lim <= 0.01)
+        )  # fmt: skip
+    return out
+
+
 EXPERIMENTS = {
     "ce_thm1_projects": Experiment(
         projects, ("experiment.profiles=8", "experiment.points=5"), _FULL, captions=_CAPTIONS
@@ -134,6 +169,9 @@ EXPERIMENTS = {
     "ce_thm3_payoff_equivalence": Experiment(
         payoff_equivalence, ("experiment.profiles=8", "experiment.points=33"), _FULL + ("experiment.points=257",),
         captions=_CAPTIONS,
+    ),
+    "ce_thm3_k3_refinement": Experiment(
+        k3_refinement, ("experiment.profiles=16", "experiment.plots=false"), ("experiment.profiles=1024",)
     ),
     "ce_thm2_envelope": Experiment(
         envelope, ("experiment.profiles=8", "experiment.points=33"), _FULL + ("experiment.points=257",),

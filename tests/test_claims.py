@@ -398,3 +398,38 @@ def test_cor1_lp_row_fails_when_the_library_deficit_is_off():
     m = {"environment": "bilateral_trade(linear, a=0.5)"}
     assert chung_ely._cor1_lp(m, {"mean": 0.2474, "se": 0.0035}).status == "PASS"
     assert chung_ely._cor1_lp(m, {"mean": 0.2, "se": 0.0035}).status == "FAIL"
+
+
+def test_payment_gaps_match_numpy_floyd_warshall():
+    """CE Thm 3 widths w = -(L + L^T) from samples only: the library's max-plus longest paths equal a NumPy
+    Floyd-Warshall on the same samples (project choice, k = 3), shrink with more samples, and on the disconnected
+    type space stay at or above the closed-form 2 (1 + a/2) band."""
+    import jax
+    import numpy as np
+
+    from jaxmech._src.models import certify as cert
+    from jaxmech._src.models import equivalence as eq
+
+    with jax.enable_x64(True):
+        env = cert.project_choice(3, 2, 0.5)
+        decide = lambda p, m: env.efficient(m)  # noqa: E731
+        rng = np.random.default_rng(1)
+        others = rng.uniform(size=(6, 6))
+        widths = []
+        for n in (64, 1024):
+            x = rng.uniform(size=(n, 3))
+            w = eq.payment_gaps(env, decide, (), others, 0, x)
+            wr = np.stack([ref_.project_choice_gaps(o[3:], x) for o in others])
+            assert np.array_equal(np.isnan(w), np.isnan(wr))
+            assert np.nanmax(np.abs(w - wr)) <= 1e-9
+            assert np.nanmin(w) >= -1e-12
+            widths.append(np.nanmean(w))
+        assert widths[1] < widths[0] / 3
+        x = rng.uniform(size=(2000, 3))
+        x = x[np.abs(x[:, 0] - x[:, 1]) >= 0.2]
+        x[:, 2] = 0.0
+        u = rng.uniform(size=4)
+        o = np.stack([np.zeros(4)] * 3 + [u, u, np.zeros(4)], 1)
+        w01 = eq.payment_gaps(env, decide, (), o, 0, x)[:, 0, 1]
+        lim = ref_.project_choice_band_gap(0.2)
+        assert np.all(w01 >= lim - 1e-12) and np.all(w01 - lim <= 0.01)

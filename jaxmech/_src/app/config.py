@@ -302,6 +302,12 @@ class ExperimentSettings:
         64, doc="certify: sampled s_-i per agent (CE Thm 1 certificates)", min=1, max=MAX_PROFILES, unit="profiles"
     )
     points: int = _meta(33, doc="certify: own-signal grid points per dimension (capped at 4096 per agent)", min=2)
+    refine: tuple[int, ...] = _meta(
+        (), doc="certify: uniform own-signal sample sizes for agent 1's payment-difference widths without boundary points"
+    )
+    band: float = _meta(
+        0.0, doc="certify (with refine, project_choice): remove |x_0 - x_1| < band and x_2 from agent 1's types", min=0.0
+    )
     plots: bool = _meta(True, doc="write PNG plots into the results folder (needs matplotlib)")
 
 

@@ -13,6 +13,7 @@ SEARCH = 1  # the optimizer's batches (search kinds)
 GRID_PROFILES = 2  # common profiles of the grid search / comparison
 FAMILY = 3  # a search family's own restoration sample
 CERTIFY_OTHERS = 5  # sampled s_-i of the certificates
+CERTIFY_REFINE = 6  # own-signal samples of the payment-difference widths
 INTERIM_PAYMENTS = 7  # inner sample of interim-expected payments (mechanism kind "interim" and the interim kind)
 INTERIM_CHECK = 11  # the interim (Bayesian) IC / IR check
 THM4 = 13  # CE Thm 4's construction

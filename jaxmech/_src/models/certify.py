@@ -292,6 +292,24 @@ def solve_graph(graph: OutcomeGraph, *, tol: float = 1e-5) -> Certificate:
     return Certificate(top <= tol, slack, top, cyc, m_star, wit, t, occurs)
 
 
+def longest_paths(graph: OutcomeGraph) -> Array:
+    """``L(a, a')``: the longest path (``<= k - 1`` edges) from ``a`` to ``a'`` in agent ``i``'s graph (CE Lemma 1).
+
+    ``L(a, a) = 0``; ``-inf`` where ``a`` or ``a'`` does not occur. On a certified graph (no positive cycle) the IC
+    payment differences are exactly the interval ``L(a, a') <= t(a') - t(a) <= -L(a', a)``, so
+    ``L(a, a') + L(a', a) <= 0`` is minus its width: 0 iff the samples pin the difference (CE Thm 3)."""
+    d, occurs = graph.d, graph.occurs
+    k = d.shape[0]
+    neg = jnp.asarray(-jnp.inf, d.dtype)
+    eye = jnp.eye(k, dtype=bool)
+    both = occurs[:, None] & occurs[None, :]
+    D = jnp.where(both & ~eye, d, neg)
+    L = jnp.where(eye, jnp.zeros((), d.dtype), D)
+    for _ in range(max(k - 2, 0)):
+        L = jnp.maximum(L, _maxplus(L, D)[0])
+    return jnp.where(both, L, neg)
+
+
 def zbar_normalize(t: Array, occurs: Array, values: Array, outcome: Array) -> Array:
     """Shift an outcome menu ``t`` by ``z-bar`` (CE Sec. 3.3): the largest constant keeping ex post IR on the samples.
 

@@ -30,6 +30,7 @@ from jaxmech._src.models.certify import (
     certify_fn,
     certify_report,
     decide_of,
+    longest_paths,
     n_outcomes,
     outcome_index,
     per_agent_jit,
@@ -306,6 +307,38 @@ def _payoff_equivalence_on(fn, env, params, profiles_minus, i, samples, starts, 
     return PayoffEquivalence(
         float(dev.max()), float(res.max()), float(conn.mean()), float(feas.mean()), dev, tc, tb, both
     )
+
+
+def payment_gaps(
+    env: Environment,
+    mech_or_decide,
+    params: Params,
+    profiles_minus: Array,
+    i: int,
+    samples: Array,
+    *,
+    outcomes=None,
+) -> np.ndarray:
+    """CE Thm 3 from the samples alone: ``w(a, a') = -(L(a, a') + L(a', a))`` per ``s_-i``, shape ``(P, k, k)``.
+
+    ``L`` is :func:`~jaxmech._src.models.certify.longest_paths` on the graph of ``samples`` only (no boundary
+    points): ``w(a, a')`` is the width of the interval of IC payment differences ``t(a') - t(a)`` that the samples
+    leave. It is ``>= 0`` on a certified graph; by payoff equivalence it shrinks to 0 as the samples fill a connected
+    type space, and stays positive between outcomes whose regions lie in different components of a disconnected
+    one. ``nan`` where ``a`` or ``a'`` does not occur.
+    """
+    decide = decide_of(mech_or_decide)
+    profiles_minus = jnp.asarray(profiles_minus)
+    samples = jnp.asarray(samples, profiles_minus.dtype)
+
+    def one(p, s, x):
+        g = build_graph(env, decide, p, s, i, x, outcomes)
+        L = longest_paths(g)
+        both = g.occurs[:, None] & g.occurs[None, :]
+        return jnp.where(both, -(L + L.T), jnp.nan)
+
+    fn = jax.jit(lambda p, ps, x: jax.lax.map(lambda s: one(p, s, x), ps, batch_size=_PE_BATCH))
+    return np.asarray(fn(params, profiles_minus, samples), np.float64)
 
 
 # --------------------------------------------------------------------------

@@ -98,6 +98,37 @@ def _potential_recovery(env, mech, pe, profiles_minus, i: int) -> float:
     return float(np.max(spread))
 
 
+def _refine(settings, built, others, table) -> dict:
+    """CE Thm 3 without boundary points: agent 1's widths ``w(a, a')`` of the IC payment-difference intervals
+    (:func:`equivalence.payment_gaps`) on ``refine`` uniform own-signal samples, and with ``band > 0`` on a
+    disconnected type space ``{x_2 = 0, |x_0 - x_1| >= band}`` at ``s_-1`` with ``s_j0 = s_j1``, ``s_j2 = 0``."""
+    ex, env, mech = settings.experiment, built.env, built.mechanism
+    sl = priors.agent_slice(env.dims, 0)
+    lo, hi = np.asarray(env.lo[sl], np.float64), np.asarray(env.hi[sl], np.float64)
+    key = streams.key_for(jax.random.PRNGKey(settings.seed), streams.CERTIFY_REFINE)
+    rows, band = [], []
+    for j, n in enumerate(ex.refine):
+        u = np.asarray(jax.random.uniform(jax.random.fold_in(key, j), (n, len(lo)), built.dtype), np.float64)
+        x = lo + (hi - lo) * u
+        w = equivalence.payment_gaps(env, mech.decide, mech.params, others, 0, jnp.asarray(x, built.dtype), outcomes=table)
+        worst = np.nanmax(np.where(np.isnan(w), -np.inf, w).reshape(len(w), -1), axis=1)
+        rows.append({"samples": n, "mean_max_width": float(np.mean(worst)), "max_width": float(np.max(worst)),
+                     "min_width": float(np.nanmin(w))})  # fmt: skip
+        if ex.band > 0 and env.dims[0] >= 3:
+            xb = x[np.abs(x[:, 0] - x[:, 1]) >= ex.band].copy()
+            xb[:, 2:] = 0.0
+            o = np.asarray(others, np.float64).copy()
+            rest = np.delete(np.arange(o.shape[1]), np.arange(sl.start, sl.stop))
+            o[:, rest[1]] = o[:, rest[0]]
+            o[:, rest[2:]] = 0.0
+            wb = equivalence.payment_gaps(env, mech.decide, mech.params, jnp.asarray(o, built.dtype), 0,
+                                          jnp.asarray(xb, built.dtype), outcomes=table)  # fmt: skip
+            band.append({"samples": int(len(xb)), "min_width_01": float(np.min(wb[:, 0, 1])),
+                         "max_width_01": float(np.max(wb[:, 0, 1]))})  # fmt: skip
+    return {"agent": 0, "band": ex.band, "connected": rows, "disconnected": band,
+            "a": settings.environment.a, "n": env.n_agents}  # fmt: skip
+
+
 def _run_certify(settings, base_dir, progress, out_dir):
     """``certify`` experiment: :func:`certify_model` plus, where a cycle is found, the best misreport of each
     cycle witness under the mechanism's payments (any menu leaves one a gain >= slack / cycle length), the
@@ -118,6 +149,8 @@ def _run_certify(settings, base_dir, progress, out_dir):
             and len(idx)
         ):
             row["potential_recovery_max_dev"] = _potential_recovery(env, mech, pe, others[idx], i)
+    if ex.refine:
+        out["refine"] = _refine(settings, built, others, table)
     figs = []
     if ex.plots and plots.available():
         i = int(np.argmin([r["certified_share"] for r in out["agents"]]))
@@ -194,7 +227,7 @@ KIND = Kind(
         "CE Thms 1-3: certificates (or cycles with witnesses and their regret) per agent over sampled s_-i, payoff "
         "equivalence (certificate vs eq. (4)), single crossing / Def 7 and envelope payments for separable models"
     ),
-    options=("profiles", "points"),
+    options=("profiles", "points", "refine", "band"),
     run=_run_certify,
     summary=certify_summary,
 )
