@@ -2,6 +2,8 @@
 
 import functools
 import math
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,9 @@ import numpy as np
 import pytest
 
 import jaxmech as jm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import _reference as ref_  # noqa: E402
 
 # --- a family with curved classes and cross terms (B Assumptions 1-3) ------------------------------
 #
@@ -58,35 +63,9 @@ def batched_prices(name):
     return jax.jit(jax.vmap(batched_price_fn(name), in_axes=(None, 0)))
 
 
-# --- independent reference: B's definitions on a dense grid, numpy only ----------------------------
+# --- independent reference: B's definitions on a dense grid, numpy only (experiments/_reference.py) ------
 
-
-def brute_force_price(values_np, s, i, j, dims, grid=301, levels=800):
-    """t*_ij from the definitions: classes S_i(lam) as bands of V_i on a grid, V^m = max V_j, g, lam*, eq. (8)."""
-    start = sum(dims[:i])
-    y = np.linspace(0.0, 1.0, grid)
-    yy = np.stack(np.meshgrid(y, y, indexing="ij"), axis=-1).reshape(-1, 2)
-    prof = np.repeat(np.asarray(s, np.float64)[None, :], len(yy), axis=0)
-    prof[:, start : start + 2] = yy
-    v = values_np(prof)
-    f, w = v[:, i], v[:, j]
-    fg = f.reshape(grid, grid)
-    band = max(np.abs(np.diff(fg, axis=0)).max(), np.abs(np.diff(fg, axis=1)).max())  # every class meets the band
-    order = np.argsort(f)
-    f, w = f[order], w[order]
-    lam = np.linspace(0.0, 1.0, levels)
-    diag = np.repeat(np.asarray(s, np.float64)[None, :], levels, axis=0)
-    diag[:, start : start + 2] = lam[:, None]
-    level = values_np(diag)[:, i]  # V_i(lam 1, s_-i)
-    lo = np.searchsorted(f, level - band, side="left")
-    hi = np.searchsorted(f, level + band, side="right")
-    vm = np.array([w[a:b].max() for a, b in zip(lo, hi, strict=True)])  # V^m_ij(lam)
-    g = level - vm
-    if g[-1] < 0:
-        return vm[-1]
-    if g[0] > 0:
-        return vm[0]
-    return vm[np.nonzero(g <= 0)[0].max()]
+brute_force_price = ref_.brute_force_price
 
 
 # --- Example 1 ---------------------------------------------------------------------------------

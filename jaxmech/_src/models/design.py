@@ -53,7 +53,7 @@ from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import engine, priors
 from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment, check_own_monotone
-from jaxmech._src.core.mechanisms import Mechanism, decide_and_pay, pivot_payments
+from jaxmech._src.core.mechanisms import Mechanism, bisect, decide_and_pay, pivot_payments
 from jaxmech._src.core.search import Family, SearchConfig, make_optimizer, soft_max, support_grid
 from jaxmech._src.models import families as fam
 from jaxmech._src.models import lp_reference as lp
@@ -559,17 +559,7 @@ def monotone_expectation(
         def inside_at(x):
             return inside(to_s(jnp.concatenate([prefix, x[None], top]))) > 0
 
-        lo, hi = jnp.zeros((), dtype), jnp.ones((), dtype)
-        any_in = inside_at(hi)
-
-        def body(_, b):
-            a, c = b
-            mid = 0.5 * (a + c)
-            ok = inside_at(mid)
-            return jnp.where(ok, a, mid), jnp.where(ok, mid, c)
-
-        _, entry = jax.lax.fori_loop(0, 40, body, (lo, hi))
-        entry = jnp.where(any_in, entry, hi)
+        entry = bisect(inside_at, jnp.zeros((), dtype), jnp.ones((), dtype), 40)  # 1 when nowhere inside
         x, w = _nodes(panels[k])
         xs = entry + (1.0 - entry) * jnp.asarray(x, dtype)
         ws = (1.0 - entry) * jnp.asarray(w, dtype)
