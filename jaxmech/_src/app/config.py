@@ -233,8 +233,8 @@ class SearchSettings:
 class DesignSettings:
     family: str = _meta(
         "auto",
-        doc="auto | two_price | randomized | cutoff (bilateral trade) | threshold | posted | boundary (public good)",
-        choices=("auto", "two_price", "randomized", "cutoff", "threshold", "posted", "boundary"),
+        doc="auto | two_price | randomized | cutoff (bilateral trade) | threshold | posted | boundary (public good) | reserve (single object)",
+        choices=("auto", "two_price", "randomized", "cutoff", "threshold", "posted", "boundary", "reserve"),
     )
     objective: str = _meta(
         "welfare", doc="welfare (+ revenue_weight x revenue) | revenue", choices=("welfare", "revenue")

@@ -55,9 +55,9 @@ from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment, check_own_monotone
 from jaxmech._src.core.mechanisms import Mechanism, bisect, decide_and_pay, pivot_payments
 from jaxmech._src.core.search import Family, SearchConfig, make_optimizer, soft_max, support_grid
+from jaxmech._src.models import auction, randomized
 from jaxmech._src.models import families as fam
 from jaxmech._src.models import lp_reference as lp
-from jaxmech._src.models import randomized
 
 Array = jax.Array
 Params = Any
@@ -65,6 +65,7 @@ Params = Any
 TRADE = ("no_trade", "trade")
 PUBLIC = ("not_provided", "provided")
 FAMILIES = {TRADE: ("two_price", "randomized", "cutoff"), PUBLIC: ("threshold", "posted", "boundary")}
+SINGLE_OBJECT = ("reserve",)  # single-object environments (outcomes a0, a1, ..., an), any number of buyers
 OBJECTIVES = ("welfare", "revenue")
 BUDGETS = ("ex_post", "ex_ante")
 POLISHED = ("two_price", "posted", "threshold")
@@ -185,10 +186,23 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
     with these payments), a prior over the same signals, and a family of that environment; threshold rules
     (CE Def 12) are monotone only when every value weakly increases in every signal (CE Sec. 5), checked on a grid.
     """
+    if env.is_separable and all(d == 1 for d in env.dims) and auction.is_single_object(env):
+        if tuple(prior.dims) != tuple(env.dims):
+            raise ValueError(f"design: the prior's dims {list(prior.dims)} differ from the environment's "
+                             f"{list(env.dims)}")  # fmt: skip
+        if family not in SINGLE_OBJECT:
+            raise ValueError(f"family: {family!r} is not a family of {env.name!r}; choose one of "
+                             f"{', '.join(SINGLE_OBJECT)}")  # fmt: skip
+        if prior.cholesky is not None:
+            raise ValueError("family reserve: needs an independent prior (its objective is computed by quadrature "
+                             "over the marginals), got a correlated one")  # fmt: skip
+        check_own_monotone(env.values, env.dims, env.lo, env.hi)
+        auction.check_single_crossing(env)
+        return
     if not env.is_separable or any(d != 1 for d in env.dims) or env.outcome_names not in FAMILIES:
         raise ValueError(
-            "design: needs a separable two-outcome environment with one-dimensional signals (bilateral trade, CE "
-            f"Sec. 4, or a public good, CE Sec. 5), got {env.name!r} with outcomes {env.outcome_names} and dims "
+            "design: needs a separable environment with one-dimensional signals (bilateral trade, CE Sec. 4, a "
+            f"public good, CE Sec. 5, or a single object, B Sec. 2), got {env.name!r} with outcomes {env.outcome_names} and dims "
             f"{list(env.dims)}"
         )
     if tuple(prior.dims) != tuple(env.dims):
@@ -843,6 +857,8 @@ def design(
         raise ValueError(f"budget: one of {', '.join(BUDGETS)}, got {budget!r}")
     if starts < 1:
         raise ValueError(f"starts: need >= 1, got {starts}")
+    if family is None and auction.is_single_object(env):
+        family = "reserve"
     if family is None:
         family = "two_price" if env.outcome_names == TRADE else "threshold"
         if env.outcome_names == PUBLIC:
@@ -851,6 +867,12 @@ def design(
             except ValueError:
                 family = "posted"
     check_environment(env, prior, family)
+    if family == "reserve":
+        return design_reserve(env, prior, key=key, objective=objective, revenue_weight=revenue_weight, budget=budget,
+                              starts=starts, panels=quadrature_panels or default_panels(env.n_agents),
+                              eval_profiles=eval_profiles, audit_profiles=audit_profiles, misreports=misreports,
+                              audit_options=audit_options, check_grid=check_grid, reference=reference, grids=grids,
+                              dtype=dtype, t0=t0)  # fmt: skip
     k_start, k_search, k_repair, k_fam, k_eval, k_audit, k_pick = jax.random.split(key, 7)
     spec = make_spec(env, prior, family, key=k_fam, knots=knots, dtype=dtype)
     signs = directions(env)
@@ -980,6 +1002,87 @@ def design(
                                                              revenue_weight=revenue_weight, budget=budget))  # fmt: skip
         result.seconds["reference"] = time.perf_counter() - t_audit
     return result
+
+
+def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts, panels, eval_profiles,
+                   audit_profiles, misreports, audit_options, check_grid, reference, grids, dtype,
+                   t0) -> DesignResult:  # fmt: skip
+    """Single object, family ``reserve`` (:mod:`jaxmech._src.models.auction`): the object goes to the eligible buyer
+    (``s_i > r_i``) with the highest positive value, generalized VCG payments. Ex post IC and IR by construction
+    (monotone under single crossing); payments are ``>= 0`` and the seller has no cost, so the budget holds in every
+    state (both ``budget`` notions) and there is no repair. Each cold start ``r`` (uniform on the support) is moved
+    by Nelder-Mead on the exact quadrature objective (:func:`jaxmech._src.models.auction.reserve_objective`, smooth
+    in ``r``) to a tolerance of 1e-6; then the Monte Carlo objective of the mechanism itself (its pivot payments by
+    bisection, independent of the quadrature's formula), the exact audit and the support-grid check."""
+    n = env.n_agents
+    lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
+    k_start, k_eval, k_audit = jax.random.split(key, 3)
+    ppfs = [quantile_function(m, dtype) for m in prior.marginals]
+    quad = auction.reserve_objective(env, prior, objective=objective, revenue_weight=revenue_weight, panels=panels,
+                                     dtype=dtype, ppfs=ppfs)  # fmt: skip
+    coarse = auction.reserve_objective(env, prior, objective=objective, revenue_weight=revenue_weight,
+                                       panels=max(2, panels // 2), dtype=dtype, ppfs=ppfs)  # fmt: skip
+
+    def value(r):
+        return float(quad(jnp.asarray(np.clip(r, lo, hi), dtype))[0])
+
+    colds = np.asarray(jax.random.uniform(k_start, (starts, n), jnp.float32), np.float64) * (hi - lo) + lo
+    rows, finals, values = [], [], []
+    for r0 in colds:
+        r = np.clip(nelder_mead(lambda z: -value(z), r0, 0.1, xtol=1e-6), lo, hi)
+        v = value(r)
+        rows.append({"cold": {"reserves": r0.tolist()}, "final": {"reserves": r.tolist()}, "objective": v,
+                     "feasible": True})  # fmt: skip
+        finals.append(r)
+        values.append(v)
+    best = int(np.argmax(values))
+    params = jnp.asarray(finals[best], dtype)
+    t_polish = time.perf_counter()
+
+    mech = auction.reserve_mechanism(env, params)
+    per = np.asarray(_mechanism_outcomes(env, mech, prior, k_eval, eval_profiles, dtype), np.float64)
+    obj = per[:, 1] if objective == "revenue" else per[:, 0] + revenue_weight * per[:, 1]
+    fine = np.asarray(quad(params), np.float64)
+    exact = {"value": float(fine[0]), "error": abs(float(fine[0]) - float(coarse(params)[0])),
+             "welfare": float(fine[1]), "revenue": float(fine[2])}  # fmt: skip
+    rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports, dtype=dtype,
+                       options=audit_options).report  # fmt: skip
+    audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
+    t_audit = time.perf_counter()
+    vals = np.asarray(values, np.float64)
+    near = [p for p, v in zip(finals, values, strict=True) if v >= vals.max() - 1e-6]
+    precision = {"starts_feasible": len(finals), "starts_at_best": len(near), "optimizer_tol": 1e-6,
+                 "params_spread": max(float(np.max(np.abs(p - finals[best]))) for p in near)}  # fmt: skip
+    result = DesignResult(
+        environment=env.name, family="reserve", objective_name=objective, budget=budget, params=params,
+        description={"reserves": [float(x) for x in finals[best]]}, mechanism=mech, objective=_mc(obj),
+        welfare=_mc(per[:, 0]), revenue=_mc(per[:, 1]), exact=exact, starts=tuple(rows),
+        spread={"values": vals.tolist(), "min": float(vals.min()), "max": float(vals.max()),
+                "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0},
+        precision=precision, audit=audit, reference=None,
+        seconds={"search": t_polish - t0, "repair_polish": 0.0, "evaluate_audit": t_audit - t_polish},
+    )  # fmt: skip
+    if reference:
+        result = result._replace(reference=compare_reference(result, env, prior, grids, objective=objective,
+                                                             revenue_weight=revenue_weight, budget=budget))  # fmt: skip
+        result.seconds["reference"] = time.perf_counter() - t_audit
+    return result
+
+
+def _mechanism_outcomes(env, mech: Mechanism, prior, key, n: int, dtype, block: int = 8192) -> Array:
+    """``(welfare, revenue)`` per profile of ``mech`` itself (its own decision and payments) on ``n`` profiles."""
+    n_blocks = max(1, -(-n // block))
+    s_all = prior.sample(key, n_blocks * block, dtype).reshape(n_blocks, block, -1)
+
+    @_compiled()
+    def run(s_all):
+        def one(s):
+            q, t = decide_and_pay(mech, mech.params, s)
+            return jnp.stack([env.welfare(q, s), jnp.sum(t) - env.cost(q)])
+
+        return jax.lax.map(jax.vmap(one), s_all).reshape(-1, 2)
+
+    return run(s_all)
 
 
 def compare_reference(result: DesignResult, env, prior, grids, *, objective, revenue_weight, budget) -> dict:
