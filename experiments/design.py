@@ -3,7 +3,8 @@
 References: the closed form 1/8 (private-values trade, posted price 1/2); the best posted price for a Beta(2, 2)
 buyer and a uniform seller by a fine 1-D NumPy search on exact polynomial integrals; the best deterministic rule
 (1-a)^3 (1+a) / 8 for v_i = s_i + a s_-i; CE Thm 9's optimal vbar (symmetry, or an independent NumPy search along
-the budget line for the asymmetric case); the finite-type LP's 1/G limit (scipy HiGHS). Run only these with
+the budget line for the asymmetric case); the finite-type LP's 1/G limit (scipy HiGHS); Myerson's reserve 1/2 and
+revenue 5/12 (a single object, two uniform private-value buyers). Run only these with
 
     python experiments/design.py [--quick] [--only PATTERN] [--out DIR]
 """
@@ -18,6 +19,7 @@ QUICK = ("audit.profiles=8192", "design.starts=2", "design.steps=150", "design.e
          "design.repair_profiles=4096", "design.check_grid=17", "design.lp_grids=[17, 33]")  # fmt: skip
 RANDOMIZED = ("audit.profiles=8192", "design.starts=1", "design.steps=60", "design.eval_profiles=1048576",
               "design.repair_profiles=4096", "design.check_grid=17", "design.lp_grids=[17, 33]")  # fmt: skip
+AUCTION = ("audit.profiles=8192", "design.starts=2", "design.eval_profiles=32768", "design.check_grid=17")
 FULL = ("audit.profiles=1000000", "design.starts=8", "design.eval_profiles=4194304")
 
 
@@ -256,6 +258,30 @@ def falling(m: dict) -> list[Claim]:
     ]
 
 
+def auction_revenue(m: dict) -> list[Claim]:
+    d = _d(m)
+    r = d["description"]["reserves"]
+    err = max(abs(x - 0.5) for x in r)
+    mc = d["revenue"]
+    return [
+        check(
+            "jaxmech (not in CE)",
+            "revenue-optimal auction from cold starts: Myerson's reserve 1/2 (two uniform private-value buyers)",
+            f"reserves ({', '.join(f'{x:.5f}' for x in r)}), |error| {err:.1e}",
+            "second price with reserve 1/2 (Myerson 1981); |error| <= 1e-2",
+            err <= 1e-2,
+        ),
+        check(
+            "jaxmech (not in CE)",
+            "its revenue: 5/12 by quadrature and by the mechanism's own Monte Carlo payments",
+            f"{d['value']:.7f} by quadrature; MC {mc['mean']:.5f} ± {mc['se']:.1g}",
+            f"5/12 = {5 / 12:.7f}; quadrature within 1e-5, MC within 4 SE",
+            abs(d["value"] - 5 / 12) <= 1e-5 and abs(mc["mean"] - 5 / 12) <= 4 * mc["se"],
+        ),
+        _audit_ok(m),
+    ]
+
+
 EXPERIMENTS = {
     "design_trade_private": Experiment(private, QUICK, FULL),
     "design_trade_beta": Experiment(beta_trade, QUICK, FULL),
@@ -267,6 +293,7 @@ EXPERIMENTS = {
     "design_thm9_asymmetric": Experiment(_thm9(None), QUICK, FULL),
     "design_thm9_n3": Experiment(_thm9([0.5, 0.5, 0.5]), QUICK + ("design.lp_grids=[9, 13]",), FULL),
     "design_public_good_falling": Experiment(falling, QUICK, FULL),
+    "design_auction_revenue": Experiment(auction_revenue, AUCTION, FULL),
 }
 
 if __name__ == "__main__":

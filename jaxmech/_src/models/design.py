@@ -777,7 +777,7 @@ def grid_check(env: Environment, mech: Mechanism, prior: priors.Prior, points: i
         return jax.lax.map(one, g)
 
     d, ir, reg = (np.asarray(x, np.float64) for x in run(g))
-    return {"points": int(g.shape[0]), "deficit_max": float(d.max()), "ir_violation_max": float(max(ir.max(), 0.0)),
+    return {"points": int(g.shape[0]), "deficit_max": float(d.max()), "ir_violation_max": float(max(ir.max(), 0.0)) + 0.0,
             "regret_max": float(reg.max())}  # fmt: skip
 
 
