@@ -34,6 +34,10 @@ piecewise-linear cutoff curves, :func:`jaxmech._src.models.families.trade_cutoff
 ``n >= 2`` (CE Sec. 5): ``threshold`` (CE Def 12, Thm 9; needs values weakly increasing in every signal),
 ``posted`` (provide iff every ``s_i > p_i``: monotone whatever the sign of the interdependence), ``boundary``
 (two agents, monotone piecewise-linear boundary, :func:`jaxmech._src.models.families.provision_boundary_family`).
+A single object with ``n >= 2`` buyers (B Sec. 2): ``reserve`` (:mod:`jaxmech._src.models.auction`: the highest
+value among buyers with ``s_i > r_i`` wins, pivot payments; needs single crossing and an independent prior). Its
+payments are ``>= 0`` and the seller has no cost, so the budget holds in every state and steps 2-3 become
+Nelder-Mead from each cold start on the exact quadrature objective (:func:`design_reserve`).
 """
 
 from __future__ import annotations
@@ -185,6 +189,8 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
     good, CE Sec. 5), values strictly increasing in the own signal (CE Def 6: else no monotone rule is ex post IC
     with these payments), a prior over the same signals, and a family of that environment; threshold rules
     (CE Def 12) are monotone only when every value weakly increases in every signal (CE Sec. 5), checked on a grid.
+    A single object (B Sec. 2) needs single crossing among its buyers
+    (:func:`jaxmech._src.models.auction.check_single_crossing`) and an independent prior.
     """
     if env.is_separable and all(d == 1 for d in env.dims) and auction.is_single_object(env):
         if tuple(prior.dims) != tuple(env.dims):
@@ -202,8 +208,8 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
     if not env.is_separable or any(d != 1 for d in env.dims) or env.outcome_names not in FAMILIES:
         raise ValueError(
             "design: needs a separable environment with one-dimensional signals (bilateral trade, CE Sec. 4, a "
-            f"public good, CE Sec. 5, or a single object, B Sec. 2), got {env.name!r} with outcomes {env.outcome_names} and dims "
-            f"{list(env.dims)}"
+            f"public good, CE Sec. 5, or a single object, B Sec. 2), got {env.name!r} with outcomes "
+            f"{env.outcome_names} and dims {list(env.dims)}"
         )
     if tuple(prior.dims) != tuple(env.dims):
         raise ValueError(f"design: the prior's dims {list(prior.dims)} differ from the environment's {list(env.dims)}")
@@ -777,7 +783,8 @@ def grid_check(env: Environment, mech: Mechanism, prior: priors.Prior, points: i
         return jax.lax.map(one, g)
 
     d, ir, reg = (np.asarray(x, np.float64) for x in run(g))
-    return {"points": int(g.shape[0]), "deficit_max": float(d.max()), "ir_violation_max": float(max(ir.max(), 0.0)) + 0.0,
+    ir_max = float(max(ir.max(), 0.0)) + 0.0  # + 0.0: never -0.0
+    return {"points": int(g.shape[0]), "deficit_max": float(d.max()), "ir_violation_max": ir_max,
             "regret_max": float(reg.max())}  # fmt: skip
 
 
