@@ -844,7 +844,7 @@ def design(
     Args:
       key: the PRNG key of everything random (cold starts, batches, repair and evaluation samples, the audit).
       family: one of :data:`FAMILIES` for the environment (default: ``two_price`` for trade, ``threshold`` for a
-        public good whose values increase in every signal, else ``posted``).
+        public good whose values increase in every signal, else ``posted``; ``reserve`` for a single object).
       objective: ``"welfare"`` (plus ``revenue_weight`` x revenue) or ``"revenue"`` (revenue = ``-deficit``).
       budget: ``"ex_post"`` (deficit <= 0 in every state, the papers' notion) or ``"ex_ante"`` (``E[deficit] <= 0``).
       starts: cold starts (searched at once); ``search``: the annealed search's settings (its ``objective`` is
