@@ -385,7 +385,7 @@ def cor1_interim_regret(a: float, buyer: tuple, seller: tuple, types: int, misre
 
 
 # --------------------------------------------------------------------------------------------------------------
-# B Sec. 4: the construction's price from its definitions, by brute force (two-dimensional signals of buyer i)
+# B Sec. 4: the construction's price from its definitions, by brute force (buyer i's signal of any dimension)
 
 
 def private_common_values_np(dims: list, weights: list | None, own: float | None):
@@ -405,34 +405,39 @@ def private_common_values_np(dims: list, weights: list | None, own: float | None
     return values
 
 
-def brute_force_price(values, s: np.ndarray, i: int, j: int, dims: list, grid: int = 301, levels: int = 800) -> float:
-    """``t*_ij`` at ``s_-i`` from B's definitions (buyer i with two-dimensional signals): the classes
-    ``S_i(lam, s_-i)`` as bands of ``V_i`` on a ``grid x grid`` grid of ``S_i``, ``V^m_ij(lam)`` the largest ``V_j``
-    on a class, ``g_ij = V_i(lam 1, s_-i) - V^m_ij``, ``lam*`` its last non-positive level, ``t* = V^m_ij(lam*)``."""
-    start = sum(dims[:i])
+def brute_force_price(values, s: np.ndarray, i: int, j: int, dims: list, grid: int | None = None,
+                      levels: int = 800, return_band: bool = False):
+    """``t*_ij`` at ``s_-i`` from B's definitions (buyer i's signal of any dimension d): the classes
+    ``S_i(lam, s_-i)`` as bands of ``V_i`` on a ``grid^d`` grid of ``S_i`` (default 2001 / 301 / 47 points per axis
+    for d = 1 / 2 / 3), ``V^m_ij(lam)`` the largest ``V_j`` on a class, ``g_ij = V_i(lam 1, s_-i) - V^m_ij``, ``lam*``
+    its last non-positive level, ``t* = V^m_ij(lam*)``."""
+    start, d = sum(dims[:i]), dims[i]
+    grid = grid or {1: 2001, 2: 301}.get(d, 81)
     y = np.linspace(0.0, 1.0, grid)
-    yy = np.stack(np.meshgrid(y, y, indexing="ij"), axis=-1).reshape(-1, 2)
+    yy = np.stack(np.meshgrid(*([y] * d), indexing="ij"), axis=-1).reshape(-1, d)
     prof = np.repeat(np.asarray(s, np.float64)[None, :], len(yy), axis=0)
-    prof[:, start : start + 2] = yy
+    prof[:, start : start + d] = yy
     v = values(prof)
     f, w = v[:, i], v[:, j]
-    fg = f.reshape(grid, grid)
-    band = max(np.abs(np.diff(fg, axis=0)).max(), np.abs(np.diff(fg, axis=1)).max())  # every class meets the band
+    fg = f.reshape((grid,) * d)
+    band = max(np.abs(np.diff(fg, axis=k)).max() for k in range(d))  # every class meets the band
     order = np.argsort(f)
     f, w = f[order], w[order]
     lam = np.linspace(0.0, 1.0, levels)
     diag = np.repeat(np.asarray(s, np.float64)[None, :], levels, axis=0)
-    diag[:, start : start + 2] = lam[:, None]
+    diag[:, start : start + d] = lam[:, None]
     level = values(diag)[:, i]
     lo = np.searchsorted(f, level - band, side="left")
     hi = np.searchsorted(f, level + band, side="right")
     vm = np.array([w[a:b].max() for a, b in zip(lo, hi, strict=True)])
     g = level - vm
     if g[-1] < 0:
-        return float(vm[-1])
-    if g[0] > 0:
-        return float(vm[0])
-    return float(vm[np.nonzero(g <= 0)[0].max()])
+        price = float(vm[-1])
+    elif g[0] > 0:
+        price = float(vm[0])
+    else:
+        price = float(vm[np.nonzero(g <= 0)[0].max()])
+    return (price, float(band)) if return_band else price
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -433,3 +433,23 @@ def test_payment_gaps_match_numpy_floyd_warshall():
         w01 = eq.payment_gaps(env, decide, (), o, 0, x)[:, 0, 1]
         lim = ref_.project_choice_band_gap(0.2)
         assert np.all(w01 >= lim - 1e-12) and np.all(w01 - lim <= 0.01)
+
+
+def test_brute_force_price_in_one_and_three_dimensions_against_the_closed_form():
+    """``_reference.brute_force_price`` for buyers with 1-d and 3-d signals (B eq. (8)): V_0 = m + a s_1 and
+    V_1 = s_1 + a m with m the mean of buyer 0's three signals; the classes of buyer 0 are the planes m = lam, so
+    lam* = s_1 and t*_0 = (1 + a) s_1; symmetrically t*_1 = (1 + a) m. The brute force's error stays within twice
+    its class thickness, and the 3-d one shrinks as the grid refines."""
+    a = 0.4
+
+    def values(s):
+        m = s[:, :3].mean(-1)
+        return np.stack([m + a * s[:, 3], s[:, 3] + a * m], -1)
+
+    s = np.array([0.7, 0.2, 0.45, 0.35])
+    t0, band0 = ref_.brute_force_price(values, s, 0, 1, [3, 1], return_band=True)
+    t0_fine, band0_fine = ref_.brute_force_price(values, s, 0, 1, [3, 1], grid=121, return_band=True)
+    t1, band1 = ref_.brute_force_price(values, s, 1, 0, [3, 1], return_band=True)
+    assert abs(t0 - (1 + a) * s[3]) <= 2 * band0
+    assert abs(t0_fine - (1 + a) * s[3]) <= 2 * band0_fine and band0_fine < band0
+    assert abs(t1 - (1 + a) * s[:3].mean()) <= 2 * band1 + 1e-9 and band1 < 1e-3
