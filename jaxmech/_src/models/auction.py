@@ -27,6 +27,7 @@ import numpy as np
 from jaxmech._src.core import priors
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.core.mechanisms import Mechanism, bisect, pivot_payments
+from jaxmech._src.models import conditions
 
 Array = jax.Array
 
@@ -59,8 +60,6 @@ def check_single_crossing(env: Environment, *, profiles: int = 32, points: int =
     """Refuse (``ValueError`` with the library's witness) unless single crossing holds for the efficient rule among
     every pair of buyers (the reserve rule is the efficient rule restricted to the eligible buyers, so every subset
     must be monotone: pairs suffice, and with them the full set is checked too)."""
-    from jaxmech._src.models import conditions  # noqa: PLC0415 (conditions imports environments only; keep it lazy)
-
     n = env.n_agents
     eye = np.eye(n, dtype=np.float32)
     sets = [tuple(range(n))] + ([c for c in itertools.combinations(range(n), 2)] if n > 2 else [])
