@@ -814,6 +814,17 @@ def _index(tree, k):
 # the design
 
 
+def with_reference(result: DesignResult, reference: bool, env, prior, grids, objective, revenue_weight, budget):
+    """``result`` with the finite-type LP reference attached (and its seconds) when ``reference``."""
+    if not reference:
+        return result
+    t0 = time.perf_counter()
+    result = result._replace(reference=compare_reference(result, env, prior, grids, objective=objective,
+                                                         revenue_weight=revenue_weight, budget=budget))  # fmt: skip
+    result.seconds["reference"] = time.perf_counter() - t0
+    return result
+
+
 def design(
     env: Environment,
     prior: priors.Prior,
@@ -1004,11 +1015,7 @@ def design(
         reference=None, seconds={"search": t_search - t0, "repair_polish": t_polish - t_search,
                                  "evaluate_audit": t_audit - t_polish},
     )  # fmt: skip
-    if reference:
-        result = result._replace(reference=compare_reference(result, env, prior, grids, objective=objective,
-                                                             revenue_weight=revenue_weight, budget=budget))  # fmt: skip
-        result.seconds["reference"] = time.perf_counter() - t_audit
-    return result
+    return with_reference(result, reference, env, prior, grids, objective, revenue_weight, budget)
 
 
 def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts, panels, eval_profiles,
@@ -1069,11 +1076,7 @@ def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts
         precision=precision, audit=audit, reference=None,
         seconds={"search": t_polish - t0, "repair_polish": 0.0, "evaluate_audit": t_audit - t_polish},
     )  # fmt: skip
-    if reference:
-        result = result._replace(reference=compare_reference(result, env, prior, grids, objective=objective,
-                                                             revenue_weight=revenue_weight, budget=budget))  # fmt: skip
-        result.seconds["reference"] = time.perf_counter() - t_audit
-    return result
+    return with_reference(result, reference, env, prior, grids, objective, revenue_weight, budget)
 
 
 def _mechanism_outcomes(env, mech: Mechanism, prior, key, n: int, dtype, block: int = 8192) -> Array:
