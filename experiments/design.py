@@ -148,10 +148,16 @@ def beta_trade(m: dict) -> list[Claim]:
     ]
 
 
+def best_deterministic_trade(a: float) -> float:
+    """Gains from trade of the best deterministic ex post IC, IR, balanced rule for v_i = s_i + a s_-i, uniform
+    signals: the two-price rule with cutoffs ((1+a)/2, (1-a)/2), (1-a)^3 (1+a) / 8 (1/8 at a = 0)."""
+    return (1 - a) ** 3 * (1 + a) / 8
+
+
 def _interdependent(a: float):
     def claims(m: dict) -> list[Claim]:
         d = _d(m)
-        ref = (1 - a) ** 3 * (1 + a) / 8
+        ref = best_deterministic_trade(a)
         out = [
             check(
                 "jaxmech (not in CE)",
@@ -182,7 +188,7 @@ def _interdependent(a: float):
 def _randomized(a: float):
     def claims(m: dict) -> list[Claim]:
         d = _d(m)
-        det = (1 - a) ** 3 * (1 + a) / 8
+        det = best_deterministic_trade(a)
         mc = d["objective"]
         margin = (mc["mean"] - det) / mc["se"]
         out = [
