@@ -84,6 +84,9 @@ class Experiment(NamedTuple):
       full: overrides for ``--full`` (paper-grade sizes, meant for a GPU).
       paper: ``"CE"`` (Chung & Ely 2007) or ``"B"`` (Bikhchandani 2005), for grouping in the report.
       captions: figure file name -> caption, overriding :data:`CAPTIONS`.
+      cost: about how many seconds its quick run takes on a 2-core CPU (default 0: short). Only an ordering hint:
+        the worker pool starts the costliest experiments first (longest-processing-time-first scheduling keeps a
+        long one from running alone at the end); the report keeps the registry's order.
     """
 
     claims: Callable[[dict], list[Claim]]
@@ -91,6 +94,7 @@ class Experiment(NamedTuple):
     full: Sequence[str] = ()
     paper: str = "CE"
     captions: dict | None = None
+    cost: float = 0.0
 
 
 def pm(x: dict, digits: int = 4) -> str:
@@ -331,7 +335,8 @@ def reproduce(
         log(f"      {len(names)} experiments on {jobs} worker process{'es' if jobs > 1 else ''}")
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(xla_flags,)) as pool:
-            futs = {pool.submit(_worker, str(layout.root), n, size, str(out)): n for n in names}
+            order = sorted(names, key=lambda n: -found[n][1].cost) if size == "quick" else names
+            futs = {pool.submit(_worker, str(layout.root), n, size, str(out)): n for n in order}
             for fut in cf.as_completed(futs):
                 try:
                     report_one(fut.result())
