@@ -629,3 +629,56 @@ def project_choice_band_gap(band: float, a: float = 0.5, n: int = 2) -> float:
     only bound ``t(1) - t(0)`` by the band's edges: ``d(0, 1) -> -(1 + a/n) band`` and ``d(1, 0) -> -(1 + a/n) band``,
     ``w -> 2 (1 + a/n) band > 0`` at any sample size (a disconnected type space: CE Thm 3 needs a connected one)."""
     return 2.0 * (1.0 + a / n) * band
+
+
+def linear_trade_grid(a: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CE Sec. 4.4's values on the ``n``-point signal grid ``s_k = k / (n - 1)``: ``vb[i, j] = s_i + a s_j``,
+    ``vs[i, j] = s_j + a s_i`` (buyer type i, seller type j), and the efficient rule ``trade[i, j]``: trade iff
+    ``v_beta - v_sigma = (1 - a)(s_i - s_j) > 0``, decided on the integers (no trade on ties)."""
+    k = np.arange(n)
+    s = k / (n - 1)
+    vb = s[:, None] + a * s[None, :]
+    vs = s[None, :] + a * s[:, None]
+    return vb, vs, (1.0 - a) * (k[:, None] - k[None, :]) > 0
+
+
+def trade_deficit_interval(vb: np.ndarray, vs: np.ndarray, trade: np.ndarray) -> tuple[float, float]:
+    """``(D_min, D_max)``: the mean deficit (uniform on grid profiles) over every payment rule that makes the fixed
+    trading rule ``trade[i, j]`` ex post IC between grid types and ex post IR (CE Sec. 4: utilities ``f v_beta -
+    t_beta`` and ``-f v_sigma - t_sigma``), with no transfer without trade for ``D_max`` (without it, subsidies to
+    non-trading types make the supremum infinite; ``D_min`` is the same either way).
+
+    Enumerated one opponent type at a time (the constraints couple only own types at a fixed opponent type): at
+    seller type j the buyer's trading payment ``p`` must satisfy IC of each non-trading type (``0 >= vb - p``) and IR /
+    IC of each trading type (``vb - p >= 0``); the seller's receipt ``r`` at buyer type i likewise (``r - vs >= 0``
+    trading, ``0 >= r - vs`` not). The deficit at a trading profile is ``r(i) - p(j)``, so its extremes pair the
+    extremes of the two intervals. ``(nan, nan)`` if an interval is empty, ``D_max = inf`` if it is unbounded."""
+    vb, vs, trade = np.asarray(vb, np.float64), np.asarray(vs, np.float64), np.asarray(trade, bool)
+    n_b, n_s = trade.shape
+    pay = np.empty((n_s, 2))  # buyer's trading payment [lo, hi] by seller type
+    for j in range(n_s):
+        lo, hi = -math.inf, math.inf
+        for i in range(n_b):
+            if trade[i, j]:
+                hi = min(hi, vb[i, j])
+            else:
+                lo = max(lo, vb[i, j])
+        pay[j] = lo, hi
+    rec = np.empty((n_b, 2))  # seller's trading receipt [lo, hi] by buyer type
+    for i in range(n_b):
+        lo, hi = -math.inf, math.inf
+        for j in range(n_s):
+            if trade[i, j]:
+                lo = max(lo, vs[i, j])
+            else:
+                hi = min(hi, vs[i, j])
+        rec[i] = lo, hi
+    d_min = d_max = 0.0
+    for i in range(n_b):
+        for j in range(n_s):
+            if trade[i, j]:
+                if pay[j, 0] > pay[j, 1] or rec[i, 0] > rec[i, 1]:
+                    return math.nan, math.nan
+                d_min += rec[i, 0] - pay[j, 1]
+                d_max += rec[i, 1] - pay[j, 0]
+    return float(d_min / trade.size), float(d_max / trade.size)

@@ -741,6 +741,7 @@ def double_auction(m: dict) -> list[Claim]:
         ),
         _sec43_budget(d, m.get("refinement") or []),
         *_sec43_refinement(m),
+        *_sec43_interval(m),
     ]
 
 
@@ -789,6 +790,61 @@ def _sec43_budget(d: dict, refinement: list) -> Claim:
                 "payoff equivalence (CE Thm 3) needs a continuum of types, so on a grid the budgets differ"
                 + "".join(f"; {x['signals']} signals: gap {x['mean_deficit'] - x['vcg_mean_deficit']:+.4f}"
                           for x in refinement[1:]))  # fmt: skip
+
+
+def _sec43_interval(m: dict) -> list[Claim]:
+    """The efficient rule fixed on the grid (trade iff v_beta > v_sigma, no trade on ties, as ``vcg_mean_deficit``),
+    the mean deficit of every payment rule that makes it ex post IC between grid types and ex post IR fills
+    [D_min, D_max] (models.double_auction.deficit_interval): at each opponent type an agent's trading payment lies
+    between its value at the last non-trading and at the first trading grid type. D_min is the grid's own generalized
+    VCG rule (CE Lemma 5); D_max needs no transfer without trade, as in CE's generalized VCG rule (Sec. 4.1) and the
+    Sec. 4.3 auction (subsidies to non-trading types keep IC and IR and make the supremum infinite). Both ends by the
+    library and by NumPy grid enumeration (_reference.trade_deficit_interval); the auction's mean deficit (both
+    survivor selections) and the grid VCG deficit inside at every size; both ends -> (1 + a) / 6 with the signal step.
+    Second row: the auction's own trade set (the selected bids trade iff offer >= demand; it misses trades next to
+    the tie) against its own interval, which the survivors' ex post equilibrium puts it in exactly."""
+    env = re.fullmatch(r"bilateral_trade\(a=([-+0-9.e]+)\)", m["environment"])
+    d = m["double_auction"]
+    grids = m.get("refinement") or [{"signals": d["n_signals"], **d}]
+    if env is None or any("deficit_interval" not in x for x in grids):
+        return []
+    a = float(env.group(1))
+    cont, tol = (1 + a) / 6, 1e-5
+    ok, parts, errs = True, [], []
+    for x in grids:
+        lo, hi = ref_.trade_deficit_interval(*ref_.linear_trade_grid(a, x["signals"]))
+        got = x["deficit_interval"]
+        meas = [x["mean_deficit_low"], x["mean_deficit"], x["vcg_mean_deficit"]]
+        ok &= abs(got["low"] - lo) <= tol and abs(got["high"] - hi) <= tol
+        ok &= all(lo - tol <= v <= hi + tol for v in meas)
+        errs.append(max(abs(got["low"] - cont), abs(got["high"] - cont)))
+        parts.append(f"{x['signals']}: [{got['low']:.4f}, {got['high']:.4f}] (NumPy [{lo:.4f}, {hi:.4f}]) holds auction "
+                     f"{meas[0]:.4f} to {meas[1]:.4f} ({(meas[1] - got['low']) / (got['high'] - got['low']):.0%} up from "
+                     f"D_min), VCG {meas[2]:.4f} (VCG - D_max {meas[2] - got['high']:+.1e})")  # fmt: skip
+    steps = [x["signal_step"] for x in grids]
+    shrink = all(e1 < e0 * (s1 / s0 + 0.25) for e0, e1, s0, s1 in zip(errs, errs[1:], steps, steps[1:], strict=False))
+    rows = [
+        check("CE Sec 4.3 / Lemma 5", "the auction's mean deficit lies inside the grid's ex post IC + IR deficit "
+              "interval [D_min, D_max] of the efficient rule (no transfer without trade), at every grid size",
+              "; ".join(parts) + "; ends' distance to (1 + a) / 6: " + " -> ".join(f"{e:.4f}" for e in errs),
+              f"both ends by NumPy grid enumeration within {tol:g}; D_min <= auction (both selections), grid VCG <= "
+              f"D_max; both ends -> (1 + a) / 6 = {cont:.4f} with the signal step", ok and shrink),
+    ]  # fmt: skip
+    own = d.get("auction_deficit_interval")
+    if own is not None:
+        x, y = np.asarray(d["buyer"]["selected"]), np.asarray(d["seller"]["selected"])
+        vb, vs, eff = ref_.linear_trade_grid(a, d["n_signals"])
+        trade = x[:, None] >= y[None, :]
+        lo, hi = ref_.trade_deficit_interval(vb, vs, trade)
+        same = abs(own["low"] - lo) <= tol and abs(own["high"] - hi) <= tol
+        fine = same and lo - tol <= d["mean_deficit"] <= hi + tol
+        rows.append(check("CE Sec 4.3", "the auction's mean deficit lies inside the ex post IC + IR interval of its "
+                          f"own trade set ({int(np.sum(eff & ~trade))} of {int(eff.sum())} efficient trades missed next "
+                          f"to the tie, {int(np.sum(trade & ~eff))} extra)",
+                          f"{d['mean_deficit']:.4f} in [{own['low']:.4f}, {own['high']:.4f}]",
+                          f"ends by NumPy grid enumeration on the selected bids [{lo:.4f}, {hi:.4f}] within {tol:g}",
+                          fine))  # fmt: skip
+    return rows
 
 
 _SEARCH = dict(quick=QUICK_SEARCH, full=("search.grid_profiles=4194304", "audit.profiles=10000000"))

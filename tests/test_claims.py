@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import optimize, sparse
 
 import tests.reference as quad
 
@@ -453,3 +454,94 @@ def test_brute_force_price_in_one_and_three_dimensions_against_the_closed_form()
     assert abs(t0 - (1 + a) * s[3]) <= 2 * band0
     assert abs(t0_fine - (1 + a) * s[3]) <= 2 * band0_fine and band0_fine < band0
     assert abs(t1 - (1 + a) * s[:3].mean()) <= 2 * band1 + 1e-9 and band1 < 1e-3
+
+
+@pytest.mark.parametrize("a", [0.5, 0.0, -1.0])
+@pytest.mark.parametrize("n", [3, 21, 41])
+def test_trade_deficit_interval_closed_form(a, n):
+    """On the n-point grid with trade iff s_beta > s_sigma (v = s_i + a s_-i, a < 1), the buyer at seller type j pays
+    between v_beta(s_j, s_j) and v_beta(s_{j+1}, s_j), the seller at buyer type i receives between v_sigma(s_i, s_{i-1})
+    and v_sigma(s_i, s_i); summed over the n(n-1)/2 trades: D_max = (1 + a)(n + 1) / (6n), D_min = D_max - 1/n."""
+    lo, hi = ref_.trade_deficit_interval(*ref_.linear_trade_grid(a, n))
+    d_max = (1 + a) * (n + 1) / (6 * n)
+    assert hi == pytest.approx(d_max, abs=1e-12) and lo == pytest.approx(d_max - 1 / n, abs=1e-12)
+
+
+def _trade_lp(vb, vs, trade, sign, no_transfer_without_trade):
+    """min (sign = 1) or max (sign = -1) of the mean deficit -(t_beta + t_sigma) over all payments with ex post IC
+    between grid types and ex post IR for the fixed rule (utilities f v_beta - t_beta, -f v_sigma - t_sigma)."""
+    n = trade.shape[0]
+    f = trade.astype(float)
+    idx = np.arange(n * n).reshape(n, n)
+    rows, cols, vals, rhs = [], [], [], []
+    r = 0
+    for own in range(n):  # true type
+        for mis in range(n):  # report
+            if own == mis:
+                continue
+            for opp in range(n):
+                # buyer (own = i, opp = j): t_b(i, j) - t_b(i', j) <= (f(i, j) - f(i', j)) v_b(i, j)
+                rows += [r, r]
+                cols += [idx[own, opp], idx[mis, opp]]
+                vals += [1.0, -1.0]
+                rhs.append((f[own, opp] - f[mis, opp]) * vb[own, opp])
+                # seller (own = j, opp = i): t_s(i, j) - t_s(i, j') <= (f(i, j') - f(i, j)) v_s(i, j)
+                rows += [r + 1, r + 1]
+                cols += [n * n + idx[opp, own], n * n + idx[opp, mis]]
+                vals += [1.0, -1.0]
+                rhs.append((f[opp, mis] - f[opp, own]) * vs[opp, own])
+                r += 2
+    ic = sparse.csr_matrix((vals, (rows, cols)), shape=(r, 2 * n * n))
+    a_ub = sparse.vstack([ic, sparse.eye(2 * n * n)])  # IR: t_b <= f v_b, t_s <= -f v_s
+    b_ub = np.concatenate([rhs, (f * vb).ravel(), (-f * vs).ravel()])
+    free = [(None, None) if t else ((0.0, 0.0) if no_transfer_without_trade else (None, None)) for t in trade.ravel()]
+    cost = -sign * np.ones(2 * n * n) / (n * n)  # deficit = -(t_b + t_s)
+    return optimize.linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=free * 2, method="highs")
+
+
+def test_trade_deficit_interval_against_the_lp():
+    """The closed-form ends at the smallest grid of ce_sec43_double_auction (21 signals, a = 0.5) against an LP over
+    all 2 x 441 payments (HiGHS): D_min is the same with and without "no transfer without trade"; D_max with it, and
+    without it the LP is unbounded (subsidies to non-trading types keep IC and IR)."""
+    vb, vs, trade = ref_.linear_trade_grid(0.5, 21)
+    lo, hi = ref_.trade_deficit_interval(vb, vs, trade)
+    for norm in (False, True):
+        res = _trade_lp(vb, vs, trade, 1, norm)
+        assert res.status == 0 and res.fun == pytest.approx(lo, abs=1e-8)
+    res = _trade_lp(vb, vs, trade, -1, True)
+    assert res.status == 0 and -res.fun == pytest.approx(hi, abs=1e-8)
+    assert _trade_lp(vb, vs, trade, -1, False).status == 3  # unbounded
+
+
+def _sec43_interval_metrics(shift=0.0, which="mean_deficit", end_error=0.0):
+    """Measured numbers of a quick ce_sec43_double_auction run (a = 0.5; 21 / 41 signals), one of them moved."""
+    rows = []
+    for n, dl, vcg in ((21, 0.224848, 0.261905), (41, 0.236375, 0.256098)):
+        lo, hi = ref_.trade_deficit_interval(*ref_.linear_trade_grid(0.5, n))
+        rows.append({"signals": n, "signal_step": 1 / (n - 1), "mean_deficit": dl, "mean_deficit_low": dl,
+                     "vcg_mean_deficit": vcg, "deficit_interval": {"low": lo + end_error, "high": hi}})  # fmt: skip
+    rows[0][which] += shift
+    return {"environment": "bilateral_trade(a=0.5)", "refinement": rows, "double_auction": {"n_signals": 21}}
+
+
+def test_sec43_interval_row_fails_outside_the_interval():
+    assert [r.status for r in chung_ely._sec43_interval(_sec43_interval_metrics())] == ["PASS"]
+    # the auction below D_min = 0.2143 or above D_max = 0.2619, the VCG deficit above D_max, a wrong library end
+    for which, shift in (("mean_deficit_low", -0.011), ("mean_deficit", 0.038), ("vcg_mean_deficit", 0.001)):
+        assert chung_ely._sec43_interval(_sec43_interval_metrics(shift, which))[0].status == "FAIL"
+    assert chung_ely._sec43_interval(_sec43_interval_metrics(end_error=1e-3))[0].status == "FAIL"
+
+
+def test_sec43_own_trade_set_row_fails_outside_its_interval():
+    """The auction's own trade set: the selected bids of a 3-signal grid (a = 0.5) trade only at (2, 0) (offer 0.9 >=
+    demand 0.8), so the interval is [v_sigma(2, 0) - v_beta(2, 0), v_sigma(2, 1) - v_beta(1, 0)] / 9 = [-0.5, 0.5] / 9."""
+    m = _sec43_interval_metrics()
+    own = {"low": -0.5 / 9, "high": 0.5 / 9}
+    m["double_auction"] = {"n_signals": 3, "mean_deficit": 0.01, "auction_deficit_interval": own,
+                           "buyer": {"selected": [0.0, 0.5, 0.9]}, "seller": {"selected": [0.8, 1.0, 1.6]}}  # fmt: skip
+    vb, vs, _ = ref_.linear_trade_grid(0.5, 3)
+    lo, hi = ref_.trade_deficit_interval(vb, vs, np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0]]))
+    assert (lo, hi) == pytest.approx((own["low"], own["high"]))
+    assert chung_ely._sec43_interval(m)[1].status == "PASS"
+    m["double_auction"]["mean_deficit"] = 0.06  # above D_max = 0.0556
+    assert chung_ely._sec43_interval(m)[1].status == "FAIL"

@@ -347,3 +347,30 @@ def test_bad_arguments_raise(kwargs, match):
 def test_values_must_return_two():
     with pytest.raises(ValueError, match="shape"):
         jm.solve_double_auction(lambda s: s[:1], 3, 5)
+
+
+def test_deficit_interval_closed_form_and_auction_inside(solved):
+    """The efficient rule on the 21-point grid (v = s_i + a s_-i, a = 0.5; trade iff s_beta > s_sigma): D_max =
+    (1 + a)(n + 1) / (6n) (each agent pays its value at the last non-trading grid type: the continuum-pivot VCG
+    deficit), D_min = D_max - 1/n (first trading grid type); the auction's deficit inside both its own interval and
+    this one."""
+    r = _np(solved["linear_a0.5"])
+    d_max = 1.5 * (N_S + 1) / (6 * N_S)
+    np.testing.assert_allclose(r.deficit_interval, [d_max - 1 / N_S, d_max], atol=1e-6)
+    np.testing.assert_allclose(r.vcg_mean_deficit, d_max, atol=1e-6)
+    for lo, hi in (r.deficit_interval, r.auction_deficit_interval):
+        assert lo - 1e-6 <= r.mean_deficit_low <= r.mean_deficit <= hi + 1e-6
+
+
+def test_deficit_interval_by_hand():
+    """Two signals, private values (v_beta = s_beta, v_sigma = s_sigma), trade only at (1, 0): the buyer pays in
+    [v_beta(0, 0), v_beta(1, 0)] = [0, 1], the seller receives in [v_sigma(1, 0), v_sigma(1, 1)] = [0, 1], so the
+    deficit at (1, 0) lies in [-1, 1] and its mean in [-1/4, 1/4]. Trading at every buyer type against seller 0
+    leaves the buyer's payment unbounded below (D_max = inf); a non-monotone rule has no IC payments (NaN)."""
+    v = da.grid_values(linear(0.0), jnp.array([0.0, 1.0]))
+    trade = jnp.array([[False, False], [True, False]])
+    np.testing.assert_allclose(da.deficit_interval(v, trade), [-0.25, 0.25])
+    np.testing.assert_allclose(jax.jit(da.deficit_interval)(v, trade), [-0.25, 0.25])
+    every = da.deficit_interval(v, jnp.array([[True, False], [True, False]]))
+    assert np.isfinite(every[0]) and every[1] == np.inf
+    assert np.all(np.isnan(da.deficit_interval(v, jnp.array([[True, False], [False, False]]))))

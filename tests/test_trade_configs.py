@@ -98,6 +98,9 @@ def test_sec43_double_auction(tmp_path):
     assert (
         d["efficient_share"] > 0.95 and d["min_deficit"] >= 0 and max(d["equilibrium_gain"].values()) <= d["bid_step"]
     )
+    for x in m["refinement"]:  # CE Sec 4.3: inside the efficient rule's grid ex post IC + IR deficit interval
+        lo, hi = x["deficit_interval"]["low"], x["deficit_interval"]["high"]
+        assert lo - 1e-6 <= x["mean_deficit_low"] <= x["mean_deficit"] <= hi + 1e-6
 
 
 def test_bad_case_override_is_a_one_line_config_error(tmp_path, capsys):

@@ -104,6 +104,11 @@ class DoubleAuctionResult(NamedTuple):
       vcg_mean_deficit: mean over grid profiles of the generalized VCG deficit of
         the efficient rule (CE eqs. (5)-(6), continuum pivots),
         ``1[v_beta > v_sigma] (v_sigma(s_beta, g_sigma(s_beta)) - v_beta(g_beta(s_sigma), s_sigma))``, shape=().
+      deficit_interval: ``(D_min, D_max)`` of the efficient rule (trade iff ``v_beta - v_sigma > tol``,
+        as in ``vcg_mean_deficit``): the range of the mean deficit over every payment rule that makes
+        it ex post IC between grid types and ex post IR, with no transfer without trade
+        (:func:`deficit_interval`), shape=(2,).
+      auction_deficit_interval: the same for the selected profile's own trade set ``trade``, shape=(2,).
       tol: payoff tolerance used for ties, shape=().
     """
 
@@ -128,6 +133,8 @@ class DoubleAuctionResult(NamedTuple):
     mean_deficit_low: Array
     min_deficit: Array
     vcg_mean_deficit: Array
+    deficit_interval: Array
+    auction_deficit_interval: Array
     tol: Array
 
     @property
@@ -349,6 +356,56 @@ def vcg_deficit(values: Callable[[Array], Array], signals: Array, tol: Array) ->
     return _vcg(grid_values(values, signals), at_gb, at_gs, tol)
 
 
+def deficit_interval(value_grid: Array, trade: Array) -> Array:
+    """Ends ``(D_min, D_max)`` of the mean deficit over all grid ex post IC + IR payments for a fixed trading rule.
+
+    The rule ``trade[i, j]`` (buyer type ``i``, seller type ``j`` on the grid) is fixed; the
+    payments ``t_beta(i, j)``, ``t_sigma(i, j)`` range over everything that makes it ex post IC
+    between grid types and ex post IR (CE Sec. 4: utilities ``f v_beta - t_beta`` and
+    ``-f v_sigma - t_sigma``, reservation 0). The constraints bind only within one opponent type,
+    so for the buyer at seller type ``j``: all trading types pay one ``T_1``, all others one
+    ``T_0 <= 0`` (IR), and IC between the last non-trading and the first trading type gives
+
+        max_{i: no trade} v_beta(i, j) <= T_1 - T_0 <= min_{i: trade} v_beta(i, j) =: p_hi(j),
+
+    with IR of the trading types ``T_1 <= p_hi(j)``; symmetrically the seller's receipt ``R`` at
+    buyer type ``i`` lies in ``[max_{j: trade} v_sigma(i, j), min_{j: no trade} v_sigma(i, j)]``
+    relative to its no-trade receipt. The mean deficit (uniform weights on grid profiles, as
+    ``mean_deficit``) is linear and separable in these, so its ends are sums of per-type ends:
+
+        D_min = mean_s trade(s) (r_lo(s_beta) - p_hi(s_sigma)),
+        D_max = mean_s trade(s) (r_hi(s_beta) - p_lo(s_sigma)).
+
+    ``D_min`` (CE Lemma 5: the grid's own generalized VCG payments, each agent paying its
+    value at the first trading grid type) needs no normalisation: the revenue maximiser sets
+    ``T_0 = 0`` anyway. ``D_max`` does: IR and IC allow any subsidy ``-T_0 > 0`` to non-trading
+    types (shifting ``T_1`` with it), so without one the supremum is ``+inf``. ``D_max`` here is
+    taken with **no transfer without trade** (``T_0 = 0``), as in CE's generalized VCG rule
+    (``t = 0`` off the trade set, Sec. 4.1) and the Sec. 4.3 auction (no trade, no payment); where
+    the agent's worst type does not trade this is the same as "the worst type's IR binds". Then
+    ``T_1 in [p_lo(j), p_hi(j)]``, each end the value at the last non-trading / first trading
+    grid type, and ``D_max`` is finite unless some opponent type trades with every own type
+    (``p_lo = -inf``: ``D_max = +inf``).
+
+    Args:
+      value_grid: ``V[i, j] = values(s_i, s_j)``, shape=(n_s, n_s, 2) (:func:`grid_values`).
+      trade: the fixed rule, shape=(n_s, n_s), bool.
+
+    Returns:
+      ``(D_min, D_max)``, shape=(2,); both NaN if no payments make ``trade`` IC (``p_lo > p_hi``
+      or ``r_lo > r_hi`` for some traded opponent type: the rule is not monotone, CE Thm 2).
+    """
+    vb, vs = value_grid[..., 0], value_grid[..., 1]
+    p_lo = jnp.max(jnp.where(trade, -jnp.inf, vb), axis=0)  # [j]: last non-trading buyer type's value
+    p_hi = jnp.min(jnp.where(trade, vb, jnp.inf), axis=0)  # [j]: first trading buyer type's value
+    r_lo = jnp.max(jnp.where(trade, vs, -jnp.inf), axis=1)  # [i]: last trading seller type's value
+    r_hi = jnp.min(jnp.where(trade, jnp.inf, vs), axis=1)  # [i]: first non-trading seller type's value
+    ok = jnp.all(~jnp.any(trade, axis=0) | (p_lo <= p_hi)) & jnp.all(~jnp.any(trade, axis=1) | (r_lo <= r_hi))
+    d_min = jnp.mean(jnp.where(trade, r_lo[:, None] - p_hi[None, :], 0.0))
+    d_max = jnp.mean(jnp.where(trade, r_hi[:, None] - p_lo[None, :], 0.0))
+    return jnp.where(ok, jnp.stack([d_min, d_max]), jnp.nan)
+
+
 # --------------------------------------------------------------------------
 # solve and check
 
@@ -490,6 +547,8 @@ def assess(signals, bids, v, ties, alive_b, alive_s, rounds, guarded, tol, phi, 
         mean_deficit_low=jnp.mean(deficit_low),
         min_deficit=min_deficit,
         vcg_mean_deficit=jnp.mean(vcg),
+        deficit_interval=deficit_interval(v, gap > tol),
+        auction_deficit_interval=deficit_interval(v, trade),
         tol=tol,
     )
 
@@ -522,6 +581,11 @@ def result_to_metrics(result: DoubleAuctionResult) -> dict:
         "mean_deficit_low": float(r.mean_deficit_low),
         "min_deficit": float(r.min_deficit),
         "vcg_mean_deficit": float(r.vcg_mean_deficit),
+        "deficit_interval": {"low": float(r.deficit_interval[0]), "high": float(r.deficit_interval[1])},
+        "auction_deficit_interval": {
+            "low": float(r.auction_deficit_interval[0]),
+            "high": float(r.auction_deficit_interval[1]),
+        },
         "trade_share": float(np.mean(r.trade)),
         "signals": fl(r.signals),
         "bids": fl(r.bids),

@@ -50,7 +50,17 @@ def _run_double_auction(settings, base_dir, progress, out_dir):
 
 def _refined(env, signals: int, bids: int, res) -> dict:
     m = double_auction.result_to_metrics(res)
-    keep = ("signal_step", "bid_step", "efficient_share", "mean_deficit", "mean_deficit_low", "vcg_mean_deficit", "spread")
+    keep = (
+        "signal_step",
+        "bid_step",
+        "efficient_share",
+        "mean_deficit",
+        "mean_deficit_low",
+        "vcg_mean_deficit",
+        "deficit_interval",
+        "auction_deficit_interval",
+        "spread",
+    )
     return {"signals": signals, "bids": bids, **{k: m[k] for k in keep}}
 
 
