@@ -8,6 +8,9 @@ where the rule is deterministic on a finite outcome table (an object: nobody / b
 agent ``i``'s outcome graph at the audit's worst ``s_-i`` on ``experiment.points`` own signals is solved (CE Lemma 1
 / Thm 1): no positive cycle means IC payments exist there, a positive cycle means NO payments make the rule ex post
 IC there, and every menu leaves a witness a gain of at least ``slack / cycle length``.
+
+Costs: one audit compile per case (cases whose settings differ only in floats share one, as in ``sweep``), one for
+the payments and the replayed witness together, one for the certificate.
 """
 
 from __future__ import annotations
@@ -20,18 +23,38 @@ import numpy as np
 
 from jaxmech._src.app import streams
 from jaxmech._src.app.build import build, execute_family, outcome_table, sweep_cases, total_info
-from jaxmech._src.app.kinds.common import Kind, worst_witness
+from jaxmech._src.app.kinds.common import Kind
 from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import priors
 from jaxmech._src.models import certify as cert
 
 
-def _payments(built, profiles) -> dict:
-    """Reports, outcomes and payments of the mechanism at ``profiles`` (truthful)."""
-    mech = built.mechanism
-    q, t = jax.jit(jax.vmap(lambda m: (mech.decide(mech.params, m), mech.pay(mech.params, m))))(profiles)
-    return {"profiles": np.asarray(profiles, np.float64).tolist(), "outcomes": np.asarray(q, np.float64).tolist(),
-            "payments": np.asarray(t, np.float64).tolist()}  # fmt: skip
+def _evaluate(built, profiles, witness) -> tuple[dict, dict | None]:
+    """One compiled pass: reports, outcomes and payments at ``profiles`` (truthful), and the audit's worst witness
+    ``(i, profile, misreport)`` replayed from scratch (``u_i`` truthful and after the misreport, no menus)."""
+    env, mech = built.env, built.mechanism
+    rows = profiles
+    if witness is not None:
+        i, s, m_i = witness
+        s = jnp.asarray(s, built.dtype)
+        rows = jnp.concatenate(
+            [profiles, jnp.stack([s, priors.replace_signal(s, env.dims, i, jnp.asarray(m_i, s.dtype))])]
+        )
+
+    def one(m):
+        q = mech.decide(mech.params, m)
+        return q, mech.pay(mech.params, m)
+
+    q, t = jax.jit(jax.vmap(one))(rows)
+    p = len(profiles)
+    pays = {"profiles": np.asarray(profiles, np.float64).tolist(), "outcomes": np.asarray(q[:p], np.float64).tolist(),
+            "payments": np.asarray(t[:p], np.float64).tolist()}  # fmt: skip
+    if witness is None:
+        return pays, None
+    value = jax.jit(jax.vmap(lambda qq: env.value(qq, s)[i]))(q[p:])
+    u = np.asarray(value, np.float64) - np.asarray(t[p:, i], np.float64)
+    return pays, {"profile": np.asarray(s, np.float64).tolist(), "agent": i, "misreport": list(witness[2]),
+                  "u_truthful": float(u[0]), "u_misreport": float(u[1]), "gain": float(u[1] - u[0])}  # fmt: skip
 
 
 def _on_table(table, outcomes) -> bool:
@@ -84,10 +107,15 @@ def _run_thm2(settings, base_dir, progress, out_dir):
     rows = []
     for (name, s, b), result in zip(builts, results, strict=True):
         rep = result.report
-        pays = _payments(b, b.prior.sample(key, ex.profiles, b.dtype))
+        worst = int(np.argmax([r["max"] for r in rep["regret"]]))
+        w = rep["regret"][worst]
+        witness = (worst, w["worst_profile"], w["worst_misreport"]) if w["max"] > rep["tol"] else None
+        pays, replayed = _evaluate(b, b.prior.sample(key, ex.profiles, b.dtype), witness)
+        if replayed is not None:
+            replayed["audit_regret"] = w["max"]
         table = outcome_table(b.env)
         certs = _certificates(b, rep, table, ex.points) if _on_table(table, pays["outcomes"]) else None
-        rows.append(_row(name, s, b, rep, pays, certs, worst_witness(b, rep)))
+        rows.append(_row(name, s, b, rep, pays, certs, replayed))
     return {"thm2": {"rows": rows}}, total_info(results), []
 
 
