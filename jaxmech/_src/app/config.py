@@ -302,9 +302,15 @@ class ExperimentSettings:
     signals: int = _meta(21, doc="double_auction / contributions: signal grid points per agent", min=2)
     bids: int = _meta(41, doc="double_auction: bid grid points; contributions: deviation grid per (d, p) axis", min=2)
     profiles: int = _meta(
-        64, doc="certify: sampled s_-i per agent (CE Thm 1 certificates)", min=1, max=MAX_PROFILES, unit="profiles"
+        64,
+        doc="certify: sampled s_-i per agent (CE Thm 1 certificates); thm2: profiles whose payments are recorded",
+        min=1,
+        max=MAX_PROFILES,
+        unit="profiles",
     )
-    points: int = _meta(33, doc="certify: own-signal grid points per dimension (capped at 4096 per agent)", min=2)
+    points: int = _meta(
+        33, doc="certify / thm2: own-signal grid points per dimension (capped at 4096 per agent)", min=2
+    )
     refine: tuple[int, ...] = _meta(
         (), doc="certify: uniform own-signal sample sizes for agent 1's payment-difference widths without boundary points"
     )
