@@ -165,7 +165,7 @@ _THM2_QUICK_CASES = (
 )
 _THM2_QUICK = (
     "audit.profiles=2048", "audit.block_size=2048", "audit.chunk_size=2048", "audit.misreports.grid=16",
-    "audit.misreports.random=0", "mechanism.cells=16", "experiment.profiles=8", "experiment.points=1001",
+    "audit.misreports.random=0", "experiment.profiles=8", "experiment.points=1001",
     _THM2_QUICK_CASES,
 )  # fmt: skip
 _THM4_QUICK = ("audit.profiles=4096", "audit.block_size=4096", "audit.chunk_size=4096", "audit.misreports.grid=8",
@@ -176,7 +176,9 @@ _THM4_FULL = ("audit.profiles=10000000", "audit.block_size=65536", "audit.chunk_
               "experiment.inner=131072", "mechanism.inner=1048576")  # fmt: skip
 
 EXPERIMENTS = {
-    "ce_thm2_separable": Experiment(thm2_separable, _THM2_QUICK, ("audit.profiles=10000000",)),
+    "ce_thm2_separable": Experiment(
+        thm2_separable, _THM2_QUICK, ("audit.profiles=10000000", "audit.block_size=65536", "audit.chunk_size=1048576")
+    ),
     "ce_thm4_auction": Experiment(thm4_auction, _THM4_QUICK, _THM4_FULL),
 }
 
