@@ -33,26 +33,26 @@ def _evaluate(built, profiles, witness) -> tuple[dict, dict | None]:
     """One compiled pass: reports, outcomes and payments at ``profiles`` (truthful), and the audit's worst witness
     ``(i, profile, misreport)`` replayed from scratch (``u_i`` truthful and after the misreport, no menus)."""
     env, mech = built.env, built.mechanism
-    rows = profiles
+    reports = truths = profiles
     if witness is not None:
         i, s, m_i = witness
         s = jnp.asarray(s, built.dtype)
-        rows = jnp.concatenate(
-            [profiles, jnp.stack([s, priors.replace_signal(s, env.dims, i, jnp.asarray(m_i, s.dtype))])]
-        )
+        lie = priors.replace_signal(s, env.dims, i, jnp.asarray(m_i, s.dtype))
+        reports = jnp.concatenate([profiles, jnp.stack([s, lie])])
+        truths = jnp.concatenate([profiles, jnp.stack([s, s])])
 
-    def one(m):
+    def one(m, s_true):
         q = mech.decide(mech.params, m)
-        return q, mech.pay(mech.params, m)
+        t = mech.pay(mech.params, m)
+        return q, t, env.value(q, s_true) - t
 
-    q, t = jax.jit(jax.vmap(one))(rows)
+    q, t, u = jax.jit(jax.vmap(one))(reports, truths)
     p = len(profiles)
     pays = {"profiles": np.asarray(profiles, np.float64).tolist(), "outcomes": np.asarray(q[:p], np.float64).tolist(),
             "payments": np.asarray(t[:p], np.float64).tolist()}  # fmt: skip
     if witness is None:
         return pays, None
-    value = jax.jit(jax.vmap(lambda qq: env.value(qq, s)[i]))(q[p:])
-    u = np.asarray(value, np.float64) - np.asarray(t[p:, i], np.float64)
+    u = np.asarray(u[p:, i], np.float64)
     return pays, {"profile": np.asarray(s, np.float64).tolist(), "agent": i, "misreport": list(witness[2]),
                   "u_truthful": float(u[0]), "u_misreport": float(u[1]), "gain": float(u[1] - u[0])}  # fmt: skip
 
@@ -68,14 +68,16 @@ def _on_table(table, outcomes) -> bool:
 
 
 def _certificates(built, rep: dict, table, points: int) -> list[dict]:
-    """CE Thm 1 for each agent at the audit's worst ``s_-i`` (:func:`certify.certify` on a grid of own signals)."""
+    """CE Thm 1 for each agent at the audit's worst ``s_-i`` (:func:`certify.certify_fn` on a grid of own signals;
+    one compile for all agents when their signal dimensions are equal)."""
     env, mech = built.env, built.mechanism
+    solve = cert.certify_fn(env, mech.decide, table, 1e-5, None)
     out = []
     for i, r in enumerate(rep["regret"]):
         sl = priors.agent_slice(env.dims, i)
         grid = jnp.asarray(audit_lib.grid_points(env.lo[sl], env.hi[sl], points, 4096), built.dtype)
         at = jnp.asarray([r["worst_profile"]], built.dtype)
-        c = cert.certify(env, mech, mech.params, at, i, grid, outcomes=table, batch_size=None)
+        c = cert.certify_report(solve(mech.params, priors.agent_index(env.dims, i), at, grid), at, grid)
         out.append({"agent": i, "at_profile": r["worst_profile"], "samples": int(len(grid)),
                     "feasible": bool(c.feasible[0]), "max_walk": float(c.max_walk[0]), "slack": c.worst_slack,
                     "cycle": list(c.worst_cycle), "signals": np.asarray(c.worst_signals, np.float64).ravel().tolist()})  # fmt: skip
