@@ -87,7 +87,7 @@ def thm2_separable(m: dict) -> list[Claim]:
         if monotone:
             out.append(check("CE Thm 2", f"{r['case']}: monotone rule + envelope payments is ex post IC and IR",
                              f"regret max {r['regret_max']:.2g}, IR violation max {r['ir_violation_max']:.2g}",
-                             f"0 (<= tol {r['tol']:.2g}); the audit's grid and random misreports",
+                             f"0 (<= tol {r['tol']:.2g}); the audit's sampled profiles x misreports",
                              r["regret_max"] <= r["tol"] and r["ir_violation_max"] <= r["tol"]))  # fmt: skip
             out.append(_payment_rows(r, rule, kw))
         if r["certificate"] is not None:
@@ -115,7 +115,7 @@ def thm4_auction(m: dict) -> list[Claim]:
     e = m["ex_post_audit"]
     out.append(check("CE Thm 4", "auction: t'' is ex post IC and ex post IR",
                      f"regret max {max(e['regret_max']):.2g}, IR violation max {max(e['ir_violation_max']):.2g}",
-                     f"0 (<= tol {e['tol']:.2g}); grid + random + kink misreports",
+                     f"0 (<= tol {e['tol']:.2g}); the audit's sampled profiles x misreports",
                      max(e["regret_max"]) <= e["tol"] and max(e["ir_violation_max"]) <= e["tol"]))  # fmt: skip
     for i, ag in enumerate(t["agents"]):
         c = ag["curve"]
