@@ -28,10 +28,6 @@ def _model(r: dict) -> tuple[str, dict]:
     return rule, {"a": e["a"], "cost": e["cost"], "levels": e["levels"]}
 
 
-def _where(r: dict) -> str:
-    return "auction" if r["case"].startswith("auction") else "size"
-
-
 def _payment_rows(r: dict, rule: str, kw: dict) -> Claim:
     """The mechanism's payments at sampled profiles against the envelope integral by scipy quadrature."""
     p = r["payments"]

@@ -68,5 +68,7 @@ def test_thm2_kind_certifies_monotone_and_refutes_non_monotone(tmp_path):
     assert eff["regret_max"] <= eff["tol"] and eff["ir_violation_max"] <= eff["tol"] and eff["witness"] is None
     assert all(c["feasible"] for c in eff["certificate"]) and len(eff["payments"]["payments"]) == 4
     assert bad["regret_max"] > 0.1
-    assert all(not c["feasible"] and c["cycle"] in ([1, 2, 1], [2, 1, 2]) and c["slack"] > 0 for c in bad["certificate"])
+    assert all(
+        not c["feasible"] and c["cycle"] in ([1, 2, 1], [2, 1, 2]) and c["slack"] > 0 for c in bad["certificate"]
+    )
     assert bad["witness"]["gain"] == pytest.approx(bad["witness"]["audit_regret"], abs=1e-5)
