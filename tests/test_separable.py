@@ -17,7 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_project_size_environment():
-    env = envs.project_size(envs.linear_public_values(0.5, 2), 1.0, 3, 2)
+    env = jm.project_size(jm.linear_public_values(0.5, 2), 1.0, 3, 2)
     # V = 1.5 (s_1 + s_2); sizes step up where V crosses c (q + 1/2) = 0.5, 1.5
     for s, q in (((0.1, 0.2), 0.0), ((0.2, 0.2), 1.0), ((0.6, 0.5), 2.0), ((1.0, 1.0), 2.0)):
         assert float(env.efficient(jnp.asarray(s))) == q
