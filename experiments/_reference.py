@@ -682,3 +682,215 @@ def trade_deficit_interval(vb: np.ndarray, vs: np.ndarray, trade: np.ndarray) ->
                 d_min += rec[i, 0] - pay[j, 1]
                 d_max += rec[i, 1] - pay[j, 0]
     return float(d_min / trade.size), float(d_max / trade.size)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Thm 2 beyond trade and provision (configs/ce_thm2_separable.toml, ce_thm4_auction.toml): the rules of
+# experiments/_separable_models.py restated, the envelope payments by adaptive quadrature, and the least worst regret
+# of ANY payments at one s_-i by linear programming
+
+SEP_RESERVE = 0.3
+SEP_SOFTMAX = (8.0, 0.5)  # B, R0: q_i = e^{B s_i} / (e^{B R0} + sum_j e^{B s_j})
+SEP_BAND = (0.4, 0.7)  # the highest bidder is refused when its signal lies strictly inside
+SEP_STEP = (0.6, 1.2)  # size = 1[T > 0.6] + 1[T > 1.2], T = sum of signals
+SEP_NONMONOTONE = (0.4, 1.0, 1.4)  # size 0 | 2 | 1 | 2 on T < 0.4 | < 1.0 | < 1.4 | above
+
+
+def sep_values(s, a: float) -> np.ndarray:
+    """``V_i = s_i + a sum_{j != i} s_j``, ``s`` shape ``(..., n)``."""
+    s = np.asarray(s, np.float64)
+    return s + a * (s.sum(-1, keepdims=True) - s)
+
+
+def sep_rule_name(mechanism: dict, environment: dict) -> str:
+    """The rule of a ``thm2`` case: the function named in ``mechanism.decide`` (``size_efficient`` / ``efficient``
+    when none is named: the environment's first-best rule)."""
+    decide = mechanism.get("decide")
+    if decide:
+        return decide.rsplit(":", 1)[1]
+    return "size_efficient" if environment["kind"] == "project_size" else "efficient"
+
+
+def sep_outcome(rule: str, s, a: float = 0.5, cost: float = 1.0, levels: int = 3) -> np.ndarray:
+    """The outcome of a deterministic rule at each profile (rows of ``s``, shape ``(..., n)``): an object's ``0``
+    (kept) or ``1 + winner`` (the highest signal, lowest index on ties; ``efficient``: the highest value); a project's
+    size ``q``."""
+    s = np.asarray(s, np.float64)
+    if rule.startswith("size"):
+        t = s.sum(-1)
+        if rule == "size_efficient":
+            w = sep_values(s, a).sum(-1)[..., None]
+            q = np.arange(levels)
+            return np.argmax(q * w - 0.5 * cost * q * q, axis=-1)
+        if rule == "size_step":
+            return (t > SEP_STEP[0]).astype(int) + (t > SEP_STEP[1]).astype(int)
+        if rule == "size_nonmonotone":
+            lo, mid, hi = SEP_NONMONOTONE
+            return np.where(t < lo, 0, np.where(t < mid, 2, np.where(t < hi, 1, 2)))
+        raise ValueError(f"unknown size rule {rule!r}")
+    v = sep_values(s, a)
+    w = np.argmax(v if rule == "efficient" else s, axis=-1)
+    top = np.take_along_axis(v if rule == "efficient" else s, w[..., None], -1)[..., 0]
+    if rule == "efficient":
+        sold = top > 0
+    elif rule == "reserve":
+        sold = top > SEP_RESERVE
+    elif rule == "band":
+        sold = ~((top > SEP_BAND[0]) & (top < SEP_BAND[1]))
+    else:
+        raise ValueError(f"unknown deterministic auction rule {rule!r}")
+    return np.where(sold, 1 + w, 0)
+
+
+def sep_weights(rule: str, s, a: float = 0.5, cost: float = 1.0, levels: int = 3) -> np.ndarray:
+    """``h(q)`` at each profile (rows of ``s``, shape ``(..., n)``): an object's allocation probabilities
+    (``softmax``: the shares), a project's size for every agent."""
+    s = np.asarray(s, np.float64)
+    n = s.shape[-1]
+    if rule == "softmax":
+        b, r0 = SEP_SOFTMAX
+        z = np.concatenate([np.full(s.shape[:-1] + (1,), r0), s], -1)
+        e = np.exp(b * (z - z.max(-1, keepdims=True)))
+        return e[..., 1:] / e.sum(-1, keepdims=True)
+    o = sep_outcome(rule, s, a, cost, levels)
+    if rule.startswith("size"):
+        return np.repeat(o[..., None].astype(np.float64), n, -1)
+    return (o[..., None] == 1 + np.arange(n)).astype(np.float64)
+
+
+def _jumps(h, lo: float, hi: float, scan: int = 2049, jump: float = 0.05) -> list[float]:
+    """Where ``h`` jumps on ``[lo, hi]``: a scan on ``scan`` points flags each step of more than ``jump`` (a smooth
+    ``h`` moves less per step), and bisection on ``h`` itself pins each one to double precision."""
+    x = np.linspace(lo, hi, scan)
+    hx = h(x)
+    out = []
+    for k in np.nonzero(np.abs(np.diff(hx)) > jump)[0]:
+        a, b, ha = x[k], x[k + 1], hx[k]
+        for _ in range(60):
+            c = 0.5 * (a + b)
+            if abs(h(c) - ha) <= jump:
+                a = c
+            else:
+                b = c
+        out.append(0.5 * (a + b))
+    return out
+
+
+def sep_envelope_payment(rule: str, s, i: int, a: float = 0.5, cost: float = 1.0, levels: int = 3) -> float:
+    """CE Thm 2's envelope payment with the lowest type's IR binding: ``t_i = h_i(s) V_i(s) - int_0^{s_i} h_i(x, s_-i)
+    dV_i/dx dx`` (``h_i >= 0`` and ``V_i`` increasing make ``U_i(0) = 0`` the least utility). ``dV_i/dx`` by a
+    central difference; the integral by scipy's adaptive quadrature on the pieces between the jumps of the restated
+    rule (:func:`_jumps`: a scan, then bisection on the rule)."""
+    import warnings
+
+    s = np.asarray(s, np.float64)
+
+    def at(x):
+        z = s.copy()
+        z[i] = x
+        return z
+
+    def h(x):  # scalar or array of own signals
+        x = np.asarray(x, np.float64)
+        z = np.repeat(s[None, :], x.size, 0)
+        z[:, i] = x.ravel()
+        out = sep_weights(rule, z, a, cost, levels)[:, i]
+        return out.reshape(x.shape) if x.ndim else float(out[0])
+
+    def dv(x, e=1e-6):
+        return (sep_values(at(x + e), a)[i] - sep_values(at(x - e), a)[i]) / (2 * e)
+
+    if s[i] <= 0:
+        return float(h(s[i]) * sep_values(s, a)[i])
+    edges = [0.0, *_jumps(h, 0.0, float(s[i])), float(s[i])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", integrate.IntegrationWarning)
+        integral = sum(
+            integrate.quad(lambda x: h(x) * dv(x), lo, hi, limit=200, epsabs=1e-10, epsrel=1e-10)[0]
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo
+        )  # fmt: skip
+    return float(h(s[i]) * sep_values(s, a)[i] - integral)
+
+
+def least_worst_regret(v: np.ndarray, outcome: np.ndarray) -> float:
+    """The smallest worst-case regret of ANY payments for one agent at one ``s_-i``, over a finite set of own types.
+
+    ``v`` ``(S, k)``: the agent's value of each outcome at each type; ``outcome`` ``(S,)``: the outcome the rule
+    gives each type. A payment rule at ``s_-i`` is a price ``t(b)`` per outcome that some type gets (the menu); type
+    ``x`` regrets ``max_b v(x, b) - t(b) - (v(x, a_x) - t(a_x))``. Linear program (scipy HiGHS): minimize ``r`` over
+    ``(t, r)`` subject to ``t(a) - t(b) - r <= -(v(x, b) - v(x, a))`` for every type ``x`` with ``a_x = a`` and every
+    offered ``b``. ``0`` iff some payments make the rule IC on these types (CE Thm 1); positive: no payments do."""
+    from scipy import optimize
+
+    v = np.asarray(v, np.float64)
+    outcome = np.asarray(outcome, int)
+    offered = np.unique(outcome)
+    if len(offered) < 2:
+        return 0.0
+    col = {b: j for j, b in enumerate(offered)}
+    k = len(offered)
+    rows, rhs = [], []
+    for a in offered:
+        gain = v[outcome == a][:, offered] - v[outcome == a][:, [a]]  # (S_a, k)
+        d = gain.max(axis=0)
+        for b in offered:
+            if b == a:
+                continue
+            r = np.zeros(k + 1)
+            r[col[a]], r[col[b]], r[k] = 1.0, -1.0, -1.0
+            rows.append(r)
+            rhs.append(-d[col[b]])
+    cost = np.zeros(k + 1)
+    cost[k] = 1.0
+    bounds = [(0.0, 0.0)] + [(None, None)] * (k - 1) + [(None, None)]
+    res = optimize.linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"least worst regret LP: {res.message}")
+    return max(0.0, float(res.fun))
+
+
+def sep_least_worst_regret(rule: str, profile, i: int, a: float = 0.5, cost: float = 1.0, levels: int = 3,
+                           points: int = 2001) -> float:  # fmt: skip
+    """:func:`least_worst_regret` for agent ``i`` of a deterministic rule at ``s_-i`` of ``profile``, on ``points``
+    own signals in ``[0, 1]`` (a subset of the continuum: a lower bound for it). Values: an object is worth ``V_i`` to
+    its winner and 0 otherwise (outcome ``1 + i`` is agent ``i``'s); a project of size ``q`` is worth ``q V_i``."""
+    s = np.repeat(np.asarray(profile, np.float64)[None, :], points, axis=0)
+    s[:, i] = np.linspace(0.0, 1.0, points)
+    n = s.shape[1]
+    vi = sep_values(s, a)[:, i]
+    outcome = sep_outcome(rule, s, a, cost, levels)
+    if rule.startswith("size"):
+        v = vi[:, None] * np.arange(levels)[None, :]
+    else:
+        v = np.zeros((points, n + 1))
+        v[:, 1 + i] = vi
+    return least_worst_regret(v, outcome)
+
+
+def auction_interim_utility(
+    x: float, i: int = 0, a: float = 0.5, n: int = 2, inner: int = 20001, outer: int = 48
+) -> float:
+    """Interim utility ``U_i(x) = E[u_i | s_i = x]`` of ANY ex post IC (indeed Bayesian IC) mechanism implementing the
+    efficient single-object rule with ``U_i(0) = 0``, independent uniform signals (CE Thm 3 / interim envelope):
+    ``U_i(x) = int_0^x E[h_i(y, S_-i)] dV_i/dy dy``, ``V_i = s_i + a s_j`` (``dV_i/dy = 1``), ``n = 2``. The inner
+    expectation is a midpoint rule over ``s_j`` on ``inner`` points of the restated rule (the highest value wins,
+    lowest index on ties; error <= 1 / inner), the outer integral ``outer``-point Gauss-Legendre on ``[0, x]`` (its
+    integrand is Lipschitz in ``y``)."""
+    if n != 2:
+        raise ValueError("auction_interim_utility: n = 2 only")
+    sj = (np.arange(inner) + 0.5) / inner
+
+    def win_share(y):
+        s = np.stack([np.full(inner, y), sj], -1) if i == 0 else np.stack([sj, np.full(inner, y)], -1)
+        v = sep_values(s, a)
+        return float(np.mean((np.argmax(v, axis=-1) == i) & (v[:, i] > 0)))
+
+    gx, gw = np.polynomial.legendre.leggauss(outer)
+    y = 0.5 * x * (gx + 1.0)
+    return float(0.5 * x * np.sum(gw * np.array([win_share(t) for t in y])))
+
+
+def auction_vcg_revenue(a: float = 0.5) -> float:
+    """``E[sum_i t_i]`` of the generalized VCG auction, two bidders, ``V_i = s_i + a s_j``, independent uniforms: the
+    winner pays its value at its pivot (the other's signal), ``(1 + a) min(s_1, s_2)``; scipy ``dblquad``."""
+    return float(integrate.dblquad(lambda s2, s1: (1 + a) * min(s1, s2), 0.0, 1.0, 0.0, 1.0, epsabs=1e-10)[0])

@@ -545,3 +545,145 @@ def test_sec43_own_trade_set_row_fails_outside_its_interval():
     assert chung_ely._sec43_interval(m)[1].status == "PASS"
     m["double_auction"]["mean_deficit"] = 0.06  # above D_max = 0.0556
     assert chung_ely._sec43_interval(m)[1].status == "FAIL"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Thm 2 / Thm 4 beyond trade and provision (experiments/ce_separable.py, configs/ce_thm2_separable.toml,
+# configs/ce_thm4_auction.toml)
+
+
+def _ce_separable():
+    import ce_separable
+
+    return ce_separable
+
+
+def test_separable_envelope_payments_match_closed_forms():
+    """``_reference.sep_envelope_payment`` (jumps found by scanning + bisection, then quad) against closed forms: the
+    efficient / reserve auction's winner pays V_i at its pivot max(g, r), losers nothing; the softmax shares integrate
+    to (1/B) log((C + e^{Bx}) / (C + 1)); the efficient size's integral is a sum of ramps past its two pivots."""
+    a, rng = 0.5, np.random.default_rng(7)
+    b, r0 = ref_.SEP_SOFTMAX
+    for s in rng.uniform(size=(6, 3)):
+        for i in range(3):
+            g, rest = np.max(np.delete(s, i)), a * (s.sum() - s[i])
+            win = s[i] > g
+            assert ref_.sep_envelope_payment("efficient", s, i, a) == pytest.approx(win * (g + rest), abs=1e-8)
+            won = win and s[i] > ref_.SEP_RESERVE
+            pivot = max(g, ref_.SEP_RESERVE)
+            assert ref_.sep_envelope_payment("reserve", s, i, a) == pytest.approx(won * (pivot + rest), abs=1e-8)
+            c = np.exp(b * r0) + np.exp(b * np.delete(s, i)).sum()
+            q = np.exp(b * s[i]) / (c + np.exp(b * s[i]))
+            t = q * (s[i] + rest) - np.log((c + np.exp(b * s[i])) / (c + 1.0)) / b
+            assert ref_.sep_envelope_payment("softmax", s, i, a) == pytest.approx(t, abs=1e-8)
+    for s in rng.uniform(size=(6, 2)):
+        for i in range(2):
+            y = np.array([0.5, 1.5]) / (1 + a) - s[1 - i]  # W = (1 + a)(x + s_j) crosses c (q + 1/2), c = 1
+            q = int(np.sum(s[i] > y))
+            t = q * (s[i] + a * s[1 - i]) - np.sum(np.maximum(0.0, s[i] - np.maximum(y, 0.0)))
+            assert ref_.sep_envelope_payment("size_efficient", s, i, a) == pytest.approx(t, abs=1e-8)
+
+
+def test_separable_least_worst_regret_closed_forms():
+    """The LP's least worst regret of ANY payments: the band auction at s_-i with highest other signal g < 0.4 leaves
+    (V_i(0.7) - V_i(g)) / 2 = (0.7 - g) / 2 (types just above g are served, those on (0.4, 0.7) refused); the
+    non-monotone size rule at s_j = 0.5 leaves (V(0.9) - V(0)) / 2 = 0.45 (size 1 on [0.5, 0.9), 2 below and above);
+    every monotone rule leaves 0. Grids of 2001 own signals: within a grid step."""
+    step = 1 / 2000
+    assert ref_.sep_least_worst_regret("band", [0.0, 0.3, 0.1], 0) == pytest.approx(0.2, abs=step)
+    assert ref_.sep_least_worst_regret("band", [0.25, 0.0, 0.1], 1) == pytest.approx(0.225, abs=step)
+    assert ref_.sep_least_worst_regret("band", [0.5, 0.0, 0.1], 1) == 0.0  # g > 0.4: monotone in s_1 here
+    assert ref_.sep_least_worst_regret("size_nonmonotone", [0.0, 0.5], 0) == pytest.approx(0.45, abs=step)
+    for rule, prof in (("efficient", [0.2, 0.3, 0.1]), ("reserve", [0.2, 0.1, 0.6]), ("size_step", [0.1, 0.3]),
+                       ("size_efficient", [0.0, 0.4])):  # fmt: skip
+        assert ref_.sep_least_worst_regret(rule, prof, 0) <= 1e-9
+
+
+def test_separable_reference_rules_are_the_configs_rules():
+    """The NumPy restatements equal experiments/_separable_models.py and the library's first-best rules (single
+    object, project size) on random profiles: the references integrate the rules the configs run."""
+    import importlib.util
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmech._src.core import environments as envs
+
+    spec = importlib.util.spec_from_file_location("sep_models", Path(ref_.__file__).with_name("_separable_models.py"))
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    rng = np.random.default_rng(3)
+    s3, s2 = rng.uniform(size=(400, 3)), rng.uniform(size=(400, 2))
+    for rule, s in (("reserve", s3), ("softmax", s3), ("band", s3), ("size_step", s2), ("size_nonmonotone", s2)):
+        got = np.asarray(jax.vmap(lambda m, f=getattr(models, rule): f((), m))(jnp.asarray(s, jnp.float32)))
+        want = ref_.sep_weights(rule, s)[:, 0] if rule.startswith("size") else ref_.sep_weights(rule, s)
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=rule)
+    auction = envs.single_object((1, 1, 1), envs.linear_public_values(0.5, 3))
+    got = np.asarray(jax.vmap(auction.efficient)(jnp.asarray(s3, jnp.float32)))
+    np.testing.assert_array_equal(got, ref_.sep_weights("efficient", s3))
+    size = envs.project_size(envs.linear_public_values(0.5, 2), 1.0, 3, 2)
+    got = np.asarray(jax.vmap(size.efficient)(jnp.asarray(s2, jnp.float32)))
+    np.testing.assert_array_equal(got, ref_.sep_outcome("size_efficient", s2))
+
+
+def test_auction_interim_utility_and_revenue_closed_forms():
+    """Two bidders, V_i = s_i + a s_j, uniform: P(win | y) = y, so U_i(x) = x^2 / 2 for any a; E[revenue] =
+    (1 + a) E[min] = (1 + a) / 3."""
+    for a in (0.5, 0.2):
+        for i in (0, 1):
+            for x in (0.0, 0.3, 0.75, 1.0):
+                assert ref_.auction_interim_utility(x, i, a) == pytest.approx(x * x / 2, abs=2e-4)
+        assert ref_.auction_vcg_revenue(a) == pytest.approx((1 + a) / 3, abs=1e-7)
+
+
+def _thm2_rows(pay_shift=0.0, regret=2e-7, feasible=False, slack=0.898, gain=0.6):
+    """Two cases as the thm2 kind writes them: the softmax auction (payments by the reference itself) and the
+    non-monotone size rule at s_j = 0.5 (LP (V(0.899) - V(0)) / 2 = 0.4495 on 1001 own signals)."""
+    prof = np.random.default_rng(5).uniform(size=(3, 3))
+    pays = np.array([[ref_.sep_envelope_payment("softmax", s, i) for i in range(3)] for s in prof]) + pay_shift
+    env3 = {"kind": "single_object", "a": 0.5, "cost": 1.0, "levels": 3}
+    soft = {"case": "auction: randomized softmax shares", "tol": 2e-5, "regret_max": regret, "ir_violation_max": 0.0,
+            "settings": {"environment": env3, "mechanism": {"decide": "x.py:softmax"}},
+            "payments": {"profiles": prof.tolist(), "payments": pays.tolist()}, "certificate": None, "witness": None}  # fmt: skip
+    cert = [{"agent": 0, "at_profile": [0.3, 0.5], "samples": 1001, "feasible": feasible, "slack": slack,
+             "cycle": [1, 2, 1]}]  # fmt: skip
+    wit = {"agent": 0, "profile": [0.3, 0.5], "misreport": [0.95], "gain": gain, "audit_regret": 0.6}
+    size = {"case": "size: NOT monotone", "tol": 3e-5, "regret_max": 0.6, "ir_violation_max": 0.0,
+            "settings": {"environment": {**env3, "kind": "project_size"}, "mechanism": {"decide": "x.py:size_nonmonotone"}},
+            "payments": {"profiles": [], "payments": []}, "certificate": cert, "witness": wit}  # fmt: skip
+    return {"thm2": {"rows": [soft, size]}}
+
+
+def test_thm2_separable_rows_fail_on_wrong_numbers():
+    ce = _ce_separable()
+    assert [r.status for r in ce.thm2_separable(_thm2_rows())] == ["PASS"] * 4
+    statuses = lambda **kw: [r.status for r in ce.thm2_separable(_thm2_rows(**kw))]  # noqa: E731
+    assert statuses(pay_shift=0.01)[1] == "FAIL"  # a payment formula off by a constant
+    assert statuses(regret=1e-3)[0] == "FAIL"  # a monotone rule with regret
+    assert statuses(feasible=True)[2] == "FAIL"  # the certificate misses the cycle
+    assert statuses(slack=0.92)[2] == "FAIL"  # slack / 2 = 0.46 > the LP: no longer a bound on any payments
+    assert statuses(gain=0.5)[3] == "FAIL"  # the replayed witness disagrees with the audit
+
+
+def _thm4_metrics(shift=0.0, deficit=-0.5, gain=1.4):
+    types = [0.0, 0.25, 0.5, 0.75, 1.0]
+    u = [x * x / 2 for x in types]
+    agent = lambda k: {"agent": f"buyer{k}", "fee": 0.25, "fee_se": 0.002, "max_abs_z": 1.0, "worst_type": 0.5,  # noqa: E731
+                       "diff_at_worst": 0.001, "se_at_worst": 0.007,
+                       "curve": {"types": types, "utility_fee": [x + shift for x in u], "utility_ex_post": u,
+                                 "utility_se": [0.005] * 5, "diff_se": [0.007] * 5}}  # fmt: skip
+    audit = {"regret_max": [0.0, 0.0], "ir_violation_max": [0.0, 0.0], "tol": 1.5e-5}
+    return {"environment": "single_object(linear, n=2, a=0.5)", "thm4": {"agents": [agent(1), agent(2)]},
+            "ex_post_audit": audit, "fees_audit": {**audit, "regret_max": [1.4, 1.0]},
+            "fees_witness": {"agent": 0, "profile": [0.98, 0.99], "misreport": [0.995], "gain": gain, "audit_regret": 1.4},
+            "budget": {"ex_post_minus_fees": {"mean": 0.003, "se": 0.006}, "ex_post_deficit": {"mean": deficit, "se": 0.006},
+                       "bic_deficit_abs_max": 1e-7}}  # fmt: skip
+
+
+def test_thm4_auction_rows_fail_on_wrong_numbers():
+    ce = _ce_separable()
+    rows = ce.thm4_auction(_thm4_metrics())
+    assert [r.status for r in rows] == ["PASS"] * 7 + ["MEASURE"]
+    assert ce.thm4_auction(_thm4_metrics(shift=0.05))[2].status == "FAIL"  # interim IR not binding at the lowest type
+    assert ce.thm4_auction(_thm4_metrics(deficit=-0.45))[6].status == "FAIL"  # not the VCG auction's budget
+    assert ce.thm4_auction(_thm4_metrics(gain=1.2))[5].status == "FAIL"  # witness not replayed

@@ -117,6 +117,24 @@ def _single_object(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.En
         raise cfg.ConfigError(f"environment.{err}") from None
 
 
+def _project_size(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    try:
+        if e.values == "linear":
+            fn = envs.linear_public_values(e.a, e.n, e.weights)
+            return envs.project_size(
+                fn, e.cost, e.levels, e.n, name=f"project_size(n={e.n}, a={e.a}, c={e.cost}, k={e.levels})"
+            )
+        if ":" not in e.values:
+            raise cfg.ConfigError(
+                f"environment.values: project_size takes 'linear' or 'module:function', got {e.values!r}"
+            )
+        return envs.project_size(load_callable(e.values, base_dir, "environment.values"), e.cost, e.levels, e.n)
+    except cfg.ConfigError:
+        raise
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
 def _project_choice(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
     return cert.project_choice(e.projects, e.n, e.a)
 
@@ -186,6 +204,11 @@ def _custom(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
     )
 
 
+def _envelope(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+    decide = mechs.efficient_rule(env) if m.decide is None else load_callable(m.decide, base_dir, "mechanism.decide")
+    return trading.envelope_payments(env, decide, cells=m.cells, method="quadrature", name="envelope")
+
+
 def _equal_shares(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
     if env.outcome_names != ("not_provided", "provided"):
         raise cfg.ConfigError("mechanism.kind: equal_shares needs public_good")
@@ -251,6 +274,12 @@ ENVIRONMENTS = {
         "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,) | "
         "'linear' (dims all 1: V_i = s_i + a sum_{j != i} s_j, B fn. 3)",
         build=_single_object,
+    ),
+    "project_size": Entry(
+        ("values", "a", "weights", "n", "cost", "levels"),
+        "CE Def 6 with k >= 3 ordered outcomes: a public project of size q in {0..k-1} (k = levels), v_i(q, s) = "
+        "q v_i(s), cost c q^2 / 2; values = 'linear' (v_i = w_i s_i + a sum_{j != i} s_j) | 'module:function'",
+        build=_project_size,
     ),
     "project_choice": Entry(
         ("projects", "n", "a"),
@@ -327,6 +356,13 @@ MECHANISMS = {
         ("width",),
         "CE Lemma 5: the randomized_ramp rule reduced to T = f^{-1}(1)",
         build=_trade(lambda m, env, prior, seed: trading.lemma5_reduction(env, m.width)),
+    ),
+    "envelope": Entry(
+        ("decide", "cells"),
+        "any rule of a separable model with 1-d signals (decide = 'module:function', default the efficient rule; "
+        "randomized rules too) + the envelope payments t_i = h_i V_i - int h_i dV_i (CE Thm 2, lowest type's IR "
+        "binding; Gauss-Legendre on `cells` cells, split at jumps): ex post IC iff the rule is monotone",
+        build=_envelope,
     ),
     "threshold_contribution": Entry(
         ("thresholds", "sbar"),
@@ -582,9 +618,12 @@ def prices_from_settings(env: envs.Environment, m, base_dir=None):
 
 
 def outcome_table(env: envs.Environment):
-    """Finite outcome rows for CE Thm 1 certificates: trade / provision (0, 1), an object (nobody, buyer i)."""
+    """Finite outcome rows for CE Thm 1 certificates: trade / provision (0, 1), an object (nobody, buyer i), a
+    project's sizes (0, ..., k - 1)."""
     if is_trade(env) or is_public(env):
         return jnp.asarray([0.0, 1.0])
+    if env.outcome_names and env.outcome_names[0] == "size0":  # project_size: q = 0, 1, ..., k - 1
+        return jnp.arange(len(env.outcome_names), dtype=jnp.float32)
     if env.outcome_names and env.outcome_names[0] == "a0":
         n = env.n_agents
         return jnp.concatenate([jnp.zeros((1, n)), jnp.eye(n)])

@@ -109,6 +109,7 @@ class EnvironmentSettings:
     )
     own: float | None = _meta(None, doc="private_common: weight of c_i in V_i (default (max w - min w) / n + 0.25)")
     projects: int = _meta(3, doc="project_choice: number of projects k (outcomes)", min=2)
+    levels: int = _meta(3, doc="project_size: number of sizes k (q in {0, ..., k - 1})", min=3)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +126,9 @@ class MechanismSettings:
     shift: float = _meta(0.0, doc="shifted_cutoff: trade iff m_beta > m_sigma + shift")
     width: float = _meta(0.5, doc="band_trade / randomized_ramp / lemma5_reduction: band width", min=0.0)
     table_points: int = _meta(1025, doc="deficit_minimizing: grid points for g_*", min=3)
-    cells: int = _meta(1024, doc="randomized_ramp: Riemann-Stieltjes cells of the envelope payments", min=1)
+    cells: int = _meta(
+        1024, doc="randomized_ramp: Riemann-Stieltjes cells of the envelope payments; envelope: quadrature cells", min=1
+    )
     subsidy: float = _meta(
         0.0, doc="randomized_ramp: each agent also receives subsidy * m_-i (IC and IR, not revenue-maximal)", min=0.0
     )
@@ -299,9 +302,15 @@ class ExperimentSettings:
     signals: int = _meta(21, doc="double_auction / contributions: signal grid points per agent", min=2)
     bids: int = _meta(41, doc="double_auction: bid grid points; contributions: deviation grid per (d, p) axis", min=2)
     profiles: int = _meta(
-        64, doc="certify: sampled s_-i per agent (CE Thm 1 certificates)", min=1, max=MAX_PROFILES, unit="profiles"
+        64,
+        doc="certify: sampled s_-i per agent (CE Thm 1 certificates); thm2: profiles whose payments are recorded",
+        min=1,
+        max=MAX_PROFILES,
+        unit="profiles",
     )
-    points: int = _meta(33, doc="certify: own-signal grid points per dimension (capped at 4096 per agent)", min=2)
+    points: int = _meta(
+        33, doc="certify / thm2: own-signal grid points per dimension (capped at 4096 per agent)", min=2
+    )
     refine: tuple[int, ...] = _meta(
         (), doc="certify: uniform own-signal sample sizes for agent 1's payment-difference widths without boundary points"
     )

@@ -19,6 +19,7 @@ INTERIM_CHECK = 11  # the interim (Bayesian) IC / IR check
 THM4 = 13  # CE Thm 4's construction
 EXPECTED_EXTERNALITY = 17  # the dAGV mechanism's inner sample
 THM4_SCAN = 23  # CE Thm 4's scan of ex post constraints
+THM2_PAYMENTS = 53  # the thm2 kind's profiles at which payments are recorded
 PIVOTAL_STATS = 31  # price statistics profiles (B Sec. 4)
 PIVOTAL_STEPS = 32  # the steps of the Assumption 2 check
 TWO_OUTCOME_FAMILY = 41  # B Sec. 3's rule family

@@ -358,6 +358,55 @@ def public_good(
     return env
 
 
+def project_size(
+    values: Callable[[Array], Array],
+    cost: float,
+    levels: int = 3,
+    n: int = 2,
+    *,
+    name: str = "project_size",
+    check: bool = True,
+) -> Environment:
+    """A public project of size ``q in {0, 1, ..., levels - 1}`` (CE Def 6 with ``k >= 3`` ordered outcomes).
+
+    ``h_i(q) = q`` for every agent, so ``v_i(q, s) = q V_i(s)``; the designer's cost is convex,
+    ``cost(q) = c q^2 / 2``, and the deficit is ``cost(q) - sum_i t_i``. The efficient size maximizes
+    ``q V(s) - c q^2 / 2`` with ``V(s) = sum_i v_i(s)`` (the smallest maximizer on ties): it steps up from ``q`` to
+    ``q + 1`` where ``V`` crosses ``c (q + 1/2)``, so it is non-decreasing in ``V`` and, with values weakly
+    increasing, monotone in every signal (CE Def 8): ex post IC with envelope payments (CE Thm 2). ``q`` may be
+    fractional (a randomized rule's expected size): ``outcome_probs`` then splits it between the two nearest sizes.
+    Own-signal strict monotonicity of the values is checked on a grid (``check``).
+    """
+    if n < 1:
+        raise ValueError(f"project_size: needs n >= 1 agents, got {n}")
+    if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < 3:
+        raise ValueError(f"project_size: levels must be an integer >= 3 (k >= 3 ordered outcomes), got {levels!r}")
+    if not (np.isfinite(cost) and cost > 0):
+        raise ValueError(f"project_size: cost must be finite and > 0, got {cost}")
+    dims = (1,) * n
+    if check:
+        check_own_monotone(values, dims, 0.0, 1.0)
+    c, k = float(cost), int(levels)
+
+    def weights(q):
+        return jnp.broadcast_to(q, (n,))
+
+    def cost_fn(q):
+        return 0.5 * c * q * q
+
+    def efficient(s):
+        q = jnp.arange(k, dtype=s.dtype)
+        return jnp.argmax(q * jnp.sum(values(s)) - 0.5 * c * q * q).astype(s.dtype)
+
+    def outcome_probs(q):
+        return jnp.clip(1.0 - jnp.abs(q - jnp.arange(k, dtype=q.dtype)), 0.0, 1.0)
+
+    return separable(
+        name, dims, values, weights, cost_fn, efficient, tuple(f"size{j}" for j in range(k)), outcome_probs,
+        agent_names=tuple(f"agent{i + 1}" for i in range(n)),
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------
 # single object, n buyers (Bikhchandani 2005)
 

@@ -22,6 +22,7 @@ from jaxmech._src.app.kinds import (
     pivotal,
     search,
     sweep,
+    thm2,
     thm4,
     two_outcome,
 )
@@ -38,6 +39,7 @@ KINDS: dict[str, Kind] = {
         compare_deficits.KIND,
         interim.KIND,
         interim_audit.KIND,
+        thm2.KIND,
         thm4.KIND,
         cremer_mclean.KIND,
         double_auction.KIND,
