@@ -28,7 +28,7 @@ from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import engine, priors
 from jaxmech._src.core import environments as envs
 from jaxmech._src.core import mechanisms as mechs
-from jaxmech._src.models import bayesian, pivotal, provision, trading
+from jaxmech._src.models import assignment, bayesian, pivotal, provision, trading
 from jaxmech._src.models import certify as cert
 from jaxmech._src.models.pivotal import PivotalConfig, all_buyers, pivotal_price_of, raise_price_of, raise_prices
 
@@ -113,6 +113,13 @@ def _single_object(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.En
         return envs.single_object(e.dims, fn)
     except cfg.ConfigError:
         raise
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
+def _two_objects(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    try:
+        return assignment.two_objects(e.n, e.a)
     except ValueError as err:
         raise cfg.ConfigError(f"environment.{err}") from None
 
@@ -215,6 +222,26 @@ def _expected_externality(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
     return bayesian.expected_externality(env, prior, key, inner=m.inner)
 
 
+def _assignment(make: Callable) -> Callable:
+    """A builder for the two-object assignment environment (``two_objects``) only."""
+
+    def builder(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+        if e.kind != "two_objects":
+            raise cfg.ConfigError(f"mechanism.kind: {m.kind} needs environment.kind = 'two_objects'")
+        return make(m, env, e)
+
+    return builder
+
+
+def _serial_dictatorship(m, env, e) -> mechs.Mechanism:
+    r = None if m.reserves is None else np.asarray(m.reserves, np.float64)
+    if r is not None and r.size == 2 * e.n and r.size != 2:
+        r = r.reshape(e.n, 2)
+    if r is not None and r.shape not in ((2,), (e.n, 2)):
+        raise cfg.ConfigError(f"mechanism.reserves: need 2 or {2 * e.n} numbers, got {len(m.reserves)}")
+    return assignment.serial_dictatorship(e.n, e.a, r)
+
+
 def _affine_maximizer_builder(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
     return _affine_maximizer(env, m, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
 
@@ -251,6 +278,12 @@ ENVIRONMENTS = {
         "B Sec. 2: one object, n buyers with signals in [0,1]^{d_i}; values = 'module:function' returning V (n,) | "
         "'linear' (dims all 1: V_i = s_i + a sum_{j != i} s_j, B fn. 3)",
         build=_single_object,
+    ),
+    "two_objects": Entry(
+        ("n", "a"),
+        "B Sec. 3, eq. (5): two objects A, B and n unit-demand buyers, s_i = (s_iA, s_iB) in [0,1]^2, "
+        "V_iX = s_iX + a mean_{j != i} s_jX; outcomes = every assignment (7 for n = 2)",
+        build=_two_objects,
     ),
     "project_choice": Entry(
         ("projects", "n", "a"),
@@ -291,6 +324,17 @@ MECHANISMS = {
         ("cutoff", "window", "rebate"),
         "NOT ex post IC: trade iff m_beta > cutoff, rebate for reports just above it (tests kink misreports)",
         build=_threshold_with_rebate,
+    ),
+    "serial_dictatorship": Entry(
+        ("reserves",),
+        "two_objects: buyers pick in turn among the objects left, X at V_kX(r_kX, m_-k) (full range, ex post IC, "
+        "B fn. 12)",
+        build=_assignment(_serial_dictatorship),
+    ),
+    "private_vcg": Entry(
+        (),
+        "NOT ex post IC: efficient assignment, VCG payments computed as if the reported values were private",
+        build=_assignment(lambda m, env, e: assignment.private_vcg(env)),
     ),
     "custom": Entry(
         ("decide", "pay"),
