@@ -410,14 +410,12 @@ def externality_claims(m: dict) -> list[Claim]:
                           "_reference.example1_externality_bound; tighter than 2 eps max e_i)",
                           "; ".join(text_bound) + f" (regret / bound at the witness: {', '.join(f'{t:.4f}' for t in tight)})",
                           "bound at the witness profile + tol, and eps", ok_bound))  # fmt: skip
-    ratios = [
-        (max(by[b]["regret"]["max"]) / max(by[a]["regret"]["max"])) / (b / a)
-        for a, b in zip(pos[:-1], pos[1:], strict=True)
-    ]
+    top = {x: max(by[x]["regret"]["max"]) for x in pos}
+    pairs = list(zip(pos[:-1], pos[1:], strict=True))
+    ratios = [top[b] / top[a] / (b / a) if top[a] > 0 else np.inf for a, b in pairs]
     if ratios:
         rows.append(check(src, "regret is O(eps): linear in eps",
-                          ", ".join(f"regret({b:g}) / regret({a:g}) = {max(by[b]['regret']['max']) / max(by[a]['regret']['max']):.3f}"
-                                    for a, b in zip(pos[:-1], pos[1:], strict=True)),
+                          ", ".join(f"regret({b:g}) / regret({a:g}) = {r * b / a:.3f}" for (a, b), r in zip(pairs, ratios, strict=True)),
                           "each ratio / (eps ratio) in [0.75, 1.25] (doubling eps: [1.5, 2.5])",
                           all(0.75 <= r <= 1.25 for r in ratios)))  # fmt: skip
     for x in pos:
