@@ -109,3 +109,12 @@ def test_externality_mechanism_keeps_the_nested_loops_mark_and_its_menu_the_allo
     q, t1 = hand.menu(hand.params, s, 0)(s[:2])
     np.testing.assert_array_equal(np.asarray(q), [0.0, 1.0])  # the whole allocation, not buyer 1's alone
     assert float(t1) == 0.0
+
+
+def test_condition5_does_not_depend_on_the_chunk(key):
+    env = jm.two_objects(2, 0.5)
+    s = jm.independent(env.dims).sample(key, 300, jnp.float32)
+    a, b = jm.condition5(env, s, chunk=64), jm.condition5(env, s, chunk=300)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert int(np.max(np.asarray(a.witness))) < 300

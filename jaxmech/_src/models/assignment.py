@@ -179,17 +179,35 @@ class Condition5(NamedTuple):
     witness: Array  # (K, K) int32
 
 
-def condition5(env: Environment, profiles: Array, *, tol: float = 0.0) -> Condition5:
+def condition5(env: Environment, profiles: Array, *, tol: float = 0.0, chunk: int = 1024) -> Condition5:
     """B eq. (5) (``a_l ~_i a_k`` for all ``s`` and all ``i != j``) for every pair of outcomes ``0..K-1`` of ``env``
-    at the sampled ``profiles`` (``(N, D)``); a gap above ``tol`` counts as not indifferent."""
+    at the sampled ``profiles`` (``(N, D)``); a gap above ``tol`` counts as not indifferent. The profiles are
+    reduced ``chunk`` at a time (memory ``chunk x K^2 x n``, not ``N x K^2 x n``)."""
     k = len(env.outcome_names)
     outcomes = jnp.arange(k, dtype=jnp.int32)
-    v = jax.jit(jax.vmap(lambda s: jax.vmap(lambda q: env.value(q, s))(outcomes)))(profiles)  # (N, K, n)
-    d = jnp.abs(v[:, :, None, :] - v[:, None, :, :])  # (N, K, K, n)
-    gap = jnp.max(d, axis=0)
-    second = jnp.sort(d, axis=-1)[..., -2] if env.n_agents > 1 else jnp.zeros(d.shape[:-1], d.dtype)  # (N, K, K)
+    n_prof = profiles.shape[0]
+    c = max(1, min(chunk, n_prof))
+    pad = (-n_prof) % c
+    x = jnp.concatenate([profiles, jnp.repeat(profiles[:1], pad, axis=0)]) if pad else profiles
+    starts = jnp.arange(0, x.shape[0], c)
+
+    def block(carry, start):
+        gap, second, witness = carry
+        s = jax.lax.dynamic_slice_in_dim(x, start, c)
+        v = jax.vmap(lambda z: jax.vmap(lambda q: env.value(q, z))(outcomes))(s)  # (c, K, n)
+        d = jnp.abs(v[:, :, None, :] - v[:, None, :, :])  # (c, K, K, n)
+        sec = jnp.sort(d, axis=-1)[..., -2] if env.n_agents > 1 else jnp.zeros(d.shape[:-1], d.dtype)
+        j = jnp.argmax(sec, axis=0)  # (K, K)
+        top = jnp.max(sec, axis=0)
+        better = top > second  # the earliest profile wins ties
+        return (jnp.maximum(gap, jnp.max(d, axis=0)), jnp.where(better, top, second),
+                jnp.where(better, start + j, witness)), None  # fmt: skip
+
+    dtype = profiles.dtype
+    init = (jnp.zeros((k, k, env.n_agents), dtype), jnp.full((k, k), -1.0, dtype), jnp.zeros((k, k), jnp.int32))
+    gap, second, witness = jax.jit(lambda init: jax.lax.scan(block, init, starts)[0])(init)
     holds = jnp.sum(gap > tol, axis=-1) <= 1
-    return Condition5(gap, holds, jnp.max(second, axis=0), jnp.argmax(second, axis=0).astype(jnp.int32))
+    return Condition5(gap, holds, second, witness.astype(jnp.int32))
 
 
 def agents_moved(table: np.ndarray) -> np.ndarray:
