@@ -95,7 +95,7 @@ def run_externality(settings, base_dir, progress, out_dir):
     out = {"environment": env.name, "settings": {"environment": dataclasses.asdict(e)}, "mechanism": mech.name,
            "nested_loops": mechs.has_nested_loops(mech), "envy": "e_i(s) = mean of buyer i's own signal coordinates",
            "dims": list(env.dims), "rows": rows}  # fmt: skip
-    return out, results[0].info, []
+    return out, build.total_info(results), []
 
 
 def _externality_summary(metrics: dict) -> str:
