@@ -455,11 +455,11 @@ EXPERIMENTS = {
     "b_sec5_externality": Experiment(
         externality_claims,
         quick=(
-            "audit.profiles=512",
-            "audit.block_size=512",
+            "audit.profiles=256",
+            "audit.block_size=256",
             "audit.misreports.grid=0",
             "audit.misreports.random=8",
-            "experiment.stats_profiles=1024",
+            "experiment.stats_profiles=512",
         ),
         full=(
             "audit.profiles=262144",
