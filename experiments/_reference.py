@@ -894,3 +894,135 @@ def auction_vcg_revenue(a: float = 0.5) -> float:
     """``E[sum_i t_i]`` of the generalized VCG auction, two bidders, ``V_i = s_i + a s_j``, independent uniforms: the
     winner pays its value at its pivot (the other's signal), ``(1 + a) min(s_1, s_2)``; scipy ``dblquad``."""
     return float(integrate.dblquad(lambda s2, s1: (1 + a) * min(s1, s2), 0.0, 1.0, 0.0, 1.0, epsabs=1e-10)[0])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# B Sec. 3, eq. (5), fns. 11-12: two objects A, B, unit demand; V_iX = s_iX + a mean_{j != i} s_jX
+
+
+def unit_demand_assignments(n: int) -> list[tuple[int, ...]]:
+    """Every assignment of objects A (1) and B (2) to ``n`` buyers (0: nothing), each object to at most one buyer."""
+    out = []
+    for alloc in np.ndindex(*(3,) * n):
+        if sum(x == 1 for x in alloc) <= 1 and sum(x == 2 for x in alloc) <= 1:
+            out.append(tuple(int(x) for x in alloc))
+    return out
+
+
+def assignment_label(alloc) -> str:
+    """Buyer i's allocation at position i: ``-`` nothing, ``A``, ``B`` (e.g. ``"A-"``: buyer 1 gets A)."""
+    return "".join("-AB"[x] for x in alloc)
+
+
+def pairs_by_movers(n: int) -> dict[tuple[str, str], tuple[int, ...]]:
+    """Unordered pairs of assignments (labels, in enumeration order) -> the buyers whose allocation differs."""
+    a = unit_demand_assignments(n)
+    return {(assignment_label(a[l_]), assignment_label(a[k_])): tuple(i for i in range(n) if a[l_][i] != a[k_][i])
+            for l_ in range(len(a)) for k_ in range(l_ + 1, len(a))}  # fmt: skip
+
+
+def two_object_values_np(s: np.ndarray, n: int, a: float) -> np.ndarray:
+    """``V[i, X] = s_iX + a mean_{j != i} s_jX`` at one profile ``s = (s_1A, s_1B, ..., s_nA, s_nB)``."""
+    x = np.asarray(s, np.float64).reshape(n, 2)
+    return x + a * (x.sum(0, keepdims=True) - x) / (n - 1)
+
+
+def assignment_value_np(s: np.ndarray, alloc, n: int, a: float) -> np.ndarray:
+    """``v_i(alloc, s)``: buyer i's value of his object (0 for nothing), no consumption externality."""
+    v = two_object_values_np(s, n, a)
+    return np.array([0.0 if alloc[i] == 0 else v[i, alloc[i] - 1] for i in range(n)])
+
+
+def _choice_probs(r: np.ndarray, left: tuple[bool, bool]) -> np.ndarray:
+    """P(nothing), P(A), P(B) for one buyer with ``s_X ~ U[0, 1]`` who takes the available ``X`` maximizing
+    ``s_X - r_X`` when positive (closed form)."""
+    ra, rb = float(r[0]), float(r[1])
+    if not left[0] and not left[1]:
+        return np.array([1.0, 0.0, 0.0])
+    if not left[1]:
+        return np.array([ra, 1.0 - ra, 0.0])
+    if not left[0]:
+        return np.array([rb, 0.0, 1.0 - rb])
+
+    def first(r1, r2):  # P(s_1 - r1 > max(0, s_2 - r2)) = int_0^{1 - r1} min(u + r2, 1) du
+        length = 1.0 - r1
+        if length <= 1.0 - r2:
+            return length * r2 + length**2 / 2.0
+        return (1.0 - r2**2) / 2.0 + r2 - r1
+
+    pa, pb = first(ra, rb), first(rb, ra)
+    return np.array([1.0 - pa - pb, pa, pb])
+
+
+def serial_dictatorship_probs(reserves, n: int) -> dict[str, float]:
+    """Each assignment's probability under the serial dictatorship with prices ``V_kX(r_kX, s_-k)`` (buyer k's
+    surplus from X is ``s_kX - r_kX``), signals i.i.d. ``U[0, 1]``: buyers choose in turn, so the probability is
+    the product of each buyer's choice probability given the objects the earlier buyers left (closed form)."""
+    r = np.broadcast_to(np.asarray(reserves, np.float64).reshape(-1, 2), (n, 2))
+    out = {}
+    for alloc in unit_demand_assignments(n):
+        p, left = 1.0, [True, True]
+        for k in range(n):
+            p *= _choice_probs(r[k], (left[0], left[1]))[alloc[k]]
+            if alloc[k]:
+                left[alloc[k] - 1] = False
+        out[assignment_label(alloc)] = p
+    return out
+
+
+def private_vcg_gain(s: np.ndarray, m_i: np.ndarray, i: int, n: int, a: float) -> float:
+    """Buyer i's gain from reporting ``m_i`` under the efficient assignment with Clarke payments computed from the
+    reported values as if they were private (``t_i = max_q sum_{j != i} v_j(q, m) - sum_{j != i} v_j(f(m), m)``),
+    others truthful; restated by enumeration."""
+    allocs = unit_demand_assignments(n)
+
+    def utility(m):
+        v = np.array([assignment_value_np(m, al, n, a) for al in allocs])  # (K, n) at the reports
+        q = int(np.argmax(v.sum(1)))
+        others = v.sum(1) - v[:, i]
+        return assignment_value_np(s, allocs[q], n, a)[i] - (others.max() - others[q])
+
+    m = np.asarray(s, np.float64).copy()
+    m[2 * i : 2 * i + 2] = m_i
+    return utility(m) - utility(np.asarray(s, np.float64))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# B Sec. 5: a consumption externality in Example 1 (V_i = p_i + c_i c_j; the Sec. 4 construction's prices p_j + c_j)
+
+
+def example1_externality_utility(s: np.ndarray, m: np.ndarray, i: int, eps: float) -> float:
+    """Buyer i's utility at true ``s = (p_1, c_1, p_2, c_2)`` and reports ``m`` under B eq. (4) with prices
+    ``t_i = m_pj + m_cj`` (the construction on Example 1), when he loses ``eps e_i(s)``, ``e_i = (p_i + c_i) / 2``,
+    if the other buyer gets the object."""
+    s, m = np.asarray(s, np.float64), np.asarray(m, np.float64)
+    v_rep = np.array([m[0] + m[1] * m[3], m[2] + m[3] * m[1]])
+    t = np.array([m[2] + m[3], m[0] + m[1]])
+    surplus = v_rep - t
+    w = int(np.argmax(surplus))
+    winner = w if surplus[w] > 0 else -1
+    j = 1 - i
+    v_true = np.array([s[0] + s[1] * s[3], s[2] + s[3] * s[1]])
+    e_i = (s[2 * i] + s[2 * i + 1]) / 2.0
+    return (v_true[i] - t[i] if winner == i else 0.0) - (eps * e_i if winner == j else 0.0)
+
+
+def example1_externality_gain(s: np.ndarray, m_i: np.ndarray, i: int, eps: float) -> float:
+    """Buyer i's gain from reporting ``m_i`` (others truthful) in :func:`example1_externality_utility`."""
+    m = np.asarray(s, np.float64).copy()
+    m[2 * i : 2 * i + 2] = m_i
+    return example1_externality_utility(s, m, i, eps) - example1_externality_utility(s, s, i, eps)
+
+
+def example1_externality_bound(s: np.ndarray, i: int, eps: float) -> float:
+    """The most buyer i can gain by misreporting at ``s``: ``eps e_i(s)`` if the other buyer wins at the truth, else 0.
+
+    With ``u^eps_i(m) = u^0_i(m) - eps e_i(s) 1{j wins at m}`` and ``u^0_i(m) <= u^0_i(s)`` (the mechanism is ex post
+    IC without the externality), ``u^eps_i(m) - u^eps_i(s) <= eps e_i(s) (1{j wins at s} - 1{j wins at m})
+    <= eps e_i(s) 1{j wins at s}``: at most ``eps max e_i = eps``, tighter than ``2 eps max e_i``."""
+    s = np.asarray(s, np.float64)
+    j = 1 - i
+    v = np.array([s[0] + s[1] * s[3], s[2] + s[3] * s[1]])
+    t = np.array([s[2] + s[3], s[0] + s[1]])
+    j_wins = v[j] - t[j] > max(0.0, v[i] - t[i])
+    return eps * (s[2 * i] + s[2 * i + 1]) / 2.0 if j_wins else 0.0

@@ -687,3 +687,148 @@ def test_thm4_auction_rows_fail_on_wrong_numbers():
     assert ce.thm4_auction(_thm4_metrics(shift=0.05))[2].status == "FAIL"  # interim IR not binding at the lowest type
     assert ce.thm4_auction(_thm4_metrics(deficit=-0.45))[6].status == "FAIL"  # not the VCG auction's budget
     assert ce.thm4_auction(_thm4_metrics(gain=1.2))[5].status == "FAIL"  # witness not replayed
+
+
+# --- B Sec. 3, eq. (5) with two objects and unit demand; B Sec. 5's consumption externality ---------------------
+
+
+def test_pairs_by_movers_lists_the_pairs_that_move_one_buyer():
+    movers = ref_.pairs_by_movers(2)
+    one = {frozenset(p) for p, v in movers.items() if len(v) == 1}
+    by_hand = [("--", "-A"), ("--", "-B"), ("--", "A-"), ("--", "B-"), ("-A", "-B"), ("-A", "BA"), ("-B", "AB"),
+               ("A-", "B-"), ("A-", "AB"), ("B-", "BA")]  # fmt: skip
+    assert one == {frozenset(p) for p in by_hand} and len(movers) == 21
+    assert len(ref_.unit_demand_assignments(3)) == 13
+
+
+@pytest.mark.parametrize("reserves", [[0.4, 0.6], [0.7, 0.2], [[0.4, 0.6], [0.3, 0.5]]])
+def test_serial_dictatorship_probs_against_a_simulation_of_the_rule(reserves):
+    """The closed form against 400,000 draws of the rule restated directly (each buyer takes the available X
+    maximizing s_X - r_X when positive)."""
+    probs = ref_.serial_dictatorship_probs(reserves, 2)
+    assert abs(sum(probs.values()) - 1.0) < 1e-12
+    rng = np.random.default_rng(5)
+    s = rng.random((400_000, 2, 2))
+    r = np.broadcast_to(np.asarray(reserves, float).reshape(-1, 2), (2, 2))
+    left = np.ones((len(s), 2), bool)
+    alloc = np.zeros((len(s), 2), int)
+    for k in range(2):
+        sur = np.where(left, s[:, k] - r[k], -np.inf)
+        best = sur.argmax(1)
+        take = sur[np.arange(len(s)), best] > 0
+        alloc[:, k] = np.where(take, best + 1, 0)
+        left[take, best[take]] = False
+    labels = np.array(["-AB"[a] + "-AB"[b] for a, b in alloc])
+    for lab, p in probs.items():
+        f = float(np.mean(labels == lab))
+        assert abs(f - p) <= 4 * np.sqrt(p * (1 - p) / len(s)) + 1e-12, (lab, f, p)
+
+
+def test_private_vcg_gain_matches_the_library(key):
+    import jax
+    import jax.numpy as jnp
+
+    import jaxmech as jm
+
+    env = jm.two_objects(2, 0.5)
+    mech = jm.private_vcg(env)
+    rng = np.random.default_rng(2)
+    for _ in range(8):
+        s, mi, i = rng.random(4), rng.random(2), int(rng.integers(2))
+        lib = jm.regret(env, mech, (), jnp.asarray(s, jnp.float32), jnp.asarray(mi, jnp.float32), i)
+        assert abs(max(ref_.private_vcg_gain(s, mi, i, 2, 0.5), 0.0) - float(lib)) <= 1e-5
+    del jax
+
+
+def test_example1_externality_gain_is_at_most_the_bound_and_attains_it():
+    """Brute force over a 41 x 41 misreport grid: the gain never exceeds eps e_i(s) 1{j wins at s} (and is <= 0 at
+    eps = 0: the construction p_j + c_j is ex post IC), and a blocking report attains the bound."""
+    rng = np.random.default_rng(3)
+    g = np.linspace(0.0, 1.0, 41)
+    grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    attained = 0
+    for _ in range(40):
+        s, i = rng.random(4), int(rng.integers(2))
+        for eps in (0.0, 0.05):
+            gain = max(ref_.example1_externality_gain(s, m, i, eps) for m in grid)
+            bound = ref_.example1_externality_bound(s, i, eps)
+            assert gain <= bound + 1e-12
+            attained += eps > 0 and bound > 0 and abs(gain - bound) < 1e-12
+    assert attained >= 5
+
+
+def test_example1_externality_gain_matches_the_library():
+    import jax.numpy as jnp
+
+    import jaxmech as jm
+
+    base = jm.example1()
+
+    def prices(p, m):  # the construction on Example 1: t_i = p_j + c_j
+        return jnp.stack([m[2] + m[3], m[0] + m[1]])
+
+    mech = jm.personalized_prices(base, prices)
+    env = jm.consumption_externality(base, 0.05)
+    rng = np.random.default_rng(4)
+    for _ in range(12):
+        s, mi, i = rng.random(4), rng.random(2), int(rng.integers(2))
+        lib = jm.regret(env, mech, (), jnp.asarray(s, jnp.float32), jnp.asarray(mi, jnp.float32), i)
+        assert abs(max(ref_.example1_externality_gain(s, mi, i, 0.05), 0.0) - float(lib)) <= 1e-5
+
+
+def _stat(p, se=0.005):
+    return {"p": p, "se": se, "ci95": [p - 2 * se, p + 2 * se], "mean": p}
+
+
+def _c5_metrics(non_mover_gap=0.0, prob_shift=0.0, control=None, two_holds=False):
+    movers = ref_.pairs_by_movers(2)
+    labels = {ref_.assignment_label(x): x for x in ref_.unit_demand_assignments(2)}
+    x = np.array([0.3, 0.6, 0.7, 0.2])
+    pairs = []
+    for (a, b), mv in movers.items():
+        d = np.abs(ref_.assignment_value_np(x, labels[a], 2, 0.5) - ref_.assignment_value_np(x, labels[b], 2, 0.5))
+        gap = [1.0 if i in mv else non_mover_gap for i in range(2)]
+        holds = len(mv) <= 1 or two_holds
+        pairs.append({"pair": [a, b], "moved": len(mv), "gap": gap, "holds": holds, "second": float(np.sort(d)[-2]),
+                      "witness": None if holds else x.tolist()})  # fmt: skip
+    probs = ref_.serial_dictatorship_probs([0.4, 0.6], 2)
+    s, mi = np.array([0.999, 0.059, 0.415, 0.442]), np.zeros(2)
+    gain = ref_.private_vcg_gain(s, mi, 0, 2, 0.5)
+    audit = lambda mx: {"max": mx, "tol": 1e-5, "worst_profile": [s.tolist()] * 2, "worst_misreport": [mi.tolist()] * 2}  # noqa: E731
+    sd = {"mechanism": "serial_dictatorship", "kind": "serial_dictatorship", "reserves": [0.4, 0.6],
+          "audit": audit([0.0, 0.0]), "profiles": 2048, "outcomes": {k: _stat(v + prob_shift) for k, v in probs.items()},
+          "revenue": {"mean": 0.9, "se": 0.01}, "welfare": {"mean": 1.25, "se": 0.01}}  # fmt: skip
+    ctl = {"mechanism": "private_vcg", "kind": "private_vcg", "reserves": None,
+           "audit": audit([gain if control is None else control, 0.1]), "profiles": 2048, "outcomes": {},
+           "revenue": {"mean": 0.5, "se": 0.01}, "welfare": {"mean": 1.4, "se": 0.01}}  # fmt: skip
+    return {"settings": {"environment": {"n": 2, "a": 0.5}}, "profiles": 2048, "pairs": pairs, "mechanisms": [sd, ctl]}
+
+
+def test_condition5_rows_pass_on_the_truth_and_fail_on_wrong_numbers():
+    import bikhchandani
+
+    assert all(r.status in ("PASS", "MEASURE") for r in bikhchandani.condition5_claims(_c5_metrics()))
+    for bad in (dict(non_mover_gap=1e-7), dict(prob_shift=0.05), dict(control=0.3), dict(two_holds=True)):
+        assert any(r.status == "FAIL" for r in bikhchandani.condition5_claims(_c5_metrics(**bad))), bad
+
+
+def _ext_metrics(scale=None, base_regret=0.0, gap_zero=False):
+    s, mi, i = np.array([0.997, 0.845, 0.756, 0.959]), np.array([0.9, 1.0]), 1  # a blocking report: a_0
+    rows = []
+    for eps in (0.0, 0.01, 0.02, 0.04):
+        r = ref_.example1_externality_gain(s, mi, i, eps) * (scale or {}).get(eps, 1.0)
+        r = base_regret if eps == 0 else r
+        rows.append({"eps": eps, "indifference_gap": 0.0 if (eps == 0 or gap_zero) else 0.99 * eps,
+                     "regret": {"max": [0.0, r], "tol": 2e-5, "worst_profile": [s.tolist()] * 2,
+                                "worst_misreport": [mi.tolist()] * 2}})  # fmt: skip
+    return {"mechanism": "pivotal", "rows": rows}
+
+
+def test_externality_rows_pass_on_the_truth_and_fail_on_wrong_numbers():
+    import bikhchandani
+
+    assert ref_.example1_externality_gain([0.997, 0.845, 0.756, 0.959], [0.9, 1.0], 1, 0.01) > 0
+    assert all(r.status in ("PASS", "MEASURE") for r in bikhchandani.externality_claims(_ext_metrics()))
+    for bad in (dict(scale={0.04: 1.3}), dict(scale={0.01: 0.0, 0.02: 0.0, 0.04: 0.0}), dict(base_regret=1e-3),
+                dict(gap_zero=True), dict(scale={0.02: 1.01})):  # fmt: skip
+        assert any(r.status == "FAIL" for r in bikhchandani.externality_claims(_ext_metrics(**bad))), bad

@@ -28,7 +28,7 @@ from jaxmech._src.core import audit as audit_lib
 from jaxmech._src.core import engine, priors
 from jaxmech._src.core import environments as envs
 from jaxmech._src.core import mechanisms as mechs
-from jaxmech._src.models import bayesian, pivotal, provision, trading
+from jaxmech._src.models import assignment, bayesian, pivotal, provision, trading
 from jaxmech._src.models import certify as cert
 from jaxmech._src.models.pivotal import PivotalConfig, all_buyers, pivotal_price_of, raise_price_of, raise_prices
 
@@ -131,6 +131,13 @@ def _project_size(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Env
         return envs.project_size(load_callable(e.values, base_dir, "environment.values"), e.cost, e.levels, e.n)
     except cfg.ConfigError:
         raise
+    except ValueError as err:
+        raise cfg.ConfigError(f"environment.{err}") from None
+
+
+def _two_objects(e: cfg.EnvironmentSettings, base_dir: Path | None) -> envs.Environment:
+    try:
+        return assignment.two_objects(e.n, e.a)
     except ValueError as err:
         raise cfg.ConfigError(f"environment.{err}") from None
 
@@ -238,6 +245,26 @@ def _expected_externality(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
     return bayesian.expected_externality(env, prior, key, inner=m.inner)
 
 
+def _assignment(make: Callable) -> Callable:
+    """A builder for the two-object assignment environment (``two_objects``) only."""
+
+    def builder(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
+        if e.kind != "two_objects":
+            raise cfg.ConfigError(f"mechanism.kind: {m.kind} needs environment.kind = 'two_objects'")
+        return make(m, env, e)
+
+    return builder
+
+
+def _serial_dictatorship(m, env, e) -> mechs.Mechanism:
+    r = None if m.reserves is None else np.asarray(m.reserves, np.float64)
+    if r is not None and r.size == 2 * e.n and r.size != 2:
+        r = r.reshape(e.n, 2)
+    if r is not None and r.shape not in ((2,), (e.n, 2)):
+        raise cfg.ConfigError(f"mechanism.reserves: need 2 or {2 * e.n} numbers, got {len(m.reserves)}")
+    return assignment.serial_dictatorship(e.n, e.a, r)
+
+
 def _affine_maximizer_builder(m, env, e, base_dir, prior, seed) -> mechs.Mechanism:
     return _affine_maximizer(env, m, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
 
@@ -281,6 +308,12 @@ ENVIRONMENTS = {
         "q v_i(s), cost c q^2 / 2; values = 'linear' (v_i = w_i s_i + a sum_{j != i} s_j) | 'module:function'",
         build=_project_size,
     ),
+    "two_objects": Entry(
+        ("n", "a"),
+        "B Sec. 3, eq. (5): two objects A, B and n unit-demand buyers, s_i = (s_iA, s_iB) in [0,1]^2, "
+        "V_iX = s_iX + a mean_{j != i} s_jX; outcomes = every assignment (7 for n = 2)",
+        build=_two_objects,
+    ),
     "project_choice": Entry(
         ("projects", "n", "a"),
         "CE Sec. 2.3 finite outcomes: choose one of k projects; s_i in [0,1]^k, v_i(q, s) = s_iq + a mean_j s_jq",
@@ -320,6 +353,17 @@ MECHANISMS = {
         ("cutoff", "window", "rebate"),
         "NOT ex post IC: trade iff m_beta > cutoff, rebate for reports just above it (tests kink misreports)",
         build=_threshold_with_rebate,
+    ),
+    "serial_dictatorship": Entry(
+        ("reserves",),
+        "two_objects: buyers pick in turn among the objects left, X at V_kX(r_kX, m_-k) (full range, ex post IC, "
+        "B fn. 12)",
+        build=_assignment(_serial_dictatorship),
+    ),
+    "private_vcg": Entry(
+        (),
+        "NOT ex post IC: efficient assignment, VCG payments computed as if the reported values were private",
+        build=_assignment(lambda m, env, e: assignment.private_vcg(env)),
     ),
     "custom": Entry(
         ("decide", "pay"),

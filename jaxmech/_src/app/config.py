@@ -102,7 +102,7 @@ class EnvironmentSettings:
     w: float = _meta(0.2, doc="deadzone: half-width of the band of ties |s_beta - s_sigma| <= w")
     k: float = _meta(0.5, doc="deadzone: slope of the gain from trade outside the band")
     dims: tuple[int, ...] | None = _meta(None, doc="signal dimension per agent (single_object)")
-    n: int = _meta(2, doc="public_good: number of agents", min=2)
+    n: int = _meta(2, doc="number of agents (public_good, example1, private_common, two_objects)", min=2)
     cost: float = _meta(1.0, doc="public_good: cost c of the project")
     weights: tuple[float, ...] | None = _meta(
         None, doc="public_good linear values: own-signal weights w_i (default 1); private_common: common weights w_i"
@@ -151,6 +151,11 @@ class MechanismSettings:
         "constant",
         doc="eps_i = raise_by (constant) | raise_by * mean of the others' signals (others_mean)",
         choices=("constant", "others_mean"),
+    )
+    reserves: tuple[float, ...] | None = _meta(
+        None,
+        doc="serial_dictatorship: reserve signals r_kX (2 numbers, per object, or 2n, buyer by buyer); buyer k pays "
+        "V_kX(r_kX, m_-k) for object X (default 0.5)",
     )
     potentials: tuple[float, ...] | None = _meta(
         None, doc="affine_maximizer: w(a) per outcome, f = argmax_a sum_i v_i(a, m) + w(a) (default 0: efficient)"
@@ -316,6 +321,10 @@ class ExperimentSettings:
     )
     band: float = _meta(
         0.0, doc="certify (with refine, project_choice): remove |x_0 - x_1| < band and x_2 from agent 1's types", min=0.0
+    )
+    externalities: tuple[float, ...] = _meta(
+        (0.0, 0.01, 0.02, 0.04),
+        doc="externality: sizes eps of the consumption externality (buyer i loses eps e_i(s) when another buyer wins)",
     )
     plots: bool = _meta(True, doc="write PNG plots into the results folder (needs matplotlib)")
 

@@ -509,3 +509,45 @@ def private_common_values(
         return priv + own * c + jnp.asarray(w, s.dtype).reshape((1,) * (s.ndim - 1) + (n,)) * common
 
     return values
+
+
+def own_signal_mean(dims: Sequence[int], lo, hi) -> Callable[[Array], Array]:
+    """``e_i(s)``: the mean of buyer ``i``'s own signal coordinates, rescaled from ``[lo, hi]`` to ``[0, 1]``."""
+    dims = priors.validate_dims(dims)
+    lo, hi = signal_domain(dims, lo, hi)
+
+    def envy(s):
+        x = (s - jnp.asarray(lo, s.dtype)) / jnp.asarray(hi - lo, s.dtype)
+        return jnp.stack([jnp.mean(x[priors.agent_slice(dims, i)]) for i in range(len(dims))])
+
+    return envy
+
+
+def consumption_externality(
+    env: Environment, eps, envy: Callable[[Array], Array] | None = None, *, name: str | None = None
+) -> Environment:
+    """A single-object environment (:func:`single_object`) with a consumption externality (B Sec. 5).
+
+    ``v_i(x, s) = x_i V_i(s) - eps e_i(s) sum_{j != i} x_j``: buyer ``i`` loses ``eps e_i(s)`` when another buyer
+    gets the object (``0 <= e_i <= 1``; default :func:`own_signal_mean`). At ``eps > 0`` no buyer is indifferent
+    between ``a_0`` and ``a_j``, so B eq. (5) fails for every pair of outcomes (B Sec. 5: "at a tiny perturbation
+    of preferences away from selfish preferences, (5) is not satisfied by any pair of outcomes"). Not separable
+    (``values`` / ``weights`` are ``None``): mechanisms are built on ``env`` (the selfish model) and audited here.
+    ``eps`` may be traced (a family of audits over ``eps`` compiles once).
+    """
+    if not env.is_separable or not env.outcome_names or env.outcome_names[0] != "a0":
+        raise ValueError(f"consumption_externality: needs a single-object environment, got {env.name!r}")
+    values, n = env.values, env.n_agents
+    envy = envy if envy is not None else own_signal_mean(env.dims, env.lo, env.hi)
+
+    def value(x, s):
+        return x * values(s) - eps * envy(s) * (jnp.sum(x) - x)
+
+    def efficient(s):  # the best of a_0 (welfare 0) and a_i (V_i(s) - eps sum_{j != i} e_j(s))
+        e = envy(s)
+        w = values(s) - eps * (jnp.sum(e) - e)
+        win = jnp.argmax(w)
+        return jax.nn.one_hot(win, n, dtype=s.dtype) * (w[win] > 0).astype(s.dtype)
+
+    label = name or f"{env.name} + externality" + ("" if isinstance(eps, jax.core.Tracer) else f" {float(eps):g}")
+    return env._replace(name=label, value=value, efficient=efficient, values=None, weights=None)
