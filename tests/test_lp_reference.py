@@ -137,7 +137,9 @@ def test_bad_arguments_are_one_line():
 
 def _auction(a=0.0, rho=None):
     env = jm.single_object((1, 1), jm.linear_public_values(a, 2))
-    prior = jm.independent(env.dims) if rho is None else jm.gaussian_copula(env.dims, jm.uniform(), [[1, rho], [rho, 1]])
+    prior = (
+        jm.independent(env.dims) if rho is None else jm.gaussian_copula(env.dims, jm.uniform(), [[1, rho], [rho, 1]])
+    )
     return env, prior
 
 
