@@ -629,3 +629,40 @@ def project_choice_band_gap(band: float, a: float = 0.5, n: int = 2) -> float:
     only bound ``t(1) - t(0)`` by the band's edges: ``d(0, 1) -> -(1 + a/n) band`` and ``d(1, 0) -> -(1 + a/n) band``,
     ``w -> 2 (1 + a/n) band > 0`` at any sample size (a disconnected type space: CE Thm 3 needs a connected one)."""
     return 2.0 * (1.0 + a / n) * band
+
+
+# --------------------------------------------------------------------------------------------------------------
+# design under a correlated prior: the best posted price (private-values trade, Gaussian copula)
+
+
+def copula_posted_gains(rho: float, p: float, nodes: int = 100) -> float:
+    """``W(p) = E[(s_b - s_s) 1{s_b >= p >= s_s}]``, uniform marginals, Gaussian copula ``rho``: the buyer's signal
+    ``b`` by Gauss-Legendre on ``[p, 1]``, the seller's given it, ``s = Phi(rho z_b + sqrt(1 - rho^2) t)`` with
+    ``t ~ N(0, 1)``, by Gauss-Legendre over ``t`` up to where ``s = p`` (from -10). Both integrands are smooth, so
+    ``nodes`` per level converge fast (100 vs 200: 3e-8 at rho = 0.5; the midpoint rule of :func:`expect` at 2000
+    points agrees within its own error bound, 1e-6)."""
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    b = p + (1 - p) * (x + 1) / 2
+    wb = (1 - p) * w / 2
+    zb = special.ndtri(b)
+    sig = math.sqrt(1 - rho * rho)
+    top = np.maximum((special.ndtri(p) - rho * zb) / sig, -10.0)  # s <= p  <=>  t <= top
+    t = -10.0 + (top[:, None] + 10.0) * (x[None, :] + 1) / 2
+    wt = (top[:, None] + 10.0) * w[None, :] / 2
+    inner = np.sum(
+        wt * np.exp(-t * t / 2) / math.sqrt(2 * math.pi) * (b[:, None] - special.ndtr(rho * zb[:, None] + sig * t)), 1
+    )
+    return float(np.sum(wb * inner))
+
+
+def copula_posted_price(rho: float, nodes: int = 100) -> tuple[float, float]:
+    """``(p*, W(p*))``: the posted price maximizing :func:`copula_posted_gains` (private values: posted prices are the
+    only ex post IC, IR and balanced trade rules, whatever the prior, Hagerty-Rogerson 1987), by golden section on
+    ``[0.2, 0.8]`` (``W`` is smooth and unimodal there)."""
+    lo, hi = 0.2, 0.8
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+        lo, hi = (lo, d) if copula_posted_gains(rho, c, nodes) > copula_posted_gains(rho, d, nodes) else (c, hi)
+    p = 0.5 * (lo + hi)
+    return p, copula_posted_gains(rho, p, nodes)
