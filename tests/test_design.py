@@ -205,7 +205,9 @@ def test_single_object_refusals_and_welfare_optimum():
     env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
     prior = jm.independent(env.dims)
     w = jm.design(env, prior, key=jax.random.PRNGKey(7), objective="welfare", **dict(AUCTION, starts=2))
-    assert abs(w.value - 2 / 3) <= 1e-5 and np.max(np.asarray(w.description["reserves"])) <= 2e-3
+    # welfare is flat like r^3 / 3 at r = 0 (both values below r: probability r^2), so reserves of a few 1e-3 lose
+    # less than float32 resolves (4e-8 at 5e-3)
+    assert abs(w.value - 2 / 3) <= 1e-5 and np.max(np.asarray(w.description["reserves"])) <= 5e-3
     crossing = jm.single_object((1, 1), jm.linear_public_values(1.5, 2))
     with pytest.raises(ValueError, match=r"single crossing .* witness \{'agent'"):
         jm.design(crossing, jm.independent(crossing.dims), key=jax.random.PRNGKey(0))
@@ -234,8 +236,10 @@ def test_correlated_trade_design_reaches_the_lp_limit():
     2% (measured 0.03%) and an independent NumPy value of the best posted price (Hagerty-Rogerson: posted prices are
     all there is, whatever the prior) within 1e-4; the Monte Carlo mean agrees within 4 SE; clean audit."""
     env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    small = dict(SMALL, starts=1, search=jm.SearchConfig(steps=80, learning_rate=0.02, temperature_start=0.05),
+                 eval_profiles=1 << 14, audit_profiles=1024, check_grid=5)  # fmt: skip
     r = jm.design(env, _copula(env, 0.5), key=jax.random.PRNGKey(3), family="two_price", reference=True,
-                  grids=(17, 33), **dict(SMALL, eval_profiles=1 << 15))  # fmt: skip
+                  grids=(17, 33), **small)  # fmt: skip
     ref = r.reference
     assert abs(ref["gap_relative"]) <= 0.02 and not ref["below_reference"]
     assert abs(r.value - _copula_posted_price(0.5)) <= 1e-4
@@ -245,17 +249,26 @@ def test_correlated_trade_design_reaches_the_lp_limit():
     assert max(r.audit["sampled"]["regret_max"], r.audit["grid"]["regret_max"], r.audit["grid"]["deficit_max"]) <= 1e-5
 
 
-def test_reserve_under_a_correlated_prior_against_its_lp():
-    """Two private-value buyers under a Gaussian copula, rho = 0.5. Welfare: the efficient auction (reserves 0) is
-    optimal among all rules, so design and LP limit agree within 0.1%. Revenue: reserves fall to about 0.37 and the
-    design is within 1% below the LP limit (measured 0.5-0.6%: the LP may condition a buyer's reserve on the other's
-    signal, which correlation makes worth a little); the quadrature agrees with the mechanism's own Monte Carlo."""
+RESERVE_LP = dict(AUCTION, starts=1, eval_profiles=1 << 14, audit_profiles=1024, check_grid=5, reference=True,
+                  grids=(17, 33))  # fmt: skip
+
+
+def test_efficient_auction_under_a_correlated_prior_equals_its_lp():
+    """Two private-value buyers under a Gaussian copula, rho = 0.5, welfare: the efficient auction (reserves 0) is
+    optimal among all rules whatever the prior, so the design (from a cold start) and the LP limit agree within 0.1%
+    (measured 0.004%)."""
     env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
-    prior = _copula(env, 0.5)
-    kw = dict(AUCTION, starts=2, reference=True, grids=(17, 33))
-    w = jm.design(env, prior, key=jax.random.PRNGKey(5), objective="welfare", **kw)
-    assert abs(w.reference["gap_relative"]) <= 1e-3 and np.max(w.description["reserves"]) <= 2e-3
-    r = jm.design(env, prior, key=jax.random.PRNGKey(5), objective="revenue", **kw)
+    w = jm.design(env, _copula(env, 0.5), key=jax.random.PRNGKey(5), objective="welfare", **RESERVE_LP)
+    assert abs(w.reference["gap_relative"]) <= 1e-3 and np.max(w.description["reserves"]) <= 5e-3
+    assert abs(w.objective["mean"] - w.value) <= 4 * w.objective["se"]
+
+
+def test_reserve_under_a_correlated_prior_against_its_lp():
+    """The same buyers, revenue: reserves fall to about 0.37 and the design is within 1% below the LP limit
+    (measured 0.5-0.6%: the LP may condition a buyer's reserve on the other's signal, which correlation makes worth
+    a little); the copula-weighted quadrature agrees with the mechanism's own Monte Carlo revenue."""
+    env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
+    r = jm.design(env, _copula(env, 0.5), key=jax.random.PRNGKey(5), objective="revenue", **RESERVE_LP)
     ref = r.reference
     assert 0.0 < ref["gap_relative"] <= 0.01 and not ref["below_reference"]
     assert ref["grids"] == [17, 33] and all(v > r.value for v in ref["values"])  # each grid optimum is above
@@ -270,7 +283,8 @@ def test_weighted_objective_auction_against_the_closed_form_and_the_lp():
     (1 + 2w) 2/3 (1 - r^3) - w (1 - r^2) = 0.84375; the design reaches it from cold starts and the LP limit agrees."""
     env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
     r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(8), objective="welfare", revenue_weight=0.5,
-                  reference=True, grids=(17, 33, 65), **dict(AUCTION, starts=2))  # fmt: skip
+                  reference=True, grids=(17, 33, 65), **dict(AUCTION, starts=1, audit_profiles=1024,
+                                                               check_grid=5))  # fmt: skip
     assert np.max(np.abs(np.asarray(r.description["reserves"]) - 0.25)) <= 2e-3
     assert abs(r.value - 0.84375) <= 1e-5
     assert abs(r.objective["mean"] - 0.84375) <= 4 * r.objective["se"]

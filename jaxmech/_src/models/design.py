@@ -1062,9 +1062,13 @@ def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts
 
     colds = np.asarray(jax.random.uniform(k_start, (starts, n), jnp.float32), np.float64) * (hi - lo) + lo
 
+    def loss(z):  # outside the support: the value at its edge less the distance, so no flat plateau (where a
+        # simplex collapses: welfare stalled at r = (0, 1), buyer 2 never eligible) but a slope back inside
+        return -value(z) + float(np.sum(np.abs(z - np.clip(z, lo, hi))))
+
     rows, finals, values = [], [], []
     for r0 in colds:
-        r = np.clip(nelder_mead(lambda z: -value(z), r0, 0.1, xtol=1e-6), lo, hi)
+        r = np.clip(nelder_mead(loss, r0, 0.1, xtol=1e-6), lo, hi)
         v = value(r)
         rows.append({"cold": {"reserves": r0.tolist()}, "final": {"reserves": r.tolist()}, "objective": v,
                      "feasible": True})  # fmt: skip
