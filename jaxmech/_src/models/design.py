@@ -198,8 +198,8 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
     with these payments), a prior over the same signals, and a family of that environment; threshold rules
     (CE Def 12) are monotone only when every value weakly increases in every signal (CE Sec. 5), checked on a grid.
     A single object (B Sec. 2) needs single crossing among its buyers
-    (:func:`jaxmech._src.models.auction.check_single_crossing`). Any prior over the signals (correlated included):
-    where the quadrature needs independence, the objective is a Monte Carlo mean with its standard error.
+    (:func:`jaxmech._src.models.auction.check_single_crossing`). Any prior over the signals, correlated (a Gaussian
+    copula) included: its quadrature is weighted by the copula's density.
     """
     if env.is_separable and all(d == 1 for d in env.dims) and auction.is_single_object(env):
         if tuple(prior.dims) != tuple(env.dims):
@@ -930,7 +930,7 @@ def design(
         delta, ok = repair(p)
         return spec.shift(p, delta), float(delta), bool(ok)
 
-    # 3. polish (low-dimensional deterministic families), by quadrature where the prior is independent
+    # 3. polish (low-dimensional deterministic families), by quadrature (a copula's density weighting it)
     quad = None
     if (family in POLISHED or prior.cholesky is None) and family in QUADRATURE and (polish or family not in POLISHED):
         panels = quadrature_panels or default_panels(n)
