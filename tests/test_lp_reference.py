@@ -220,3 +220,17 @@ def test_correlated_private_trade_limit_is_the_best_posted_price():
     s = ndtr(rho * z[:, None] + np.sqrt(1 - rho**2) * z[None, :])  # seller's signal given the buyer's
     best = max(float(np.mean((b - s) * (b >= p) * (s <= p))) for p in np.linspace(0.4, 0.6, 41))
     assert ref.limit == pytest.approx(best, abs=5e-4)
+
+
+def test_correlated_ex_ante_budget_weights_the_states_by_the_copula():
+    """Under a copula the ex ante budget is the copula-weighted mean deficit: the optimum's mean deficit under the
+    cell probabilities is <= 0, and ex post <= ex ante <= the grid's first best under the same weights."""
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    prior = jm.gaussian_copula(env.dims, jm.uniform(), [[1.0, 0.5], [0.5, 1.0]])
+    post = lp.solve(env, prior, 9)
+    ante = lp.solve(env, prior, 9, budget="ex_ante")
+    b, s = ante.types
+    first_best = float(np.sum(ante.weights * np.maximum(b[:, None] - s[None, :], 0.0)))
+    assert post.value <= ante.value + 1e-9 <= first_best + 1e-9
+    assert float(np.sum(ante.weights * ante.t.sum(0))) >= -1e-9  # revenue >= 0 in expectation under the copula
+    assert ante.welfare == pytest.approx(float(np.sum(ante.weights * ante.q * (b[:, None] - s[None, :]))), abs=1e-6)
