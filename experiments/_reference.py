@@ -1026,3 +1026,40 @@ def example1_externality_bound(s: np.ndarray, i: int, eps: float) -> float:
     t = np.array([s[2] + s[3], s[0] + s[1]])
     j_wins = v[j] - t[j] > max(0.0, v[i] - t[i])
     return eps * (s[2 * i] + s[2 * i + 1]) / 2.0 if j_wins else 0.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# design under a correlated prior: the best posted price (private-values trade, Gaussian copula)
+
+
+def copula_posted_gains(rho: float, p: float, nodes: int = 100) -> float:
+    """``W(p) = E[(s_b - s_s) 1{s_b >= p >= s_s}]``, uniform marginals, Gaussian copula ``rho``: the buyer's signal
+    ``b`` by Gauss-Legendre on ``[p, 1]``, the seller's given it, ``s = Phi(rho z_b + sqrt(1 - rho^2) t)`` with
+    ``t ~ N(0, 1)``, by Gauss-Legendre over ``t`` up to where ``s = p`` (from -10). Both integrands are smooth, so
+    ``nodes`` per level converge fast (100 vs 200: 3e-8 at rho = 0.5; the midpoint rule of :func:`expect` at 2000
+    points agrees within its own error bound, 1e-6)."""
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    b = p + (1 - p) * (x + 1) / 2
+    wb = (1 - p) * w / 2
+    zb = special.ndtri(b)
+    sig = math.sqrt(1 - rho * rho)
+    top = np.maximum((special.ndtri(p) - rho * zb) / sig, -10.0)  # s <= p  <=>  t <= top
+    t = -10.0 + (top[:, None] + 10.0) * (x[None, :] + 1) / 2
+    wt = (top[:, None] + 10.0) * w[None, :] / 2
+    inner = np.sum(
+        wt * np.exp(-t * t / 2) / math.sqrt(2 * math.pi) * (b[:, None] - special.ndtr(rho * zb[:, None] + sig * t)), 1
+    )
+    return float(np.sum(wb * inner))
+
+
+def copula_posted_price(rho: float, nodes: int = 100) -> tuple[float, float]:
+    """``(p*, W(p*))``: the posted price maximizing :func:`copula_posted_gains` (private values: posted prices are the
+    only ex post IC, IR and balanced trade rules, whatever the prior, Hagerty-Rogerson 1987), by golden section on
+    ``[0.2, 0.8]`` (``W`` is smooth and unimodal there)."""
+    lo, hi = 0.2, 0.8
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+        lo, hi = (lo, d) if copula_posted_gains(rho, c, nodes) > copula_posted_gains(rho, d, nodes) else (c, hi)
+    p = 0.5 * (lo + hi)
+    return p, copula_posted_gains(rho, p, nodes)

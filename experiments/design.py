@@ -4,13 +4,15 @@ References: the closed form 1/8 (private-values trade, posted price 1/2); the be
 buyer and a uniform seller by a fine 1-D NumPy search on exact polynomial integrals; the best deterministic rule
 (1-a)^3 (1+a) / 8 for v_i = s_i + a s_-i; CE Thm 9's optimal vbar (symmetry, or an independent NumPy search along
 the budget line for the asymmetric case); the finite-type LP's 1/G limit (scipy HiGHS); Myerson's reserve 1/2 and
-revenue 5/12 (a single object, two uniform private-value buyers). Run only these with
+revenue 5/12 (a single object, two uniform private-value buyers); under a Gaussian copula the best posted price by
+Gauss-Legendre in the copula's conditional coordinates (``_reference.copula_posted_price``). Run only these with
 
     python experiments/design.py [--quick] [--only PATTERN] [--out DIR]
 """
 
 from __future__ import annotations
 
+import _reference as ref_
 import numpy as np
 
 from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for, measure
@@ -19,7 +21,9 @@ QUICK = ("audit.profiles=8192", "design.starts=2", "design.steps=150", "design.e
          "design.repair_profiles=4096", "design.check_grid=17", "design.lp_grids=[17, 33]")  # fmt: skip
 RANDOMIZED = ("audit.profiles=8192", "design.starts=1", "design.steps=60", "design.eval_profiles=1048576",
               "design.repair_profiles=4096", "design.check_grid=17", "design.lp_grids=[17, 33]")  # fmt: skip
-AUCTION = ("audit.profiles=8192", "design.starts=2", "design.eval_profiles=32768", "design.check_grid=17")
+AUCTION = ("audit.profiles=8192", "design.starts=2", "design.eval_profiles=32768", "design.check_grid=17",
+           "design.lp_grids=[17, 33]")  # fmt: skip
+CORRELATED = (*QUICK, "design.starts=1", "design.steps=100")  # one cold start: the posted price is unimodal
 FULL = ("audit.profiles=1000000", "design.starts=8", "design.eval_profiles=4194304")
 
 
@@ -285,6 +289,39 @@ def auction_revenue(m: dict) -> list[Claim]:
             abs(d["value"] - 5 / 12) <= 1e-5 and abs(mc["mean"] - 5 / 12) <= 4 * mc["se"],
         ),
         _audit_ok(m),
+        check(
+            "LP",
+            "the single-object LP's 1/G limit is Myerson's revenue (two uniform private-value buyers)",
+            f"{_d(m)['reference']['limit']:.6f}" if _has_lp(m) else "no LP reference",
+            f"5/12 = {5 / 12:.6f}; within 1e-3",
+            _has_lp(m) and abs(_d(m)["reference"]["limit"] - 5 / 12) <= 1e-3,
+        ),
+        *_reference(m, 0.01),
+    ]
+
+
+def _has_lp(m: dict) -> bool:
+    r = _d(m)["reference"]
+    return r is not None and "error" not in r
+
+
+def trade_correlated(m: dict) -> list[Claim]:
+    d = _d(m)
+    rho = 0.5
+    p, w = ref_.copula_posted_price(rho)
+    x, y = d["description"]["cutoffs"]
+    mc = d["objective"]
+    return [
+        check(
+            "jaxmech (not in CE)",
+            f"private-values trade under a Gaussian copula (rho = {rho}) from cold starts: the best posted price",
+            f"cutoffs ({x:.5f}, {y:.5f}), welfare {d['value']:.6f} by copula-weighted quadrature; MC {mc['mean']:.5f} "
+            f"± {mc['se']:.1g}",
+            f"Gauss-Legendre in the copula's conditional coordinates: p = {p:.5f}, {w:.6f}; within 1e-4 (MC 4 SE)",
+            max(abs(x - p), abs(y - p)) <= 5e-3 and abs(d["value"] - w) <= 1e-4 and abs(mc["mean"] - w) <= 4 * mc["se"],
+        ),
+        _audit_ok(m),
+        *_reference(m, 0.02),
     ]
 
 
@@ -300,6 +337,7 @@ EXPERIMENTS = {
     "design_thm9_n3": Experiment(_thm9([0.5, 0.5, 0.5]), QUICK + ("design.lp_grids=[9, 13]",), FULL),
     "design_public_good_falling": Experiment(falling, QUICK, FULL),
     "design_auction_revenue": Experiment(auction_revenue, AUCTION, FULL),
+    "design_trade_correlated": Experiment(trade_correlated, CORRELATED, FULL),
 }
 
 if __name__ == "__main__":

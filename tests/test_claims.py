@@ -14,6 +14,7 @@ import tests.reference as quad
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import _reference as ref_  # noqa: E402
 import chung_ely  # noqa: E402
+import design as design_rows  # noqa: E402
 
 UNIFORM = {"marginal": {"kind": "uniform", "lo": 0.0, "hi": 1.0, "a": 1.0, "b": 1.0}, "marginals": None,
            "correlation": None, "rho": None}  # fmt: skip
@@ -832,3 +833,44 @@ def test_externality_rows_pass_on_the_truth_and_fail_on_wrong_numbers():
     for bad in (dict(scale={0.04: 1.3}), dict(scale={0.01: 0.0, 0.02: 0.0, 0.04: 0.0}), dict(base_regret=1e-3),
                 dict(gap_zero=True), dict(scale={0.02: 1.01})):  # fmt: skip
         assert any(r.status == "FAIL" for r in bikhchandani.externality_claims(_ext_metrics(**bad))), bad
+
+
+def test_copula_posted_price_against_the_midpoint_rule_and_the_closed_form():
+    """The best posted price under a Gaussian copula (Gauss-Legendre in conditional coordinates) against the midpoint
+    rule of ``expect`` (its own error bound) at rho = 0.5, and the closed form 1/8 at p = 1/2 for rho = 0."""
+    p, w = ref_.copula_posted_price(0.5)
+    mid, err = ref_.expect({"rho": 0.5}, lambda b, s: (b - s) * (b >= 0.5) * (s <= 0.5), 1000)
+    assert abs(p - 0.5) <= 1e-4 and abs(w - mid) <= 3 * err + 1e-6
+    p0, w0 = ref_.copula_posted_price(0.0)
+    assert abs(p0 - 0.5) <= 1e-4 and w0 == pytest.approx(1 / 8, abs=1e-10)
+
+
+def _design_metrics(name, value, desc, mc, limit, grids=(17, 33), values=(0.5, 0.45)):
+    audit = {"regret_max": 0.0, "ir_violation_max": 0.0, "deficit_max": 0.0, "tol": 1e-5, "points": 289}
+    gap = limit - value
+    return {"name": name, "design": {"value": value, "description": desc, "objective": mc, "revenue": mc,
+            "audit": {"sampled": audit, "grid": audit},
+            "reference": {"grids": list(grids), "values": list(values), "limit": limit, "design": value,
+                          "gap": gap, "gap_relative": gap / limit}}}  # fmt: skip
+
+
+def test_design_correlated_and_auction_lp_rows_fail_on_wrong_numbers():
+    w = ref_.copula_posted_price(0.5)[1]
+    mc = {"mean": w, "se": 1e-3}
+
+    def trade(value, limit, cut=0.5):
+        m = _design_metrics("design_trade_correlated", value, {"cutoffs": [cut, cut]}, mc, limit)
+        return [c.status for c in design_rows.trade_correlated(m)]
+
+    assert trade(w, 0.0675) == ["PASS", "PASS", "PASS"]
+    assert trade(w - 2e-4, 0.0675)[0] == "FAIL"  # off the best posted price
+    assert trade(w, 0.0675, cut=0.52)[0] == "FAIL"  # not at p = 1/2
+    assert trade(w, 1.03 * w)[2] == "FAIL"  # more than 2% below the LP limit
+
+    def auction(value, limit, r=0.5):
+        m = _design_metrics("design_auction_revenue", value, {"reserves": [r, r]}, {"mean": 5 / 12, "se": 1e-3}, limit)
+        return [c.status for c in design_rows.auction_revenue(m)]
+
+    assert auction(5 / 12, 0.417) == ["PASS"] * 5
+    assert auction(5 / 12, 0.419)[3] == "FAIL"  # the LP limit is not Myerson's 5/12
+    assert auction(5 / 12, 0.43)[3:] == ["FAIL", "FAIL"]  # ... and the design would be > 1% below it

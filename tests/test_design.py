@@ -201,16 +201,91 @@ def test_interdependent_reserve_matches_a_numpy_search():
 
 def test_single_object_refusals_and_welfare_optimum():
     """Welfare: the optimum is r = 0 (efficient); a value that falls with the own-signal gap of single crossing
-    (V_i = s_i + 1.5 s_j) is refused with the library's witness; other families and correlated priors too."""
+    (V_i = s_i + 1.5 s_j) is refused with the library's witness; other families too."""
     env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
     prior = jm.independent(env.dims)
     w = jm.design(env, prior, key=jax.random.PRNGKey(7), objective="welfare", **dict(AUCTION, starts=2))
-    assert abs(w.value - 2 / 3) <= 1e-5 and np.max(np.asarray(w.description["reserves"])) <= 2e-3
+    # welfare is flat like r^3 / 3 at r = 0 (both values below r: probability r^2), so reserves of a few 1e-3 lose
+    # less than float32 resolves (4e-8 at 5e-3)
+    assert abs(w.value - 2 / 3) <= 1e-5 and np.max(np.asarray(w.description["reserves"])) <= 5e-3
     crossing = jm.single_object((1, 1), jm.linear_public_values(1.5, 2))
     with pytest.raises(ValueError, match=r"single crossing .* witness \{'agent'"):
         jm.design(crossing, jm.independent(crossing.dims), key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="not a family of"):
         jm.design(env, prior, key=jax.random.PRNGKey(0), family="posted")
-    with pytest.raises(ValueError, match="independent prior"):
-        correlated = jm.gaussian_copula(env.dims, jm.Uniform(), [[1.0, 0.3], [0.3, 1.0]])
-        jm.design(env, correlated, key=jax.random.PRNGKey(0))
+
+
+def _copula(env, rho):
+    return jm.gaussian_copula(env.dims, jm.uniform(), [[1.0, rho], [rho, 1.0]])
+
+
+def _copula_posted_price(rho: float, points: int = 2000) -> float:
+    """NumPy/SciPy, no library code: the best posted price's gains from trade E[(b - s) 1{b >= p >= s}] for uniform
+    marginals under a Gaussian copula, by the midpoint rule in conditional (Rosenblatt) coordinates, over p."""
+    from scipy.special import ndtr, ndtri
+
+    u = (np.arange(points) + 0.5) / points
+    z = ndtri(u)
+    b, s = u[:, None], ndtr(rho * z[:, None] + np.sqrt(1 - rho**2) * z[None, :])
+    return max(float(np.mean((b - s) * (b >= p) * (s <= p))) for p in np.linspace(0.45, 0.55, 21))
+
+
+def test_correlated_trade_design_reaches_the_lp_limit():
+    """Private-values trade (a = 0) under a Gaussian copula, rho = 0.5: from cold starts the two-price search, the
+    repair and the polish by copula-weighted quadrature reach the LP's 1/G limit (copula cell probabilities) within
+    2% (measured 0.03%) and an independent NumPy value of the best posted price (Hagerty-Rogerson: posted prices are
+    all there is, whatever the prior) within 1e-4; the Monte Carlo mean agrees within 4 SE; clean audit."""
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    small = dict(SMALL, starts=1, search=jm.SearchConfig(steps=80, learning_rate=0.02, temperature_start=0.05),
+                 eval_profiles=1 << 14, audit_profiles=1024, check_grid=5)  # fmt: skip
+    r = jm.design(env, _copula(env, 0.5), key=jax.random.PRNGKey(3), family="two_price", reference=True,
+                  grids=(17, 33), **small)  # fmt: skip
+    ref = r.reference
+    assert abs(ref["gap_relative"]) <= 0.02 and not ref["below_reference"]
+    assert abs(r.value - _copula_posted_price(0.5)) <= 1e-4
+    assert abs(r.objective["mean"] - r.value) <= 4 * r.objective["se"]
+    x, y = r.description["cutoffs"]
+    assert abs(x - y) <= 1e-5 and abs(x - 0.5) <= 5e-3  # a posted price; 1/2 by the prior's symmetry
+    assert max(r.audit["sampled"]["regret_max"], r.audit["grid"]["regret_max"], r.audit["grid"]["deficit_max"]) <= 1e-5
+
+
+RESERVE_LP = dict(AUCTION, starts=1, eval_profiles=1 << 14, audit_profiles=1024, check_grid=5, reference=True,
+                  grids=(17, 33))  # fmt: skip
+
+
+def test_efficient_auction_under_a_correlated_prior_equals_its_lp():
+    """Two private-value buyers under a Gaussian copula, rho = 0.5, welfare: the efficient auction (reserves 0) is
+    optimal among all rules whatever the prior, so the design (from a cold start) and the LP limit agree within 0.1%
+    (measured 0.004%)."""
+    env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
+    w = jm.design(env, _copula(env, 0.5), key=jax.random.PRNGKey(5), objective="welfare", **RESERVE_LP)
+    assert abs(w.reference["gap_relative"]) <= 1e-3 and np.max(w.description["reserves"]) <= 5e-3
+    assert abs(w.objective["mean"] - w.value) <= 4 * w.objective["se"]
+
+
+def test_reserve_under_a_correlated_prior_against_its_lp():
+    """The same buyers, revenue: reserves fall to about 0.37 and the design is within 1% below the LP limit
+    (measured 0.5-0.6%: the LP may condition a buyer's reserve on the other's signal, which correlation makes worth
+    a little); the copula-weighted quadrature agrees with the mechanism's own Monte Carlo revenue."""
+    env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
+    r = jm.design(env, _copula(env, 0.5), key=jax.random.PRNGKey(5), objective="revenue", **RESERVE_LP)
+    ref = r.reference
+    assert 0.0 < ref["gap_relative"] <= 0.01 and not ref["below_reference"]
+    assert ref["grids"] == [17, 33] and all(v > r.value for v in ref["values"])  # each grid optimum is above
+    assert np.max(np.abs(np.asarray(r.description["reserves"]) - 0.37)) <= 0.01
+    assert abs(r.revenue["mean"] - r.value) <= 4 * r.revenue["se"] and r.exact["error"] <= 1e-4
+    assert max(r.audit["sampled"]["regret_max"], r.audit["grid"]["regret_max"]) <= 1e-5
+
+
+def test_weighted_objective_auction_against_the_closed_form_and_the_lp():
+    """Welfare + w revenue, w = 0.5, two uniform private-value buyers: the virtual surplus s + w (2 s - 1) is positive
+    above r = w / (1 + 2 w) = 1/4, so the optimum over all rules is the reserve auction at 1/4 with value
+    (1 + 2w) 2/3 (1 - r^3) - w (1 - r^2) = 0.84375; the design reaches it from cold starts and the LP limit agrees."""
+    env = jm.single_object((1, 1), jm.linear_public_values(0.0, 2))
+    r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(8), objective="welfare", revenue_weight=0.5,
+                  reference=True, grids=(17, 33, 65), **dict(AUCTION, starts=1, audit_profiles=1024,
+                                                               check_grid=5))  # fmt: skip
+    assert np.max(np.abs(np.asarray(r.description["reserves"]) - 0.25)) <= 2e-3
+    assert abs(r.value - 0.84375) <= 1e-5
+    assert abs(r.objective["mean"] - 0.84375) <= 4 * r.objective["se"]
+    assert abs(r.reference["gap_relative"]) <= 1e-3 and abs(r.reference["limit"] - 0.84375) <= 1e-3

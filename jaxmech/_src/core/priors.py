@@ -18,7 +18,7 @@ from typing import NamedTuple, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import betainc, ndtr
+from jax.scipy.special import betainc, ndtr, ndtri
 
 from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 
@@ -261,6 +261,29 @@ def _expand_marginals(dims: tuple[int, ...], marginals) -> tuple[Marginal, ...]:
         if not isinstance(m, (Uniform, Beta)):
             raise ValueError(f"marginals[{j}]: expected a Uniform or Beta marginal, got {m!r}")
     return marginals
+
+
+def copula_density(prior: Prior, dtype=jnp.float32):
+    """``u -> c(u)``: the prior's joint density in quantile space (``u_j = F_j(s_j)``, shape ``(D,)``), or None for
+    an independent prior (``c = 1``). Gaussian copula with correlation ``R``:
+    ``c(u) = |R|^(-1/2) exp(-z'(R^-1 - I) z / 2)``, ``z = Phi^-1(u)``, so ``E[f(s)] = int f(F^-1(u)) c(u) du`` over the
+    unit cube. ``u`` is clipped to ``[eps, 1 - eps]`` (the density is unbounded at some corners, never infinite
+    inside)."""
+    if prior.cholesky is None:
+        return None
+    chol = np.asarray(prior.cholesky, np.float64)
+    corr = chol @ chol.T
+    d = np.sqrt(np.diag(corr))
+    corr = corr / d[:, None] / d[None, :]
+    a = np.linalg.inv(corr) - np.eye(len(corr))
+    scale = 1.0 / math.sqrt(float(np.linalg.det(corr)))
+    tiny = float(jnp.finfo(dtype).eps)
+
+    def density(u):
+        z = ndtri(jnp.clip(u, tiny, 1 - tiny))
+        return scale * jnp.exp(-0.5 * z @ jnp.asarray(a, z.dtype) @ z)
+
+    return density
 
 
 def independent(dims: Sequence[int], marginals: Marginal | Sequence[Marginal] = Uniform()) -> Prior:

@@ -9,7 +9,7 @@ type's IR binding make it ex post IC and IR (CE Sec. 3.3-3.4): the winner pays `
 pivot ``g_i = inf{x : i wins at (x, s_-i)}``, losers pay nothing. The seller has no cost, so every payment is
 ``>= 0`` and the budget (``sum t >= 0``) holds in every state: there is nothing to repair.
 
-The objective of independent priors is exact up to quadrature (:func:`reserve_objective`): in quantile space,
+The objective is exact up to quadrature (:func:`reserve_objective`): for an independent prior, in quantile space,
 ``E[t_i] = E_{s_-i}[(1 - u_i*) V_i(g_i, s_-i)]`` with ``u_i* = F_i(g_i)`` found by bisection on the rule, and
 ``E[1{i wins} V_i] = E_{s_-i}[int_{u_i*}^1 V_i(F_i^-1(u), s_-i) du]``; the outer integral is composite
 Gauss-Legendre over ``s_-i``, each coordinate split at the quantiles of every reserve (where eligibility jumps).
@@ -90,27 +90,38 @@ def _segments(breaks: Array, panels: int, dtype) -> tuple[Array, Array]:
 
 def reserve_objective(env: Environment, prior: priors.Prior, *, objective: str, revenue_weight: float,
                       panels: int, dtype, ppfs) -> Callable[[Array], Array]:  # fmt: skip
-    """``r -> E[objective]`` of the reserve rule by quadrature (independent priors; see the module docstring).
+    """``r -> E[objective]`` of the reserve rule by quadrature (see the module docstring).
 
+    A correlated prior (Gaussian copula) weights each point by its density in quantile space ``c(u)``
+    (:func:`jaxmech._src.core.priors.copula_density`): ``E[t_i] = E_{u_-i}[V_i(g_i, s_-i) int_{u_i*}^1 c(u) du_i]`` and
+    ``E[1{i wins} V_i] = E_{u_-i}[int_{u_i*}^1 V_i c(u) du_i]`` over the uniform cube, the inner integrals by 32-point
+    composite Gauss-Legendre (8 for an independent prior, where ``c = 1`` and the payment's is exact).
     Returns the jitted function of ``r`` giving ``(objective, welfare, revenue)``."""
     n = env.n_agents
     decide = reserve_rule(env)
     steps = 40 if dtype == jnp.float64 else 30
+    density = priors.copula_density(prior, dtype)
+    inner = 2 if density is None else 8  # panels of the inner integral over [u_i*, 1]
 
     def cdf(i, x):  # the quantile of signal x of buyer i (bisection on the ppf)
         return bisect(lambda u: ppfs[i](u) > x, jnp.zeros((), dtype), jnp.ones((), dtype), steps)
 
     def per_buyer(r, i, u_others):
+        def quantiles(u_i):
+            return jnp.concatenate([u_others[:i], u_i[None], u_others[i:]])
+
         def at(u_i):
-            u = jnp.concatenate([u_others[:i], u_i[None], u_others[i:]])
+            u = quantiles(u_i)
             return jnp.stack([ppfs[k](u[k]) for k in range(n)]).astype(dtype)
 
         wins = lambda u_i: decide(r, at(u_i))[i] > 0  # noqa: E731 (monotone in u_i under single crossing)
         u_star = bisect(wins, jnp.zeros((), dtype), jnp.ones((), dtype), steps)  # 1: never wins
-        pay = (1.0 - u_star) * env.values(at(u_star))[i]
-        x, w = _segments(jnp.zeros((0,), dtype), 2, dtype)
+        x, w = _segments(jnp.zeros((0,), dtype), inner, dtype)
         us = u_star + (1.0 - u_star) * x
-        welfare = (1.0 - u_star) * jnp.sum(w * jax.vmap(lambda z: env.values(at(z))[i])(us))
+        c = jnp.ones_like(us) if density is None else jax.vmap(lambda z: density(quantiles(z)))(us)
+        mass = (1.0 - u_star) * (1.0 if density is None else jnp.sum(w * c))  # P(i wins, u_-i) / du_-i
+        pay = mass * env.values(at(u_star))[i]
+        welfare = (1.0 - u_star) * jnp.sum(w * c * jax.vmap(lambda z: env.values(at(z))[i])(us))
         return jnp.stack([welfare, pay])
 
     def run(r):

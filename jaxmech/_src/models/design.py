@@ -15,7 +15,7 @@ binding: CE Thm 2, CE Sec. 3.3-3.4) and reports how sure it is:
    their payments satisfy ``t_i >= vbar_i`` with equality at the boundary profile, so the worst deficit is
    ``c - sum vbar`` and the repair is ``vbar + (c - sum vbar) / n``: ON the budget line (CE Thm 9).
 3. **Polish** (low-dimensional deterministic families: posted cutoffs, thresholds). The repaired rule's objective
-   is computed by deterministic nested quadrature in quantile space (independent priors: every monotone region is
+   is computed by deterministic nested quadrature in quantile space (every monotone region is
    ``{u_k >= tau(u_<k)}`` in each coordinate, the entry point and ``tau`` found by bisection), and Nelder-Mead moves
    along the budget boundary (threshold rules: ``sum vbar = c`` exactly; posted cutoffs: repaired at every step)
    to a tolerance of 1e-6. Monte Carlo alone cannot place an optimum to 1e-3: with ``N`` profiles the argmax of a
@@ -35,9 +35,17 @@ piecewise-linear cutoff curves, :func:`jaxmech._src.models.families.trade_cutoff
 ``posted`` (provide iff every ``s_i > p_i``: monotone whatever the sign of the interdependence), ``boundary``
 (two agents, monotone piecewise-linear boundary, :func:`jaxmech._src.models.families.provision_boundary_family`).
 A single object with ``n >= 2`` buyers (B Sec. 2): ``reserve`` (:mod:`jaxmech._src.models.auction`: the highest
-value among buyers with ``s_i > r_i`` wins, pivot payments; needs single crossing and an independent prior). Its
-payments are ``>= 0`` and the seller has no cost, so the budget holds in every state and steps 2-3 become
-Nelder-Mead from each cold start on the exact quadrature objective (:func:`design_reserve`).
+value among buyers with ``s_i > r_i`` wins, pivot payments; needs single crossing). Its payments are ``>= 0`` and
+the seller has no cost, so the budget holds in every state and steps 2-3 become Nelder-Mead from each cold start on
+the exact quadrature objective (:func:`design_reserve`).
+
+Correlated priors (a Gaussian copula): the search, the repair, the Monte Carlo evaluation and the audit only sample
+the prior; the quadrature (the polish of posted cutoffs and thresholds, the reserve family's objective) integrates
+in quantile space weighted by the copula's density (:func:`jaxmech._src.core.priors.copula_density`); the families
+without a quadrature path under a copula (``randomized``: its band LP assumes independence; ``cutoff``,
+``boundary``) are chosen and reported by their Monte Carlo objective with its standard error; the LP reference
+weights each grid profile by its cell's probability under the copula
+(:func:`jaxmech._src.models.lp_reference.grid_weights`).
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ SINGLE_OBJECT = ("reserve",)  # single-object environments (outcomes a0, a1, ...
 OBJECTIVES = ("welfare", "revenue")
 BUDGETS = ("ex_post", "ex_ante")
 POLISHED = ("two_price", "posted", "threshold")
-QUADRATURE = (*POLISHED, "randomized")  # families whose objective is computed by quadrature (independent priors)
+QUADRATURE = (*POLISHED, "randomized")  # objective by quadrature (randomized: independent priors only)
 REPAIR_TOL = 1e-7  # the repaired rule's worst (or mean) deficit is <= this: float32 rounding of values of order 1
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
 
@@ -190,7 +198,8 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
     with these payments), a prior over the same signals, and a family of that environment; threshold rules
     (CE Def 12) are monotone only when every value weakly increases in every signal (CE Sec. 5), checked on a grid.
     A single object (B Sec. 2) needs single crossing among its buyers
-    (:func:`jaxmech._src.models.auction.check_single_crossing`) and an independent prior.
+    (:func:`jaxmech._src.models.auction.check_single_crossing`). Any prior over the signals, correlated (a Gaussian
+    copula) included: its quadrature is weighted by the copula's density.
     """
     if env.is_separable and all(d == 1 for d in env.dims) and auction.is_single_object(env):
         if tuple(prior.dims) != tuple(env.dims):
@@ -199,9 +208,6 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
         if family not in SINGLE_OBJECT:
             raise ValueError(f"family: {family!r} is not a family of {env.name!r}; choose one of "
                              f"{', '.join(SINGLE_OBJECT)}")  # fmt: skip
-        if prior.cholesky is not None:
-            raise ValueError("family reserve: needs an independent prior (its objective is computed by quadrature "
-                             "over the marginals), got a correlated one")  # fmt: skip
         check_own_monotone(env.values, env.dims, env.lo, env.hi)
         auction.check_single_crossing(env)
         return
@@ -557,21 +563,29 @@ def quantile_function(marginal, dtype, points: int = 16385) -> Callable[[Array],
 
 
 def monotone_expectation(
-    prior: priors.Prior, signs: np.ndarray, inside, integrand, panels: Sequence[int], dtype, ppfs=None
+    prior: priors.Prior, signs: np.ndarray, inside, integrand, panels: Sequence[int], dtype, ppfs=None, density=None
 ):
     """``E[1{inside(s)} integrand(s)]`` for a region monotone in every signal (direction ``signs``), by nested
     quadrature in quantile space: with ``w_k = u_k`` (``signs_k > 0``) or ``1 - u_k``, the region is upward closed
     in ``w``, so at each level the entry point (the least ``w_k`` inside when the later coordinates are at their
     top) and, at the last level, the threshold are found by bisection and the rest of ``[entry, 1]`` is
-    integrated by composite Gauss-Legendre (``panels[k]`` panels). Needs an independent prior (marginals' ppf;
-    ``ppfs``: their :func:`quantile_function`, built outside any trace)."""
+    integrated by composite Gauss-Legendre (``panels[k]`` panels). ``ppfs``: the marginals'
+    :func:`quantile_function`, built outside any trace; ``density``: the prior's density in quantile space
+    (:func:`jaxmech._src.core.priors.copula_density`; None: independent), which weights the integrand."""
     n = prior.size
     sg = np.asarray(signs, np.float64)
     ppfs = ppfs if ppfs is not None else [quantile_function(m, dtype) for m in prior.marginals]
 
+    def to_u(w):
+        return jnp.where(jnp.asarray(sg > 0), w, 1.0 - w)
+
     def to_s(w):
-        u = jnp.where(jnp.asarray(sg > 0), w, 1.0 - w)
+        u = to_u(w)
         return jnp.stack([ppfs[i](u[i]) for i in range(n)]).astype(dtype)
+
+    def weighted(w):
+        v = integrand(to_s(w))
+        return v if density is None else v * density(to_u(w))
 
     def level(prefix: Array, k: int):
         top = jnp.ones((n - k - 1,), dtype)
@@ -584,7 +598,7 @@ def monotone_expectation(
         xs = entry + (1.0 - entry) * jnp.asarray(x, dtype)
         ws = (1.0 - entry) * jnp.asarray(w, dtype)
         if k == n - 1:
-            vals = jax.vmap(lambda z: integrand(to_s(jnp.concatenate([prefix, z[None]]))))(xs)
+            vals = jax.vmap(lambda z: weighted(jnp.concatenate([prefix, z[None]])))(xs)
         else:
             vals = jax.vmap(lambda z: level(jnp.concatenate([prefix, z[None]]), k + 1))(xs)
         return jnp.sum(ws * vals)
@@ -593,7 +607,8 @@ def monotone_expectation(
 
 
 def exact_objective(env, spec: Spec, prior, signs, *, objective, revenue_weight, panels, dtype):
-    """``params -> E[objective]`` of a deterministic family by :func:`monotone_expectation` (jit-compiled)."""
+    """``params -> E[objective]`` of a deterministic family by :func:`monotone_expectation` (jit-compiled; a
+    correlated prior's density weights the integrand)."""
     f = spec.family
 
     def value(params, s):
@@ -602,11 +617,12 @@ def exact_objective(env, spec: Spec, prior, signs, *, objective, revenue_weight,
         return r if objective == "revenue" else w + revenue_weight * r
 
     ppfs = [quantile_function(m, dtype) for m in prior.marginals]  # tabulated here, outside the trace
+    density = priors.copula_density(prior, dtype)
 
     @_compiled()
     def run(params):
         return monotone_expectation(prior, signs, lambda s: spec.hard_q(params, s), lambda s: value(params, s), panels,
-                                    dtype, ppfs)  # fmt: skip
+                                    dtype, ppfs, density)  # fmt: skip
 
     return run
 
@@ -914,9 +930,9 @@ def design(
         delta, ok = repair(p)
         return spec.shift(p, delta), float(delta), bool(ok)
 
-    # 3. polish (low-dimensional deterministic families), by quadrature where the prior is independent
+    # 3. polish (low-dimensional deterministic families), by quadrature (a copula's density weighting it)
     quad = None
-    if family in QUADRATURE and prior.cholesky is None and (polish or family not in POLISHED):
+    if (family in POLISHED or prior.cholesky is None) and family in QUADRATURE and (polish or family not in POLISHED):
         panels = quadrature_panels or default_panels(n)
         quad = exact_objective(env, spec, prior, signs, objective=objective, revenue_weight=revenue_weight,
                                panels=(panels,) * n, dtype=dtype)  # fmt: skip
@@ -1027,7 +1043,11 @@ def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts
     state (both ``budget`` notions) and there is no repair. Each cold start ``r`` (uniform on the support) is moved
     by Nelder-Mead on the exact quadrature objective (:func:`jaxmech._src.models.auction.reserve_objective`, smooth
     in ``r``) to a tolerance of 1e-6; then the Monte Carlo objective of the mechanism itself (its pivot payments by
-    bisection, independent of the quadrature's formula), the exact audit and the support-grid check."""
+    bisection, independent of the quadrature's formula), the exact audit and the support-grid check.
+
+    Under a correlated prior (a Gaussian copula) the quadrature weights every point by the copula's density
+    (:func:`jaxmech._src.models.auction.reserve_objective`): the same Nelder-Mead, and the Monte Carlo mean of the
+    mechanism on fresh profiles (sampled by the prior itself) checks it."""
     n = env.n_agents
     lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
     k_start, k_eval, k_audit = jax.random.split(key, 3)
@@ -1041,9 +1061,14 @@ def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts
         return float(quad(jnp.asarray(np.clip(r, lo, hi), dtype))[0])
 
     colds = np.asarray(jax.random.uniform(k_start, (starts, n), jnp.float32), np.float64) * (hi - lo) + lo
+
+    def loss(z):  # outside the support: the value at its edge less the distance, so no flat plateau (where a
+        # simplex collapses: welfare stalled at r = (0, 1), buyer 2 never eligible) but a slope back inside
+        return -value(z) + float(np.sum(np.abs(z - np.clip(z, lo, hi))))
+
     rows, finals, values = [], [], []
     for r0 in colds:
-        r = np.clip(nelder_mead(lambda z: -value(z), r0, 0.1, xtol=1e-6), lo, hi)
+        r = np.clip(nelder_mead(loss, r0, 0.1, xtol=1e-6), lo, hi)
         v = value(r)
         rows.append({"cold": {"reserves": r0.tolist()}, "final": {"reserves": r.tolist()}, "objective": v,
                      "feasible": True})  # fmt: skip
