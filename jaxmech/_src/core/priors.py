@@ -111,20 +111,8 @@ class Beta(NamedTuple):
     hi: float = 1.0
 
     def ppf(self, u: Array) -> Array:
-        # Quantile by bisection on the regularized incomplete beta function
-        # (monotone); 60 halvings reach float64 resolution on [0, 1].
         u = jnp.asarray(u)
-        a = jnp.asarray(self.a, u.dtype)
-        b = jnp.asarray(self.b, u.dtype)
-
-        def body(_, bounds):
-            lo, hi = bounds
-            mid = 0.5 * (lo + hi)
-            below = betainc(a, b, mid) < u
-            return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
-
-        lo, hi = jax.lax.fori_loop(0, 60, body, (jnp.zeros_like(u), jnp.ones_like(u)))
-        return self.lo + (self.hi - self.lo) * 0.5 * (lo + hi)
+        return self.lo + (self.hi - self.lo) * beta_quantile(self.a, self.b, u)
 
     def sample(self, key: Array, shape: tuple[int, ...], dtype) -> Array:
         x = jax.random.beta(key, self.a, self.b, shape, dtype)
@@ -136,6 +124,62 @@ class Beta(NamedTuple):
 
 
 Marginal = Union[Uniform, Beta]
+
+# beta_quantile: the CDF tabulated on this many cells of [0, 1], then this many safeguarded Newton steps
+_QUANTILE_CELLS = 256
+_QUANTILE_STEPS = 5
+
+
+def beta_quantile(a, b, u: Array) -> Array:
+    """The Beta(a, b) quantile ``F^{-1}(u)`` on [0, 1], ``F`` the regularized incomplete beta function.
+
+    ``a``, ``b`` may be traced (one compiled program for every Beta marginal). The cell of ``u`` in ``F`` tabulated
+    on a 256-cell grid brackets the root; the start is the linear interpolation inside the cell, or in the first
+    and last cells the power laws ``F(x) ~ x^a / (a B(a, b))`` and ``1 - F(x) ~ (1 - x)^b / (b B(a, b))`` (relative
+    error O(1/256)); then 5 Newton steps ``x -= (F(x) - u) / f(x)``, each kept inside the shrinking bracket (the
+    midpoint where a step leaves it). Quadratic convergence takes the O(1e-3) start to float64 resolution in 4
+    steps: 6 evaluations of ``F`` per quantile where a plain bisection needs 60 (``F`` is a continued fraction in
+    a loop, slow in programs compiled without LLVM optimization: ~10x faster there). The table and the steps share
+    one evaluation of ``F`` in one loop (``F`` compiles slowly: one copy in the program, not two).
+    """
+    u = jnp.asarray(u)
+    dt = u.dtype if jnp.issubdtype(u.dtype, jnp.floating) else jnp.result_type(float)
+    u = u.astype(dt)
+    a = jnp.asarray(a, dt)
+    b = jnp.asarray(b, dt)
+    k = _QUANTILE_CELLS
+    grid = jnp.arange(k + 1, dtype=dt) / k
+    log_beta = jax.scipy.special.gammaln(a) + jax.scipy.special.gammaln(b) - jax.scipy.special.gammaln(a + b)
+    first = jnp.exp((jnp.log(a) + jnp.log(u) + log_beta) / a)  # the power laws at the ends of [0, 1]
+    last = 1 - jnp.exp((jnp.log(b) + jnp.log1p(-u) + log_beta) / b)
+
+    def start(table):
+        """The bracketing cell ``F[j - 1] < u <= F[j]`` of the tabulated CDF and the start inside it."""
+        j = jnp.clip(jnp.searchsorted(table, u, side="left"), 1, k)
+        lo, hi = (j - 1).astype(dt) / k, j.astype(dt) / k
+        f_lo, f_hi = table[j - 1], table[j]
+        inside = lo + (hi - lo) * jnp.clip((u - f_lo) / jnp.where(f_hi > f_lo, f_hi - f_lo, 1), 0, 1)
+        x = jnp.where(j == 1, first, jnp.where(j == k, last, inside))
+        return jnp.clip(jnp.where(jnp.isfinite(x), x, inside), lo, hi), lo, hi
+
+    def newton(x, fx, lo, hi):
+        below = fx < u
+        lo, hi = jnp.where(below, x, lo), jnp.where(below, hi, x)
+        log_pdf = (a - 1) * jnp.log(x) + (b - 1) * jnp.log1p(-x) - log_beta
+        nx = x - (fx - u) / jnp.exp(log_pdf)
+        ok = jnp.isfinite(nx) & (nx >= lo) & (nx <= hi)
+        return jnp.where(fx == u, x, jnp.where(ok, nx, 0.5 * (lo + hi))), lo, hi
+
+    def body(it, state):
+        x, lo, hi = state
+        f = betainc(a, b, jnp.concatenate([grid, x.ravel()]))  # iteration 0: the table; then F(x)
+        x0, lo0, hi0 = start(f[: k + 1])
+        x1, lo1, hi1 = newton(x, f[k + 1 :].reshape(x.shape), lo, hi)
+        return tuple(jnp.where(it == 0, p, q) for p, q in zip((x0, lo0, hi0), (x1, lo1, hi1), strict=True))
+
+    zero = jnp.zeros_like(u)
+    x, _, _ = jax.lax.fori_loop(0, _QUANTILE_STEPS + 1, body, (zero, zero, zero + 1))
+    return x
 
 
 def uniform(lo: float = 0.0, hi: float = 1.0) -> Uniform:
