@@ -4,6 +4,8 @@ Kept out of :mod:`bayesian` (models/) so that floors import downward only."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 
@@ -17,9 +19,7 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     """Experiment ``interim_audit``: ex post and interim (Bayesian) IC / IR of [mechanism], per prior case (CE Props 1–2)."""
 
     ex = settings.experiment
-    cases = (
-        build.sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
-    )
+    cases = build.sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
     builts = [(name, s, build.build(s, base_dir)) for name, _, s in cases]  # validate every case first
     for _, _, built in builts:
         if any(d != 1 for d in built.env.dims):
@@ -27,10 +27,12 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     results = build.execute_family([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
     info = build.total_info(results)
     rows = []
+    kernels: dict[str, dict] = {}  # one interim program per agent for the cases that differ only in the prior
     for (name, s, built), result in zip(builts, results, strict=True):
         key = streams.key_for(jax.random.PRNGKey(s.seed), streams.INTERIM_CHECK)
         interim = interim_audit(built.env, built.mechanism, built.prior, key, types=ex.types,
-                                misreports=ex.misreports, inner=ex.inner, dtype=built.dtype)  # fmt: skip
+                                misreports=ex.misreports, inner=ex.inner, dtype=built.dtype,
+                                kernels=kernels.setdefault(_share_key(s, built, base_dir), {}))  # fmt: skip
         rep = result.report
         rows.append(
             {
@@ -63,6 +65,17 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
             ).name
         )  # fmt: skip
     return {"cases": rows}, info, figs
+
+
+def _share_key(s: cfg.Settings, built: build.Built, base_dir) -> str:
+    """Cases with the same key may share compiled interim programs: the same settings but for [prior], and a
+    mechanism built without the prior (one built from it, e.g. ``interim``, closes over its numbers: its own key)."""
+    try:
+        build.build_mechanism(s.mechanism, built.env, s.environment, base_dir, None, s.seed)
+    except cfg.ConfigError:
+        return f"prior-dependent mechanism: {id(built)}"
+    rest = {k: v for k, v in cfg.to_dict(s).items() if k != "prior"}
+    return json.dumps(rest, sort_keys=True, default=str)
 
 
 def _interim_audit_summary(metrics: dict) -> str:
