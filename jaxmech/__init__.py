@@ -89,7 +89,9 @@ from jaxmech._src.core.search import (
     welfare_table,
 )
 from jaxmech._src.models.bayesian import (
+    ConditionalPrior,
     FiniteAuction,
+    conditional_arrays,
     conditional_sampler,
     cremer_mclean,
     discretize_copula,
@@ -101,6 +103,7 @@ from jaxmech._src.models.bayesian import (
     linear_auction_values,
     payment_anchored,
     replay,
+    sample_conditional,
     thm4_construction,
     with_fees,
 )
@@ -230,6 +233,7 @@ __all__ = [
     "characterize_agent",
     "linear_auction_values",
     "replay",
+    "sample_conditional",
     "payment_anchored",
     "ir_scan",
     "soft_max",
@@ -253,6 +257,7 @@ __all__ = [
     "CertifyReport",
     "Check",
     "Checkpoint",
+    "ConditionalPrior",
     "ConfigError",
     "DifferenceClass",
     "DoubleAuctionResult",
@@ -299,6 +304,7 @@ __all__ = [
     "check_own_monotone",
     "check_separable",
     "compare_deficits",
+    "conditional_arrays",
     "conditional_sampler",
     "decide_and_pay",
     "cremer_mclean",
