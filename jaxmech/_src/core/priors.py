@@ -281,6 +281,94 @@ class Prior(NamedTuple):
         return jnp.stack(cols, axis=-1).astype(dtype)
 
 
+# PriorArrays.kind of a marginal
+UNIFORM_KIND, BETA_KIND = 0, 1
+
+
+class PriorArrays(NamedTuple):
+    """A prior's numbers as arrays (:func:`prior_arrays`): the argument of one compiled program that samples every
+    prior over the same signal dimensions, uniform or Beta marginals, independent or a Gaussian copula
+    (:func:`sample_arrays`; which marginal and whether correlated are numbers here, not program structure)."""
+
+    kind: Array  # shape=(D,) UNIFORM_KIND or BETA_KIND
+    a: Array  # shape=(D,) Beta parameters (1 for a uniform marginal)
+    b: Array  # shape=(D,)
+    lo: Array  # shape=(D,) support
+    hi: Array  # shape=(D,)
+    cholesky: Array  # shape=(D, D) the copula's Cholesky factor (identity if independent)
+    correlated: Array  # shape=() nonzero: a Gaussian copula
+
+
+def prior_arrays(prior: Prior, dtype=jnp.float32) -> PriorArrays:
+    """``prior``'s numbers as :class:`PriorArrays` in ``dtype`` (the kind int32, ``correlated`` bool)."""
+    ms = prior.marginals
+    beta_ = [isinstance(m, Beta) for m in ms]
+    chol = np.eye(prior.size) if prior.cholesky is None else prior.cholesky
+    return PriorArrays(
+        jnp.asarray([BETA_KIND if x else UNIFORM_KIND for x in beta_], jnp.int32),
+        jnp.asarray([m.a if x else 1.0 for m, x in zip(ms, beta_, strict=True)], dtype),
+        jnp.asarray([m.b if x else 1.0 for m, x in zip(ms, beta_, strict=True)], dtype),
+        jnp.asarray([m.lo for m in ms], dtype),
+        jnp.asarray([m.hi for m in ms], dtype),
+        jnp.asarray(chol, dtype),
+        jnp.asarray(prior.cholesky is not None),
+    )
+
+
+def marginal_quantile(m, j: int, u: Array) -> Array:
+    """Coordinate ``j``'s quantile ``F_j^{-1}(u)`` from arrays ``m`` with fields ``kind, a, b, lo, hi`` (e.g.
+    :class:`PriorArrays`): ``lo + (hi - lo) u`` or the scaled :func:`beta_quantile`, the kind a traced number."""
+    x = jax.lax.cond(m.kind[j] == BETA_KIND, lambda: beta_quantile(m.a[j], m.b[j], u).astype(u.dtype), lambda: u)
+    return m.lo[j] + (m.hi[j] - m.lo[j]) * x
+
+
+def marginal_cdf_of(m, j: int, x: Array) -> Array:
+    """Coordinate ``j``'s CDF ``F_j(x)`` from arrays ``m`` as in :func:`marginal_quantile`."""
+    z = jnp.clip((x - m.lo[j]) / (m.hi[j] - m.lo[j]), 0.0, 1.0)
+    return jax.lax.cond(m.kind[j] == BETA_KIND, lambda: betainc(m.a[j], m.b[j], z).astype(z.dtype), lambda: z)
+
+
+def sample_arrays(pa: PriorArrays, dims: Sequence[int], key: Array, batch: int, dtype=jnp.float32) -> Array:
+    """``batch`` profiles ``(batch, D)`` from the prior whose numbers are ``pa`` (traceable in them).
+
+    The numbers :meth:`Prior.sample` draws for uniform marginals and for Gaussian copulas (the same keys and
+    operations); an independent Beta marginal by its quantile of a uniform draw, where :meth:`Prior.sample` uses
+    ``jax.random.beta`` (the same law, other numbers).
+    """
+    size = sum(dims)
+
+    def copula():
+        z = jax.random.normal(key, (batch, size), dtype) @ pa.cholesky.astype(dtype).T
+        tiny = jnp.finfo(dtype).eps
+        return jnp.clip(ndtr(z), tiny, 1 - tiny)
+
+    def independent():
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(size))
+        return jax.vmap(lambda k: jax.random.uniform(k, (batch,), dtype))(keys).T
+
+    u = jax.lax.cond(pa.correlated != 0, copula, independent)
+    return jnp.stack([marginal_quantile(pa, j, u[:, j]).astype(dtype) for j in range(size)], axis=-1)
+
+
+class TracedPrior(NamedTuple):
+    """A prior given by its :class:`PriorArrays` (possibly traced) and its static ``dims``: what an audit kernel
+    needs of a :class:`Prior` (``dims``, ``sample``), so that one kernel serves priors of every structure."""
+
+    dims: tuple[int, ...]
+    arrays: PriorArrays
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.dims)
+
+    @property
+    def size(self) -> int:
+        return sum(self.dims)
+
+    def sample(self, key: Array, batch: int, dtype=jnp.float32) -> Array:
+        return sample_arrays(self.arrays, self.dims, key, batch, dtype)
+
+
 def _expand_marginals(dims: tuple[int, ...], marginals) -> tuple[Marginal, ...]:
     size = sum(dims)
     if isinstance(marginals, (Uniform, Beta)):

@@ -100,16 +100,13 @@ def conditional_sampler(prior: priors.Prior, i: int) -> Callable[[Array, Array, 
     return sample_copula
 
 
-_UNIFORM, _BETA = 0, 1  # ConditionalPrior.kind
-
-
 class ConditionalPrior(NamedTuple):
     """Agent ``i``'s conditional prior ``prior(. | s_i)`` as arrays (CE Sec. 2.1: ``E_mu[. | s_i]``), built by
     :func:`conditional_arrays`: one compiled program (:func:`sample_conditional` inside :func:`interim_audit`)
     serves every prior over the same signal dimensions, uniform or Beta marginals, independent or a Gaussian
     copula, the numbers being its arguments."""
 
-    kind: Array  # shape=(D,) int32: 0 uniform, 1 Beta marginal
+    kind: Array  # shape=(D,) priors.UNIFORM_KIND or priors.BETA_KIND
     a: Array  # shape=(D,) Beta parameters (1 for a uniform marginal)
     b: Array  # shape=(D,)
     lo: Array  # shape=(D,) support
@@ -132,31 +129,17 @@ def conditional_arrays(prior: priors.Prior, i: int, dtype=jnp.float32) -> Condit
         r_oi = corr[np.ix_(rest, own)]
         gain = r_oi @ np.linalg.inv(corr[np.ix_(own, own)])
         chol = np.linalg.cholesky(corr[np.ix_(rest, rest)] - gain @ r_oi.T + 1e-12 * np.eye(len(rest)))
-    ms = prior.marginals
-    beta = [isinstance(m, priors.Beta) for m in ms]
+    pa = priors.prior_arrays(prior, dtype)
     return ConditionalPrior(
-        jnp.asarray([_BETA if x else _UNIFORM for x in beta], jnp.int32),
-        jnp.asarray([m.a if x else 1.0 for m, x in zip(ms, beta, strict=True)], dtype),
-        jnp.asarray([m.b if x else 1.0 for m, x in zip(ms, beta, strict=True)], dtype),
-        jnp.asarray([m.lo for m in ms], dtype),
-        jnp.asarray([m.hi for m in ms], dtype),
-        jnp.asarray(prior.cholesky is not None),
+        pa.kind,
+        pa.a,
+        pa.b,
+        pa.lo,
+        pa.hi,
+        pa.correlated,
         jnp.asarray(gain, dtype),
         jnp.asarray(chol, dtype),
     )
-
-
-def _marginal_ppf(cp: ConditionalPrior, j: int, u: Array) -> Array:
-    """Coordinate ``j``'s quantile: ``lo + (hi - lo) u`` or the scaled Beta quantile (the kind is an argument)."""
-    lo, hi = cp.lo[j], cp.hi[j]
-    x = jax.lax.cond(cp.kind[j] == _BETA, lambda: priors.beta_quantile(cp.a[j], cp.b[j], u), lambda: u)
-    return lo + (hi - lo) * x
-
-
-def _marginal_cdf(cp: ConditionalPrior, j: int, x: Array) -> Array:
-    """Coordinate ``j``'s CDF (:func:`marginal_cdf` with the kind an argument)."""
-    z = jnp.clip((x - cp.lo[j]) / (cp.hi[j] - cp.lo[j]), 0.0, 1.0)
-    return jax.lax.cond(cp.kind[j] == _BETA, lambda: betainc(cp.a[j], cp.b[j], z), lambda: z)
 
 
 def sample_conditional(
@@ -175,7 +158,7 @@ def sample_conditional(
     s_i = jnp.broadcast_to(jnp.asarray(s_i, dtype), (len(own),))
 
     def copula():
-        u_i = jnp.stack([_marginal_cdf(cp, j, s_i[k]) for k, j in enumerate(own)])
+        u_i = jnp.stack([priors.marginal_cdf_of(cp, j, s_i[k]) for k, j in enumerate(own)])
         z_i = ndtri(jnp.clip(u_i, _U_EPS, 1 - _U_EPS))
         w = jax.random.normal(key, (n, len(rest)), dtype)
         z = w @ cp.chol.T + (cp.gain @ z_i)[None, :]
@@ -188,7 +171,7 @@ def sample_conditional(
 
     u = jax.lax.cond(cp.correlated, copula, independent)  # (n, |rest|)
     cols = {j: jnp.full((n,), s_i[k], dtype) for k, j in enumerate(own)}
-    cols.update({j: _marginal_ppf(cp, j, u[:, r]).astype(dtype) for r, j in enumerate(rest)})
+    cols.update({j: priors.marginal_quantile(cp, j, u[:, r]).astype(dtype) for r, j in enumerate(rest)})
     return jnp.stack([cols[j] for j in range(sum(dims))], axis=-1)
 
 

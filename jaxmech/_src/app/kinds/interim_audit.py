@@ -4,8 +4,6 @@ Kept out of :mod:`bayesian` (models/) so that floors import downward only."""
 
 from __future__ import annotations
 
-import json
-
 import jax
 import numpy as np
 
@@ -24,7 +22,7 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     for _, _, built in builts:
         if any(d != 1 for d in built.env.dims):
             raise cfg.ConfigError("environment: the interim audit needs one-dimensional signals")
-    results = build.execute_family([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
+    results = build.execute_over_priors([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
     info = build.total_info(results)
     rows = []
     kernels: dict[str, dict] = {}  # one interim program per agent for the cases that differ only in the prior
@@ -32,7 +30,7 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
         key = streams.key_for(jax.random.PRNGKey(s.seed), streams.INTERIM_CHECK)
         interim = interim_audit(built.env, built.mechanism, built.prior, key, types=ex.types,
                                 misreports=ex.misreports, inner=ex.inner, dtype=built.dtype,
-                                kernels=kernels.setdefault(_share_key(s, built, base_dir), {}))  # fmt: skip
+                                kernels=_kernels(kernels, s, built, base_dir))  # fmt: skip
         rep = result.report
         rows.append(
             {
@@ -67,15 +65,11 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     return {"cases": rows}, info, figs
 
 
-def _share_key(s: cfg.Settings, built: build.Built, base_dir) -> str:
-    """Cases with the same key may share compiled interim programs: the same settings but for [prior], and a
-    mechanism built without the prior (one built from it, e.g. ``interim``, closes over its numbers: its own key)."""
-    try:
-        build.build_mechanism(s.mechanism, built.env, s.environment, base_dir, None, s.seed)
-    except cfg.ConfigError:
-        return f"prior-dependent mechanism: {id(built)}"
-    rest = {k: v for k, v in cfg.to_dict(s).items() if k != "prior"}
-    return json.dumps(rest, sort_keys=True, default=str)
+def _kernels(kernels: dict, s: cfg.Settings, built: build.Built, base_dir) -> dict:
+    """The dict of compiled interim programs shared by the cases that differ only in the prior (a case whose
+    mechanism is built from the prior gets a dict of its own)."""
+    key = build.prior_family_key(s, built, base_dir)
+    return kernels.setdefault(key, {}) if key is not None else {}
 
 
 def _interim_audit_summary(metrics: dict) -> str:
