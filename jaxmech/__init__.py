@@ -68,6 +68,8 @@ from jaxmech._src.core.mechanisms import (
 from jaxmech._src.core.priors import (
     Beta,
     Prior,
+    PriorArrays,
+    TracedPrior,
     Uniform,
     agent_slice,
     beta,
@@ -75,7 +77,9 @@ from jaxmech._src.core.priors import (
     equicorrelation,
     gaussian_copula,
     independent,
+    prior_arrays,
     replace_signal,
+    sample_arrays,
     uniform,
 )
 from jaxmech._src.core.reduction import BlockStats, Checkpoint, Extremum, Moments
@@ -233,6 +237,10 @@ __all__ = [
     "characterize_agent",
     "linear_auction_values",
     "replay",
+    "prior_arrays",
+    "sample_arrays",
+    "PriorArrays",
+    "TracedPrior",
     "sample_conditional",
     "payment_anchored",
     "ir_scan",

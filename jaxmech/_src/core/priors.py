@@ -346,7 +346,7 @@ def sample_arrays(pa: PriorArrays, dims: Sequence[int], key: Array, batch: int, 
         keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(size))
         return jax.vmap(lambda k: jax.random.uniform(k, (batch,), dtype))(keys).T
 
-    u = jax.lax.cond(pa.correlated != 0, copula, independent)
+    u = jax.lax.cond(jnp.asarray(pa.correlated).astype(bool), copula, independent)
     return jnp.stack([marginal_quantile(pa, j, u[:, j]).astype(dtype) for j in range(size)], axis=-1)
 
 

@@ -169,7 +169,7 @@ def sample_conditional(
         keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(rest))
         return jax.vmap(lambda k: jax.random.uniform(k, (n,), dtype))(keys).T
 
-    u = jax.lax.cond(cp.correlated, copula, independent)  # (n, |rest|)
+    u = jax.lax.cond(jnp.asarray(cp.correlated).astype(bool), copula, independent)  # (n, |rest|)
     cols = {j: jnp.full((n,), s_i[k], dtype) for k, j in enumerate(own)}
     cols.update({j: priors.marginal_quantile(cp, j, u[:, r]).astype(dtype) for r, j in enumerate(rest)})
     return jnp.stack([cols[j] for j in range(sum(dims))], axis=-1)
