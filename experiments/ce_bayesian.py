@@ -220,17 +220,6 @@ def _fn6_lp(c: dict) -> list[Claim]:
     ]  # fmt: skip
 
 
-# --quick runs 2 of the config's 8 priors, one per environment, between them a beta marginal and both signs of
-# the copula's correlation (15 s against 4 s for one). All 8 at these sizes take ~47 s on 2 cores, nearly all XLA
-# compiles: 6 ex post audit families (~9 s of compile) and 16 interim kernels, one per case and agent (1.7-5 s a
-# case; jax.random.beta's sampler doubles the beta cases), so smaller per-prior sizes do not make it cheaper.
-# --full runs all 8.
-_PROP12_QUICK_CASES = (
-    'experiment.cases=[{name="public good, copula rho=-0.5", set=["prior.rho=-0.5"]}, '
-    '{name="trade, beta(2,5) copula rho=+0.5", set=["environment.kind=bilateral_trade", "prior.marginal.kind=beta", '
-    '"prior.marginal.a=2.0", "prior.marginal.b=5.0", "prior.rho=0.5"]}]'
-)
-
 _CAPTIONS = {
     "interim_regret.png": "Max interim (Bayesian) regret per case, worst agent, with 95% intervals.",
     "interim_utility.png": "Interim utility of agent 1 over its type (first case), with 95% band; interim IR: >= 0.",
@@ -241,7 +230,7 @@ _CAPTIONS = {
 EXPERIMENTS = {
     "ce_prop12_ex_post": Experiment(
         prop12,
-        _SMALL + (_PROP12_QUICK_CASES,),
+        _SMALL,
         _BIG,
         captions=_CAPTIONS,
     ),

@@ -300,6 +300,60 @@ def test_fn6_config_end_to_end(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------
+# one compiled interim program per agent for every prior (the prior's numbers are its arguments)
+
+_PRIORS = {
+    "uniform": jm.independent((1, 1)),
+    "beta": jm.independent((1, 1), jm.beta(2.0, 5.0)),
+    "copula beta": jm.gaussian_copula((1, 1), jm.beta(0.5, 0.5), jm.equicorrelation(2, 0.5)),
+    "copula uniform": jm.gaussian_copula((1, 1), jm.uniform(), jm.equicorrelation(2, -0.5)),
+}
+
+
+@pytest.mark.parametrize("name", ["uniform", "copula beta", "copula uniform"])
+def test_conditional_arrays_sample_what_the_sampler_samples(key, name):
+    """Independent uniform and copula priors: the arrays-driven sampler draws the closure sampler's numbers."""
+    prior, s_i = _PRIORS[name], 0.3
+    want = jm.conditional_sampler(prior, 1)(key, s_i, 512)
+    cp = jm.conditional_arrays(prior, 1)
+    got = jax.jit(lambda cp, k: jm.sample_conditional(cp, (1, 1), 1, k, s_i, 512))(cp, key)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_conditional_arrays_independent_beta_by_quantile(key):
+    """Independent Beta marginal: drawn by its quantile (not jax.random.beta): Beta(2, 5) by a KS test."""
+    got = np.asarray(jm.sample_conditional(jm.conditional_arrays(_PRIORS["beta"], 0), (1, 1), 0, key, 0.7, 4096))
+    assert np.all(got[:, 0] == np.float32(0.7))
+    assert stats.kstest(got[:, 1], stats.beta(2.0, 5.0).cdf).pvalue > 1e-3
+    assert stats.kstest(got[:, 1], stats.beta(2.0, 4.0).cdf).pvalue < 1e-3  # a wrong marginal is caught
+
+
+def test_interim_kernel_shared_across_priors(key):
+    """Priors of every structure share each agent's compiled program (no new trace) and give the numbers of a
+    fresh program per prior (the per-case path)."""
+    traces = []
+    vcg = _vcg(0.5)
+
+    def decide(p, m):
+        traces.append(1)  # runs once per trace, never per evaluation
+        return vcg.decide(p, m)
+
+    mech = vcg._replace(decide=decide)
+    sizes = dict(types=3, misreports=5, inner=256, agents=(1,))
+    kernels: dict = {}
+    first = jm.interim_audit(_public(0.5), mech, _PRIORS["uniform"], key, kernels=kernels, **sizes)
+    n = len(traces)
+    assert n > 0 and len(kernels) == 1
+    shared = {k: jm.interim_audit(_public(0.5), mech, _PRIORS[k], key, kernels=kernels, **sizes) for k in _PRIORS}
+    assert len(traces) == n and len(kernels) == 1  # three more priors: nothing traced again
+    assert shared["uniform"] == first
+    # the structure farthest from the first (copula, Beta marginals) through a program of its own: the same numbers
+    assert shared["copula beta"] == jm.interim_audit(_public(0.5), mech, _PRIORS["copula beta"], key, **sizes)
+    assert len(traces) > n
+    assert shared["beta"] != shared["uniform"] and shared["copula beta"] != shared["copula uniform"]
+
+
+# --------------------------------------------------------------------------
 # configs end to end (engine compiles: slow)
 
 

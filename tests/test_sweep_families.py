@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import jax.numpy as jnp
+import pytest
 
 import jaxmech as jm
 from jaxmech._src.app import build
@@ -59,3 +60,32 @@ def test_price_mechanisms_differing_in_eps_share_one_audit_kernel():
         assert a["max"] == b["max"] <= fam[1].report["tol"]
     assert fam[1].report["deficit"]["mean"] == alone["deficit"]["mean"]
     assert builts[1].mechanism.name.endswith("+ 0.1")
+
+
+def test_cases_differing_only_in_the_prior_share_one_audit_kernel():
+    # CE Props 1-2's cases: uniform, Beta, copula priors of one environment and mechanism -> one kernel, the prior's
+    # numbers (priors.PriorArrays) its argument; a member gives its own audit's numbers (priors.sample_arrays draws
+    # Prior.sample's numbers: tests/test_priors.py)
+    base, _ = cfg.load(
+        CONFIGS / "ce_prop12_ex_post.toml",
+        ("audit.profiles=1024", "audit.block_size=1024", "audit.chunk_size=1024", "audit.misreports.grid=4",
+         "audit.misreports.random=1", "audit.fast_compile=true"),
+    )  # fmt: skip
+    overrides = ([], ["prior.marginal.kind=beta", "prior.marginal.a=2.0", "prior.marginal.b=5.0", "prior.rho=0.5"],
+                 ["prior.marginal.kind=beta", "prior.marginal.a=0.5", "prior.marginal.b=0.5"])  # fmt: skip
+    runs_ = [build.settings_with(base, o) for o in overrides]
+    assert len(build.families(runs_)) == 3  # as float-only families: three kernels
+    builts = [build.build(s) for s in runs_]
+    keys = {build.prior_family_key(s, b) for s, b in zip(runs_, builts, strict=True)}
+    assert len(keys) == 1 and None not in keys
+    fam = build.execute_over_priors(runs_, builts)
+    assert fam[0].info.compile_s > 0 and fam[1].info.compile_s == fam[2].info.compile_s == 0.0
+    alone = build.execute(runs_[1], builts[1]).report  # the copula with Beta marginals through its own kernel
+    for k in ("deficit", "welfare"):
+        assert fam[1].report[k]["mean"] == pytest.approx(alone[k]["mean"], rel=1e-5, abs=1e-7)
+    assert fam[1].report["deficit"]["max"] == pytest.approx(alone["deficit"]["max"], rel=1e-5, abs=1e-7)
+    for r in fam:
+        assert max(x["max"] for x in r.report["regret"]) <= r.report["tol"]
+    # a mechanism built from the prior (interim payments) closes over its numbers: no shared key
+    interim = build.settings_with(base, ["environment.kind=bilateral_trade", "mechanism.kind=interim"])
+    assert build.prior_family_key(interim, build.build(interim)) is None

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import importlib
 import importlib.util
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -830,6 +831,57 @@ def execute_family(
             built=[(builts[k].env, builts[k].mechanism, builts[k].prior) for k in idx],
         )  # fmt: skip
         for k, r in zip(idx, out, strict=True):
+            results[k] = r
+    return results
+
+
+def prior_family_key(settings: cfg.Settings, built: Built, base_dir: Path | None = None) -> str | None:
+    """Runs with the same key differ only in ``[prior]`` and may share compiled programs with the prior's numbers as
+    arguments (:class:`priors.PriorArrays`); ``None`` where the mechanism is built from the prior (e.g.
+    ``interim``: it closes over the prior's numbers)."""
+    try:
+        build_mechanism(settings.mechanism, built.env, settings.environment, base_dir, None, settings.seed)
+    except cfg.ConfigError:
+        return None
+    rest = {k: v for k, v in cfg.to_dict(settings).items() if k != "prior"}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def execute_over_priors(
+    settings: Sequence[cfg.Settings], builts: Sequence[Built], base_dir: Path | None = None, *, progress=None
+) -> list[engine.AuditResult]:
+    """:func:`execute` for each run; runs that differ only in ``[prior]`` (uniform or Beta marginals, independent
+    or a Gaussian copula: :func:`prior_family_key`) through one audit kernel, the prior's numbers its argument
+    (:class:`priors.PriorArrays`, :func:`engine.audit_family`); the others as :func:`execute_family` runs them.
+    The same numbers as :func:`execute` up to float rounding, except an independent Beta marginal: drawn by its
+    quantile there (:func:`priors.sample_arrays`), by ``jax.random.beta`` in :meth:`priors.Prior.sample`."""
+    groups: dict[str | None, list[int]] = {}
+    for k, (s, b) in enumerate(zip(settings, builts, strict=True)):
+        groups.setdefault(prior_family_key(s, b, base_dir), []).append(k)
+    results: list[engine.AuditResult | None] = [None] * len(settings)
+    rest = []
+    for key, idx in groups.items():
+        if key is None or len(idx) < 2:
+            rest.extend(idx)
+            continue
+        base, first = settings[idx[0]], builts[idx[0]]
+        dims = tuple(first.prior.dims)
+
+        def model(arrays, env=first.env, mech=first.mechanism, dims=dims):
+            return env, mech, priors.TracedPrior(dims, arrays)
+
+        out = engine.audit_family(
+            model, [priors.prior_arrays(builts[k].prior, first.dtype) for k in idx], key=jax.random.PRNGKey(base.seed),
+            n_profiles=base.audit.profiles, misreports=first.misreports, dtype=first.dtype, rtol=base.audit.rtol,
+            options=stream_options(base, progress=progress),
+            built=[(builts[k].env, builts[k].mechanism, builts[k].prior) for k in idx],
+        )  # fmt: skip
+        for k, r in zip(idx, out, strict=True):
+            results[k] = r
+    if rest:
+        rest.sort()
+        for k, r in zip(rest, execute_family([settings[k] for k in rest], [builts[k] for k in rest], base_dir,
+                                             progress=progress), strict=True):  # fmt: skip
             results[k] = r
     return results
 

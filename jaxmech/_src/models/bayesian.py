@@ -100,6 +100,81 @@ def conditional_sampler(prior: priors.Prior, i: int) -> Callable[[Array, Array, 
     return sample_copula
 
 
+class ConditionalPrior(NamedTuple):
+    """Agent ``i``'s conditional prior ``prior(. | s_i)`` as arrays (CE Sec. 2.1: ``E_mu[. | s_i]``), built by
+    :func:`conditional_arrays`: one compiled program (:func:`sample_conditional` inside :func:`interim_audit`)
+    serves every prior over the same signal dimensions, uniform or Beta marginals, independent or a Gaussian
+    copula, the numbers being its arguments."""
+
+    kind: Array  # shape=(D,) priors.UNIFORM_KIND or priors.BETA_KIND
+    a: Array  # shape=(D,) Beta parameters (1 for a uniform marginal)
+    b: Array  # shape=(D,)
+    lo: Array  # shape=(D,) support
+    hi: Array  # shape=(D,)
+    correlated: Array  # shape=() bool: a Gaussian copula (else independent coordinates)
+    gain: Array  # shape=(|rest|, d_i) E[z_-i | z_i] = gain z_i (normal scores; zeros if independent)
+    chol: Array  # shape=(|rest|, |rest|) Cholesky factor of Cov[z_-i | z_i] (identity if independent)
+
+
+def conditional_arrays(prior: priors.Prior, i: int, dtype=jnp.float32) -> ConditionalPrior:
+    """``prior`` conditional on agent ``i``'s signal as a :class:`ConditionalPrior` (the copula's conditional
+    moments as in :func:`conditional_sampler`, in NumPy float64, then cast to ``dtype``)."""
+    sl = priors.agent_slice(prior.dims, i)
+    own = np.arange(sl.start, sl.stop)
+    rest = np.array([j for j in range(prior.size) if j not in own], dtype=int)
+    if prior.cholesky is None:
+        gain, chol = np.zeros((len(rest), len(own))), np.eye(len(rest))
+    else:
+        corr = np.asarray(prior.cholesky, np.float64) @ np.asarray(prior.cholesky, np.float64).T
+        r_oi = corr[np.ix_(rest, own)]
+        gain = r_oi @ np.linalg.inv(corr[np.ix_(own, own)])
+        chol = np.linalg.cholesky(corr[np.ix_(rest, rest)] - gain @ r_oi.T + 1e-12 * np.eye(len(rest)))
+    pa = priors.prior_arrays(prior, dtype)
+    return ConditionalPrior(
+        pa.kind,
+        pa.a,
+        pa.b,
+        pa.lo,
+        pa.hi,
+        pa.correlated,
+        jnp.asarray(gain, dtype),
+        jnp.asarray(chol, dtype),
+    )
+
+
+def sample_conditional(
+    cp: ConditionalPrior, dims: tuple[int, ...], i: int, key: Array, s_i: Array, n: int, dtype=jnp.float32
+) -> Array:
+    """``(n, D)`` profiles ``(s_i, s_-i)``, ``s_-i ~ prior(. | s_i)`` from the arrays ``cp`` (traceable in them).
+
+    Independent: ``s_j = F_j^{-1}(U_j)``, ``U_j`` uniform from ``fold_in(key, j)`` (for uniform marginals the
+    numbers :meth:`Prior.sample` draws; a Beta marginal by its quantile where the prior draws by
+    ``jax.random.beta``). Gaussian copula: the conditional normal scores of :func:`conditional_sampler`, the same
+    numbers. Which of the two, and each marginal's kind, are arguments (``lax.cond``), not program structure.
+    """
+    sl = priors.agent_slice(dims, i)
+    own = list(range(sl.start, sl.stop))
+    rest = [j for j in range(sum(dims)) if j not in own]
+    s_i = jnp.broadcast_to(jnp.asarray(s_i, dtype), (len(own),))
+
+    def copula():
+        u_i = jnp.stack([priors.marginal_cdf_of(cp, j, s_i[k]) for k, j in enumerate(own)])
+        z_i = ndtri(jnp.clip(u_i, _U_EPS, 1 - _U_EPS))
+        w = jax.random.normal(key, (n, len(rest)), dtype)
+        z = w @ cp.chol.T + (cp.gain @ z_i)[None, :]
+        tiny = jnp.finfo(dtype).eps
+        return jnp.clip(ndtr(z), tiny, 1 - tiny)
+
+    def independent():
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(rest))
+        return jax.vmap(lambda k: jax.random.uniform(k, (n,), dtype))(keys).T
+
+    u = jax.lax.cond(jnp.asarray(cp.correlated).astype(bool), copula, independent)  # (n, |rest|)
+    cols = {j: jnp.full((n,), s_i[k], dtype) for k, j in enumerate(own)}
+    cols.update({j: priors.marginal_quantile(cp, j, u[:, r]).astype(dtype) for r, j in enumerate(rest)})
+    return jnp.stack([cols[j] for j in range(sum(dims))], axis=-1)
+
+
 # --------------------------------------------------------------------------
 # interim (Bayesian) IC and IR by nested Monte Carlo
 
@@ -125,6 +200,28 @@ def _se(x: Array, axis: int = 0) -> Array:
     return jnp.std(x, axis=axis, ddof=1) / jnp.sqrt(jnp.asarray(n, x.dtype))
 
 
+def _interim_kernel(env: Environment, mech: Mechanism, i: int, types: int, misreports: int, inner: int, dtype):
+    """Agent ``i``'s interim statistics per type as one jitted function of ``(params, cp, key_i, ts, ms, tie)``:
+    the mechanism's parameters, the conditional prior's arrays (:class:`ConditionalPrior`), the key, the type and
+    report grids and the tie tolerance are arguments, so one trace and compile serves every prior."""
+    dims = tuple(env.dims)
+
+    def per_type(params, cp, key_i, ms, tie, arg):
+        k, t = arg
+        prof = sample_conditional(cp, dims, i, jax.random.fold_in(key_i, k), t, inner, dtype)
+        u_mis, u_true = jax.vmap(lambda s: _deviation_utilities(env, mech, params, s, i, ms))(prof)
+        gain = u_mis - u_true[:, None]  # (inner, M)
+        # the best report other than the truth (a grid point equal to s_i has gain 0 and SE 0)
+        mean = jnp.where(jnp.abs(ms - t) <= tie, -jnp.inf, jnp.mean(gain, axis=0))
+        j = jnp.argmax(mean)
+        return mean[j], _se(gain[:, j]), ms[j], jnp.mean(u_true), _se(u_true)
+
+    def kernel(params, cp, key_i, ts, ms, tie):
+        return jax.lax.map(lambda arg: per_type(params, cp, key_i, ms, tie, arg), (jnp.arange(types), ts))
+
+    return jax.jit(kernel)
+
+
 def interim_audit(
     env: Environment,
     mech: Mechanism,
@@ -136,39 +233,39 @@ def interim_audit(
     inner: int = 4096,
     agents: tuple[int, ...] | None = None,
     dtype=jnp.float32,
+    kernels: dict | None = None,
 ) -> dict:
     """Bayesian IC and interim IR of ``mech`` under ``prior`` (CE Sec. 2.1, Defs 1–2), with Monte Carlo SEs.
 
     For agent ``i``, each type ``s_i`` on a ``types``-point grid of ``S_i`` and each report ``m`` on a
     ``misreports``-point grid (plus the truth): ``U_i(m; s_i) = E[v_i(f(m, s_-i), s) - t_i(m, s_-i) | s_i]`` from
-    ``inner`` draws of ``s_-i`` from the CONDITIONAL prior (:func:`conditional_sampler`), the same draws for every
+    ``inner`` draws of ``s_-i`` from the CONDITIONAL prior (:func:`sample_conditional`), the same draws for every
     report of that type (``agents``: which agents, default all). Interim regret
     ``max(0, max_{m != s_i} U_i(m; s_i) - U_i(s_i; s_i))`` with the SE of the paired difference at the best report
     other than the truth, at the type where that gain (``best_gain``, possibly negative) is largest, so a regret
     of 0 still comes with the resolution of the test; interim IR violation ``max(0, -min_{s_i} U_i(s_i; s_i))`` with the SE of
     ``U_i`` at the minimizing type. The per-type curves are returned too. One-dimensional signals.
+
+    The prior and the mechanism's parameters are arguments of each agent's compiled program, not constants in it.
+    ``kernels``: a dict the caller keeps across calls whose ``env`` and ``mech`` are the same functions (e.g. the
+    cases of one config that differ only in the prior, the mechanism not built from the prior); each agent's
+    program is kept there and reused, so a further prior traces and compiles nothing and gives the numbers a
+    fresh program gives. ``None``: a fresh dict for this call.
     """
     _one_dimensional(env, "interim_audit")
-    params = mech.params
+    kernels = {} if kernels is None else kernels
+    params = jax.tree.map(lambda x: jnp.asarray(x), mech.params)
     rows = []
     for i in range(env.n_agents) if agents is None else agents:
         lo, hi = float(env.lo[i]), float(env.hi[i])
         ts = jnp.linspace(lo, hi, types, dtype=dtype)
         ms = jnp.linspace(lo, hi, misreports, dtype=dtype)
-        sampler = conditional_sampler(prior, i)
-        key_i = jax.random.fold_in(key, i)
-
-        def per_type(arg, i=i, ms=ms, sampler=sampler, key_i=key_i, lo=lo, hi=hi):
-            k, t = arg
-            prof = sampler(jax.random.fold_in(key_i, k), t, inner, dtype)
-            u_mis, u_true = jax.vmap(lambda s: _deviation_utilities(env, mech, params, s, i, ms))(prof)
-            gain = u_mis - u_true[:, None]  # (inner, M)
-            # the best report other than the truth (a grid point equal to s_i has gain 0 and SE 0)
-            mean = jnp.where(jnp.abs(ms - t) <= 1e-6 * (hi - lo), -jnp.inf, jnp.mean(gain, axis=0))
-            j = jnp.argmax(mean)
-            return mean[j], _se(gain[:, j]), ms[j], jnp.mean(u_true), _se(u_true)
-
-        out = jax.jit(lambda ts, f=per_type: jax.lax.map(f, (jnp.arange(types), ts)))(ts)
+        cache_key = (env.name, mech.name, tuple(env.dims), i, types, misreports, inner, jnp.dtype(dtype).name)
+        if cache_key not in kernels:
+            kernels[cache_key] = _interim_kernel(env, mech, i, types, misreports, inner, dtype)
+        cp = conditional_arrays(prior, i, dtype)
+        tie = jnp.asarray(1e-6 * (hi - lo), dtype)
+        out = kernels[cache_key](params, cp, jax.random.fold_in(key, i), ts, ms, tie)
         gain, reg_se, arg_m, u, u_se = (np.asarray(x, np.float64) for x in out)
         reg = np.maximum(gain, 0.0)
         tsn = np.asarray(ts, np.float64)

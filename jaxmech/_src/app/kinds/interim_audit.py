@@ -17,20 +17,20 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
     """Experiment ``interim_audit``: ex post and interim (Bayesian) IC / IR of [mechanism], per prior case (CE Props 1–2)."""
 
     ex = settings.experiment
-    cases = (
-        build.sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
-    )
+    cases = build.sweep_cases(settings) if (ex.cases or ex.parameter is not None) else [(settings.name, None, settings)]
     builts = [(name, s, build.build(s, base_dir)) for name, _, s in cases]  # validate every case first
     for _, _, built in builts:
         if any(d != 1 for d in built.env.dims):
             raise cfg.ConfigError("environment: the interim audit needs one-dimensional signals")
-    results = build.execute_family([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
+    results = build.execute_over_priors([b[1] for b in builts], [b[2] for b in builts], base_dir, progress=progress)
     info = build.total_info(results)
     rows = []
+    kernels: dict[str, dict] = {}  # one interim program per agent for the cases that differ only in the prior
     for (name, s, built), result in zip(builts, results, strict=True):
         key = streams.key_for(jax.random.PRNGKey(s.seed), streams.INTERIM_CHECK)
         interim = interim_audit(built.env, built.mechanism, built.prior, key, types=ex.types,
-                                misreports=ex.misreports, inner=ex.inner, dtype=built.dtype)  # fmt: skip
+                                misreports=ex.misreports, inner=ex.inner, dtype=built.dtype,
+                                kernels=_kernels(kernels, s, built, base_dir))  # fmt: skip
         rep = result.report
         rows.append(
             {
@@ -63,6 +63,13 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
             ).name
         )  # fmt: skip
     return {"cases": rows}, info, figs
+
+
+def _kernels(kernels: dict, s: cfg.Settings, built: build.Built, base_dir) -> dict:
+    """The dict of compiled interim programs shared by the cases that differ only in the prior (a case whose
+    mechanism is built from the prior gets a dict of its own)."""
+    key = build.prior_family_key(s, built, base_dir)
+    return kernels.setdefault(key, {}) if key is not None else {}
 
 
 def _interim_audit_summary(metrics: dict) -> str:
