@@ -31,7 +31,7 @@ For a fixed box every term is linear in ``Q``, so the best band is a linear prog
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src.core import priors
+from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.core.mechanisms import Mechanism
 from jaxmech._src.core.search import Family
@@ -58,24 +59,33 @@ def knot_values(q: Array) -> Array:
     """The monotone projection of raw knot values ``q`` (shape ``(K,) * n``): clip to ``[0, 1]``, then cumulative
     maxima along axis 0, 1, ..., n - 1. Non-decreasing along every axis; the identity on monotone ``q`` in ``[0, 1]``."""
     out = jnp.clip(q, 0.0, 1.0)
-    for axis in range(q.ndim):
-        out = jax.lax.cummax(out, axis=axis)
+    k = q.shape[0]
+    below = jnp.tril(jnp.ones((k, k), bool)).reshape((k, k) + (1,) * (q.ndim - 1))  # [j, j']: j' <= j
+    for axis in range(q.ndim):  # a masked maximum: the same values as lax.cummax, a gradient that compiles ~5x faster
+        moved = jnp.moveaxis(out, axis, 0)
+        out = jnp.moveaxis(jnp.max(jnp.where(below, moved[None], -jnp.inf), axis=1), 0, axis)
+    return out
+
+
+def hats(x: Array, lo: Array, hi: Array, knots: int) -> Array:
+    """The ``knots`` hat functions ``max(0, 1 - |k (x - lo) / (hi - lo) - j|)`` of one signal at ``x`` (shape
+    ``(knots,)``): the linear-interpolation weights of the knots ``j = 0..K-1`` evenly spaced on ``[lo, hi]``."""
+    u = (jnp.clip(x, lo, hi) - lo) / (hi - lo) * (knots - 1)
+    return jnp.maximum(0.0, 1.0 - jnp.abs(u - jnp.arange(knots, dtype=u.dtype)))
+
+
+def _outer(vectors: Sequence[Array]) -> Array:
+    """``prod_d vectors[d][j_d]`` as a ``(K,) * n`` tensor."""
+    out = vectors[0]
+    for v in vectors[1:]:
+        out = out[..., None] * v
     return out
 
 
 def band(params: dict, s: Array, lo: Array, hi: Array) -> Array:
-    """``r(s)``: multilinear interpolation of :func:`knot_values` at ``s`` (knots evenly spaced on ``[lo, hi]``)."""
+    """``r(s)``: multilinear interpolation of :func:`knot_values` at ``s``: ``sum_j Q[j] prod_d hat_{j_d}(s_d)``."""
     qk = knot_values(params["q"])
-    n, k = qk.ndim, qk.shape[0] - 1
-    x = (jnp.clip(s, lo, hi) - lo) / (hi - lo) * k
-    cell = jnp.clip(jnp.floor(x), 0, k - 1)
-    frac = x - cell
-    idx = cell.astype(jnp.int32)
-    out = jnp.zeros((), s.dtype)
-    for corner in itertools.product((0, 1), repeat=n):
-        w = jnp.prod(jnp.stack([frac[d] if c else 1.0 - frac[d] for d, c in enumerate(corner)]))
-        out = out + w * qk[tuple(idx[d] + c for d, c in enumerate(corner))]
-    return out
+    return jnp.sum(qk * _outer([hats(s[d], lo[d], hi[d], qk.shape[0]) for d in range(qk.ndim)]))
 
 
 def in_box(params: dict, s: Array) -> Array:
@@ -88,37 +98,42 @@ def provision_probability(params: dict, s: Array, lo: Array, hi: Array) -> Array
     return in_box(params, s) * band(params, s, lo, hi)
 
 
-def _integral(f, a, b, lo, hi, knots: int):
-    """``int_a^b f(z) dz`` over the knot cells of ``[lo, hi]`` (``f`` smooth inside each), 4-point Gauss-Legendre."""
-    edges = jnp.linspace(lo, hi, knots)
-    left = jnp.clip(edges[:-1], a, b)
-    right = jnp.clip(edges[1:], a, b)
-    mid, half = 0.5 * (left + right), 0.5 * (right - left)
-    nodes = mid[:, None] + half[:, None] * jnp.asarray(_GL_NODES, left.dtype)[None, :]
-    vals = jax.vmap(jax.vmap(f))(nodes)
-    return jnp.sum(half[:, None] * jnp.asarray(_GL_WEIGHTS, left.dtype)[None, :] * vals)
+def payment_basis(env: Environment, cut: Array, s: Array, knots: int) -> tuple[Array, Array]:
+    """``(B, T)`` with ``q(s) = <Q, B>`` and ``t_i(s) = <Q, T[i]>`` for knot values ``Q`` (shapes ``(K,) * n`` and
+    ``(n,) + (K,) * n``): everything is linear in ``Q`` for a fixed box. ``B = 1{s >= x} prod_d hat(s_d)``;
+    ``T[i] = B V_i(s) - 1{s_-i >= x_-i} (int_{x_i}^{max(s_i, x_i)} hat(z) dV_i/dz(z, s_-i) dz) prod_{d != i} hat(s_d)``
+    (the envelope formula, CE Thm 2), the integral over the knot cells by 4-point Gauss-Legendre per cell."""
+    n = env.n_agents
+    lo, hi = jnp.asarray(env.lo, s.dtype), jnp.asarray(env.hi, s.dtype)
+    c = jnp.clip(cut, lo, hi)
+    h = [hats(s[d], lo[d], hi[d], knots) for d in range(n)]
+    b = in_box({"cut": cut}, s) * _outer(h)
+    v = env.values(s)
+    gl_x, gl_w = jnp.asarray(_GL_NODES, s.dtype), jnp.asarray(_GL_WEIGHTS, s.dtype)
+    rows = []
+    for i in range(n):
+        edges = jnp.linspace(lo[i], hi[i], knots)
+        top = jnp.maximum(s[i], c[i])
+        left, right = jnp.clip(edges[:-1], c[i], top), jnp.clip(edges[1:], c[i], top)
+        mid, half = 0.5 * (left + right), 0.5 * (right - left)
+        z = (mid[:, None] + half[:, None] * gl_x[None, :]).ravel()
+        w = (half[:, None] * gl_w[None, :]).ravel()
+
+        def slope(y, i=i):
+            return jax.grad(lambda x: env.values(s.at[i].set(x))[i])(y)
+
+        dv = jax.vmap(slope)(jax.lax.stop_gradient(z))
+        rent = jnp.sum((w * dv)[:, None] * jax.vmap(lambda y, i=i: hats(y, lo[i], hi[i], knots))(z), axis=0)
+        others = jnp.all(jnp.delete(s >= cut, i))  # the others inside the box (as in q)
+        rows.append(b * v[i] - jnp.where(others, 1.0, 0.0) * _outer([rent if d == i else h[d] for d in range(n)]))
+    return b, jnp.stack(rows)
 
 
 def envelope_payments(env: Environment, params: dict, s: Array) -> Array:
     """``t(s)``, shape ``(n,)``: the envelope payments of the module docstring at reports ``s`` (CE Thm 2)."""
-    n = env.n_agents
-    knots = params["q"].shape[0]
-    lo = jnp.asarray(env.lo, s.dtype)
-    hi = jnp.asarray(env.hi, s.dtype)
-    cut = jnp.clip(params["cut"], lo, hi)
-    q = provision_probability(params, s, lo, hi)
-    v = env.values(s)
-    out = []
-    for i in range(n):
-
-        def slope(z, i=i):
-            m = s.at[i].set(z)
-            return band(params, m, lo, hi) * jax.grad(lambda y: env.values(m.at[i].set(y))[i])(z)
-
-        others = jnp.all(jnp.delete(s >= params["cut"], i))  # the others inside the box (as in q)
-        rent = _integral(slope, cut[i], jnp.maximum(s[i], cut[i]), lo[i], hi[i], knots)
-        out.append(q * v[i] - jnp.where(others, rent, 0.0))
-    return jnp.stack(out)
+    qk = knot_values(params["q"])
+    _, t = payment_basis(env, params["cut"], s, qk.shape[0])
+    return jnp.sum(t * qk, axis=tuple(range(1, qk.ndim + 1)))
 
 
 def deficit(env: Environment, params: dict, s: Array) -> Array:
@@ -233,8 +248,8 @@ def band_program(
     ``E[1{box} (q (sum V - c) + revenue_weight (sum t - c q))]`` (tensor Gauss-Legendre in quantile space over the
     box, ``nodes`` per axis; ``ppfs`` / ``cdfs``: the marginals' quantile functions and CDFs), the ex post budget
     ``sum t >= c q`` at the box's own ``points^n`` grid, and ``Q`` non-decreasing between adjacent knots along every
-    axis. The coefficients are gradients at a strictly monotone interior ``Q`` (where the projection is the identity);
-    scipy HiGHS solves it. Returns ``(-inf, None)`` where the LP fails.
+    axis. The coefficients are :func:`payment_basis` (no autodiff); scipy HiGHS solves it. Returns ``(-inf, None)``
+    where the LP fails.
     """
     from scipy.optimize import linprog  # optional dependency (the `lp` extra)
 
@@ -242,37 +257,33 @@ def band_program(
     n, k = env.n_agents, knots
     points = points or max(3, int(round(1089 ** (1.0 / n))))  # 33 x 33 for two agents
     nodes = nodes or max(4, int(round(2304 ** (1.0 / n))))  # 48 x 48 for two agents
-    grid = np.indices((k,) * n).sum(0)
-    base = jnp.asarray(0.5 + 0.1 * grid / (n * k), dtype)  # strictly increasing along every axis, inside (0, 1)
     gx, gw = np.polynomial.legendre.leggauss(nodes)
     gx, gw = jnp.asarray((gx + 1) / 2, dtype), jnp.asarray(gw / 2, dtype)
+    c1 = env.cost(jnp.ones((), dtype)) - env.cost(jnp.zeros((), dtype))  # cost and welfare are linear in q
 
-    def cost(q, cut, s):
-        return deficit(env, {"cut": cut, "q": q}, s)
+    def deficit_row(cut, s):
+        b, t = payment_basis(env, cut, s, k)
+        return (c1 * b - jnp.sum(t, axis=0)).ravel()
 
-    def value(q, cut, s):
-        p = {"cut": cut, "q": q}
-        lo, hi = jnp.asarray(env.lo, s.dtype), jnp.asarray(env.hi, s.dtype)
-        w = env.welfare(provision_probability(p, s, lo, hi), s)
-        r = -deficit(env, p, s)
-        return r if objective == "revenue" else w + revenue_weight * r
+    def value_row(cut, s):
+        w1 = env.welfare(jnp.ones((), s.dtype), s) - env.welfare(jnp.zeros((), s.dtype), s)
+        b, t = payment_basis(env, cut, s, k)
+        rev = jnp.sum(t, axis=0) - c1 * b
+        return (rev if objective == "revenue" else w1 * b + revenue_weight * rev).ravel()
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=supported(FULL_OPTIMIZATION))  # run once per Nelder-Mead step
     def coefficients(cut):
         lo, hi = jnp.asarray(env.lo, dtype), jnp.asarray(env.hi, dtype)
         cut = jnp.clip(cut, lo, hi)
-        pts = box_grid_points(env, {"cut": cut}, points)
-        budget = jax.vmap(jax.grad(cost), in_axes=(None, None, 0))(base, cut, pts)
+        budget = jax.vmap(lambda s: deficit_row(cut, s))(box_grid_points(env, {"cut": cut}, points))
         u0 = jnp.stack([cdfs[i](cut[i]) for i in range(n)])  # the box in quantile space: [u0_i, 1]
         axes = [ppfs[i](u0[i] + (1.0 - u0[i]) * gx) for i in range(n)]
         s = jnp.stack([x.ravel() for x in jnp.meshgrid(*axes, indexing="ij")], -1)
         w = gw
         for _ in range(n - 1):
             w = jnp.outer(w, gw).ravel()
-        w = w * jnp.prod(1.0 - u0)
-        grads = jax.vmap(jax.grad(value), in_axes=(None, None, 0))(base, cut, s)
-        obj = jnp.tensordot(w, grads, axes=1)
-        return budget.reshape(budget.shape[0], -1), obj.reshape(-1)
+        obj = jnp.tensordot(w * jnp.prod(1.0 - u0), jax.vmap(lambda x: value_row(cut, x))(s), axes=1)
+        return budget, obj
 
     rows = []
     flat = np.arange(k**n).reshape((k,) * n)
