@@ -78,7 +78,7 @@ def _outer(vectors: Sequence[Array]) -> Array:
     """``prod_d vectors[d][j_d]`` as a ``(K,) * n`` tensor."""
     out = vectors[0]
     for v in vectors[1:]:
-        out = out[..., None] * v
+        out = out[..., None] * v.reshape((1,) * out.ndim + v.shape)
     return out
 
 
@@ -133,7 +133,7 @@ def envelope_payments(env: Environment, params: dict, s: Array) -> Array:
     """``t(s)``, shape ``(n,)``: the envelope payments of the module docstring at reports ``s`` (CE Thm 2)."""
     qk = knot_values(params["q"])
     _, t = payment_basis(env, params["cut"], s, qk.shape[0])
-    return jnp.sum(t * qk, axis=tuple(range(1, qk.ndim + 1)))
+    return jnp.sum(t * qk[None], axis=tuple(range(1, qk.ndim + 1)))
 
 
 def deficit(env: Environment, params: dict, s: Array) -> Array:
