@@ -410,11 +410,12 @@ def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
     """The :class:`Spec` of randomized provision rules (:mod:`jaxmech._src.models.randomized_public`): a box of
     cutoffs times a monotone multilinear band, envelope payments (CE Thm 2). Cold starts: random cutoffs in the upper
     part of the support and a random band (never a known optimum); the repair's shift enlarges the box (more
-    provision) or shrinks it; the ex post budget gets one multiplier per state of the box's own grid in the search."""
+    provision) or shrinks it. The search places the box (one soft-maximum multiplier for the ex post budget: per-state
+    multipliers as for trade cost a third more compile time and did not change the polished design); the band LP of
+    the polish (:func:`jaxmech._src.models.randomized_public.band_program`) shapes the band."""
     n = env.n_agents
     lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
     f = randomized_public.randomized_public_family(env, knots=knots, dtype=dtype)
-    side = max(3, int(round(289 ** (1.0 / n))))  # 17 x 17 multipliers for two agents
 
     def cold(k):
         k1, k2, k3 = jax.random.split(k, 3)
@@ -433,10 +434,7 @@ def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
     def hard_q(p, s):
         return randomized_public.provision_probability(p, s, jnp.asarray(lo, s.dtype), jnp.asarray(hi, s.dtype))
 
-    def points(p):
-        return randomized_public.box_grid_points(env, p, side)
-
-    return Spec(f, cold, shift, float(np.max(hi - lo)), hard_q, expected_payments=True, box=box, points=points)
+    return Spec(f, cold, shift, float(np.max(hi - lo)), hard_q, expected_payments=True, box=box)
 
 
 # --------------------------------------------------------------------------

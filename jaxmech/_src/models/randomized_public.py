@@ -19,8 +19,9 @@ Payments by the envelope formula (CE Thm 2, the lowest type's IR binding, utilit
     t_i(s) = q(s) V_i(s) - 1{s_-i >= x_-i} int_{x_i}^{max(s_i, x_i)} r(z, s_-i) dV_i/dz(z, s_-i) dz
 
 (below the box ``q = 0``, so the integral from ``lo_i`` starts at the cutoff). The integral runs over the band's knot
-cells (``r`` linear in the own signal inside each) by 4-point Gauss-Legendre per cell: exact for values polynomial of
-degree <= 6 in the own signal. Ex post IC and IR follow from monotonicity (CE Thm 2); the budget ``sum_i t_i(s) >=
+cells (``r`` linear in the own signal inside each) by 2-point Gauss-Legendre per cell: exact for values polynomial of
+degree <= 3 in the own signal (the integrand ``r dV_i/dz`` of degree <= 3), else an error of order ``h^5`` per cell of
+width ``h``; the mechanism pays by this formula itself, so the audit checks what is paid. Ex post IC and IR follow from monotonicity (CE Thm 2); the budget ``sum_i t_i(s) >=
 c q(s)`` is what the design enforces (ex post in every state, or ex ante), repaired exactly by shrinking the box:
 raising ``x_i`` removes non-negative terms ``r dV_i`` from agent ``i``'s information rents in every remaining state
 and leaves the others' paths (along which ``s_i`` stays fixed) untouched, so every remaining state's surplus rises,
@@ -46,7 +47,7 @@ from jaxmech._src.core.search import Family
 from jaxmech._src.models import randomized
 
 Array = jax.Array
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(4)
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(2)
 
 
 def check_public(env: Environment, what: str) -> None:
@@ -102,7 +103,7 @@ def payment_basis(env: Environment, cut: Array, s: Array, knots: int) -> tuple[A
     """``(B, T)`` with ``q(s) = <Q, B>`` and ``t_i(s) = <Q, T[i]>`` for knot values ``Q`` (shapes ``(K,) * n`` and
     ``(n,) + (K,) * n``): everything is linear in ``Q`` for a fixed box. ``B = 1{s >= x} prod_d hat(s_d)``;
     ``T[i] = B V_i(s) - 1{s_-i >= x_-i} (int_{x_i}^{max(s_i, x_i)} hat(z) dV_i/dz(z, s_-i) dz) prod_{d != i} hat(s_d)``
-    (the envelope formula, CE Thm 2), the integral over the knot cells by 4-point Gauss-Legendre per cell."""
+    (the envelope formula, CE Thm 2), the integral over the knot cells by 2-point Gauss-Legendre per cell."""
     n = env.n_agents
     lo, hi = jnp.asarray(env.lo, s.dtype), jnp.asarray(env.hi, s.dtype)
     c = jnp.clip(cut, lo, hi)
