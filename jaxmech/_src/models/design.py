@@ -426,10 +426,9 @@ def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
     def shift(p, delta):  # a larger box: more provision
         return randomized_public.shrink(p, -delta)
 
-    def box(p):
-        return jnp.clip(p["cut"], jnp.asarray(lo, p["cut"].dtype), jnp.asarray(hi, p["cut"].dtype)), jnp.asarray(
-            hi, p["cut"].dtype
-        )
+    def box(p):  # the closed box [x, hi] whose own grid the repair checks
+        dt = p["cut"].dtype
+        return jnp.clip(p["cut"], jnp.asarray(lo, dt), jnp.asarray(hi, dt)), jnp.asarray(hi, dt)
 
     def hard_q(p, s):
         return randomized_public.provision_probability(p, s, jnp.asarray(lo, s.dtype), jnp.asarray(hi, s.dtype))
