@@ -142,6 +142,20 @@ def grid_public_good(n: int, a: float, c: float, points: int) -> tuple[float, fl
     return float(np.mean(d > 0)), float(d.max())
 
 
+def best_posted_public_good(a: float, c: float) -> tuple[float, float]:
+    """The best posted-cutoff rule (provide iff ``s_1 >= p_1`` and ``s_2 >= p_2``) for two agents, ``v_i = s_i + a s_j``
+    with ``-1 < a < 0`` (values falling in the other's signal), cost ``c``, independent U[0, 1] signals, ex post budget.
+
+    The pivot payments are ``t_i = p_i + a s_j``, so the worst state is ``s = (1, 1)`` and the budget is
+    ``p_1 + p_2 >= c - 2 a``; on that line the welfare ``int_{p_1}^1 int_{p_2}^1 ((1 + a)(s_1 + s_2) - c)`` is
+    ``(1 - p_1)(1 - p_2) [(1 + a)(2 + c - 2 a) / 2 - c]`` (the bracket constant along the line), largest at the
+    symmetric ``p = (c - 2 a) / 2``. Returns ``(p, welfare)``; needs ``0 <= p <= 1``."""
+    p = (c - 2.0 * a) / 2.0
+    if not (-1.0 < a < 0.0 and 0.0 <= p <= 1.0):
+        raise ValueError(f"best_posted_public_good: needs -1 < a < 0 and 0 <= (c - 2a)/2 <= 1, got a={a}, c={c}")
+    return p, (1.0 - p) ** 2 * ((1.0 + a) * (2.0 + c - 2.0 * a) / 2.0 - c)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # CE Sec. 5.2: second best (threshold contribution rules on the budget line, CE Thm 9) vs first best
 

@@ -874,3 +874,48 @@ def test_design_correlated_and_auction_lp_rows_fail_on_wrong_numbers():
     assert auction(5 / 12, 0.417) == ["PASS"] * 5
     assert auction(5 / 12, 0.419)[3] == "FAIL"  # the LP limit is not Myerson's 5/12
     assert auction(5 / 12, 0.43)[3:] == ["FAIL", "FAIL"]  # ... and the design would be > 1% below it
+
+
+def test_best_posted_public_good_against_a_brute_force_search():
+    """The closed form (p = (c - 2a) / 2, welfare (1 - p)^2 [(1 + a)(2 + c - 2a) / 2 - c]) against a NumPy search over
+    cutoff pairs on a grid, each with its welfare by the midpoint rule and the ex post budget checked at every grid
+    state of its box (pivot payments t_i = p_i + a s_j)."""
+    a, c = -0.3, 0.8
+    p, w = ref_.best_posted_public_good(a, c)
+    assert abs(p - 0.7) < 1e-12 and abs(w - 0.0351) < 1e-12
+    m = 400
+    u = (np.arange(m) + 0.5) / m
+    s1, s2 = np.meshgrid(u, u, indexing="ij")
+    welfare = (1 + a) * (s1 + s2) - c
+    best = -np.inf
+    for p1 in np.arange(0.6, 0.801, 0.01):
+        for p2 in np.arange(0.6, 0.801, 0.01):
+            box = (s1 >= p1) & (s2 >= p2)
+            if np.any(box & (p1 + a * s2 + p2 + a * s1 < c - 1e-12)):
+                continue  # a deficit somewhere in the box
+            best = max(best, float(np.mean(np.where(box, welfare, 0.0))))
+    assert abs(best - w) < 2e-4  # the grid's cutoffs (0.70, 0.70) and its midpoint rule
+
+
+def _public_randomized_metrics(value: float, mc: float, limit: float) -> dict:
+    audit = {"profiles": 8192, "tol": 1e-5, "regret_max": 1e-7, "ir_violation_max": 0.0, "deficit_max": 0.0}
+    grid = {"points": 289, "regret_max": 6e-8, "ir_violation_max": 0.0, "deficit_max": 0.0}
+    return {
+        "name": "design_public_good_randomized",
+        "design": {
+            "value": value, "exact": {"value": value, "error": 4e-8},
+            "objective": {"mean": mc, "se": 1e-4, "profiles": 1 << 19},
+            "description": {"cut": [0.6707, 0.6706]}, "audit": {"sampled": audit, "grid": grid},
+            "reference": {"grids": [17, 33], "values": [0.0418, 0.0388], "limit": limit, "design": value,
+                          "gap_relative": (limit - value) / limit},
+        },
+    }  # fmt: skip
+
+
+def test_public_randomized_rows_pass_on_the_measured_numbers_and_fail_otherwise():
+    row = design_rows.public_randomized(-0.3, 0.8)
+    assert [r.status for r in row(_public_randomized_metrics(0.035632, 0.03550, 0.035725))] == ["PASS"] * 4 + ["INFO"]
+    # no better than the posted rule (0.0351), a Monte Carlo mean far from its quadrature, 2.5% below the LP limit
+    assert row(_public_randomized_metrics(0.035100, 0.03510, 0.035725))[0].status == "FAIL"
+    assert row(_public_randomized_metrics(0.035632, 0.03500, 0.035725))[1].status == "FAIL"
+    assert row(_public_randomized_metrics(0.035632, 0.03560, 0.036550))[3].status == "FAIL"

@@ -241,7 +241,7 @@ class SearchSettings:
 class DesignSettings:
     family: str = _meta(
         "auto",
-        doc="auto | two_price | randomized | cutoff (bilateral trade) | threshold | posted | boundary (public good) | reserve (single object)",
+        doc="auto | two_price | randomized | cutoff (bilateral trade) | threshold | posted | boundary | randomized (public good) | reserve (single object)",
         choices=("auto", "two_price", "randomized", "cutoff", "threshold", "posted", "boundary", "reserve"),
     )
     objective: str = _meta(

@@ -67,7 +67,7 @@ from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment, check_own_monotone
 from jaxmech._src.core.mechanisms import Mechanism, bisect, decide_and_pay, pivot_payments
 from jaxmech._src.core.search import Family, SearchConfig, make_optimizer, soft_max, support_grid
-from jaxmech._src.models import auction, randomized
+from jaxmech._src.models import auction, randomized, randomized_public
 from jaxmech._src.models import families as fam
 from jaxmech._src.models import lp_reference as lp
 
@@ -76,7 +76,7 @@ Params = Any
 
 TRADE = ("no_trade", "trade")
 PUBLIC = ("not_provided", "provided")
-FAMILIES = {TRADE: ("two_price", "randomized", "cutoff"), PUBLIC: ("threshold", "posted", "boundary")}
+FAMILIES = {TRADE: ("two_price", "randomized", "cutoff"), PUBLIC: ("threshold", "posted", "boundary", "randomized")}
 SINGLE_OBJECT = ("reserve",)  # single-object environments (outcomes a0, a1, ..., an), any number of buyers
 OBJECTIVES = ("welfare", "revenue")
 BUDGETS = ("ex_post", "ex_ante")
@@ -364,6 +364,8 @@ def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array,
 
         return Spec(f, cold, shift, float(np.sum(vhi - vlo)) + abs(c), f.weight, closed_repair=closed,
                     polish_dim=n - 1, to_free=to_free, from_free=from_free)  # fmt: skip
+    if family == "randomized" and env.outcome_names == PUBLIC:
+        return randomized_public_spec(env, knots=knots, dtype=dtype)
     if family == "randomized":
         f = randomized.banded_trade_family(env, prior, knots=knots, dtype=dtype)
 
@@ -408,6 +410,36 @@ def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array,
 
         return Spec(f, cold, shift, 2.0, f.weight)
     raise ValueError(f"family: unknown {family!r}")  # pragma: no cover (check_environment names the choices)
+
+
+def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
+    """The :class:`Spec` of randomized provision rules (:mod:`jaxmech._src.models.randomized_public`): a box of
+    cutoffs times a monotone multilinear band, envelope payments (CE Thm 2). Cold starts: random cutoffs in the upper
+    part of the support and a random band (never a known optimum); the repair's shift enlarges the box (more
+    provision) or shrinks it. The search places the box (one soft-maximum multiplier for the ex post budget: per-state
+    multipliers as for trade cost a third more compile time and did not change the polished design); the band LP of
+    the polish (:func:`jaxmech._src.models.randomized_public.band_program`) shapes the band."""
+    n = env.n_agents
+    lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
+    f = randomized_public.randomized_public_family(env, knots=knots, dtype=dtype)
+
+    def cold(k):
+        k1, k2, k3 = jax.random.split(k, 3)
+        cut = _uniform(k1, (n,), 0.4, 0.9, dtype) * jnp.asarray(hi - lo, dtype) + jnp.asarray(lo, dtype)
+        level = _uniform(k2, (), 0.3, 1.0, dtype)
+        return {"cut": cut, "q": level + _uniform(k3, (knots,) * n, -0.1, 0.1, dtype)}
+
+    def shift(p, delta):  # a larger box: more provision
+        return randomized_public.shrink(p, -delta)
+
+    def box(p):  # the closed box [x, hi] whose own grid the repair checks
+        dt = p["cut"].dtype
+        return jnp.clip(p["cut"], jnp.asarray(lo, dt), jnp.asarray(hi, dt)), jnp.asarray(hi, dt)
+
+    def hard_q(p, s):
+        return randomized_public.provision_probability(p, s, jnp.asarray(lo, s.dtype), jnp.asarray(hi, s.dtype))
+
+    return Spec(f, cold, shift, float(np.max(hi - lo)), hard_q, expected_payments=True, box=box)
 
 
 # --------------------------------------------------------------------------
@@ -941,7 +973,14 @@ def design(
 
     band_lp = None
     if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
-        band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, dtype=dtype)
+        if env.outcome_names == PUBLIC:
+            band_lp = randomized_public.band_program(
+                env, prior, knots, ppfs=[quantile_function(m, dtype) for m in prior.marginals],
+                cdfs=[functools.partial(priors_cdf, prior, i) for i in range(n)], objective=objective,
+                revenue_weight=revenue_weight, dtype=dtype,
+            )  # fmt: skip
+        else:
+            band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, dtype=dtype)
 
     def polish_band(p):
         """Along the budget boundary: for each box the best band (an exact LP, :func:`band_program`), the box moved by

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmech._src.app import config as cfg
 from jaxmech._src.app import streams
@@ -49,7 +50,10 @@ def _fmt(x, digits: int = 6) -> str:
 def _describe(desc: dict) -> str:
     parts = []
     for k, v in desc.items():
-        if isinstance(v, list):
+        if isinstance(v, list) and v and isinstance(v[0], list):  # a band of knot values: its shape and range
+            a = np.asarray(v, np.float64)
+            parts.append(f"{k} = {'x'.join(map(str, a.shape))} knots in [{a.min():.4f}, {a.max():.4f}]")
+        elif isinstance(v, list):
             parts.append(f"{k} = (" + ", ".join(f"{x:.5f}" for x in v[:8]) + (", ..." if len(v) > 8 else "") + ")")
         else:
             parts.append(f"{k} = {_fmt(v)}")
