@@ -429,10 +429,10 @@ FULL_PIVOTAL = ("audit.profiles=1048576", "audit.block_size=8192", "audit.chunk_
                 "experiment.stats_profiles=1048576", "audit.misreports.grid=16", "audit.misreports.gradient_steps=20")  # fmt: skip
 
 EXPERIMENTS = {
-    "b_example1": Experiment(example1_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B"),
-    "b_private_common": Experiment(construction_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B"),
-    "b_example1_n3": Experiment(construction_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B"),
-    "b_private_common_unequal": Experiment(construction_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B"),
+    "b_example1": Experiment(example1_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B", cost=18),
+    "b_private_common": Experiment(construction_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B", cost=28),
+    "b_example1_n3": Experiment(construction_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B", cost=17),
+    "b_private_common_unequal": Experiment(construction_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B", cost=27),
     "b_fn3_one_dimensional": Experiment(fn3_claims, quick=QUICK_PIVOTAL, full=FULL_PIVOTAL, paper="B"),
     "b_sec3_condition5": Experiment(
         condition5_claims,

@@ -374,16 +374,16 @@ def trade_correlated(m: dict) -> list[Claim]:
 
 EXPERIMENTS = {
     "design_trade_private": Experiment(private, QUICK, FULL),
-    "design_trade_beta": Experiment(beta_trade, QUICK, FULL),
+    "design_trade_beta": Experiment(beta_trade, QUICK, FULL, cost=15),
     "design_trade_interdependent_a03": Experiment(_interdependent(0.3), QUICK, FULL),
     "design_trade_interdependent_a05": Experiment(_interdependent(0.5), QUICK, FULL),
-    "design_trade_randomized_a03": Experiment(_randomized(0.3), RANDOMIZED, FULL),
-    "design_trade_randomized_a05": Experiment(_randomized(0.5), RANDOMIZED, FULL),
+    "design_trade_randomized_a03": Experiment(_randomized(0.3), RANDOMIZED, FULL, cost=30),
+    "design_trade_randomized_a05": Experiment(_randomized(0.5), RANDOMIZED, FULL, cost=30),
     "design_thm9": Experiment(_thm9([0.5, 0.5]), QUICK, FULL),
-    "design_thm9_asymmetric": Experiment(_thm9(None), QUICK, FULL),
-    "design_thm9_n3": Experiment(_thm9([0.5, 0.5, 0.5]), QUICK + ("design.lp_grids=[9, 13]",), FULL),
+    "design_thm9_asymmetric": Experiment(_thm9(None), QUICK, FULL, cost=16),
+    "design_thm9_n3": Experiment(_thm9([0.5, 0.5, 0.5]), QUICK + ("design.lp_grids=[9, 13]",), FULL, cost=45),
     "design_public_good_falling": Experiment(falling, QUICK, FULL),
-    "design_public_good_randomized": Experiment(public_randomized(-0.3, 0.8), PUBLIC_RANDOMIZED, FULL),
+    "design_public_good_randomized": Experiment(public_randomized(-0.3, 0.8), PUBLIC_RANDOMIZED, FULL, cost=20),
     "design_auction_revenue": Experiment(auction_revenue, AUCTION, FULL),
     "design_trade_correlated": Experiment(trade_correlated, CORRELATED, FULL),
 }
