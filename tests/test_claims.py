@@ -919,3 +919,20 @@ def test_public_randomized_rows_pass_on_the_measured_numbers_and_fail_otherwise(
     assert row(_public_randomized_metrics(0.035100, 0.03510, 0.035725))[0].status == "FAIL"
     assert row(_public_randomized_metrics(0.035632, 0.03500, 0.035725))[1].status == "FAIL"
     assert row(_public_randomized_metrics(0.035632, 0.03560, 0.036550))[3].status == "FAIL"
+
+
+def test_thm9_every_start_row_fails_on_a_diverged_or_stray_start():
+    """A start whose search diverged (vbar null in metrics.json) or ended away from the optimum fails the row, even
+    when the best start is right."""
+    good = {"vbar": [0.5002, 0.4998], "sum_minus_cost": 0.0}
+
+    def rows(*finals):
+        m = _design_metrics("design_thm9", 0.5, good, {"mean": 0.5, "se": 1e-3}, 0.5)
+        m["design"]["precision"] = {"sum_minus_cost": 0.0}
+        m["design"]["starts"] = [{"final": f, "feasible": f is not None} for f in finals]
+        return [c.status for c in design_rows._thm9([0.5, 0.5])(m)[:2]]
+
+    assert rows(good, good) == ["PASS", "PASS"]
+    assert rows(good, {"vbar": [None, None], "sum_minus_cost": None}) == ["PASS", "FAIL"]
+    assert rows(good, None) == ["PASS", "FAIL"]
+    assert rows(good, {"vbar": [0.503, 0.497], "sum_minus_cost": 0.0}) == ["PASS", "FAIL"]

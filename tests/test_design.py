@@ -54,6 +54,19 @@ def test_thm9_vbar_to_1e3_and_on_the_budget_line(thm9):
     assert all(np.isfinite(shifts))
 
 
+def test_soft_max_ignores_states_without_weight():
+    """A state without weight never enters the smooth maximum, however large its value: ``exp`` of it overflows in
+    float32, and ``0 * inf`` made the search's constraint NaN (a cold start of CE Thm 9 with n = 3 diverged)."""
+    x = jnp.array([0.1, 0.0, 100.0])
+    w = jnp.array([1.0, 1.0, 0.0])
+    tau = 0.01
+    value, grad = jax.value_and_grad(lambda x: jm.soft_max(x, w, tau))(x)
+    ref = tau * np.log((np.exp(10.0) + 1.0) / 2.0)  # the two weighted states only
+    assert float(value) == pytest.approx(ref, rel=1e-5)
+    assert np.all(np.isfinite(np.asarray(grad))) and float(grad[2]) == 0.0
+    assert np.isfinite(float(jm.soft_max(x, jnp.zeros(3), tau)))  # no weight anywhere: finite too
+
+
 def test_repair_moves_onto_the_budget_boundary_from_either_side():
     env = jm.bilateral_trade(jm.linear_trade_values(0.3))
     prior = jm.independent(env.dims)

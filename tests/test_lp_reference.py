@@ -133,6 +133,19 @@ def test_bad_arguments_are_one_line():
         lp.solve(jm.example1(), jm.independent(jm.example1().dims), 5)
     with pytest.raises(ValueError, match="grid: need >= 2"):
         lp.solve(env, prior, 1)
+    with pytest.raises(ValueError, match="method: one of auto, highs-ds, highs-ipm"):
+        lp.solve(env, prior, 5, method="simplex")
+
+
+def test_interior_point_and_simplex_agree():
+    """Both HiGHS methods give the same optimal value (the auto choice only changes the time), n = 3 and n = 2."""
+    env = jm.public_good(jm.linear_public_values(0.3, 3), 1.5, 3)
+    prior = jm.independent(env.dims)
+    ds, ipm = (lp.solve(env, prior, 5, method=m).value for m in ("highs-ds", "highs-ipm"))
+    assert ipm == pytest.approx(ds, abs=1e-7) and lp.highs_method(3, 500) == "highs-ipm"
+    env, prior = _trade(0.3)
+    ds, ipm = (lp.solve(env, prior, 9, method=m).value for m in ("highs-ds", "highs-ipm"))
+    assert ipm == pytest.approx(ds, abs=1e-7) and lp.highs_method(2, 500) == "highs-ds"
 
 
 def _auction(a=0.0, rho=None):

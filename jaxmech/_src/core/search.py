@@ -125,7 +125,9 @@ def soft_max(x: Array, w: Array, tau: float) -> Array:
     wsum = jnp.maximum(jnp.sum(w), 1e-12)
     m = jax.lax.stop_gradient(jnp.max(jnp.where(w > 0, x, -jnp.inf)))
     m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return m + tau * jnp.log(jnp.maximum(jnp.sum(w * jnp.exp((x - m) / tau)), 1e-30) / wsum)
+    # states without weight never enter: exp of their (possibly huge) x - m would overflow, and 0 * inf is NaN
+    z = jnp.where(w > 0, x - m, 0.0)
+    return m + tau * jnp.log(jnp.maximum(jnp.sum(w * jnp.exp(z / tau)), 1e-30) / wsum)
 
 
 class SearchResult(NamedTuple):

@@ -96,6 +96,7 @@ class DesignResult(NamedTuple):
       objective, welfare, revenue: ``{"mean", "se", "profiles"}`` on fresh profiles (revenue = ``-deficit``).
       exact: the objective by quadrature (``{"value", "error"}``: the change from halving the panels), or None.
       starts: per start: its cold parameters, the repaired (and polished) ones, the repair's shift, the objective.
+        A start whose search diverged (non-finite parameters) has ``feasible`` false and ``diverged`` true.
       spread: the per-start objectives' ``min``, ``max``, ``std``.
       precision: how precisely the parameters are pinned down (spread across starts, optimizer tolerance).
       audit: the exact audit's summary (sampled profiles) and the support-grid check.
@@ -1005,6 +1006,11 @@ def design(
     for k in range(starts):
         p0 = _index(inits, k)
         p1 = _index(found, k)
+        if not all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(p1)):
+            # a start whose search diverged is reported as such, never repaired into a number
+            rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "feasible": False,
+                         "diverged": True})  # fmt: skip
+            continue
         p2, delta, ok = repaired(p1)
         if not ok:
             rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "feasible": False})
@@ -1025,6 +1031,10 @@ def design(
             p3 = polish_band(p2)
             p3 = p3 if float(quad(p3)) >= float(quad(p2)) else p2  # never worse than the repaired search
         val = float(quad(p3)) if quad is not None else float(np.mean(np.asarray(pick(p3), np.float64)[:, 0]))
+        if not np.isfinite(val):
+            rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "feasible": False,
+                         "diverged": True})  # fmt: skip
+            continue
         rows.append({"cold": _describe(spec, p0), "searched": _describe(spec, p1), "repair_shift": delta,
                      "repair_direction": "more trade" if delta > 0 else "less trade" if delta < 0 else "none",
                      "final": _describe(spec, p3), "objective": val, "feasible": True})  # fmt: skip

@@ -60,6 +60,15 @@ def _describe(desc: dict) -> str:
     return ", ".join(parts)
 
 
+def _lost_starts(starts) -> str:
+    """What became of the starts without a final mechanism (a diverged search, or no budget-feasible shift)."""
+    diverged = sum(1 for r in starts if r.get("diverged"))
+    infeasible = sum(1 for r in starts if not r["feasible"]) - diverged
+    parts = [f"{diverged} diverged (non-finite parameters)"] * bool(diverged)
+    parts += [f"{infeasible} not budget feasible after the repair"] * bool(infeasible)
+    return f"   ** {', '.join(parts)}" if parts else ""
+
+
 def _design_summary(metrics: dict) -> str:
     d = metrics["design"]
     a, g = d["audit"]["sampled"], d["audit"]["grid"]
@@ -75,7 +84,8 @@ def _design_summary(metrics: dict) -> str:
         f"{d['revenue']['mean']:.6f} ± {d['revenue']['se']:.2g}",
         f"starts          {len(d['starts'])}: objective "
         + ", ".join(f"{v:.6f}" for v in d["spread"]["values"])
-        + f"   (spread {d['spread']['max'] - d['spread']['min']:.2g})",
+        + f"   (spread {d['spread']['max'] - d['spread']['min']:.2g})"
+        + _lost_starts(d["starts"]),
         "precision       " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in d["precision"].items()),
         f"exact audit     {a['profiles']:,} profiles: regret max {a['regret_max']:.3g}   IR violation max "
         f"{a['ir_violation_max']:.3g}   deficit max {a['deficit_max']:.3g} (tol {a['tol']:.1g})",
