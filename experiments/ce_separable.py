@@ -1,4 +1,4 @@
-"""Chung & Ely (2007) Sec. 3 beyond the two shipped environments: CE Thm 2 (ex post IC iff monotone, separable
+"""Chung & Ely (2006) Sec. 3 beyond the two shipped environments: CE Thm 2 (ex post IC iff monotone, separable
 environments, Def 6) in a single-object auction and in a project with k = 3 ordered sizes, and CE Thm 4 (an efficient
 Bayesian IC, interim IR mechanism has an interim-payoff-equivalent ex post IC and IR one) in the auction.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import _reference as ref_
 import numpy as np
 
-from jaxmech._src.app.reproduce import Claim, Experiment, check, info, main_for, measure
+from jaxmech._src.app.reproduce import Claim, Experiment, check, main_for, measure
 
 QUICK = ("audit.profiles=8192", "design.starts=2", "design.steps=150", "design.eval_profiles=32768",
          "design.repair_profiles=4096", "design.check_grid=17", "design.lp_grids=[17, 33]")  # fmt: skip
@@ -97,7 +97,7 @@ def _audit_ok(m: dict) -> Claim:
     worst = max(a["regret_max"], a["ir_violation_max"], a["deficit_max"], g["regret_max"], g["ir_violation_max"],
                 g["deficit_max"])  # fmt: skip
     return check(
-        "CE Thm 2",
+        "jaxmech (not in CE)",
         f"exact audit of the designed mechanism ({m['name']})",
         f"largest regret / IR violation / deficit {worst:.2g} (samples and a {g['points']}-profile support grid)",
         f"<= tol = {a['tol']:.2g}",
@@ -108,7 +108,8 @@ def _audit_ok(m: dict) -> Claim:
 def _reference(m: dict, within: float) -> list[Claim]:
     r = _d(m)["reference"]
     if r is None or "error" in r:
-        return [info("LP", f"LP reference ({m['name']})", "unavailable", "" if r is None else r["error"])]
+        why = "not asked for (design.reference = false)" if r is None else r["error"]
+        return [check("LP", f"LP reference ({m['name']})", "unavailable", why, False)]
     per = ", ".join(f"G={g}: {v:.5f}" for g, v in zip(r["grids"], r["values"], strict=True))
     return [
         check(
@@ -178,12 +179,12 @@ def _interdependent(a: float):
         r = d["reference"]
         if r is not None and "error" not in r:
             out.append(
-                info(
+                measure(
                     "LP",
                     f"randomization vs the best deterministic rule, a = {a}",
                     f"LP 1/G limit {r['limit']:.6f} vs deterministic {ref:.6f}: {100 * (r['limit'] / ref - 1):+.2f}%",
-                    "the LP allows randomized allocations; its limit above the deterministic optimum is what "
-                    "randomization may add (configs design_trade_randomized_a0*: the randomized family reaches most of it)",
+                    "the LP allows randomized allocations; its limit above the deterministic optimum bounds what "
+                    "randomization can add (the randomized family's share: configs design_trade_randomized_a0*)",
                 )
             )
         return out
@@ -211,7 +212,7 @@ def _randomized(a: float):
         r = d["reference"]
         if r is not None and "error" not in r:
             out.append(
-                info(
+                measure(
                     "LP",
                     f"randomized design vs the LP limit, a = {a}",
                     f"design {d['value']:.6f}, LP 1/G limit {r['limit']:.6f} (gap {100 * r['gap_relative']:+.2f}%)",
@@ -294,7 +295,7 @@ def public_randomized(a: float, c: float):
         mc, ex = d["objective"], d["exact"]
         out = [
             check(
-                "CE Thm 2",
+                "jaxmech (not in CE)",
                 f"randomized provision beats the best posted-cutoff rule, a = {a}, c = {c} (cold starts)",
                 f"{d['value']:.6f} by quadrature (± {ex['error']:.1g}); box "
                 f"({', '.join(f'{x:.4f}' for x in d['description']['cut'])})",
@@ -302,7 +303,7 @@ def public_randomized(a: float, c: float):
                 d["value"] - det > 100 * ex["error"] + 1e-6,
             ),
             check(
-                "CE Thm 2",
+                "jaxmech (not in CE)",
                 "the designed rule's own Monte Carlo welfare agrees with its quadrature",
                 f"MC {mc['mean']:.6f} ± {mc['se']:.1g} ({mc['profiles']:,} profiles; {(mc['mean'] - det) / mc['se']:.1f} "
                 "SE above the posted rule)",
@@ -315,7 +316,7 @@ def public_randomized(a: float, c: float):
         r = d["reference"]
         if r is not None and "error" not in r:
             out.append(
-                info(
+                measure(
                     "LP",
                     f"does randomization help? public good, values falling in the other's signal (a = {a})",
                     f"posted {det:.6f} -> randomized {d['value']:.6f} ({100 * (d['value'] / det - 1):+.2f}%) -> LP 1/G "

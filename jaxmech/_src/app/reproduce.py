@@ -82,7 +82,7 @@ class Experiment(NamedTuple):
       claims: ``metrics -> list[Claim]``.
       quick: ``--set``-style overrides for ``--quick`` (CI-sized: seconds on a 2-core CPU).
       full: overrides for ``--full`` (paper-grade sizes, meant for a GPU).
-      paper: ``"CE"`` (Chung & Ely 2007) or ``"B"`` (Bikhchandani 2005), for grouping in the report.
+      paper: ``"CE"`` (Chung & Ely 2006) or ``"B"`` (Bikhchandani 2005), for grouping in the report.
       captions: figure file name -> caption, overriding :data:`CAPTIONS`.
       cost: about how many seconds its quick run takes on a 2-core CPU (default 0: short). Only an ordering hint:
         the worker pool starts the costliest experiments first (longest-processing-time-first scheduling keeps a
@@ -103,7 +103,7 @@ def pm(x: dict, digits: int = 4) -> str:
 
 
 PAPERS = {
-    "CE": "Chung & Ely (2007), Ex post incentive compatible mechanism design",
+    "CE": "Chung & Ely (2006), Ex post incentive compatible mechanism design (working paper, May 17, 2006)",
     "B": "Bikhchandani (2005), The limits of ex post implementation revisited (working paper)",
 }
 
