@@ -399,15 +399,13 @@ def cor1_interim_regret(a: float, buyer: tuple, seller: tuple, types: int, misre
 
 
 # --------------------------------------------------------------------------------------------------------------
-# B Sec. 4: the construction's price from its definitions, by brute force (buyer i's signal of any dimension)
+# B Sec. 4: the construction's price from its definitions, with the exact maximizer of V_j on each class
 
 
 def private_common_values_np(dims: list, weights: list | None, own: float | None):
     """B's private + common family restated: ``V_i = mean_k x_ik^2 + own c_i + w_i mean_k c_k``, buyer i's signal
     ``(x_i1, ..., c_i)``; ``own`` defaults to ``(max w - min w) / n + 0.25``. Returns ``values(profiles (N, D))``."""
-    n = len(dims)
-    w = np.ones(n) if weights is None else np.asarray(weights, float)
-    own = float(w.max() - w.min()) / n + 0.25 if own is None else own
+    w, own = _private_common_weights(dims, weights, own)
     starts = np.cumsum((0, *dims[:-1]))
 
     def values(s):
@@ -417,6 +415,127 @@ def private_common_values_np(dims: list, weights: list | None, own: float | None
         return priv + own * c + w[None, :] * c.mean(-1, keepdims=True)
 
     return values
+
+
+def _private_common_weights(dims: list, weights: list | None, own: float | None) -> tuple[np.ndarray, float]:
+    w = np.ones(len(dims)) if weights is None else np.asarray(weights, float)
+    return w, (float(w.max() - w.min()) / len(dims) + 0.25 if own is None else float(own))
+
+
+def private_common_class_max(dims: list, weights: list | None, own: float | None):
+    """The exact maximizer of every other buyer's value on buyer i's class ``S_i(lam, s_-i)`` (B Sec. 4) in the
+    private + common family. With ``s_-i`` fixed, ``V_i = P_i(x_i) + k_i c_i + const`` with ``P_i = mean_k x_ik^2``
+    and ``k_i = own + w_i / n``, and every ``V_j = ... + w_j c_i / n`` depends on ``s_i`` only through ``c_i``,
+    non-decreasingly. On the class ``P_i + k_i c_i = lam^2 + k_i lam`` (``P_i(lam 1) = lam^2``), ``P_i >= 0``, so
+    ``c_i <= c* = min(1, lam + lam^2 / k_i)`` with equality at ``x_i = 0`` (or, when ``c* = 1``, at
+    ``x_ik^2 = lam^2 + k_i (lam - 1)`` in [0, lam^2]); a 1-d buyer (no ``x_i``) has the class ``{c_i = lam}``.
+    Returns ``argmax(s (N, D), i, lam (N,)) -> (N, d_i)``, buyer i's point on his class."""
+    w, own = _private_common_weights(dims, weights, own)
+
+    def argmax(s, i, lam):
+        d, k = dims[i], own + w[i] / len(dims)
+        if d == 1:
+            return lam[:, None]
+        c = np.minimum(1.0, lam + lam**2 / k)
+        x = np.sqrt(np.maximum(lam**2 + k * (lam - c), 0.0))  # 0 unless c = 1
+        return np.concatenate([np.repeat(x[:, None], d - 1, axis=1), c[:, None]], axis=1)
+
+    return argmax
+
+
+def example1_values_np(n: int):
+    """B Example 1 with ``n`` buyers restated: ``V_i = p_i + c_i mean_{k != i} c_k``, ``s = (p_1, c_1, ..., p_n, c_n)``
+    (``n = 2``: ``V_i = p_i + c_1 c_2``). Returns ``values(profiles (N, 2n))``."""
+
+    def values(s):
+        p, c = s[:, 0::2], s[:, 1::2]
+        return p + c * (c.sum(-1, keepdims=True) - c) / (n - 1)
+
+    return values
+
+
+def example1_class_max(n: int):
+    """The exact maximizer of every other buyer's value on buyer i's class in Example 1 with ``n`` buyers. With
+    ``m = mean_{k != i} c_k`` fixed, the class is ``p_i + m c_i = lam (1 + m)`` and every ``V_j = p_j + c_j (c_i +
+    ...) / (n - 1)`` is non-decreasing in ``c_i`` alone; ``p_i >= 0`` gives ``c_i <= c* = min(1, lam (1 + m) / m)``
+    (1 if ``m = 0``), attained at ``p_i = lam (1 + m) - c* m``. Returns ``argmax(s, i, lam) -> (N, 2)``."""
+
+    def argmax(s, i, lam):
+        c = s[:, 1::2]
+        m = (c.sum(-1) - c[:, i]) / (n - 1)
+        cs = np.where(m > 0, np.minimum(1.0, lam * (1 + m) / np.where(m > 0, m, 1.0)), 1.0)
+        return np.stack([np.clip(lam * (1 + m) - cs * m, 0.0, 1.0), cs], -1)  # clip: rounding only
+
+    return argmax
+
+
+def b_family(env: dict):
+    """``(values, argmax)`` of a ``pivotal`` run's environment (its recorded ``settings.environment``) when this
+    module has its exact class maximizer: Example 1 with any ``n`` and the private + common family; else None."""
+    if env.get("kind") == "example1":
+        n = int(env.get("n") or 2)
+        return example1_values_np(n), example1_class_max(n)
+    if env.get("kind") == "private_common":
+        args = (list(env["dims"]), env.get("weights"), env.get("own"))
+        return private_common_values_np(*args), private_common_class_max(*args)
+    return None
+
+
+def _with_signal(s: np.ndarray, dims: list, i: int, x: np.ndarray) -> np.ndarray:
+    out = np.array(s, np.float64, copy=True)
+    start = sum(dims[:i])
+    out[:, start : start + dims[i]] = x
+    return out
+
+
+def exact_class_price(values, argmax, s: np.ndarray, i: int, j: int, dims: list, iters: int = 60) -> np.ndarray:
+    """``t*_ij(s_-i) = V^m_ij(lam*_ij)`` (B eq. (8) and the definition of ``lam*_ij`` before it) at profiles
+    ``s (N, D)``, with ``V^m_ij(lam) = V_j(argmax(s, i, lam), s_-i)`` the exact class maximum. ``g_ij(lam) =
+    V_i(lam 1, s_-i) - V^m_ij(lam)`` is non-decreasing (B Lemma 2), so ``lam* = max{lam : g_ij(lam) <= 0}`` is found by
+    bisection (vectorized over profiles; ``iters`` halvings of [0, 1]: exact to rounding). End cases as in B:
+    ``g(1) < 0``: ``lam* = 1``; ``g(0) > 0``: ``t* = V^m_ij(0)``."""
+    s = np.atleast_2d(np.asarray(s, np.float64))
+    d = dims[i]
+
+    def vm(lam):
+        return values(_with_signal(s, dims, i, argmax(s, i, lam)))[:, j]
+
+    def g(lam):
+        return values(_with_signal(s, dims, i, np.repeat(lam[:, None], d, axis=1)))[:, i] - vm(lam)
+
+    lo, hi = np.zeros(len(s)), np.ones(len(s))
+    top = g(hi) <= 0  # lam* = 1
+    low = g(lo) > 0  # lam* = 0^-: V^m(0)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        left = g(mid) <= 0
+        lo, hi = np.where(left, mid, lo), np.where(left, hi, mid)
+    lam = np.where(top, 1.0, np.where(low, 0.0, lo))
+    return vm(lam)
+
+
+def exact_construction_prices(values, argmax, s: np.ndarray, dims: list) -> np.ndarray:
+    """The construction's prices ``t*_i = max_{j != i} t*_ij`` (B Sec. 4.1) at profiles ``s (N, D)``: ``(N, n)``."""
+    n = len(dims)
+    return np.stack([np.max([exact_class_price(values, argmax, s, i, j, dims) for j in range(n) if j != i], 0)
+                     for i in range(n)], -1)  # fmt: skip
+
+
+def construction_revenue_welfare(values, argmax, dims: list, samples: int, seed: int) -> dict:
+    """Expected revenue, welfare and first-best welfare ``E[max(max_i V_i, 0)]`` of B eq. (4) at the exact prices t*
+    (buyer i wins iff ``V_i > t*_i``), plain Monte Carlo over ``samples`` i.i.d. U[0,1] profiles
+    (``np.random.default_rng(seed)``): ``{name: (mean, se)}``, and ``sold_to_several``: profiles where more than one
+    buyer clears his price (0 for admissible prices, B eq. (3))."""
+    s = np.random.default_rng(seed).random((samples, sum(dims)))
+    v, t = values(s), exact_construction_prices(values, argmax, s, dims)
+    surplus, rows = v - t, np.arange(samples)
+    k = surplus.argmax(-1)
+    sold = surplus[rows, k] > 0
+    ys = {"revenue": np.where(sold, t[rows, k], 0.0), "welfare": np.where(sold, v[rows, k], 0.0),
+          "first_best_welfare": np.maximum(v.max(-1), 0.0)}  # fmt: skip
+    out = {name: (float(y.mean()), float(y.std(ddof=1) / np.sqrt(samples))) for name, y in ys.items()}
+    out["sold_to_several"] = int(((surplus > 0).sum(-1) > 1).sum())
+    return out
 
 
 def brute_force_price(values, s: np.ndarray, i: int, j: int, dims: list, grid: int | None = None,

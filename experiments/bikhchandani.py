@@ -74,12 +74,13 @@ def _common_rows(m: dict, source: str, nontrivial: bool = True) -> list[Claim]:
         if r["kind"] == "pivotal":
             rows.append(check("B Sec. 4 (weak efficiency)", f"{name}: the winner has the highest value", meas,
                               "share 1", we["mean"] == 1.0))  # fmt: skip
-        else:
-            rows.append(info("B Sec. 4 (weak efficiency)", f"{name}: weak efficiency (B claims it for the Theorem's "
-                             "mechanism only)", meas + f" at {np.round(r['weak_efficiency']['worst_profile'], 3).tolist()}"))  # fmt: skip
+        else:  # B claims weak efficiency for the Theorem's construction only: a measurement, not a claim
+            rows.append(measure("B Sec. 4 (weak efficiency)", f"{name}: share of sales won by the highest value (B "
+                                "claims weak efficiency for the Theorem's construction only)",
+                                meas + f" at {np.round(r['weak_efficiency']['worst_profile'], 3).tolist()}"))  # fmt: skip
         rows.append(measure(source, f"{name}: revenue and welfare",
                          f"revenue {pm(r['revenue'])}, welfare {pm(r['welfare'])}, first best {pm(r['first_best_welfare'])}"))  # fmt: skip
-    rows += _brute_force_rows(m)
+    rows += _exact_price_rows(m)
     if "ray_accuracy" in m:
         ra = m["ray_accuracy"]
         rows.append(check("B Sec. 4 (V^m by rays)", "ray search t* agrees with a fine setting",
@@ -98,45 +99,53 @@ def _common_rows(m: dict, source: str, nontrivial: bool = True) -> list[Claim]:
     return rows
 
 
-def _example1_values_np(s: np.ndarray) -> np.ndarray:
-    """B Example 1 restated: ``V_i = p_i + c_i c_j`` with ``s = (p_1, c_1, p_2, c_2)``."""
-    return np.stack([s[:, 0] + s[:, 1] * s[:, 3], s[:, 2] + s[:, 3] * s[:, 1]], -1)
-
-
-def _brute_force_rows(m: dict, profiles: int = 12) -> list[Claim]:
-    """The construction's prices t*_i = max_{j != i} t*_ij (B eq. (8)) at sampled profiles against B's definitions
-    evaluated by brute force (classes as bands of V_i on a grid of S_i, ``_reference.brute_force_price``), for every
-    buyer with a signal of dimension 1 to 3 (Example 1 with two buyers; the private + common family, any dims)."""
-    if "price_sample" not in m:
-        return []
-    env = m.get("settings", {}).get("environment", {})
-    n = len(m["dims"])
-    if env.get("kind") == "example1" and n == 2:
-        values = _example1_values_np
-    elif env.get("kind") == "private_common":
-        values = ref_.private_common_values_np(env["dims"], env["weights"], env["own"])
-    else:
-        return []
+def _exact_price_rows(m: dict, tol: float = 1e-4) -> list[Claim]:
+    """The construction's prices ``t*_i = max_{j != i} V^m_ij(lam*_ij)`` (B eq. (8), Sec. 4.1) on the run's
+    ``price_sample`` against B's definitions with the exact class maximizer (``_reference.exact_class_price``):
+    Example 1 with any n and the private + common family, every buyer, any signal dimension."""
+    fam = ref_.b_family(m.get("settings", {}).get("environment", {}))
+    piv = next((r for r in m.get("mechanisms", []) if r["kind"] == "pivotal"), None)
+    if "price_sample" not in m or fam is None or piv is None or piv["mechanism"] != "pivotal":
+        return []  # no closed-form class maximizer, or the sampled prices are not the plain construction's
+    dims, n = m["dims"], len(m["dims"])
     x, t = np.asarray(m["price_sample"]["signals"]), np.asarray(m["price_sample"]["prices"])
-    k_max = min(profiles, len(x))
-    err, worst_excess, band_max = 0.0, -np.inf, 0.0
-    buyers = [i for i in range(n) if 1 <= m["dims"][i] <= 3]
-    for k in range(k_max):
-        for i in buyers:
-            refs = [ref_.brute_force_price(values, x[k], i, j, m["dims"], return_band=True) for j in range(n) if j != i]
-            ref, band = max(r for r, _ in refs), max(b for _, b in refs)
-            e = abs(t[k, i] - ref)
-            err, band_max = max(err, e), max(band_max, band)
-            # the brute force's bias is one-sided (a class as a band of V_i holds larger V_j) and shrinks with the class
-            # thickness: b_private_common's 3-d buyer at one profile, 0.0207 -> 0.0145 as the thickness goes 0.0124 -> 0.0083
-            worst_excess = max(worst_excess, e - (1e-3 + 2.0 * band))
-    grids = ", ".join(f"{ {1: 2001, 2: 301}.get(d, 81)}^{d}" for d in sorted({m['dims'][i] for i in buyers}))
-    return [check("B Sec. 4 (t* by brute force)", f"construction's price t*_i = max_j V^m_ij(lam*_ij) (buyer{'s' if len(buyers) > 1 else ''} "
-                  f"{', '.join(str(i + 1) for i in buyers)}; signal dims {m['dims']})",
-                  f"max |t* - brute force| {err:.2g} on {k_max} profiles (class thickness of the brute force <= {band_max:.2g})",
-                  f"<= 1e-3 + 2 x the brute force's class thickness, per price: B's definitions evaluated directly "
-                  f"(classes as bands of V_i on a {grids} grid of S_i, 800 levels)",
-                  worst_excess <= 0)]  # fmt: skip
+    err = np.abs(t - ref_.exact_construction_prices(*fam, x, dims))
+    k, i = np.unravel_index(int(np.argmax(err)), err.shape)
+    if m["settings"]["environment"]["kind"] == "example1":
+        maxim = "c_i* = min(1, lam (1 + m_i) / m_i), m_i = mean_{k != i} c_k, p_i* = lam (1 + m_i) - c_i* m_i"
+    else:
+        maxim = "c_i* = min(1, lam + lam^2 / (own + w_i / n)), x_i* = 0 (c_i* = lam for a 1-d buyer)"
+    return [check("B Sec. 4 (t* exact)", f"construction's price t*_i = max_j V^m_ij(lam*_ij) (buyers 1-{n}; signal "
+                  f"dims {dims})", f"max |t* - exact| {err.max():.2g} on {len(x)} profiles x {n} buyers (buyer {i + 1} "
+                  f"at {np.round(x[k], 3).tolist()})",
+                  f"<= {tol:g}: B's definitions in NumPy with the exact class maximizer (V_j depends on s_i only "
+                  f"through c_i, non-decreasingly: {maxim}); lam* = max{{lam : g_ij(lam) <= 0}} by bisection",
+                  bool(err.max() <= tol))]  # fmt: skip
+
+
+def _construction_mc_rows(m: dict, samples: int = 8192, seed: int = 0) -> list[Claim]:
+    """The construction's expected revenue and welfare, and its inefficiency (B Sec. 4: weakly efficient only),
+    against an independent NumPy Monte Carlo at the exact prices (``_reference.construction_revenue_welfare``)."""
+    fam = ref_.b_family(m.get("settings", {}).get("environment", {}))
+    piv = next((r for r in m["mechanisms"] if r["mechanism"] == "pivotal"), None)
+    if fam is None or piv is None:
+        return []
+    ref = ref_.construction_revenue_welfare(*fam, m["dims"], samples, seed)
+    keys = ("revenue", "welfare", "first_best_welfare")
+    near = {k: abs(piv[k]["mean"] - ref[k][0]) <= 4.0 * np.hypot(piv[k]["se"], ref[k][1]) for k in keys}
+    src = "B Sec. 4 Theorem" if len(m["dims"]) == 2 else "B Sec. 4.1"
+    what = f"NumPy Monte Carlo, {samples} U[0,1] profiles at the exact prices t* (B eq. (4)); 4 combined SE"
+    fb, gap = ref["first_best_welfare"], ref["first_best_welfare"][0] - ref["welfare"][0]
+    return [
+        check(src, "the construction: expected revenue and welfare", f"revenue {pm(piv['revenue'])}, welfare "
+              f"{pm(piv['welfare'])}", f"revenue {ref['revenue'][0]:.4f} ± {ref['revenue'][1]:.4f}, welfare "
+              f"{ref['welfare'][0]:.4f} ± {ref['welfare'][1]:.4f} ({what})",
+              near["revenue"] and near["welfare"] and ref["sold_to_several"] == 0),
+        check("B Sec. 4 (inefficiency)", "the construction's welfare is below the first best E[max V]",
+              f"{pm(piv['welfare'])} vs {pm(piv['first_best_welfare'])}",
+              f"first best {fb[0]:.4f} ± {fb[1]:.4f}, {gap:.4f} above the welfare ({what})",
+              near["first_best_welfare"] and gap > 0.05 and piv["welfare"]["ci95"][1] < piv["first_best_welfare"]["ci95"][0]),
+    ]  # fmt: skip
 
 
 def example1_claims(m: dict) -> list[Claim]:
@@ -168,12 +177,12 @@ def example1_claims(m: dict) -> list[Claim]:
                           _near(fb, 11 / 12) and ref["welfare"] < 11 / 12 - 0.05 and piv["welfare"]["ci95"][1] < fb["ci95"][0]))  # fmt: skip
         if "example1_construction_vs_p_plus_c" in m:
             d = m["example1_construction_vs_p_plus_c"]
-            rows.append(info("B Sec. 4 vs Sec. 3", "the Theorem's construction on Example 1 gives prices p_j + c_j, not "
-                             "Sec. 3's p_j + c_j^2: both lie in B's own eps-continuum p_j + c_j^2 + eps (eps = c_j - c_j^2 >= 0; B never says "
-                             "Sec. 4 reproduces Sec. 3's), so this is no paper error",
-                             f"max |t* - (p_j + c_j)| = {d:.2g}; revenue {pm(piv['revenue'])} vs "
-                             f"{pm(hand['revenue']) if hand else '-'} (p_j + c_j^2)",
-                             "V^m_ij(lam) = p_j + min(c_j, lam (1 + c_j)), so lam* = (p_j + c_j) / (1 + c_j)"))  # fmt: skip
+            rows.append(check("B Sec. 4 on Example 1", "the Theorem's construction gives prices t*_i = p_j + c_j",
+                              f"max |t* - (p_j + c_j)| = {d:.2g} on {piv['profiles']} profiles",
+                              "<= 1e-5: V^m_ij(lam) = p_j + min(c_j, lam (1 + c_j)), so lam* = (p_j + c_j) / (1 + c_j) "
+                              "(closed form). Correct mathematics, not a paper error: B never says Sec. 4 reproduces "
+                              "Sec. 3's p_j + c_j^2, and p_j + c_j lies in B's own eps-continuum p_j + c_j^2 + eps "
+                              "(eps = c_j - c_j^2 >= 0)", d <= 1e-5))  # fmt: skip
     return rows
 
 
@@ -218,7 +227,7 @@ def _example1_sets_rows(sets: dict, mech: str) -> list[Claim]:
 
 
 def construction_claims(m: dict) -> list[Claim]:
-    return _common_rows(m, "B Sec. 4 Theorem" if len(m["dims"]) == 2 else "B Sec. 4.1")
+    return _common_rows(m, "B Sec. 4 Theorem" if len(m["dims"]) == 2 else "B Sec. 4.1") + _construction_mc_rows(m)
 
 
 def fn3_claims(m: dict) -> list[Claim]:
@@ -252,10 +261,11 @@ def two_outcome_claims(m: dict) -> list[Claim]:
         if r["target"] == 0:
             rows.append(check("B Sec. 3 (JMM)", "a constant two-outcome rule is ex post IC", f"regret max {r['regret_max']:.2g}",
                               "0", r["regret_max"] <= 1e-6))  # fmt: skip
-        elif nt >= 0.05:
-            rows.append(check("B Sec. 3 (JMM)", f"two outcomes, min P(a_k) pinned near {r['target']:.2f}: regret bounded away from 0",
-                              f"min P(a_k) {nt:.3f}, worst regret {r['regret_max']:.3f}, mean {r['regret_mean'][0]:.4f} ± {r['regret_mean'][1]:.4f}",
-                              "> 0.02 (searched: MLP boundary, best payments)", r["regret_max"] > 0.02))  # fmt: skip
+        elif nt >= 0.05:  # a search's optimum: a weak optimizer would also stay away from 0, so no claim rests on it
+            rows.append(measure("B Sec. 3 (JMM)", f"two outcomes, min P(a_k) pinned near {r['target']:.2f}: least regret "
+                                "found (searched: MLP boundary, best payments; the closed-form row below carries JMM)",
+                                f"min P(a_k) {nt:.3f}, worst regret {r['regret_max']:.3f}, mean {r['regret_mean'][0]:.4f} "
+                                f"± {r['regret_mean'][1]:.4f}"))  # fmt: skip
     eff = [r for r in m["shifted_efficient"] if r["nontriviality"] >= 0.05]
     if eff:
         low = min(r["regret_max"] for r in eff)

@@ -244,15 +244,176 @@ def test_cor1_interim_regret_quadrature_against_monte_carlo():
 
 
 def test_brute_force_price_gives_the_closed_form_on_example1():
-    import bikhchandani
-
     rng = np.random.default_rng(2)
     for s in rng.random((4, 4)):
         for i in (0, 1):
             j = 1 - i
             want = s[2 * j] + s[2 * j + 1]  # t*_i = p_j + c_j (tests/test_pivotal.py derives it)
-            got = ref_.brute_force_price(bikhchandani._example1_values_np, s, i, j, [2, 2])
+            got = ref_.brute_force_price(ref_.example1_values_np(2), s, i, j, [2, 2])
             assert abs(got - want) < 5e-3
+
+
+# B Sec. 4: the exact class maximizer of the price reference, against brute force
+
+B_FAMILIES = [  # (recorded settings.environment, dims)
+    ({"kind": "example1", "n": 2}, [2, 2]),
+    ({"kind": "example1", "n": 3}, [2, 2, 2]),
+    ({"kind": "private_common", "dims": [2, 3], "weights": [1.0, 0.4], "own": None}, [2, 3]),
+    ({"kind": "private_common", "dims": [1, 2, 3], "weights": [1.0, 0.6, 0.3], "own": None}, [1, 2, 3]),
+    ({"kind": "private_common", "dims": [2, 2], "weights": [0.0, 1.0], "own": 0.5}, [2, 2]),
+]
+
+
+def _class_points(values, s, i, dims, lam, points, solve):
+    """Buyer i's class S_i(lam, s_-i) by brute force, from ``values`` alone: a grid over all of his coordinates but
+    one, ``solve`` (in which V_i strictly rises: ``c_i`` in the private + common family, ``p_i`` in Example 1), solved
+    from ``V_i = V_i(lam 1)`` by bisection; points without a solution in [0, 1] are dropped."""
+    start, d = sum(dims[:i]), dims[i]
+    solve = start + (solve if solve >= 0 else d + solve)
+    free = [k for k in range(start, start + d) if k != solve]
+    y = np.linspace(0.0, 1.0, points)
+    grid = np.zeros((1, 0))  # a 1-d buyer: the class is one point
+    if free:
+        grid = np.stack(np.meshgrid(*([y] * len(free)), indexing="ij"), -1).reshape(-1, len(free))
+    prof = np.repeat(np.asarray(s, float)[None], len(grid), 0)
+    prof[:, free] = grid
+    diag = np.array(s, float)
+    diag[start : start + d] = lam
+    level = values(diag[None])[0, i]
+
+    def vi(x):
+        q = prof.copy()
+        q[:, solve] = x
+        return values(q)[:, i]
+
+    lo, hi = np.zeros(len(grid)), np.ones(len(grid))
+    ok = (vi(lo) <= level + 1e-12) & (vi(hi) >= level - 1e-12)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        up = vi(mid) > level
+        lo, hi = np.where(up, lo, mid), np.where(up, mid, hi)
+    prof[:, solve] = lo
+    return prof[ok]
+
+
+@pytest.mark.parametrize("env, dims", B_FAMILIES)
+def test_exact_class_maximizer_is_on_the_class_and_beats_a_brute_force_search(env, dims):
+    """``argmax(s, i, lam)`` lies in [0, 1]^d_i and on buyer i's class, and no point of the class (a brute-force grid
+    of it) gives any other buyer j a larger value: V^m_ij(lam) exactly (B Sec. 4, before eq. (6))."""
+    values, argmax = ref_.b_family(env)
+    rng = np.random.default_rng(7)
+    for s in rng.random((2, sum(dims))):
+        for i in range(len(dims)):
+            start, d = sum(dims[:i]), dims[i]
+            for lam in (0.0, 0.15, 0.5, 0.85, 1.0):
+                x = argmax(s[None], i, np.array([lam]))[0]
+                assert x.shape == (d,) and np.all((x >= 0) & (x <= 1 + 1e-15))
+                at, diag = s.copy(), s.copy()
+                at[start : start + d], diag[start : start + d] = x, lam
+                v_at, v_diag = values(at[None])[0], values(diag[None])[0]
+                assert abs(v_at[i] - v_diag[i]) <= 1e-12
+                solve = 0 if env["kind"] == "example1" else -1  # the coordinate V_i strictly rises in
+                pts = _class_points(values, s, i, dims, lam, {1: 2001, 2: 121}.get(d - 1, 2001), solve)
+                vals = values(pts)
+                for j in range(len(dims)):
+                    if j != i:
+                        assert vals[:, j].max() <= v_at[j] + 1e-9  # nothing on the class does better
+                        assert vals[:, j].max() >= v_at[j] - 2e-3  # and the grid comes close to it
+
+
+@pytest.mark.parametrize("env, dims", B_FAMILIES)
+def test_exact_construction_price_against_the_band_brute_force(env, dims):
+    """``exact_class_price`` against ``brute_force_price`` (classes as bands of V_i on a grid, B's definitions
+    evaluated directly) within the brute force's own error; Example 1 with two buyers: the closed form p_j + c_j."""
+    values, argmax = ref_.b_family(env)
+    rng = np.random.default_rng(8)
+    s = rng.random((2, sum(dims)))
+    for i in range(len(dims)):
+        for j in range(len(dims)):
+            if j == i:
+                continue
+            got = ref_.exact_class_price(values, argmax, s, i, j, dims)
+            for k in range(len(s)):
+                grid = 47 if dims[i] == 3 else None
+                want, band = ref_.brute_force_price(values, s[k], i, j, dims, grid=grid, return_band=True)
+                assert abs(got[k] - want) <= 1e-3 + 2 * band, (i, j, k, got[k], want, band)
+    if env == {"kind": "example1", "n": 2}:
+        t = ref_.exact_construction_prices(values, argmax, s, dims)
+        np.testing.assert_allclose(t, s[:, [2, 0]] + s[:, [3, 1]], atol=1e-12)
+
+
+def _construction_metrics(env, dims, price_shift=0.0, revenue_shift=0.0, welfare_shift=0.0):
+    """A ``pivotal`` run's metrics that agree with the references: prices from ``exact_construction_prices`` (in
+    float32, as the library stores them), revenue / welfare / first best from an independent sample (seed 5)."""
+    values, argmax = ref_.b_family(env)
+    x = np.random.default_rng(3).random((32, sum(dims)))
+    t = ref_.exact_construction_prices(values, argmax, x, dims).astype(np.float32).astype(float)
+    t[5, -1] += price_shift
+    rw = ref_.construction_revenue_welfare(values, argmax, dims, 2048, 5)
+    stat = lambda m, se: {"mean": m, "se": se, "ci95": [m - 1.96 * se, m + 1.96 * se]}  # noqa: E731
+    n = len(dims)
+    mech = {"mechanism": "pivotal", "kind": "pivotal", "audit": {"max": [0.0] * n, "tol": 1e-5},
+            "admissible": {"violations": 0, "second_surplus_max": 0.0}, "profiles": 2048,
+            "outcomes": {f"a{k}": stat(1 / (n + 1), 0.01) for k in range(n + 1)},
+            "weak_efficiency": {"share_of_sales": {"mean": 1.0}, "worst_shortfall": 0.0},
+            "revenue": stat(rw["revenue"][0] + revenue_shift, rw["revenue"][1]),
+            "welfare": stat(rw["welfare"][0] + welfare_shift, rw["welfare"][1]),
+            "first_best_welfare": stat(*rw["first_best_welfare"])}  # fmt: skip
+    assumptions = {"profiles": 64, "tol": 1e-5, "assumption1a": {"worst": [0.0], "holds": True},
+                   "assumption2": {"worst": [0.0], "holds": True},
+                   "assumption3": {"share": [1 / n] * n, "se": [0.01] * n, "holds": True}}  # fmt: skip
+    return {"environment": env["kind"], "settings": {"environment": env}, "dims": dims, "assumptions": assumptions,
+            "mechanisms": [mech], "price_sample": {"signals": x.tolist(), "prices": t.tolist()}}  # fmt: skip
+
+
+@pytest.mark.parametrize("env, dims", B_FAMILIES[1:4])
+def test_b_construction_rows_pass_on_the_references_and_fail_on_a_wrong_number(env, dims):
+    import bikhchandani
+
+    def status(rows, source):
+        return [r.status for r in rows if r.source == source or r.claim.startswith(source)]
+
+    rows = bikhchandani.construction_claims(_construction_metrics(env, dims))
+    assert all(r.status in ("PASS", "MEASURE") for r in rows), [r for r in rows if r.status != "PASS"]
+    assert status(rows, "B Sec. 4 (t* exact)") == ["PASS"]
+    assert status(rows, "the construction: expected revenue and welfare") == ["PASS"]
+    # a price off by 1e-3 (one buyer at one profile), a revenue or welfare off by 6 of its SE
+    bad = bikhchandani.construction_claims(_construction_metrics(env, dims, price_shift=1e-3))
+    assert status(bad, "B Sec. 4 (t* exact)") == ["FAIL"]
+    for shift in (dict(revenue_shift=0.06), dict(welfare_shift=-0.08)):
+        bad = bikhchandani.construction_claims(_construction_metrics(env, dims, **shift))
+        assert status(bad, "the construction: expected revenue and welfare") == ["FAIL"], shift
+
+
+def test_b_example1_construction_row_needs_p_plus_c():
+    import bikhchandani
+
+    m = _construction_metrics(*B_FAMILIES[0])
+    m["mechanisms"][0]["first_best_welfare"] = {"mean": 11 / 12, "se": 0.005, "ci95": [0.906, 0.926]}
+    for d, want in ((1.3e-6, "PASS"), (2e-5, "FAIL")):
+        m["example1_construction_vs_p_plus_c"] = d
+        rows = [r for r in bikhchandani.example1_claims(m) if r.claim.startswith("the Theorem's construction gives")]
+        assert [r.status for r in rows] == [want] and "not a paper error" in rows[0].reference
+    assert [r.status for r in bikhchandani.example1_claims(m) if r.source == "B Sec. 4 (t* exact)"] == ["PASS"]
+
+
+def test_jmm_rows_rest_on_the_closed_form_not_on_the_search():
+    import bikhchandani
+
+    prof = np.random.default_rng(9).random((16, 4))
+    shifts = (-0.2, 0.0, 0.3)
+    eff = [{"shift": b, "nontriviality": 0.3, "regret_max": 0.4,
+            "regret_sample": [ref_.jmm_shifted_gap(x, b, 33) for x in prof]} for b in shifts]  # fmt: skip
+    m = {"search": [{"target": 0, "nontriviality": 0.0, "regret_max": 0.0, "regret_mean": [0.0, 0.0]},
+                    {"target": 0.2, "nontriviality": 0.2, "regret_max": 0.03, "regret_mean": [0.01, 0.001]}],
+         "shifted_efficient": eff, "profile_sample": prof.tolist(), "grid_points": 33, "environment": "example1",
+         "with_a0": {"nontriviality": 0.4, "regret": {"max": [0.0, 0.0], "tol": 1e-5}}}  # fmt: skip
+    rows = bikhchandani.two_outcome_claims(m)
+    assert [r.status for r in rows if "pinned" in r.claim] == ["MEASURE"]  # a weak optimizer's number: no claim
+    closed = [r for r in rows if "under the best payments" in r.claim]
+    assert [r.status for r in closed] == ["PASS"]
+    eff[1]["regret_sample"][3] += 0.01  # one profile's regret off the closed form
+    assert [r.status for r in bikhchandani.two_outcome_claims(m) if "under the best payments" in r.claim] == ["FAIL"]
 
 
 def test_band_rule_bound_row_fails_below_the_least_worst_regret():
