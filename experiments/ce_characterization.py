@@ -135,7 +135,9 @@ def _k3_widths_vs_numpy(r: dict) -> Claim:
     c, d = r["connected"], r["disconnected"]
     name = "project choice, agent 1: the widths of the IC payment-difference intervals on the run's samples"
     if "profiles" not in r or any("own_signals" not in x for x in c):
-        return check("CE Thm 3 (k = 3)", name, "samples not in metrics", "NumPy Floyd-Warshall on the same samples", False)
+        return check(
+            "CE Thm 3 (k = 3)", name, "samples not in metrics", "NumPy Floyd-Warshall on the same samples", False
+        )
     prof = np.asarray(r["profiles"], np.float64)
     k = len(c[0]["own_signals"][0])
     others = prof[:, k:]  # agent 1's own signals are the first k coordinates

@@ -501,9 +501,9 @@ def _convex_gain(a: float, s: list) -> float:
     return s[0] - s[1] + a * s[1] ** 2
 
 
-_GAIN_FORMS = {"linear": "(1 - a)(s_beta - s_sigma), slopes (1 - a, a - 1)",
-               "multiplicative": "(1 - a)(s_beta - s_sigma) + b s_beta s_sigma - gamma, slopes (1 - a + b s_sigma, a - 1 + b s_beta)",
-               "convex": "s_beta - s_sigma + a s_sigma^2, slopes (1, -1 + 2 a s_sigma)"}  # fmt: skip
+_GAIN_FORMS = {"linear": ("(1 - a)(s_beta - s_sigma)", "(1 - a, a - 1)"),
+               "multiplicative": ("(1 - a)(s_beta - s_sigma) + b s_beta s_sigma - gamma", "(1 - a + b s_sigma, a - 1 + b s_beta)"),
+               "convex": ("s_beta - s_sigma + a s_sigma^2", "(1, -1 + 2 a s_sigma)")}  # fmt: skip
 
 
 def _def7_violated(r: dict) -> Claim:
@@ -527,9 +527,9 @@ def _def7_violated(r: dict) -> Claim:
     return check("CE Def 7", name,
                  f"holds: {holds}; tie (s_beta, s_sigma) = ({sb:.4f}, {ss:.4f}), d gain / d s_beta {got_b:+.4f}, "
                  f"d gain / d s_sigma {got_s:+.4f}",
-                 f"closed form of the {env['values']} values (a = {env['a']:g}): gain {_GAIN_FORMS[env['values']]} = "
-                 f"{gain:+.1e}, ({db:+.4f}, {ds:+.4f}) there (1e-4); Def 7 needs d / d s_beta > 0 and d / d s_sigma < 0 "
-                 "at every tie", ok)  # fmt: skip
+                 f"closed form of the {env['values']} values (a = {env['a']:g}) there: gain {_GAIN_FORMS[env['values']][0]} "
+                 f"= {gain:+.1e} (|.| <= 1e-4), slopes {_GAIN_FORMS[env['values']][1]} = ({db:+.4f}, {ds:+.4f}) (1e-4); "
+                 "Def 7 needs d / d s_beta > 0 and d / d s_sigma < 0 at every tie", ok)  # fmt: skip
 
 
 def single_crossing_violated(m: dict) -> list[Claim]:
