@@ -226,7 +226,7 @@ def test_def7_row_replays_the_witness_tie_and_fails_on_a_wrong_one(change):
     row = _single_crossing_row()
     assert chung_ely._def7_violated(row).status == "PASS"
     row["condition_witnesses"]["strong_single_crossing"].update(change)
-    if "tie_profile" in change and change["tie_profile"][1] < 0.1:  # a true tie of the line s_beta = s_sigma - a s_sigma^2
+    if "tie_profile" in change and change["tie_profile"][1] < 0.1:  # a true tie: s_beta = s_sigma - a s_sigma^2
         ss = change["tie_profile"][1]
         change["tie_profile"][0] = ss - 1.5 * ss**2
         row["condition_witnesses"]["strong_single_crossing"]["d_gain_d_s_sigma"] = -1 + 3.0 * ss
@@ -1057,7 +1057,8 @@ def _k3_metrics(seed=0, sizes=(16, 64)):
         ob[:, 1], ob[:, 2] = ob[:, 0], 0.0
         wb = np.stack([ref_.project_choice_gaps(o, xb) for o in ob])[:, 0, 1]
         disc.append({"samples": len(xb), "min_width_01": float(wb.min()), "max_width_01": float(wb.max())})
-    return {"agent": 0, "band": 0.2, "connected": conn, "disconnected": disc, "a": 0.5, "n": 2, "profiles": prof.tolist()}
+    return {"agent": 0, "band": 0.2, "connected": conn, "disconnected": disc, "a": 0.5, "n": 2,
+            "profiles": prof.tolist()}  # fmt: skip
 
 
 @pytest.mark.parametrize("field, factor", [("max_width_by_profile", 1.01), ("mean_max_width", 1.01),
