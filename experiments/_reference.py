@@ -92,6 +92,27 @@ def trade_deficit(env: dict, s_b: np.ndarray, s_s: np.ndarray) -> np.ndarray:
     raise ValueError(f"no closed-form deficit for values = {kind!r}")
 
 
+def trade_gain_slopes(env: dict, s_b: float, s_s: float) -> tuple[float, float, float]:
+    """The gain from trade ``v_beta - v_sigma`` at ``(s_beta, s_sigma)`` and its partial derivatives in ``s_beta`` and
+    ``s_sigma``, in closed form from the environment's value model (CE Def 7 for trade: at a tie the gain must rise
+    in ``s_beta`` and fall in ``s_sigma``):
+
+    - linear ``v_i = s_i + a s_-i``: ``(1 - a)(s_b - s_s)``, slopes ``(1 - a, -(1 - a))``;
+    - multiplicative (``v_b = s_b + a s_s + b s_b s_s``, ``v_s = gamma + s_s + a s_b``):
+      ``(1 - a)(s_b - s_s) + b s_b s_s - gamma``, slopes ``(1 - a + b s_s, -(1 - a) + b s_b)``;
+    - convex (``v_b = s_b + a s_s^2``, ``v_s = s_s``): ``s_b - s_s + a s_s^2``, slopes ``(1, -1 + 2 a s_s)``.
+    """
+    kind, a = env["values"], env["a"]
+    if kind == "linear":
+        return (1.0 - a) * (s_b - s_s), 1.0 - a, -(1.0 - a)
+    if kind == "multiplicative":
+        b, g = env["b"], env["gamma"]
+        return (1.0 - a) * (s_b - s_s) + b * s_b * s_s - g, 1.0 - a + b * s_s, -(1.0 - a) + b * s_b
+    if kind == "convex":
+        return s_b - s_s + a * s_s**2, 1.0, -1.0 + 2.0 * a * s_s
+    raise ValueError(f"no closed-form gain slopes for values = {kind!r}")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # public good, v_i = s_i + a sum_(j != i) s_j, cost c: the efficient rule's generalized VCG deficit (CE Thm 8)
 
@@ -202,6 +223,53 @@ def threshold_deficit(a: float, c: float, vbar: tuple, s1: np.ndarray, s2: np.nd
 
     t = price(vbar[0], vbar[1], s2) + price(vbar[1], vbar[0], s1)
     return np.where((v1 >= vbar[0]) & (v2 >= vbar[1]), c - t, 0.0)
+
+
+def _golden(f, lo: float, hi: float, tol: float = 1e-9) -> float:
+    """argmax of a unimodal ``f`` on ``[lo, hi]`` (golden section)."""
+    r = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    c, d = b - r * (b - a), a + r * (b - a)
+    fc, fd = f(c), f(d)
+    while b - a > tol:
+        if fc > fd:
+            b, d, fd = d, c, fc
+            c = b - r * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + r * (b - a)
+            fd = f(d)
+    return 0.5 * (a + b)
+
+
+def asymmetric_thm9_welfare(vbar1: float, a: float = 0.2, w2: float = 0.7, c: float = 1.0, cells: int = 20000,
+                            vbar2: float | None = None) -> float:  # fmt: skip
+    """Expected welfare of the threshold rule "provide iff ``v_i >= vbar_i`` for both" (CE Def 12) with
+    ``v_1 = s_1 + a s_2``, ``v_2 = w2 s_2 + a s_1``, ``s_1 ~ Beta(2, 3)``, ``s_2 ~ Beta(3, 2)`` independent,
+    ``vbar_2 = c - vbar_1`` (the budget line) unless given. For each ``s_1`` (midpoint rule, ``cells`` cells) provision
+    holds for ``s_2 >= tau(s_1) = max((vbar_1 - s_1) / a, (vbar_2 - a s_1) / w2)``, and the inner integral of the
+    welfare ``(1 + a) s_1 + (w2 + a) s_2 - c`` against the density ``12 y^2 (1 - y)`` is an exact polynomial."""
+    v2 = c - vbar1 if vbar2 is None else vbar2
+    s1 = (np.arange(cells) + 0.5) / cells
+    f1 = 12 * s1 * (1 - s1) ** 2 / cells
+
+    def cdf2(y):
+        return 4 * y**3 - 3 * y**4
+
+    def m2(y):  # int_0^y x 12 x^2 (1 - x) dx
+        return 3 * y**4 - 12 * y**5 / 5
+
+    tau = np.clip(np.maximum((vbar1 - s1) / a, (v2 - a * s1) / w2), 0.0, 1.0)
+    inner = ((1 + a) * s1 - c) * (1 - cdf2(tau)) + (w2 + a) * (m2(1.0) - m2(tau))
+    return float(np.sum(f1 * inner))
+
+
+def asymmetric_thm9(a: float = 0.2, w2: float = 0.7, c: float = 1.0, cells: int = 20000) -> tuple[float, float]:
+    """CE Thm 9 asymmetric: the best vbar_1 on the budget line (vbar_2 = c - vbar_1) and its welfare, independently
+    (:func:`asymmetric_thm9_welfare`, golden section on vbar_1)."""
+    v1 = _golden(lambda v: asymmetric_thm9_welfare(v, a, w2, c, cells), 0.0, 1.0)
+    return v1, asymmetric_thm9_welfare(v1, a, w2, c, cells)
 
 
 def first_best_welfare(a: float, c: float) -> float:

@@ -24,6 +24,9 @@ _FULL = ("experiment.profiles=4096",)
 
 
 def _agents_certified(m: dict, source: str) -> list[Claim]:
+    """Per agent: the CE Thm 1 certificate at every sampled ``s_-i``, and CE Thm 3's eq. (4) payments against the
+    certificate's. The latter is a self-consistency check: ``equivalence._payoff_equivalence_fn`` builds both menus
+    from the same own-signal samples plus the same bisected boundary points, so their agreement is nearly built in."""
     out = []
     for r in m["agents"]:
         pe = r["payoff_equivalence"]
@@ -43,7 +46,9 @@ def _agents_certified(m: dict, source: str) -> list[Claim]:
                 f"{r['agent']}: certificate and boundary-difference payments agree up to a constant in s_i",
                 f"max deviation {pe['max_deviation']:.2g}, eq. (4) residual {pe['max_residual']:.2g} "
                 f"({pe['profiles']} s_-i)",
-                "0 (<= 1e-5 in float32; bisection to 2^-40 of a segment)",
+                "0 (<= 1e-5 in float32; bisection to 2^-40 of a segment) (self-consistency: both menus are the "
+                "library's, built on the same bisected boundary points; ce_thm3_k3_refinement checks CE Thm 3 for "
+                "k = 3 without them, against NumPy)",
                 pe["max_deviation"] <= 1e-5 and pe["max_residual"] <= 1e-5 and pe["connected_share"] == 1.0,
             )
         )
@@ -125,9 +130,49 @@ def _separable(m: dict) -> list[Claim]:
     ]  # fmt: skip
 
 
+def _k3_widths_vs_numpy(r: dict) -> Claim:
+    """The library's widths on its own samples against ``_reference.project_choice_gaps`` (NumPy Floyd-Warshall of
+    CE Lemma 1's graph) on the same sampled ``s_-i`` and own signals: per ``s_-i`` the largest width, at every size
+    (1e-6), and on the disconnected type space (the same samples with ``|x_0 - x_1| >= band``, ``x_2 = 0``; others
+    ``s_j0 = s_j1``, ``s_j2 = 0``) the least and largest w(0, 1)."""
+    c, d = r["connected"], r["disconnected"]
+    name = "project choice, agent 1: the widths of the IC payment-difference intervals on the run's samples"
+    if "profiles" not in r or any("own_signals" not in x for x in c):
+        return check(
+            "CE Thm 3 (k = 3)", name, "samples not in metrics", "NumPy Floyd-Warshall on the same samples", False
+        )
+    prof = np.asarray(r["profiles"], np.float64)
+    k = len(c[0]["own_signals"][0])
+    others = prof[:, k:]  # agent 1's own signals are the first k coordinates
+    errs, band_errs = [], []
+    for j, x in enumerate(c):
+        own = np.asarray(x["own_signals"], np.float64)
+        w = np.stack([ref_.project_choice_gaps(o, own, 0, r["a"]) for o in others])
+        worst = np.nanmax(np.where(np.isnan(w), -np.inf, w).reshape(len(w), -1), axis=1)
+        errs.append(max(float(np.max(np.abs(worst - np.asarray(x["max_width_by_profile"])))),
+                        abs(float(np.mean(worst)) - x["mean_max_width"]), abs(float(np.nanmin(w)) - x["min_width"])))  # fmt: skip
+        if j < len(d):
+            xb = own[np.abs(own[:, 0] - own[:, 1]) >= r["band"]].copy()
+            xb[:, 2:] = 0.0
+            ob = others.copy()
+            ob[:, 1] = ob[:, 0]
+            ob[:, 2:] = 0.0
+            wb = np.stack([ref_.project_choice_gaps(o, xb, 0, r["a"]) for o in ob])[:, 0, 1]
+            band_errs.append(max(abs(float(np.min(wb)) - d[j]["min_width_01"]), abs(float(np.max(wb)) - d[j]["max_width_01"]),
+                                 abs(len(xb) - d[j]["samples"])))  # fmt: skip
+    worst_err = max(errs + band_errs)
+    return check("CE Thm 3 (k = 3)", name,
+                 "max |library - NumPy| per size: " + " / ".join(f"{e:.1e}" for e in errs)
+                 + (f"; disconnected w(0, 1): {max(band_errs):.1e}" if band_errs else ""),
+                 f"_reference.project_choice_gaps (NumPy Floyd-Warshall, longest paths of CE Lemma 1's graph) on the same "
+                 f"{len(others)} s_-i and {'/'.join(str(x['samples']) for x in c)} own signals: each s_-i's largest width, "
+                 "their mean and the least width within 1e-6", worst_err <= 1e-6)  # fmt: skip
+
+
 def k3_refinement(m: dict) -> list[Claim]:
     """CE Thm 3, k = 3, no boundary points: payment-difference widths shrink on a connected type space, not on a
-    disconnected one (closed-form limit 2 (1 + a/n) band)."""
+    disconnected one (closed-form limit 2 (1 + a/n) band); the widths themselves against a NumPy Floyd-Warshall on
+    the run's own samples (:func:`_k3_widths_vs_numpy`)."""
     r = m["refine"]
     c = r["connected"]
     n = np.array([x["samples"] for x in c], float)
@@ -152,6 +197,7 @@ def k3_refinement(m: dict) -> list[Claim]:
                   "samples", f">= closed form 2 (1 + a/n) band = {lim:.4f} at each size, within 0.01 at the largest",
                   all(x >= lim - 1e-9 for x in lo) and lo[-1] - lim <= 0.01)
         )  # fmt: skip
+    out.append(_k3_widths_vs_numpy(r))
     return out
 
 

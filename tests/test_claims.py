@@ -190,15 +190,68 @@ def test_convex_family_violates_single_crossing_and_the_payment_bound_is_tight()
     assert abs(best - (1 - y1) / 2) < 1e-3
 
 
+def _single_crossing_row():
+    """Measured numbers of a quick ce_single_crossing_violated run (convex values, a = 1.5)."""
+    return {"case": "x", "settings": {"environment": {"values": "convex", "a": 1.5}},
+            "conditions": {"single_crossing": False, "strong_single_crossing": False},
+            "condition_witnesses": {"single_crossing": {"s": [0.0, 0.671875], "s_prime": [0.0, 0.3359375]},
+                                    "strong_single_crossing": {"tie_profile": [0.0390625, 0.625], "d_gain_d_s_beta": 1.0,
+                                                               "d_gain_d_s_sigma": 0.875}},
+            "regret": [{}, {"max": 0.9, "worst_profile": [0.1, 0.99], "worst_misreport": [0.3]}]}  # fmt: skip
+
+
 def test_single_crossing_rows_fail_without_the_structure():
-    row = {"case": "x", "settings": {"environment": {"a": 1.5}}, "conditions": {"single_crossing": False},
-           "condition_witnesses": {"single_crossing": {"s": [0.0, 0.671875], "s_prime": [0.0, 0.3359375]}},
-           "regret": [{}, {"max": 0.9, "worst_profile": [0.1, 0.99], "worst_misreport": [0.3]}]}  # fmt: skip
-    assert [r.status for r in chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})] == ["PASS", "PASS"]
+    row = _single_crossing_row()
+    rows = chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})
+    assert [(r.source, r.status) for r in rows] == [("CE Def 9", "PASS"), ("CE Def 7", "PASS"), ("CE Sec 4", "PASS")]
     row["regret"][1]["max"] = 0.2  # below the least worst regret of any payments at s_beta = 0.1: impossible
-    assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[1].status == "FAIL"
+    assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[2].status == "FAIL"
     row["condition_witnesses"]["single_crossing"]["s_prime"] = [0.0, 0.9]  # not a violation
     assert chung_ely.single_crossing_violated({"sweep": {"rows": [row]}})[0].status == "FAIL"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tie_profile": [0.0390625, 0.5]},  # not a tie: gain 0.039 - 0.5 + 0.375 = -0.086
+        {"tie_profile": [0.0390625, 0.0390625]},  # a tie where Def 7 holds (slope -1 + 2 a s = -0.88 < 0)
+        {"d_gain_d_s_sigma": 0.75},  # the library's slope off the closed form
+        {"d_gain_d_s_beta": 0.5},
+    ],
+)
+def test_def7_row_replays_the_witness_tie_and_fails_on_a_wrong_one(change):
+    """CE Def 7 fails for v_beta = s_beta + a s_sigma^2, v_sigma = s_sigma: at the tie (5/128, 5/8) the gain is 0 and
+    its slope in s_sigma is -1 + 2 a s_sigma = 0.875 > 0. The row fails on a non-tie, on a tie where the slopes have
+    Def 7's signs, on slopes that are not the closed form's, and when the library says the condition holds."""
+    row = _single_crossing_row()
+    assert chung_ely._def7_violated(row).status == "PASS"
+    row["condition_witnesses"]["strong_single_crossing"].update(change)
+    if "tie_profile" in change and change["tie_profile"][1] < 0.1:  # a true tie: s_beta = s_sigma - a s_sigma^2
+        ss = change["tie_profile"][1]
+        change["tie_profile"][0] = ss - 1.5 * ss**2
+        row["condition_witnesses"]["strong_single_crossing"]["d_gain_d_s_sigma"] = -1 + 3.0 * ss
+    assert chung_ely._def7_violated(row).status == "FAIL"
+    row = _single_crossing_row()
+    row["conditions"]["strong_single_crossing"] = True
+    assert chung_ely._def7_violated(row).status == "FAIL"
+
+
+@pytest.mark.parametrize("env", [{"values": "convex", "a": 1.5}, {**LINEAR, "a": 0.3}, MULT])
+def test_trade_gain_slopes_match_central_differences(env):
+    """``_reference.trade_gain_slopes`` against the value models written out and differentiated numerically."""
+    a, b, g = env["a"], env.get("b", 0.0), env.get("gamma", 0.0)
+    values = {"convex": lambda x, y: (x + a * y**2, y), "linear": lambda x, y: (x + a * y, y + a * x),
+              "multiplicative": lambda x, y: (x + a * y + b * x * y, g + y + a * x)}[env["values"]]  # fmt: skip
+
+    def gain(x, y):
+        vb, vs = values(x, y)
+        return vb - vs
+
+    h = 1e-6
+    for x, y in ((0.1, 0.2), (0.7, 0.4), (0.039, 0.625)):
+        got = ref_.trade_gain_slopes(env, x, y)
+        want = (gain(x, y), (gain(x + h, y) - gain(x - h, y)) / (2 * h), (gain(x, y + h) - gain(x, y - h)) / (2 * h))
+        np.testing.assert_allclose(got, want, atol=1e-8)
 
 
 def _sec43(deficits, vcg):
@@ -1097,3 +1150,94 @@ def test_thm9_every_start_row_fails_on_a_diverged_or_stray_start():
     assert rows(good, {"vbar": [None, None], "sum_minus_cost": None}) == ["PASS", "FAIL"]
     assert rows(good, None) == ["PASS", "FAIL"]
     assert rows(good, {"vbar": [0.503, 0.497], "sum_minus_cost": 0.0}) == ["PASS", "FAIL"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Thm 9, asymmetric (ce_thm9_search_asymmetric) and CE Thm 3 for k = 3 (ce_thm3_k3_refinement)
+
+
+def test_asymmetric_thm9_reference_matches_a_two_dimensional_grid():
+    """``_reference.asymmetric_thm9_welfare`` (exact polynomial inner integral) against a plain 2-D midpoint rule with
+    the Beta(2, 3) x Beta(3, 2) densities, at the optimum and off it; the optimum beats its neighbours on the line."""
+    from scipy import stats
+
+    a, w2, c, n = 0.2, 0.7, 1.0, 1500
+    u = (np.arange(n) + 0.5) / n
+    s1, s2 = np.meshgrid(u, u, indexing="ij")
+    dens = stats.beta(2, 3).pdf(s1) * stats.beta(3, 2).pdf(s2) / n**2
+    v1, best = ref_.asymmetric_thm9(a, w2, c)
+    for vb1 in (v1, 0.45, 0.6):
+        vb2 = c - vb1
+        region = (s1 + a * s2 >= vb1) & (w2 * s2 + a * s1 >= vb2)
+        grid = float(np.sum(dens * region * ((1 + a) * s1 + (w2 + a) * s2 - c)))
+        assert abs(ref_.asymmetric_thm9_welfare(vb1, a, w2, c) - grid) < 2e-4
+    assert ref_.asymmetric_thm9_welfare(v1, a, w2, c) == best
+    assert best > max(ref_.asymmetric_thm9_welfare(v1 + d, a, w2, c) for d in (-0.01, 0.01))
+    assert abs(v1 - 0.5) > 0.02  # not the symmetric rule
+
+
+def _thm9_asymmetric_metrics(vbar1=0.5352842, mean=0.11652, se=0.00148, beta=(2.0, 3.0)):
+    """Measured numbers of a quick ce_thm9_search_asymmetric run, one of them moved."""
+    marg = [{"kind": "beta", "lo": 0.0, "hi": 1.0, "a": beta[0], "b": beta[1]},
+            {"kind": "beta", "lo": 0.0, "hi": 1.0, "a": 3.0, "b": 2.0}]  # fmt: skip
+    env = {"n": 2, "values": "linear", "a": 0.2, "weights": [1.0, 0.7], "cost": 1.0}
+    return {"name": "ce_thm9_search_asymmetric", "settings": {"environment": env, "prior": {**UNIFORM, "marginals": marg}},
+            "search": {"vbar_restored": [vbar1, 1.0 - vbar1], "welfare": {"mean": mean, "se": se}}}  # fmt: skip
+
+
+def test_thm9_asymmetric_row_fails_on_wrong_numbers():
+    assert [r.status for r in chung_ely._thm9_quadrature(_thm9_asymmetric_metrics())] == ["PASS"]
+    # the symmetric rule, a rule 0.03 off, a Monte Carlo welfare 6 SE off, a prior without a reference
+    for bad in ({"vbar1": 0.5}, {"vbar1": 0.565}, {"mean": 0.1139 + 6 * 0.00148}, {"beta": (2.0, 2.0)}):
+        assert [r.status for r in chung_ely._thm9_quadrature(_thm9_asymmetric_metrics(**bad))] == ["FAIL"], bad
+
+
+def test_thm9_rows_label_n3_as_an_extension():
+    m = {"name": "x", "environment": "public_good(n=3, a=0.3, c=1.5)", "search": {"sum_minus_cost_found": 0.0,
+         "welfare": {"mean": 0.86, "se": 0.006}}, "grid": {"best_welfare": {"mean": 0.86, "se": 0.006}},
+         "audit": {"deficit": {"max": 0.0}, "regret": [{"max": 0.0}], "tol": 1e-5}}  # fmt: skip
+    assert {r.source for r in chung_ely.thm9(m)} == {"CE Thm 9 (extension to n = 3)"}
+    m["environment"] = "public_good(n=2, a=0.3, c=1.0)"
+    assert {r.source for r in chung_ely.thm9(m)} == {"CE Thm 9"}
+
+
+def _k3_metrics(seed=0, sizes=(16, 64)):
+    """A ce_thm3_k3_refinement-shaped ``refine`` block whose widths come from the NumPy reference itself."""
+    rng = np.random.default_rng(seed)
+    prof = rng.uniform(size=(4, 6))
+    conn, disc = [], []
+    for n in sizes:
+        x = rng.uniform(size=(n, 3))
+        w = np.stack([ref_.project_choice_gaps(o[3:], x) for o in prof])
+        worst = np.nanmax(np.where(np.isnan(w), -np.inf, w).reshape(len(w), -1), axis=1)
+        conn.append({"samples": n, "mean_max_width": float(np.mean(worst)), "max_width": float(np.max(worst)),
+                     "min_width": float(np.nanmin(w)), "max_width_by_profile": worst.tolist(), "own_signals": x.tolist()})  # fmt: skip
+        xb = x[np.abs(x[:, 0] - x[:, 1]) >= 0.2].copy()
+        xb[:, 2] = 0.0
+        ob = prof[:, 3:].copy()
+        ob[:, 1], ob[:, 2] = ob[:, 0], 0.0
+        wb = np.stack([ref_.project_choice_gaps(o, xb) for o in ob])[:, 0, 1]
+        disc.append({"samples": len(xb), "min_width_01": float(wb.min()), "max_width_01": float(wb.max())})
+    return {"agent": 0, "band": 0.2, "connected": conn, "disconnected": disc, "a": 0.5, "n": 2,
+            "profiles": prof.tolist()}  # fmt: skip
+
+
+@pytest.mark.parametrize("field, factor", [("max_width_by_profile", 1.01), ("mean_max_width", 1.01),
+                                           ("min_width_01", 1.001), ("own_signals", None)])  # fmt: skip
+def test_k3_widths_row_fails_when_the_widths_are_off(field, factor):
+    """The widths row compares the library's numbers with a NumPy Floyd-Warshall on the run's own samples: widths
+    off by a constant factor (1%, or 0.1% on the disconnected space), or other samples, fail it."""
+    import ce_characterization
+
+    assert ce_characterization._k3_widths_vs_numpy(_k3_metrics()).status == "PASS"
+    r = _k3_metrics()
+    rows = r["disconnected"] if field == "min_width_01" else r["connected"]
+    if field == "own_signals":
+        rows[1][field] = _k3_metrics(seed=1)["connected"][1][field]
+    elif field == "max_width_by_profile":
+        rows[1][field] = [x * factor for x in rows[1][field]]
+    else:
+        rows[1][field] *= factor
+    assert ce_characterization._k3_widths_vs_numpy(r).status == "FAIL"
+    del r["profiles"]
+    assert ce_characterization._k3_widths_vs_numpy(r).status == "FAIL"

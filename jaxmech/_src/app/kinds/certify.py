@@ -101,7 +101,8 @@ def _potential_recovery(env, mech, pe, profiles_minus, i: int) -> float:
 def _refine(settings, built, others, table) -> dict:
     """CE Thm 3 without boundary points: agent 1's widths ``w(a, a')`` of the IC payment-difference intervals
     (:func:`equivalence.payment_gaps`) on ``refine`` uniform own-signal samples, and with ``band > 0`` on a
-    disconnected type space ``{x_2 = 0, |x_0 - x_1| >= band}`` at ``s_-1`` with ``s_j0 = s_j1``, ``s_j2 = 0``."""
+    disconnected type space ``{x_2 = 0, |x_0 - x_1| >= band}`` at ``s_-1`` with ``s_j0 = s_j1``, ``s_j2 = 0``.
+    The sampled profiles and own signals are kept in the metrics so that a report can recompute the widths."""
     ex, env, mech = settings.experiment, built.env, built.mechanism
     sl = priors.agent_slice(env.dims, 0)
     lo, hi = np.asarray(env.lo[sl], np.float64), np.asarray(env.hi[sl], np.float64)
@@ -113,7 +114,8 @@ def _refine(settings, built, others, table) -> dict:
         w = equivalence.payment_gaps(env, mech.decide, mech.params, others, 0, jnp.asarray(x, built.dtype), outcomes=table)
         worst = np.nanmax(np.where(np.isnan(w), -np.inf, w).reshape(len(w), -1), axis=1)
         rows.append({"samples": n, "mean_max_width": float(np.mean(worst)), "max_width": float(np.max(worst)),
-                     "min_width": float(np.nanmin(w))})  # fmt: skip
+                     "min_width": float(np.nanmin(w)), "max_width_by_profile": worst.tolist(),
+                     "own_signals": x.tolist()})  # fmt: skip
         if ex.band > 0 and env.dims[0] >= 3:
             xb = x[np.abs(x[:, 0] - x[:, 1]) >= ex.band].copy()
             xb[:, 2:] = 0.0
@@ -126,7 +128,8 @@ def _refine(settings, built, others, table) -> dict:
             band.append({"samples": int(len(xb)), "min_width_01": float(np.min(wb[:, 0, 1])),
                          "max_width_01": float(np.max(wb[:, 0, 1]))})  # fmt: skip
     return {"agent": 0, "band": ex.band, "connected": rows, "disconnected": band,
-            "a": settings.environment.a, "n": env.n_agents}  # fmt: skip
+            "a": settings.environment.a, "n": env.n_agents,
+            "profiles": np.asarray(others, np.float64).tolist()}  # fmt: skip
 
 
 def _run_certify(settings, base_dir, progress, out_dir):
