@@ -1057,3 +1057,25 @@ def test_sec34_anchored_violation_against_a_simulation_and_its_row():
     assert ce_bayesian._sec34_as_written(metrics(v=0.150))[1].status == "FAIL"
     assert ce_bayesian._sec34_as_written(metrics(at=(0.0894, 0.7)))[1].status == "FAIL"  # s_j > k: not the region
     assert ce_bayesian._sec34_as_written(metrics(pv=0.36))[1].status == "FAIL"
+
+
+def test_prop2_concentrating_priors_reach_the_ex_post_regret_off_the_grid_only():
+    """CE Prop 2 "only if" (configs/ce_cor1_bayesian.toml): beta priors concentrating at (0.3, 0.7), off the 33-type /
+    65-report grids, drive the interim regret to the point-mass (ex post) regret, the gap shrinking with kappa; at the
+    grid point (0.3125, 0.6875) a report equal to the other's signal trades with probability 1/2 in the limit and
+    never at the point mass (ties: no trade), so the buyer's interim regret stops at 0.952, 6% short of 1.015."""
+    import math
+
+    def regrets(centre, kappa):
+        c = centre
+        return ref_.cor1_interim_regret(0.5, (c * kappa, (1 - c) * kappa, 0), ((1 - c) * kappa, c * kappa, 0), 33, 65)
+
+    for centre, stall in ((0.3, False), (0.3125, True)):
+        limit = np.array(ref_.cor1_interim_regret(0.5, (math.inf, math.inf, centre), (math.inf, math.inf, 1 - centre),
+                                                  33, 65))  # fmt: skip
+        gaps = [np.abs(np.array(regrets(centre, k)) - limit) for k in (20, 2000, 200000)]
+        assert all(np.all(b < a) for a, b in zip(gaps[:-1], gaps[1:], strict=True)) or stall
+        if stall:
+            assert gaps[-1][0] > 0.05 and np.isclose(regrets(centre, 2e6)[0], regrets(centre, 2e5)[0], atol=1e-4)
+        else:
+            assert np.all(gaps[-1] < 2e-3 * limit)
