@@ -1124,7 +1124,7 @@ def conditional_nodes(prior: dict, i: int, s_i: float, points: int) -> np.ndarra
     return q_j(special.ndtr(r * z_i + math.sqrt(1.0 - r * r) * special.ndtri(u)))
 
 
-def vcg_interim_utility(settings: dict, i: int, types, points: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+def vcg_interim_utility(settings: dict, i: int, types, points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
     """``(U_i(t) for t in types, error bound)``: ``E[u_i(t, S_j) | s_i = t]`` of :func:`vcg_ex_post_utility` under the
     conditional law of :func:`conditional_nodes` (``settings``: the run's ``environment`` and ``prior`` tables), the
     midpoint rule in the conditional quantile's coordinate at ``points`` and ``points / 2`` nodes (the integrand is

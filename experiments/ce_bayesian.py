@@ -97,7 +97,7 @@ def _interim_curve(r: dict) -> list[Claim]:
     return [
         check("CE Sec 2.1 / Prop 2", f"{r['case']}: interim utility U_i(s_i) = E[u_i | s_i] of every agent at every "
               "type", f"{npts} points; worst {who} at s_i = {t:g}: {u:.4f} ± {se:.1g}",
-              f"quadrature {x:.4f}: VCG utility (s_i - pivot_i)^+ over {law} (midpoint rule, 20000 nodes); "
+              f"quadrature {x:.4f}: VCG utility (s_i - pivot_i)^+ over {law} (midpoint rule, 4000 nodes); "
               "4 SE + its error + 1e-4 at every point", ok)
     ]  # fmt: skip
 

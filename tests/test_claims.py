@@ -988,7 +988,8 @@ def test_vcg_interim_utility_matches_brute_force_monte_carlo(env, prior):
             flat, _ = ref_.vcg_interim_utility({"environment": env, "prior": {**prior, "rho": None}}, i, types)
             assert np.max(np.abs(flat - ref)) > 0.01
     # the ex post utilities: trade (s_b - s_s)^+ for both, public good s_i minus the pivot (k - s_j)^+ where provided
-    assert np.isclose(ref_.vcg_ex_post_utility(TRADE, 1, 0.3, 0.8), 0.5) and ref_.vcg_ex_post_utility(TRADE, 0, 0.3, 0.8) == 0
+    assert np.isclose(ref_.vcg_ex_post_utility(TRADE, 1, 0.3, 0.8), 0.5)
+    assert ref_.vcg_ex_post_utility(TRADE, 0, 0.3, 0.8) == 0
     k = 1 / 1.5
     assert np.isclose(ref_.vcg_ex_post_utility(PG, 0, 0.5, 0.3), 0.5 - (k - 0.3))
     assert ref_.vcg_ex_post_utility(PG, 0, 0.2, 0.3) == 0.0 and ref_.vcg_ex_post_utility(PG, 0, 0.2, 0.9) == 0.2
@@ -1048,8 +1049,10 @@ def test_sec34_anchored_violation_against_a_simulation_and_its_row():
         ref_.sec34_anchored_violation(0.5, 2.0)  # k > 1
 
     def metrics(v=0.1407, at=(0.0894, 0.4322), pv=0.314):
-        rows = [{"max_violation": v, "at_profile": list(at), "p_violation": pv, "p_se": 0.007},
-                {"max_violation": 0.1416, "at_profile": [0.0894, 0.4322], "p_violation": 0.313, "p_se": 0.007}]
+        rows = [
+            {"max_violation": v, "at_profile": list(at), "p_violation": pv, "p_se": 0.007},
+            {"max_violation": 0.1416, "at_profile": [0.0894, 0.4322], "p_violation": 0.313, "p_se": 0.007},
+        ]
         return {"text_anchored": {"agents": rows}, "thm4": {"fee_inner": 16384, "inner": 1024},
                 "settings": {"environment": PG, "prior": UNIFORM}}  # fmt: skip
 
