@@ -1139,6 +1139,27 @@ def vcg_interim_utility(settings: dict, i: int, types, points: int = 4000) -> tu
     return np.array(vals), np.array(errs)
 
 
+def vcg_interim_gain(settings: dict, i: int, t: float, m: float, points: int = 4000) -> tuple[float, float]:
+    """``(U_i(m; t) - U_i(t; t), error bound)``: agent i of type ``t`` reporting ``m`` in the generalized VCG mechanism
+    of :func:`vcg_ex_post_utility`, ``E[. | s_i = t]`` as in :func:`vcg_interim_utility`. The report moves only
+    the outcome (the pivot depends on ``s_j`` alone): ``u_i(m; s) = (s_i - pivot_i) 1{m beats pivot_i}``, i.e.
+    ``(t - p) 1{m > p}`` for the buyer and the public good (pivot ``p = s_s`` or ``(k - s_j)^+``) and
+    ``(s_b - t) 1{m < s_b}`` for the seller."""
+    env, prior = settings["environment"], settings["prior"]
+    out = []
+    for n in (points, points // 2):
+        s_j = conditional_nodes(prior, i, t, n)
+        if env["kind"] == "bilateral_trade" and i == 1:
+            dev = np.where(m < s_j, s_j - t, 0.0)
+        elif env["kind"] == "bilateral_trade":
+            dev = np.where(m > s_j, t - s_j, 0.0)
+        else:
+            p = np.maximum(env["cost"] / (1.0 + env["a"]) - s_j, 0.0)
+            dev = np.where(m > p, t - p, 0.0)
+        out.append(float(np.mean(dev - vcg_ex_post_utility(env, i, t, s_j))))
+    return out[0], abs(out[0] - out[1])
+
+
 def sec34_anchored_violation(a: float, c: float) -> tuple[float, float, float]:
     """CE Sec. 3.4 as written for the public good ``v_i = s_i + a s_j``, cost c, independent uniform signals: the
     generalized VCG payment with the lowest type's payment held at its mean, ``t_i(s) = t_i^VCG(s) -

@@ -34,7 +34,8 @@ def prop12(m: dict) -> list[Claim]:
     The interim rows average the ex post utilities over the same inner draws of ``s_-i`` for the truth and every
     report, so they follow draw by draw from the ex post audit; what they add is the conditional expectation
     ``E[. | s_i]`` (CE Sec. 2.1), which :func:`_interim_curve` checks against quadrature under the prior's
-    conditional law (``_reference.vcg_interim_utility``)."""
+    conditional law: the utility curve (``_reference.vcg_interim_utility``) and the best deviation gain at the type
+    closest to a profitable deviation (``_reference.vcg_interim_gain``)."""
     out, cases = [], []
     for r in m["cases"]:
         e = r["ex_post"]
@@ -49,7 +50,7 @@ def prop12(m: dict) -> list[Claim]:
                   max(e["regret_max"]) <= e["tol"] and max(e["ir_violation_max"]) <= e["tol"]),
             check("CE Prop 2 (if)", f"{r['case']}: Bayesian IC and interim IR (consistency: the nested Monte Carlo uses "
                   "the same inner draws for the truth and every report, so it follows from the ex post audit draw "
-                  "by draw)",
+                  "by draw; its gain is checked against quadrature below)",
                   f"max interim regret {_pm(reg['max_interim_regret'], reg['se'])} (best deviation gain "
                   f"{reg.get('best_gain', 0.0):.2g}); interim IR violation "
                   f"{_pm(ir['ir_violation'], ir['se_min'])}",
@@ -94,12 +95,27 @@ def _interim_curve(r: dict) -> list[Claim]:
                 worst = (abs(u - x) / tol, agent["agent"], t, u, se, x)
     _, who, t, u, se, x = worst
     law = "the copula's conditional given s_i" if r["correlated"] else "the marginal of s_j"
-    return [
+    rows = [
         check("CE Sec 2.1 / Prop 2", f"{r['case']}: interim utility U_i(s_i) = E[u_i | s_i] of every agent at every "
               "type", f"{npts} points; worst {who} at s_i = {t:g}: {u:.4f} ± {se:.1g}",
               f"quadrature {x:.4f}: VCG utility (s_i - pivot_i)^+ over {law} (midpoint rule, 4000 nodes); "
               "4 SE + its error + 1e-4 at every point", ok)
     ]  # fmt: skip
+    gains, ok = [], True
+    for g, agent in enumerate(r["interim"]["agents"]):
+        if "best_gain" not in agent:
+            return rows
+        x, e = ref_.vcg_interim_gain(r["settings"], g, agent["worst_type"], agent["worst_misreport"])
+        ok = ok and abs(agent["best_gain"] - x) <= 4 * agent["se"] + e + 5e-4
+        gains.append(f"{agent['agent']} s_i = {agent['worst_type']:g} -> m = {agent['worst_misreport']:g}: "
+                     f"{agent['best_gain']:+.4f} ± {agent['se']:.1g} vs {x:+.4f}")  # fmt: skip
+    rows.append(
+        check("CE Sec 2.1 / Prop 2", f"{r['case']}: each agent's best deviation gain U_i(m; s_i) - U_i(s_i; s_i) at "
+              "the type closest to a profitable deviation (the Bayesian IC row's decisive number)", "; ".join(gains),
+              f"quadrature of (s_i - pivot_i) (1{{m beats pivot_i}} - 1{{s_i beats pivot_i}}) over {law}; 4 SE + its "
+              "error + 5e-4 (a tail event the inner draws may miss)", ok)
+    )  # fmt: skip
+    return rows
 
 
 def agv(m: dict) -> list[Claim]:

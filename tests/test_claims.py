@@ -984,6 +984,17 @@ def test_vcg_interim_utility_matches_brute_force_monte_carlo(env, prior):
             sel = s[np.abs(s[:, i] - t) < 0.004]
             u = ref_.vcg_ex_post_utility(env, i, t, sel[:, 1 - i])
             assert abs(u.mean() - x) <= 4 * u.std() / np.sqrt(len(u)) + 2e-3, (i, t, u.mean(), x)
+            # a report m = t - 0.2: the mechanism in value / payment terms (outcome at the report, pay at the pivot)
+            m, o, a = t - 0.2, sel[:, 1 - i], env["a"]
+            if env["kind"] == "public_good":
+                q = (1 + a) * (m + o) > env["cost"]
+                dev = q * (t + a * o - (np.maximum(env["cost"] / (1 + a) - o, 0.0) + a * o))
+            else:
+                q = m > o if i == 0 else o > m
+                dev = q * ((t + a * o) - (1 + a) * o) if i == 0 else q * ((1 + a) * o - (t + a * o))
+            g, e = ref_.vcg_interim_gain(settings, i, t, m)
+            d = dev - u
+            assert abs(d.mean() - g) <= 4 * d.std() / np.sqrt(len(d)) + 2e-3 + e, (i, t, d.mean(), g)
         if ref_._rho(prior) != 0.0:  # the unconditional law of s_j gives another curve
             flat, _ = ref_.vcg_interim_utility({"environment": env, "prior": {**prior, "rho": None}}, i, types)
             assert np.max(np.abs(flat - ref)) > 0.01
@@ -995,15 +1006,19 @@ def test_vcg_interim_utility_matches_brute_force_monte_carlo(env, prior):
     assert ref_.vcg_ex_post_utility(PG, 0, 0.2, 0.3) == 0.0 and ref_.vcg_ex_post_utility(PG, 0, 0.2, 0.9) == 0.2
 
 
-def _prop12_case(prior: dict, env: dict = PG, curve_prior: dict | None = None, shift: float = 0.0) -> dict:
+def _prop12_case(prior: dict, env: dict = PG, curve_prior: dict | None = None, shift: float = 0.0,
+                 gain_shift: float = 0.0) -> dict:  # fmt: skip
     """A ce_prop12_ex_post case whose interim curve is the quadrature under ``curve_prior`` (+ ``shift`` at s_i = 0.5),
-    with the quick run's Monte Carlo SE (0.005)."""
+    with the quick run's Monte Carlo SE (0.005), and best deviation gain at s_i = 0.75 -> m = 0.5 (+ ``gain_shift``,
+    SE 0.001)."""
     types = [0.0, 0.25, 0.5, 0.75, 1.0]
     agents = []
     for i, name in enumerate(("agent1", "agent2")):
         u, _ = ref_.vcg_interim_utility({"environment": env, "prior": curve_prior or prior}, i, types)
         u = u + shift * (np.array(types) == 0.5)
-        agents.append({"agent": name, "max_interim_regret": 0.0, "best_gain": -0.001, "se": 0.001, "ir_violation": 0.0,
+        gain, _ = ref_.vcg_interim_gain({"environment": env, "prior": curve_prior or prior}, i, 0.75, 0.5)
+        agents.append({"agent": name, "max_interim_regret": 0.0, "best_gain": gain + gain_shift, "se": 0.001,
+                       "worst_type": 0.75, "worst_misreport": 0.5, "ir_violation": 0.0,
                        "min_interim_utility": 0.0, "se_min": 0.0, "min_at_type": 0.0,
                        "curve": {"types": types, "utility": u.tolist(), "utility_se": [0.0] + [0.005] * 4}})  # fmt: skip
     rho = ref_._rho(prior) != 0.0
@@ -1020,10 +1035,11 @@ def test_prop12_interim_curve_row_passes_on_the_quadrature_and_fails_on_a_wrong_
     def status(case):
         return [r.status for r in ce_bayesian.prop12({"cases": [case]})]
 
-    assert status(_prop12_case(cop)) == ["PASS"] * 4
-    assert status(_prop12_case(cop, shift=0.03)) == ["PASS", "PASS", "FAIL", "FAIL"]  # 6 SE off at one type
+    assert status(_prop12_case(cop)) == ["PASS"] * 5
+    assert status(_prop12_case(cop, shift=0.03)) == ["PASS", "PASS", "FAIL", "PASS", "FAIL"]  # 6 SE off at one type
+    assert status(_prop12_case(cop, gain_shift=0.005)) == ["PASS", "PASS", "PASS", "FAIL", "FAIL"]
     # the unconditional law of s_j where the prior is a copula: the curve of the wrong expectation fails
-    assert status(_prop12_case(cop, curve_prior=UNIFORM))[2] == "FAIL"
+    assert status(_prop12_case(cop, curve_prior=UNIFORM))[2:4] == ["FAIL", "FAIL"]
     assert status(_prop12_case(UNIFORM, env=TRADE, curve_prior={**UNIFORM, "rho": -0.5}))[2] == "FAIL"
     no_settings = {k: v for k, v in _prop12_case(cop).items() if k != "settings"}
     assert status(no_settings) == ["PASS"] * 3  # older metrics: no curve row
