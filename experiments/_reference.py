@@ -1264,3 +1264,103 @@ def copula_posted_price(rho: float, nodes: int = 100) -> tuple[float, float]:
         lo, hi = (lo, d) if copula_posted_gains(rho, c, nodes) > copula_posted_gains(rho, d, nodes) else (c, hi)
     p = 0.5 * (lo + hi)
     return p, copula_posted_gains(rho, p, nodes)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CE Props 1-2 / Sec. 2.1: the generalized VCG mechanism's interim utility U_i(s_i) = E[u_i(s) | s_i] under the
+# prior's CONDITIONAL law of s_j given s_i (two agents, linear values v_i = s_i + a s_j)
+
+COPULA_EPS = 1e-6  # the copula's normal score of s_i is that of F_i(s_i) clipped to [eps, 1 - eps] (finite at the ends)
+
+
+def vcg_ex_post_utility(env: dict, i: int, s_i, s_j) -> np.ndarray:
+    """``u_i(s)`` of the generalized VCG mechanism (CE Sec. 3.3: agent i pays its value at its pivot, the lowest own
+    signal at which the efficient outcome is still chosen), so ``u_i = v_i(s_i, s_j) - v_i(pivot_i, s_j) =
+    s_i - pivot_i`` where the good is traded / provided, 0 elsewhere:
+
+    - bilateral trade (CE Sec. 4; agent 0 the buyer, 1 the seller; a < 1): trade iff ``s_b > s_s``, the buyer's pivot
+      is ``s_s``, the seller's (its largest signal that still trades) ``s_b``: both get ``(s_b - s_s)^+``;
+    - public good of cost c (CE Sec. 5): provide iff ``(1 + a)(s_1 + s_2) > c``, pivot ``(k - s_j)^+`` with
+      ``k = c / (1 + a)``: ``u_i = (s_i - (k - s_j)^+)^+``."""
+    if env.get("values", "linear") != "linear" or env.get("n", 2) != 2 or env.get("weights"):
+        raise ValueError("vcg_ex_post_utility: two agents with linear values v_i = s_i + a s_j only")
+    s_i, s_j = np.asarray(s_i, np.float64), np.asarray(s_j, np.float64)
+    if env["kind"] == "bilateral_trade":
+        return np.maximum(s_i - s_j if i == 0 else s_j - s_i, 0.0)
+    if env["kind"] == "public_good":
+        k = env["cost"] / (1.0 + env["a"])
+        return np.maximum(s_i - np.maximum(k - s_j, 0.0), 0.0)
+    raise ValueError(f"vcg_ex_post_utility: no closed form for environment kind {env['kind']!r}")
+
+
+def conditional_nodes(prior: dict, i: int, s_i: float, points: int) -> np.ndarray:
+    """``s_j`` at the midpoint nodes ``u = (k + 1/2) / points`` of its conditional quantile given ``s_i``: independent,
+    ``Q_j(u)``; Gaussian copula ``rho``, ``Q_j(Phi(rho z_i + sqrt(1 - rho^2) Phi^{-1}(u)))`` with
+    ``z_i = Phi^{-1}(F_i(s_i))`` (the conditional normal score, :data:`COPULA_EPS` at the ends)."""
+    u = (np.arange(points) + 0.5) / points
+    marg = _marginals(prior, 2)
+    q_j = _quantile(marg[1 - i])
+    r = _rho(prior)
+    if r == 0.0:
+        return q_j(u)
+    m = marg[i]
+    lo, hi = m.get("lo", 0.0), m.get("hi", 1.0)
+    x = min(max((s_i - lo) / (hi - lo), 0.0), 1.0)
+    f_i = special.betainc(m["a"], m["b"], x) if m.get("kind", "uniform") == "beta" else x
+    z_i = special.ndtri(min(max(f_i, COPULA_EPS), 1.0 - COPULA_EPS))
+    return q_j(special.ndtr(r * z_i + math.sqrt(1.0 - r * r) * special.ndtri(u)))
+
+
+def vcg_interim_utility(settings: dict, i: int, types, points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """``(U_i(t) for t in types, error bound)``: ``E[u_i(t, S_j) | s_i = t]`` of :func:`vcg_ex_post_utility` under the
+    conditional law of :func:`conditional_nodes` (``settings``: the run's ``environment`` and ``prior`` tables), the
+    midpoint rule in the conditional quantile's coordinate at ``points`` and ``points / 2`` nodes (the integrand is
+    bounded and piecewise smooth in ``u``, kinked where ``s_j`` crosses a pivot); the bound is their difference."""
+    env, prior = settings["environment"], settings["prior"]
+    vals, errs = [], []
+    for t in np.asarray(types, np.float64):
+        fine, coarse = (float(np.mean(vcg_ex_post_utility(env, i, t, conditional_nodes(prior, i, t, n))))
+                        for n in (points, points // 2))  # fmt: skip
+        vals.append(fine)
+        errs.append(abs(fine - coarse))
+    return np.array(vals), np.array(errs)
+
+
+def vcg_interim_gain(settings: dict, i: int, t: float, m: float, points: int = 4000) -> tuple[float, float]:
+    """``(U_i(m; t) - U_i(t; t), error bound)``: agent i of type ``t`` reporting ``m`` in the generalized VCG mechanism
+    of :func:`vcg_ex_post_utility`, ``E[. | s_i = t]`` as in :func:`vcg_interim_utility`. The report moves only
+    the outcome (the pivot depends on ``s_j`` alone): ``u_i(m; s) = (s_i - pivot_i) 1{m beats pivot_i}``, i.e.
+    ``(t - p) 1{m > p}`` for the buyer and the public good (pivot ``p = s_s`` or ``(k - s_j)^+``) and
+    ``(s_b - t) 1{m < s_b}`` for the seller."""
+    env, prior = settings["environment"], settings["prior"]
+    out = []
+    for n in (points, points // 2):
+        s_j = conditional_nodes(prior, i, t, n)
+        if env["kind"] == "bilateral_trade" and i == 1:
+            dev = np.where(m < s_j, s_j - t, 0.0)
+        elif env["kind"] == "bilateral_trade":
+            dev = np.where(m > s_j, t - s_j, 0.0)
+        else:
+            p = np.maximum(env["cost"] / (1.0 + env["a"]) - s_j, 0.0)
+            dev = np.where(m > p, t - p, 0.0)
+        out.append(float(np.mean(dev - vcg_ex_post_utility(env, i, t, s_j))))
+    return out[0], abs(out[0] - out[1])
+
+
+def sec34_anchored_violation(a: float, c: float) -> tuple[float, float, float]:
+    """CE Sec. 3.4 as written for the public good ``v_i = s_i + a s_j``, cost c, independent uniform signals: the
+    generalized VCG payment with the lowest type's payment held at its mean, ``t_i(s) = t_i^VCG(s) -
+    t_i^VCG(0, s_j) + tau``. At ``s_i = 0`` VCG charges ``a s_j`` when ``s_j > k = c / (1 + a)`` (pivot 0), else
+    nothing, so ``tau = E[a S_j 1{S_j > k}] = a (1 - k^2) / 2`` and ``u_i(s) = u_i^VCG(s) + a s_j 1{s_j > k} - tau``.
+    Returns ``(tau, sd, p)``: the largest ex post IR violation ``tau`` (on ``{s_j <= k, s_i + s_j <= k}``, where
+    ``u_i^VCG = 0``), the SD of ``a S_j 1{S_j > k}`` (``tau``'s Monte Carlo estimates have SE ``sd / sqrt(n)``), and
+    ``P(u_i < 0) = int_0^k min(1, k - s_j + tau) ds_j`` (for ``s_j > k``: ``u_i >= a k - tau > 0``). Needs ``0 < k <= 1``
+    and ``a k > tau``."""
+    k = c / (1.0 + a)
+    if not (0.0 < k <= 1.0) or a * k <= a * (1.0 - k * k) / 2.0:
+        raise ValueError(f"sec34_anchored_violation: needs 0 < k <= 1 and a k > tau, got a = {a}, c = {c}")
+    tau = a * (1.0 - k * k) / 2.0
+    sd = math.sqrt(a * a * (1.0 - k**3) / 3.0 - tau * tau)
+    cut = max(0.0, k + tau - 1.0)  # below it k - s_j + tau > 1: the whole s_i range violates
+    p = cut + (k - cut) * (k + tau) - (k * k - cut * cut) / 2.0
+    return tau, sd, p

@@ -1241,3 +1241,163 @@ def test_k3_widths_row_fails_when_the_widths_are_off(field, factor):
     assert ce_characterization._k3_widths_vs_numpy(r).status == "FAIL"
     del r["profiles"]
     assert ce_characterization._k3_widths_vs_numpy(r).status == "FAIL"
+# --- CE Props 1-2: the generalized VCG mechanism's interim utility under the conditional prior; CE Sec. 3.4 ---------
+
+PG = {"kind": "public_good", "values": "linear", "a": 0.5, "cost": 1.0, "n": 2, "weights": None}
+TRADE = {**PG, "kind": "bilateral_trade"}
+BETA25 = {"kind": "beta", "lo": 0.0, "hi": 1.0, "a": 2.0, "b": 5.0}
+
+
+def _joint_sample(prior: dict, n: int, rng) -> np.ndarray:
+    """``(n, 2)`` signals from the prior's JOINT law (a correlated normal pair through Phi and the marginals' ppf):
+    conditioning on a window of s_i below checks the conditional law of ``_reference.conditional_nodes``."""
+    from scipy import special
+
+    r = ref_._rho(prior)
+    z = rng.standard_normal((n, 2))
+    z[:, 1] = r * z[:, 0] + np.sqrt(1 - r * r) * z[:, 1]
+    u = special.ndtr(z)
+    cols = []
+    for j, m in enumerate(ref_._marginals(prior, 2)):
+        cols.append(special.betaincinv(m["a"], m["b"], u[:, j]) if m.get("kind") == "beta" else u[:, j])
+    return np.stack(cols, -1)
+
+
+@pytest.mark.parametrize(
+    "env, prior",
+    [
+        (PG, {**UNIFORM, "marginal": {**BETA25, "a": 0.5, "b": 0.5}}),
+        (PG, {**UNIFORM, "rho": 0.5}),
+        (TRADE, {**UNIFORM, "marginal": BETA25, "rho": 0.5}),
+        (TRADE, {**UNIFORM, "rho": -0.5}),
+    ],
+)
+def test_vcg_interim_utility_matches_brute_force_monte_carlo(env, prior):
+    """E[u_i | s_i = t] by quadrature = the mean of the closed-form ex post utility over joint NumPy draws with s_i in
+    a window of half-width 0.004 around t (Monte Carlo, 4 SE + 2e-3 for the window); under a copula it differs from
+    the unconditional mean, so the conditional law is what is tested."""
+    rng = np.random.default_rng(7)
+    s = _joint_sample(prior, 2_000_000, rng)
+    settings = {"environment": env, "prior": prior}
+    for i in (0, 1):
+        types = [0.25, 0.5, 0.75]
+        ref, err = ref_.vcg_interim_utility(settings, i, types)
+        assert np.all(err < 1e-5)
+        for t, x in zip(types, ref, strict=True):
+            sel = s[np.abs(s[:, i] - t) < 0.004]
+            u = ref_.vcg_ex_post_utility(env, i, t, sel[:, 1 - i])
+            assert abs(u.mean() - x) <= 4 * u.std() / np.sqrt(len(u)) + 2e-3, (i, t, u.mean(), x)
+            # a report m = t - 0.2: the mechanism in value / payment terms (outcome at the report, pay at the pivot)
+            m, o, a = t - 0.2, sel[:, 1 - i], env["a"]
+            if env["kind"] == "public_good":
+                q = (1 + a) * (m + o) > env["cost"]
+                dev = q * (t + a * o - (np.maximum(env["cost"] / (1 + a) - o, 0.0) + a * o))
+            else:
+                q = m > o if i == 0 else o > m
+                dev = q * ((t + a * o) - (1 + a) * o) if i == 0 else q * ((1 + a) * o - (t + a * o))
+            g, e = ref_.vcg_interim_gain(settings, i, t, m)
+            d = dev - u
+            assert abs(d.mean() - g) <= 4 * d.std() / np.sqrt(len(d)) + 2e-3 + e, (i, t, d.mean(), g)
+        if ref_._rho(prior) != 0.0:  # the unconditional law of s_j gives another curve
+            flat, _ = ref_.vcg_interim_utility({"environment": env, "prior": {**prior, "rho": None}}, i, types)
+            assert np.max(np.abs(flat - ref)) > 0.01
+    # the ex post utilities: trade (s_b - s_s)^+ for both, public good s_i minus the pivot (k - s_j)^+ where provided
+    assert np.isclose(ref_.vcg_ex_post_utility(TRADE, 1, 0.3, 0.8), 0.5)
+    assert ref_.vcg_ex_post_utility(TRADE, 0, 0.3, 0.8) == 0
+    k = 1 / 1.5
+    assert np.isclose(ref_.vcg_ex_post_utility(PG, 0, 0.5, 0.3), 0.5 - (k - 0.3))
+    assert ref_.vcg_ex_post_utility(PG, 0, 0.2, 0.3) == 0.0 and ref_.vcg_ex_post_utility(PG, 0, 0.2, 0.9) == 0.2
+
+
+def _prop12_case(prior: dict, env: dict = PG, curve_prior: dict | None = None, shift: float = 0.0,
+                 gain_shift: float = 0.0) -> dict:  # fmt: skip
+    """A ce_prop12_ex_post case whose interim curve is the quadrature under ``curve_prior`` (+ ``shift`` at s_i = 0.5),
+    with the quick run's Monte Carlo SE (0.005), and best deviation gain at s_i = 0.75 -> m = 0.5 (+ ``gain_shift``,
+    SE 0.001)."""
+    types = [0.0, 0.25, 0.5, 0.75, 1.0]
+    agents = []
+    for i, name in enumerate(("agent1", "agent2")):
+        u, _ = ref_.vcg_interim_utility({"environment": env, "prior": curve_prior or prior}, i, types)
+        u = u + shift * (np.array(types) == 0.5)
+        gain, _ = ref_.vcg_interim_gain({"environment": env, "prior": curve_prior or prior}, i, 0.75, 0.5)
+        agents.append({"agent": name, "max_interim_regret": 0.0, "best_gain": gain + gain_shift, "se": 0.001,
+                       "worst_type": 0.75, "worst_misreport": 0.5, "ir_violation": 0.0,
+                       "min_interim_utility": 0.0, "se_min": 0.0, "min_at_type": 0.0,
+                       "curve": {"types": types, "utility": u.tolist(), "utility_se": [0.0] + [0.005] * 4}})  # fmt: skip
+    rho = ref_._rho(prior) != 0.0
+    ex_post = {"regret_max": [0.0, 0.0], "ir_violation_max": [0.0, 0.0], "tol": 1.5e-5}
+    return {"case": "x", "correlated": rho, "ex_post": ex_post, "interim": {"agents": agents},
+            "settings": {"environment": env, "prior": prior}}  # fmt: skip
+
+
+def test_prop12_interim_curve_row_passes_on_the_quadrature_and_fails_on_a_wrong_curve():
+    import ce_bayesian
+
+    cop = {**UNIFORM, "rho": 0.5}
+
+    def status(case):
+        return [r.status for r in ce_bayesian.prop12({"cases": [case]})]
+
+    assert status(_prop12_case(cop)) == ["PASS"] * 5
+    assert status(_prop12_case(cop, shift=0.03)) == ["PASS", "PASS", "FAIL", "PASS", "FAIL"]  # 6 SE off at one type
+    assert status(_prop12_case(cop, gain_shift=0.005)) == ["PASS", "PASS", "PASS", "FAIL", "FAIL"]
+    # the unconditional law of s_j where the prior is a copula: the curve of the wrong expectation fails
+    assert status(_prop12_case(cop, curve_prior=UNIFORM))[2:4] == ["FAIL", "FAIL"]
+    assert status(_prop12_case(UNIFORM, env=TRADE, curve_prior={**UNIFORM, "rho": -0.5}))[2] == "FAIL"
+    no_settings = {k: v for k, v in _prop12_case(cop).items() if k != "settings"}
+    assert status(no_settings) == ["PASS"] * 3  # older metrics: no curve row
+
+
+def test_sec34_anchored_violation_against_a_simulation_and_its_row():
+    """tau, its SD and P(u_i < 0) of CE Sec. 3.4's payment-anchored VCG (public good, uniform) against NumPy draws of
+    the mechanism's ex post utility u_i = u_i^VCG + a s_j 1{s_j > k} - tau; the row fails on a wrong violation, a
+    profile outside the region, or a wrong P."""
+    import ce_bayesian
+
+    a, c = 0.5, 1.0
+    tau, sd, p = ref_.sec34_anchored_violation(a, c)
+    assert np.isclose(tau, a * (1 - (1 / 1.5) ** 2) / 2)
+    rng = np.random.default_rng(3)
+    s = rng.random((2_000_000, 2))
+    k = c / (1 + a)
+    pay0 = a * s[:, 1] * (s[:, 1] > k)  # VCG at s_i = 0: the pivot is 0 iff s_j > k
+    assert abs(pay0.mean() - tau) <= 4 * pay0.std() / np.sqrt(len(s)) and abs(pay0.std() - sd) < 1e-3
+    u = ref_.vcg_ex_post_utility(PG, 0, s[:, 0], s[:, 1]) + pay0 - tau
+    assert np.isclose(-u.min(), tau, atol=1e-9) and abs(np.mean(u < -1e-12) - p) < 2e-3
+    with pytest.raises(ValueError):
+        ref_.sec34_anchored_violation(0.5, 2.0)  # k > 1
+
+    def metrics(v=0.1407, at=(0.0894, 0.4322), pv=0.314):
+        rows = [
+            {"max_violation": v, "at_profile": list(at), "p_violation": pv, "p_se": 0.007},
+            {"max_violation": 0.1416, "at_profile": [0.0894, 0.4322], "p_violation": 0.313, "p_se": 0.007},
+        ]
+        return {"text_anchored": {"agents": rows}, "thm4": {"fee_inner": 16384, "inner": 1024},
+                "settings": {"environment": PG, "prior": UNIFORM}}  # fmt: skip
+
+    assert [r.status for r in ce_bayesian._sec34_as_written(metrics())] == ["INFO", "PASS"]
+    assert ce_bayesian._sec34_as_written(metrics(v=0.150))[1].status == "FAIL"
+    assert ce_bayesian._sec34_as_written(metrics(at=(0.0894, 0.7)))[1].status == "FAIL"  # s_j > k: not the region
+    assert ce_bayesian._sec34_as_written(metrics(pv=0.36))[1].status == "FAIL"
+
+
+def test_prop2_concentrating_priors_reach_the_ex_post_regret_off_the_grid_only():
+    """CE Prop 2 "only if" (configs/ce_cor1_bayesian.toml): beta priors concentrating at (0.3, 0.7), off the 33-type /
+    65-report grids, drive the interim regret to the point-mass (ex post) regret, the gap shrinking with kappa; at the
+    grid point (0.3125, 0.6875) a report equal to the other's signal trades with probability 1/2 in the limit and
+    never at the point mass (ties: no trade), so the buyer's interim regret stops at 0.952, 6% short of 1.015."""
+    import math
+
+    def regrets(centre, kappa):
+        c = centre
+        return ref_.cor1_interim_regret(0.5, (c * kappa, (1 - c) * kappa, 0), ((1 - c) * kappa, c * kappa, 0), 33, 65)
+
+    for centre, stall in ((0.3, False), (0.3125, True)):
+        limit = np.array(ref_.cor1_interim_regret(0.5, (math.inf, math.inf, centre), (math.inf, math.inf, 1 - centre),
+                                                  33, 65))  # fmt: skip
+        gaps = [np.abs(np.array(regrets(centre, k)) - limit) for k in (20, 2000, 200000)]
+        assert all(np.all(b < a) for a, b in zip(gaps[:-1], gaps[1:], strict=True)) or stall
+        if stall:
+            assert gaps[-1][0] > 0.05 and np.isclose(regrets(centre, 2e6)[0], regrets(centre, 2e5)[0], atol=1e-4)
+        else:
+            assert np.all(gaps[-1] < 2e-3 * limit)

@@ -4,6 +4,8 @@ Kept out of :mod:`bayesian` (models/) so that floors import downward only."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 
@@ -38,6 +40,7 @@ def run_interim_audit(settings, base_dir, progress, out_dir):
                 "environment": built.env.name,
                 "mechanism": built.mechanism.name,
                 "correlated": built.prior.cholesky is not None,
+                "settings": {k: dataclasses.asdict(getattr(s, k)) for k in ("environment", "prior")},  # references
                 "ex_post": ex_post_summary(rep),
                 "witness": worst_witness(built, rep),
                 "deficit": {k: rep["deficit"][k] for k in ("mean", "se", "min", "max")},

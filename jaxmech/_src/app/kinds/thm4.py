@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -28,7 +29,8 @@ def run_thm4(settings, base_dir, progress, out_dir):
                                                dtype=built.dtype)  # fmt: skip
     except ValueError as e:
         raise cfg.ConfigError(f"mechanism: {e}") from None
-    out = {"environment": built.env.name, "thm4": rep}
+    out = {"environment": built.env.name, "thm4": rep,
+           "settings": {k: dataclasses.asdict(getattr(settings, k)) for k in ("environment", "prior")}}  # fmt: skip
     info = None
     for label, mech in (("ex_post", tpp), ("fees", fee_mech)):
         b = built._replace(mechanism=mech)
