@@ -54,6 +54,36 @@ def test_thm9_vbar_to_1e3_and_on_the_budget_line(thm9):
     assert all(np.isfinite(shifts))
 
 
+def _threshold_revenue_numpy(vb1, vb2, a=0.3, c=1.0, cells=200):
+    """Revenue of the threshold rule (vb1, vb2) with its generalized VCG payments, v_i = s_i + a s_j, uniform signals:
+    the pivots in closed form, the midpoint rule on a cells^2 grid (NumPy only)."""
+    x = (np.arange(cells) + 0.5) / cells
+    s1, s2 = np.meshgrid(x, x, indexing="ij")
+    x1 = np.maximum.reduce([np.zeros_like(s2), vb1 - a * s2, (vb2 - s2) / a])
+    x2 = np.maximum.reduce([np.zeros_like(s1), vb2 - a * s1, (vb1 - s1) / a])
+    provide = (s1 + a * s2 >= vb1) & (s2 + a * s1 >= vb2)
+    return float(np.mean(provide * (x1 + a * s2 + x2 + a * s1 - c)))
+
+
+def test_revenue_design_keeps_the_budget_slack():
+    """With revenue as the objective the budget need not bind: private trade's revenue-best posted prices are
+    (2/3, 1/3) with revenue 1/27 (max of (p_b - p_s)(1 - p_b) p_s) and a surplus; the revenue-best threshold rule of
+    CE Thm 9's public good lies above the budget line (a NumPy search over (vbar_1, vbar_2))."""
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(3), family="two_price", objective="revenue",
+                  **SMALL)  # fmt: skip
+    assert r.value == pytest.approx(1 / 27, abs=1e-5)
+    assert np.allclose(r.description["cutoffs"], [2 / 3, 1 / 3], atol=2e-3)
+    assert r.audit["grid"]["deficit_max"] <= 1e-6
+    env = jm.public_good(jm.linear_public_values(0.3, 2), 1.0, 2)
+    r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(4), family="threshold", objective="revenue",
+                  **SMALL)  # fmt: skip
+    grid = np.linspace(0.5, 1.0, 26)
+    best = max(_threshold_revenue_numpy(u, w) for u in grid for w in grid)
+    assert r.precision["sum_minus_cost"] > 0.1  # off the budget line: the slack is kept
+    assert r.value >= best - 2e-3 and abs(_threshold_revenue_numpy(*r.description["vbar"]) - r.value) <= 2e-3
+
+
 def test_soft_max_ignores_states_without_weight():
     """A state without weight never enters the smooth maximum, however large its value: ``exp`` of it overflows in
     float32, and ``0 * inf`` made the search's constraint NaN (a cold start of CE Thm 9 with n = 3 diverged)."""

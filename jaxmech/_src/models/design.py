@@ -956,7 +956,21 @@ def design(
                             dtype=dtype)  # fmt: skip
     repair = _compiled()(lambda p: bisect_shift(lambda d: stat(spec.shift(p, d)), spec.span, tol=REPAIR_TOL))
 
+    # Where revenue counts in the objective the budget need not bind at the optimum (a broker keeps a surplus: private
+    # trade's best posted prices for revenue are (2/3, 1/3), deficit -1/27 < 0), so a feasible rule keeps its slack
+    # and only an infeasible one moves onto the boundary. For welfare alone the boundary is where the optimum is.
+    slack = objective == "revenue" or revenue_weight > 0
+    stat_c = _compiled()(stat)
+    c = float(env.cost(jnp.ones(()))) if spec.closed_repair is not None else 0.0
+
+    def feasible(p):
+        if spec.closed_repair is not None and budget == "ex_post":  # CE Thm 9: t_i >= vbar_i, so sum vbar >= c
+            return float(np.sum(np.asarray(p, np.float64))) >= c
+        return float(stat_c(p)) <= REPAIR_TOL
+
     def repaired(p):
+        if slack and feasible(p):
+            return p, 0.0, True
         if spec.closed_repair is not None and budget == "ex_post":
             v = spec.closed_repair(p)  # shift(v, delta) = v - delta / n: delta = sum(old) - sum(new)
             return jnp.asarray(v, dtype), float(np.sum(np.asarray(p, np.float64)) - np.sum(v)), True
@@ -1019,13 +1033,15 @@ def design(
         if quad is not None and family in POLISHED:
 
             def lift(z):
+                if slack:  # every parameter free; an infeasible point is moved onto the boundary
+                    return repaired(jnp.asarray(z, dtype))[0]
                 p = jnp.asarray(spec.from_free(z), dtype)
                 return p if spec.closed_repair is not None and budget == "ex_post" else repaired(p)[0]
 
             def loss(z):
                 return -float(quad(lift(z)))
 
-            z = nelder_mead(loss, spec.to_free(p2), 0.02)
+            z = nelder_mead(loss, np.asarray(p2, np.float64) if slack else spec.to_free(p2), 0.02)
             p3 = lift(z)
         if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
             p3 = polish_band(p2)
