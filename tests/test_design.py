@@ -157,6 +157,24 @@ def test_design_kind_from_the_cli(tmp_path):
     assert r["grids"] == [9, 17] and r["gap_relative"] < 0.02 and not r["below_reference"]
 
 
+def test_posted_cold_starts_outside_the_support_recover(tmp_path):
+    """Three agents, values falling in the others' signals (v_i = s_i - 0.2 sum_{j != i} s_j, c = 1.2), seed 0: one
+    cold start's search ended with a cutoff above the support (no provision, a flat objective). Every start must
+    reach the best posted rule: budget at s = 1 gives 3p - 1.2 >= 1.2, p = 0.8, welfare
+    (1 - p)^3 (0.6 * 3 (1 + p) / 2 - 1.2) = 0.00336 (closed form)."""
+    cfg = tmp_path / "falling3.toml"
+    cfg.write_text(
+        'name = "falling3"\nseed = 0\n[environment]\nkind = "public_good"\nvalues = "linear"\na = -0.2\nn = 3\n'
+        'cost = 1.2\n[mechanism]\nkind = "generalized_vcg"\n[audit]\nprofiles = 2048\n[design]\nfamily = "posted"\n'
+        "starts = 2\nsteps = 150\neval_profiles = 8192\nrepair_profiles = 4096\ncheck_grid = 9\nreference = false\n"
+        '[experiment]\nkind = "design"\n'
+    )
+    d = run_config(str(cfg), tmp_path / "out")["design"]
+    best = 0.2**3 * (0.6 * 3 * 1.8 / 2 - 1.2)
+    assert [s["objective"] for s in d["starts"]] == pytest.approx([best, best], abs=1e-6)
+    assert np.allclose(d["description"]["cutoffs"], 0.8, atol=1e-3)
+
+
 def test_randomized_beats_the_best_deterministic_rule_at_a05():
     """Interdependent trade v_i = s_i + a s_-i, a = 0.5: from cold starts (random box, random flat band) the banded
     randomized family, polished along the budget boundary, beats the best deterministic rule (1-a)^3 (1+a) / 8 by more

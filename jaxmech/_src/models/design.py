@@ -1041,7 +1041,15 @@ def design(
             def loss(z):
                 return -float(quad(lift(z)))
 
-            z = nelder_mead(loss, np.asarray(p2, np.float64) if slack else spec.to_free(p2), 0.02)
+            z0 = np.asarray(p2, np.float64) if slack else spec.to_free(p2)
+            if family in ("two_price", "posted"):
+                # a cutoff outside the support is a rule that never (or always) trades on that side: a flat plateau
+                # where the simplex stalls (a 3-agent public good's cold start ended at (0.65, 0.75, 1.60), value 0).
+                # Start inside the support instead; lift repairs it.
+                lo_, hi_ = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
+                inside = np.clip(z0, lo_ + 0.05 * (hi_ - lo_), hi_ - 0.05 * (hi_ - lo_))
+                z0 = np.where((z0 < lo_) | (z0 > hi_), inside, z0)
+            z = nelder_mead(loss, z0, 0.02)
             p3 = lift(z)
         if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
             p3 = polish_band(p2)
