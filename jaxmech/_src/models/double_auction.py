@@ -376,8 +376,10 @@ def deficit_interval(value_grid: Array, trade: Array) -> Array:
         D_min = mean_s trade(s) (r_lo(s_beta) - p_hi(s_sigma)),
         D_max = mean_s trade(s) (r_hi(s_beta) - p_lo(s_sigma)).
 
-    ``D_min`` (CE Lemma 5: the grid's own generalized VCG payments, each agent paying its
-    value at the first trading grid type) needs no normalisation: the revenue maximiser sets
+    ``D_min`` (the grid rule's revenue-maximal payments, each agent paying its value at the
+    first trading grid type: CE Lemma 5's reduction on the grid; not the continuum generalized VCG
+    payments, whose pivot is the tie type, a grid type that does not trade, so that their
+    deficit is ``D_max``) needs no normalisation: the revenue maximiser sets
     ``T_0 = 0`` anyway. ``D_max`` does: IR and IC allow any subsidy ``-T_0 > 0`` to non-trading
     types (shifting ``T_1`` with it), so without one the supremum is ``+inf``. ``D_max`` here is
     taken with **no transfer without trade** (``T_0 = 0``), as in CE's generalized VCG rule
