@@ -1,4 +1,4 @@
-"""Chung & Ely (2007) Sections 2.1-3.4: the Bayesian side (Props 1-2, Sec. 3.4, Thm 4, fn. 6), one claims function per config.
+"""Chung & Ely (2006) Sections 2.1-3.4: the Bayesian side (Props 1-2, Sec. 3.4, Thm 4, fn. 6), one claims function per config.
 
 Registered in ``EXPERIMENTS`` for ``jaxmech reproduce`` (configs/<name>.toml -> metrics -> report rows). Run only
 these with

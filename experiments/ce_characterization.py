@@ -1,4 +1,4 @@
-"""Chung & Ely (2007) Sections 2.3-3.3: the characterization toolkit (Thm 1 / Lemma 1 certificates, Thm 3 payoff
+"""Chung & Ely (2006) Sections 2.3-3.3: the characterization toolkit (Thm 1 / Lemma 1 certificates, Thm 3 payoff
 equivalence and z-bar, Thm 2 / Def 6 envelope payments, Def 7), one claims function per configs/ce_thm*_*.toml.
 
 Registered in ``EXPERIMENTS`` for ``jaxmech reproduce``. Run only these with

@@ -1,4 +1,4 @@
-"""Chung & Ely (2007) Sections 4 (bilateral trade) and 5 (public goods): one claims function per config.
+"""Chung & Ely (2006) Sections 4 (bilateral trade) and 5 (public goods): one claims function per config.
 
 Registered in ``EXPERIMENTS`` for ``jaxmech reproduce`` (which runs configs/<name>.toml and turns its
 metrics into report rows). Run only this paper's sections with
