@@ -1401,3 +1401,15 @@ def test_prop2_concentrating_priors_reach_the_ex_post_regret_off_the_grid_only()
             assert gaps[-1][0] > 0.05 and np.isclose(regrets(centre, 2e6)[0], regrets(centre, 2e5)[0], atol=1e-4)
         else:
             assert np.all(gaps[-1] < 2e-3 * limit)
+
+
+def test_design_audit_row_reads_the_budget_notion():
+    """Ex post: the worst deficit counts; ex ante: the mean deficit (within 4 SE), a positive worst state allowed."""
+    m = _design_metrics("d", 0.07, {"cutoffs": [0.6, 0.4]}, {"mean": 0.07, "se": 1e-3}, 0.078)
+    m["design"]["audit"]["sampled"] = {**m["design"]["audit"]["sampled"], "deficit_max": 0.12,
+                                       "deficit": {"mean": -1e-4, "se": 1e-4}}  # fmt: skip
+    assert design_rows._audit_ok(m).status == "FAIL"
+    m["design"]["budget"] = "ex_ante"
+    assert design_rows._audit_ok(m).status == "PASS"
+    m["design"]["audit"]["sampled"]["deficit"] = {"mean": 0.01, "se": 1e-4}
+    assert design_rows._audit_ok(m).status == "FAIL"
