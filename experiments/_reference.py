@@ -225,7 +225,7 @@ def threshold_deficit(a: float, c: float, vbar: tuple, s1: np.ndarray, s2: np.nd
     return np.where((v1 >= vbar[0]) & (v2 >= vbar[1]), c - t, 0.0)
 
 
-def _golden(f, lo: float, hi: float, tol: float = 1e-9) -> float:
+def golden(f, lo: float, hi: float, tol: float = 1e-9) -> float:
     """argmax of a unimodal ``f`` on ``[lo, hi]`` (golden section)."""
     r = (math.sqrt(5.0) - 1.0) / 2.0
     a, b = lo, hi
@@ -268,7 +268,7 @@ def asymmetric_thm9_welfare(vbar1: float, a: float = 0.2, w2: float = 0.7, c: fl
 def asymmetric_thm9(a: float = 0.2, w2: float = 0.7, c: float = 1.0, cells: int = 20000) -> tuple[float, float]:
     """CE Thm 9 asymmetric: the best vbar_1 on the budget line (vbar_2 = c - vbar_1) and its welfare, independently
     (:func:`asymmetric_thm9_welfare`, golden section on vbar_1)."""
-    v1 = _golden(lambda v: asymmetric_thm9_welfare(v, a, w2, c, cells), 0.0, 1.0)
+    v1 = golden(lambda v: asymmetric_thm9_welfare(v, a, w2, c, cells), 0.0, 1.0)
     return v1, asymmetric_thm9_welfare(v1, a, w2, c, cells)
 
 

@@ -29,24 +29,6 @@ PUBLIC_RANDOMIZED = ("audit.profiles=8192", "design.starts=1", "design.steps=60"
 FULL = ("audit.profiles=1000000", "design.starts=8", "design.eval_profiles=4194304")
 
 
-def _golden(f, lo: float, hi: float, tol: float = 1e-9) -> float:
-    """argmax of a unimodal ``f`` on ``[lo, hi]`` (golden section)."""
-    r = (np.sqrt(5) - 1) / 2
-    a, b = lo, hi
-    c, d = b - r * (b - a), a + r * (b - a)
-    fc, fd = f(c), f(d)
-    while b - a > tol:
-        if fc > fd:
-            b, d, fd = d, c, fc
-            c = b - r * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + r * (b - a)
-            fd = f(d)
-    return 0.5 * (a + b)
-
-
 def beta_posted_price() -> tuple[float, float]:
     """Best posted price and its welfare: buyer Beta(2, 2) (density 6x(1-x)), seller uniform, private values.
 
@@ -58,33 +40,8 @@ def beta_posted_price() -> tuple[float, float]:
 
         return prim(1.0) - prim(p)
 
-    p = _golden(w, 0.0, 1.0)
+    p = ref_.golden(w, 0.0, 1.0)
     return p, w(p)
-
-
-def asymmetric_thm9(a: float = 0.2, w2: float = 0.7, c: float = 1.0, cells: int = 20000) -> tuple[float, float]:
-    """CE Thm 9 asymmetric: the best vbar_1 on the budget line (vbar_2 = c - vbar_1) and its welfare, independently.
-
-    ``v_1 = s_1 + a s_2``, ``v_2 = w2 s_2 + a s_1``, ``s_1 ~ Beta(2, 3)``, ``s_2 ~ Beta(3, 2)``: for each ``s_1`` (midpoint
-    rule, ``cells`` cells) provision holds for ``s_2 >= tau(s_1)``, and the inner integral of the welfare
-    ``(1 + a) s_1 + (w2 + a) s_2 - c`` against ``12 y^2 (1 - y)`` is an exact polynomial; golden section on vbar_1."""
-    s1 = (np.arange(cells) + 0.5) / cells
-    f1 = 12 * s1 * (1 - s1) ** 2 / cells
-
-    def cdf2(y):
-        return 4 * y**3 - 3 * y**4
-
-    def m2(y):
-        return 3 * y**4 - 12 * y**5 / 5
-
-    def welfare(v1):
-        v2 = c - v1
-        tau = np.clip(np.maximum((v1 - s1) / a, (v2 - a * s1) / w2), 0.0, 1.0)
-        inner = ((1 + a) * s1 - c) * (1 - cdf2(tau)) + (w2 + a) * (m2(1.0) - m2(tau))
-        return float(np.sum(f1 * inner))
-
-    v1 = _golden(welfare, 0.0, 1.0)
-    return v1, welfare(v1)
 
 
 def _d(m: dict) -> dict:
@@ -245,7 +202,7 @@ def _thm9(closed: list[float] | None):
         d = _d(m)
         vbar = d["description"]["vbar"]
         if closed is None:
-            v1, _ = asymmetric_thm9()
+            v1, _ = ref_.asymmetric_thm9()
             ref, how = [v1, 1.0 - v1], "independent NumPy search along the budget line (exact inner integrals)"
         else:
             ref, how = closed, "symmetry"
