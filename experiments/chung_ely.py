@@ -282,13 +282,14 @@ def _prop2_only_if(m: dict) -> list[Claim]:
     a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))
     ib = m["interim_bayesian"]
     types, mis = ib["types"], ib["misreports"]
-    out, measured = [], []
+    out, measured, ses = [], [], []
     for o in other:
         laws = [(x["a"], x["b"]) for x in o["prior"]["marginals"]]
         ref = ref_.cor1_interim_regret(a, (*laws[0], 0.0), (*laws[1], 0.0), types, mis)
         ag = o["interim_bayesian"]["agents"]
         ok = all(abs(g["max_interim_regret"] - r) <= 4 * g["se_at_max"] + 2e-3 for g, r in zip(ag, ref, strict=True))
         measured.append([g["max_interim_regret"] for g in ag])
+        ses.append([g["se_at_max"] for g in ag])
         out.append(check("CE Prop 2", f"not Bayesian IC under another prior: {o['case']}",
                          "max interim regret buyer " + ", seller ".join(
                              f"{g['max_interim_regret']:.4f} ± {g['se_at_max']:.4f}" for g in ag),
@@ -298,14 +299,17 @@ def _prop2_only_if(m: dict) -> list[Claim]:
     centre = [x["a"] / (x["a"] + x["b"]) for x in first]
     limit = ref_.cor1_interim_regret(a, (math.inf, math.inf, centre[0]), (math.inf, math.inf, centre[1]), types, mis)
     rising = all(all(y >= x - 1e-3 for x, y in zip(p, q, strict=True)) for p, q in zip(measured[:-1], measured[1:], strict=True))
-    close = all(abs(x - lim) <= 0.1 * lim for x, lim in zip(measured[-1], limit, strict=True))
+    # converging: the gap to the limit shrinks with each concentration, and the last is within 4 SE + 0.2% of it
+    gaps = [[abs(x - lim) for x, lim in zip(r, limit, strict=True)] for r in measured]
+    shrinking = all(all(y <= x + 1e-3 for x, y in zip(p, q, strict=True)) for p, q in zip(gaps[:-1], gaps[1:], strict=True))
+    close = all(g <= 4 * se + 2e-3 * lim for g, se, lim in zip(gaps[-1], ses[-1], limit, strict=True))
     out.append(check("CE Prop 2", "only if: as the prior concentrates at s = (" + ", ".join(f"{c:g}" for c in centre)
                      + "), the interim regret rises to the ex post regret",
                      " -> ".join("(" + ", ".join(f"{x:.3f}" for x in r) + ")" for r in measured)
                      + f" (buyer, seller); uniform prior: {max(g['max_interim_regret'] for g in ib['agents']):.2g}",
                      "ex post regret at the centre's s_-i, max over the type grid (closed form): ("
-                     + ", ".join(f"{x:.3f}" for x in limit) + "); rising, the last within 10%",
-                     rising and close))  # fmt: skip
+                     + ", ".join(f"{x:.3f}" for x in limit) + "); rising, the gap shrinking, the last within 4 SE + "
+                     "0.2% of the limit", rising and shrinking and close and len(measured) >= 3))  # fmt: skip
     return out
 
 

@@ -1413,3 +1413,22 @@ def test_design_audit_row_reads_the_budget_notion():
     assert design_rows._audit_ok(m).status == "PASS"
     m["design"]["audit"]["sampled"]["deficit"] = {"mean": 0.01, "se": 1e-4}
     assert design_rows._audit_ok(m).status == "FAIL"
+
+
+def test_prop2_only_if_row_needs_convergence_to_the_ex_post_regret():
+    """The row passes on the reference's own interim regrets off the grid (0.3, 0.7), and fails at the grid point
+    (0.3125, 0.6875), where the buyer's regret stalls at 0.952 < 1.015, and with only two concentrations."""
+
+    def metrics(centre, kappas):
+        other = []
+        for k in kappas:
+            laws = [(centre * k, (1 - centre) * k), ((1 - centre) * k, centre * k)]
+            r = ref_.cor1_interim_regret(0.5, (*laws[0], 0.0), (*laws[1], 0.0), 33, 65)
+            other.append({"case": f"kappa = {k}", "prior": {"marginals": [{"a": a, "b": b} for a, b in laws]},
+                          "interim_bayesian": {"agents": [{"max_interim_regret": x, "se_at_max": 1e-4} for x in r]}})  # fmt: skip
+        uniform = {"types": 33, "misreports": 65, "agents": [{"max_interim_regret": 0.0}] * 2}
+        return {"environment": "bilateral_trade(a=0.5)", "interim_bayesian": uniform, "other_priors": other}
+
+    assert chung_ely._prop2_only_if(metrics(0.3, (20, 2000, 200000)))[-1].status == "PASS"
+    assert chung_ely._prop2_only_if(metrics(0.3125, (20, 2000, 200000)))[-1].status == "FAIL"
+    assert chung_ely._prop2_only_if(metrics(0.3, (20, 2000)))[-1].status == "FAIL"
