@@ -69,10 +69,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     r = jm.design(env, prior, key=jax.random.PRNGKey(args.seed), family=args.family, starts=args.starts)
     design_s = time.perf_counter() - t0
-    value, se = r.objective["mean"], r.objective["se"]
+    # the gap is the design's exact value (quadrature where the family has one), not its Monte Carlo mean: an SE of
+    # ~0.4% of the value would swamp a 0.5% goal
+    value, mc, se = r.value, r.objective["mean"], r.objective["se"]
     gap = (target - value) / target
-    print(f"jm.design ({args.family}, {args.starts} cold starts, audit included): {value:.6f} +- {se:.6f} "
-          f"in {design_s:.2f} s; gap to the extrapolated optimum {100 * gap:+.2f}% "
+    print(f"jm.design ({args.family}, {args.starts} cold starts, audit included): {value:.6f} (Monte Carlo {mc:.6f} "
+          f"+- {se:.6f}) in {design_s:.2f} s; gap to the extrapolated optimum {100 * gap:+.2f}% "
           f"({'within' if gap <= 0.005 else 'NOT within'} 0.5%)")  # fmt: skip
     print(f"ratio: jaxmech's LP at G = {args.G} takes {lp_s / design_s:.2f}x jm.design's time")
     if not args.no_mechaudit:
