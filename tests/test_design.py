@@ -84,6 +84,24 @@ def test_revenue_design_keeps_the_budget_slack():
     assert r.value >= best - 2e-3 and abs(_threshold_revenue_numpy(*r.description["vbar"]) - r.value) <= 2e-3
 
 
+def test_ex_ante_budget_lands_on_its_line_exactly():
+    """Ex ante budget, trade v_i = s_i + 0.3 s_-i, two prices (x, y): E[deficit] = (1 - x) y (y - x + a((1 + x)/2 -
+    y/2)) and welfare (1 - a)(1 - x) y ((1 + x)/2 - y/2) in closed form; the best pair on the line E[deficit] = 0
+    by a fine NumPy search. The repair puts the rule ON that line (quadrature, not a sample mean)."""
+    a = 0.3
+    env = jm.bilateral_trade(jm.linear_trade_values(a))
+    r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(3), family="two_price", budget="ex_ante",
+                  **SMALL)  # fmt: skip
+    x = np.linspace(0.0, 1.0, 200001)
+    y = (x - a * (1 + x) / 2) / (1 - a / 2)
+    w = np.where((y >= 0) & (y <= 1), (1 - a) * (1 - x) * y * ((1 + x) / 2 - y / 2), -1.0)
+    i = int(np.argmax(w))
+    bx, by = r.description["cutoffs"]
+    assert abs(bx - x[i]) < 1e-3 and abs(by - y[i]) < 1e-3 and r.value == pytest.approx(w[i], abs=1e-6)
+    assert abs((1 - bx) * by * (by - bx + a * ((1 + bx) / 2 - by / 2))) < 1e-6  # on the line
+    assert r.value > (1 - a) ** 3 * (1 + a) / 8  # the ex ante budget allows more than the ex post one
+
+
 def test_soft_max_ignores_states_without_weight():
     """A state without weight never enters the smooth maximum, however large its value: ``exp`` of it overflows in
     float32, and ``0 * inf`` made the search's constraint NaN (a cold start of CE Thm 9 with n = 3 diverged)."""
