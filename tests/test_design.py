@@ -105,8 +105,8 @@ def test_ex_ante_budget_lands_on_its_line_exactly():
 def test_curve_families_are_polished_over_their_knots_and_stay_feasible():
     """``cutoff`` (private trade, 9 knots) from a cold start: the knot polish lifts the search's ~0.088 to the family's
     own limit ~0.1195 (its ramp one knot wide short of the posted price's 1/8); ``boundary`` (values falling in the
-    other's signal): a polished curve the mechanism's own support grid finds infeasible is dropped, so the result
-    stays below the posted-rule optimum 0.0351 (closed form) and balanced."""
+    other's signal): the polish takes only curves some shift makes budget feasible (a point no shift repairs is not a
+    candidate), reaching ~0.034 of the posted-rule optimum 0.0351 (closed form), balanced on the support grid."""
     small = {**SMALL, "starts": 1}
     env = jm.bilateral_trade(jm.linear_trade_values(0.0))
     r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(0), family="cutoff", **small)
@@ -114,7 +114,7 @@ def test_curve_families_are_polished_over_their_knots_and_stay_feasible():
     assert abs(r.objective["mean"] - r.value) <= 4 * r.objective["se"]
     env = jm.public_good(jm.linear_public_values(-0.3, 2), 0.8, 2)
     r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(0), family="boundary", **small)
-    assert r.value <= 0.0352 and r.audit["grid"]["deficit_max"] <= 1e-6
+    assert 0.033 <= r.value <= 0.0352 and r.audit["grid"]["deficit_max"] <= 1e-6
 
 
 def test_soft_max_ignores_states_without_weight():

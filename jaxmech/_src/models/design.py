@@ -1034,14 +1034,16 @@ def design(
         family's own limit short of 1/8 being the ramp one knot interval wide that replaces a posted price's jump)."""
 
         def lift(z):
-            return repaired({"y0": jnp.asarray(z[0], dtype), "steps": jnp.asarray(z[1:], dtype)})[0]
+            q, _, ok = repaired({"y0": jnp.asarray(z[0], dtype), "steps": jnp.asarray(z[1:], dtype)})
+            return q, ok
 
-        def loss(z):
-            return -float(quad(lift(z)))
+        def loss(z):  # a curve that no shift makes budget feasible is not a candidate
+            q, ok = lift(z)
+            return -float(quad(q)) if ok else np.inf
 
         z0 = np.concatenate([[float(p["y0"])], np.asarray(p["steps"], np.float64)])
-        q = lift(nelder_mead(loss, z0, 0.1, xtol=1e-5, max_iter=1500))
-        if float(quad(q)) <= float(quad(p)):
+        q, ok = lift(nelder_mead(loss, z0, 0.1, xtol=1e-5, max_iter=1500))
+        if not ok or float(quad(q)) <= float(quad(p)):
             return p
         # the simplex goes where the repair's samples and grid see no deficit; the mechanism itself on a support grid
         # (its own pivots, endpoints included) must agree, else the polished curve is dropped (a boundary curve at
@@ -1067,12 +1069,17 @@ def design(
 
             def lift(z):
                 if slack:  # every parameter free; an infeasible point is moved onto the boundary
-                    return repaired(jnp.asarray(z, dtype))[0]
+                    q, _, ok = repaired(jnp.asarray(z, dtype))
+                    return q, ok
                 p = jnp.asarray(spec.from_free(z), dtype)
-                return p if spec.closed_repair is not None and budget == "ex_post" else repaired(p)[0]
+                if spec.closed_repair is not None and budget == "ex_post":
+                    return p, True
+                q, _, ok = repaired(p)
+                return q, ok
 
-            def loss(z):
-                return -float(quad(lift(z)))
+            def loss(z):  # a point that no shift makes budget feasible is not a candidate
+                q, ok = lift(z)
+                return -float(quad(q)) if ok else np.inf
 
             z0 = np.asarray(p2, np.float64) if slack else spec.to_free(p2)
             if family in ("two_price", "posted"):
@@ -1083,7 +1090,8 @@ def design(
                 inside = np.clip(z0, lo_ + 0.05 * (hi_ - lo_), hi_ - 0.05 * (hi_ - lo_))
                 z0 = np.where((z0 < lo_) | (z0 > hi_), inside, z0)
             z = nelder_mead(loss, z0, 0.02)
-            p3 = lift(z)
+            p3, ok3 = lift(z)
+            p3 = p3 if ok3 else p2
         if family in CURVES and polish and quad is not None:
             p3 = polish_knots(p2)
         if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
