@@ -501,7 +501,9 @@ def mechaudit_available() -> bool:
     return True
 
 
-def mechaudit_trade(G: int, a: float, types=None, *, stages: dict | None = None) -> tuple[float, float]:
+def mechaudit_trade(
+    G: int, a: float, types=None, *, stages: dict | None = None, method: str = "simplex"
+) -> tuple[float, float]:
     """The best ex post IC, ex post IR, ex post budget-balanced randomized mechanism for bilateral trade on a
     ``G``-point type grid per agent, stated and solved with MechAudit (``mechaudit`` 0.1.0); ``(value, seconds)``.
 
@@ -522,9 +524,9 @@ def mechaudit_trade(G: int, a: float, types=None, *, stages: dict | None = None)
     - objective ``ExpectedSocialWelfare()``: ``E[q (v_b - v_s)]``, the gains from trade (jaxmech's welfare).
 
     Timed: building the environment (MechAudit tabulates the values eagerly), compiling the LP and
-    ``problem.solve()`` with its default options (HiGHS simplex, one thread) -- which includes MechAudit's
-    independent feasibility check and economic audit of the optimum, part of what the tool does on every
-    solve. ``stages`` (a dict), when given, receives the seconds of each stage (``build``, ``compile``,
+    ``problem.solve()`` with its default options (HiGHS simplex, one thread; ``method="ipm"``: HiGHS's interior
+    point, ``SolveOptions(method="ipm")``, everything else default) -- which includes MechAudit's independent
+    feasibility check and economic audit of the optimum, part of what the tool does on every solve. ``stages`` (a dict), when given, receives the seconds of each stage (``build``, ``compile``,
     ``solve``) and the LP's ``rows`` / ``cols``.
     """
     import mechaudit as ma
@@ -557,7 +559,7 @@ def mechaudit_trade(G: int, a: float, types=None, *, stages: dict | None = None)
     t1 = time.perf_counter()
     compiled = problem.compile()
     t2 = time.perf_counter()
-    solution = problem.solve()
+    solution = problem.solve() if method == "simplex" else problem.solve(options=ma.SolveOptions(method=method))
     t3 = time.perf_counter()
     if stages is not None:
         stages.update(build=t1 - t0, compile=t2 - t1, solve=t3 - t2, rows=compiled.model.matrix.shape[0],

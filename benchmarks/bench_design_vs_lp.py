@@ -18,7 +18,10 @@ boundary and audits the result. This script times them on the same model and mac
   workload's goal is a gap within 0.5%.
 
     python benchmarks/bench_design_vs_lp.py [--a 0.0] [--G 61] [--grids 17 33 65] [--starts 4] [--seed 0]
-        [--mechaudit-G 61 ...] [--no-mechaudit]
+        [--family two_price] [--mechaudit-G 61 ...] [--mechaudit-method simplex ipm] [--no-mechaudit]
+
+``jaxmech bench --workload W6`` runs the same comparison (``a = 0``, ``two_price``, MechAudit with both HiGHS
+methods at ``--grid``) beside the other workloads; both call ``jaxmech._src.app.bench.design_vs_lp``.
 
 Several ``--mechaudit-G`` values time MechAudit on each (where ``--G`` takes too long on the machine at hand)
 and print the fitted scaling ``seconds ~ G^k``; the ratios use the one equal to ``--G`` if timed, else the largest.
@@ -29,13 +32,11 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import sys
-import time
 from pathlib import Path
 
 import jax
 
-import jaxmech as jm
+from jaxmech._src.app import bench
 
 
 def main(argv=None) -> int:
@@ -47,78 +48,66 @@ def main(argv=None) -> int:
     p.add_argument("--family", default="two_price", help="design family (jm.design)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mechaudit-G", type=int, nargs="+", default=None, help="grids MechAudit times (default: --G)")
+    p.add_argument("--mechaudit-method", nargs="+", default=["simplex"], choices=["simplex", "ipm"],
+                   help="HiGHS methods MechAudit runs (simplex: its default)")  # fmt: skip
     p.add_argument("--no-mechaudit", action="store_true", help="skip the MechAudit baseline")
     args = p.parse_args(argv)
 
-    env = jm.bilateral_trade(jm.linear_trade_values(args.a))
-    prior = jm.independent(env.dims)
     print(f"# design vs LP: bilateral trade v_i = s_i + {args.a} s_-i, uniform signals, ex post budget balance")
     print(f"# jax {jax.__version__}, {jax.devices()[0].device_kind} ({platform.machine()}), "
           f"{jax.device_count()} device(s)")  # fmt: skip
-
-    t0 = time.perf_counter()
-    lp = jm.lp_reference(env, prior, grids=(args.G,))
-    lp_s = time.perf_counter() - t0
-    ref = jm.lp_reference(env, prior, grids=tuple(args.grids))
-    closed = (1 - args.a) ** 3 * (1 + args.a) / 8  # the best deterministic rule (1/8 at a = 0: the optimum)
-    target = ref.limit
-    print(f"LP at G = {args.G}: value {lp.solutions[0].value:.6f} in {lp_s:.2f} s")
-    print(f"extrapolated optimum (LP on G = {args.grids}, 1/G limit): {target:.6f}; "
-          f"best deterministic rule (1-a)^3(1+a)/8 = {closed:.6f}")  # fmt: skip
-
-    t0 = time.perf_counter()
-    r = jm.design(env, prior, key=jax.random.PRNGKey(args.seed), family=args.family, starts=args.starts)
-    design_s = time.perf_counter() - t0
-    # the gap is the design's exact value (quadrature where the family has one), not its Monte Carlo mean: an SE of
-    # ~0.4% of the value would swamp a 0.5% goal
-    value, mc, se = r.value, r.objective["mean"], r.objective["se"]
-    gap = (target - value) / target
-    print(f"jm.design ({args.family}, {args.starts} cold starts, audit included): {value:.6f} (Monte Carlo {mc:.6f} "
-          f"+- {se:.6f}) in {design_s:.2f} s; gap to the extrapolated optimum {100 * gap:+.2f}% "
-          f"({'within' if gap <= 0.005 else 'NOT within'} 0.5%)")  # fmt: skip
-    print(f"ratio: jaxmech's LP at G = {args.G} takes {lp_s / design_s:.2f}x jm.design's time")
+    bl = None
     if not args.no_mechaudit:
-        mechaudit(args, lp.solutions[0].value, lp_s, design_s)
+        bl = bench.load_baselines(Path(__file__).resolve().parent)  # the repository's baselines, like `jaxmech bench`
+        if bl.mechaudit_available():
+            import mechaudit as ma
+            import scipy
+
+            print(f"# mechaudit {ma.__version__}, scipy {scipy.__version__}")
+    rows, refs = bench.design_vs_lp(
+        a=args.a, family=args.family, G=args.G, grids=tuple(args.grids), starts=args.starts, seed=args.seed,
+        mechaudit_grids=() if args.no_mechaudit else tuple(args.mechaudit_G or [args.G]),
+        mechaudit_methods=tuple(args.mechaudit_method), bl=bl,
+    )  # fmt: skip
+    design, baseline = rows[0], rows[2:]
+    print(f"extrapolated optimum (LP on G = {args.grids}, 1/G limit): {refs['limit']:.6f}; best deterministic rule "
+          f"(1-a)^3(1+a)/8 = {refs['closed']:.6f}")  # fmt: skip
+    if refs["mechaudit_missing"]:
+        print("mechaudit not installed: pip install 'jaxmech[bench]'")
+    d = design.stats
+    print(f"LP at G = {args.G}: value {refs['lp']:.6f} in {refs['lp_s']:.2f} s")
+    print(f"jm.design ({args.family}, {args.starts} cold starts, audit included): {d['value']:.6f} (Monte Carlo "
+          f"{d['mc']:.6f} +- {d['se']:.6f}) in {refs['design_s']:.2f} s; gap to the extrapolated optimum "
+          f"{d['gap_pct']:+.2f}% ({'within' if refs['gap'] <= bench.GOAL_GAP else 'NOT within'} 0.5%)")  # fmt: skip
+    print(f"ratio: jaxmech's LP at G = {args.G} takes {refs['lp_s'] / refs['design_s']:.2f}x jm.design's time")
+    for method in args.mechaudit_method:
+        timed = {r.size: (r.stats["value"], r.stats["seconds"]) for r in baseline if f"({method}," in r.path}
+        if timed:
+            report(args.G, method, timed, refs)
     return 0
 
 
-def mechaudit(args, lp_value: float, lp_s: float, design_s: float) -> None:
-    """Time MechAudit (``baselines.mechaudit_trade``) on ``--mechaudit-G`` and print its ratios."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import baselines  # the repository's baselines (benchmarks/), like `jaxmech bench`
-
-    if not baselines.mechaudit_available():
-        print("mechaudit not installed: pip install 'jaxmech[bench]'")
-        return
-    import mechaudit as ma
-    import scipy
-
-    print(f"# mechaudit {ma.__version__}, scipy {scipy.__version__}")
-    grids = args.mechaudit_G or [args.G]
-    timed = {}
-    for g in grids:
-        stages = {}
-        value, sec = baselines.mechaudit_trade(g, args.a, stages=stages)
-        timed[g] = (value, sec)
-        print(f"MechAudit LP at G = {g}: value {value:.6f} in {sec:.2f} s (build {stages['build']:.2f} s, compile "
-              f"{stages['compile']:.2f} s, solve + audit {stages['solve']:.2f} s; {stages['rows']} rows x "
-              f"{stages['cols']} columns, IC between every pair of types)")  # fmt: skip
+def report(G: int, method: str, timed: dict, refs: dict) -> None:
+    """MechAudit's times with one HiGHS method, its fitted scaling and its ratios to jm.design and jaxmech's LP."""
+    for g, (value, sec) in timed.items():
+        print(f"MechAudit LP ({method}) at G = {g}: value {value:.6f} in {sec:.2f} s (IC between every pair of types)")
+    design_s, lp_s = refs["design_s"], refs["lp_s"]
     if len(timed) > 1:
         x = [math.log(g) for g in timed]
         y = [math.log(t) for _, t in timed.values()]
         mx, my = sum(x) / len(x), sum(y) / len(y)
         k = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum((a - mx) ** 2 for a in x)
-        at = math.exp(my + k * (math.log(args.G) - mx))
-        print(f"MechAudit scaling: seconds ~ G^{k:.2f} on G = {list(timed)}; at G = {args.G}: ~{at:.0f} s (fit)")
-        if args.G not in timed:
-            print(f"ratio (fit): MechAudit at G = {args.G} would take ~{at / design_s:.0f}x jm.design's time and "
-                  f"~{at / lp_s:.0f}x jaxmech's LP at G = {args.G}")  # fmt: skip
-    g = args.G if args.G in timed else max(timed)
+        at = math.exp(my + k * (math.log(G) - mx))
+        print(f"MechAudit ({method}) scaling: seconds ~ G^{k:.2f} on G = {list(timed)}; at G = {G}: ~{at:.0f} s (fit)")
+        if G not in timed:
+            print(f"ratio (fit): MechAudit ({method}) at G = {G} would take ~{at / design_s:.0f}x jm.design's time "
+                  f"and ~{at / lp_s:.0f}x jaxmech's LP at G = {G}")  # fmt: skip
+    g = G if G in timed else max(timed)
     value, sec = timed[g]
-    if g == args.G:
-        print(f"MechAudit vs jaxmech's LP at G = {g}: values differ by {value - lp_value:+.2e} (same grid, same model)")
-    print(f"ratio: MechAudit at G = {g} takes {sec / design_s:.1f}x jm.design's time and "
-          f"{sec / lp_s:.1f}x jaxmech's LP at G = {args.G}")  # fmt: skip
+    if g == G:
+        print(f"MechAudit vs jaxmech's LP at G = {g}: values differ by {value - refs['lp']:+.2e} (same grid and model)")
+    print(f"ratio: MechAudit ({method}) at G = {g} takes {sec / design_s:.1f}x jm.design's time and "
+          f"{sec / lp_s:.1f}x jaxmech's LP at G = {G}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ def test_w5_numpy_certificates_equal_certify(a):
     np.testing.assert_allclose(out["max_walk"], rep.max_walk, atol=1e-5)
     assert rep.fraction == 1.0 and np.all(rep.max_walk <= 1e-5)  # CE Thm 1: the efficient rule passes
 
+
 @pytest.mark.parametrize("a", [0.0, 0.5])
 def test_mechaudit_trade_equals_the_lp_reference(a):
     """The MechAudit baseline of bench_design_vs_lp.py states the model jm.lp_reference solves: same optimum."""
@@ -123,6 +124,43 @@ def test_mechaudit_trade_equals_the_lp_reference(a):
     value, seconds = baselines.mechaudit_trade(9, a, grid_types(prior, 9))
     assert abs(value - ref) <= 1e-7 and seconds > 0
     assert abs(baselines.mechaudit_trade(9, a)[0] - ref) <= 1e-7  # the default grid: the same midpoints
+
+
+@pytest.mark.parametrize("method", ["simplex", "ipm"])
+def test_mechaudit_interior_point_gives_the_same_optimum(method):
+    pytest.importorskip("mechaudit")
+    env = jm.bilateral_trade(jm.linear_trade_values(0.5))
+    ref = jm.lp_reference(env, jm.independent(env.dims), grids=(7,)).solutions[0].value
+    assert abs(baselines.mechaudit_trade(7, 0.5, method=method)[0] - ref) <= 1e-7
+
+
+def test_w6_design_reaches_the_optimum_and_both_lps_agree(tmp_path):
+    """W6 (``jaxmech bench --workload W6``): one cold start of the design lands within 0.5% of the extrapolated
+    optimum and of the closed form 1/8 (Hagerty-Rogerson: the posted price 1/2); jaxmech's LP at G = 7 is the
+    exact grid optimum, MechAudit's (where installed) the same value with both HiGHS methods; the ratio lines name
+    both MechAudit rows (they share a first word)."""
+    lines = []
+    rec = bench.run_workloads(["W6"], quick=True, float64=False, repeats=1, say=lines.append,
+                              overrides={"grid": 7, "jax": 1})  # fmt: skip
+    rows = {r["path"]: r for r in rec["workloads"]["W6"]["rows"]}
+    design = rows["jaxmech design (two_price, 1 cold start)"]["stats"]
+    assert abs(design["value"] - 0.125) <= 0.005 * 0.125 and design["gap_pct"] <= 0.5
+    assert abs(design["mc"] - 0.125) <= 4 * design["se"]
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    lp7 = jm.lp_reference(env, jm.independent(env.dims), grids=(7,)).solutions[0].value
+    assert rows["jaxmech LP (jm.lp_reference, HiGHS)"]["stats"]["value"] == pytest.approx(lp7, abs=1e-9)
+    ma = [r for p, r in rows.items() if p.startswith("mechaudit")]
+    assert len(ma) == (2 if baselines.mechaudit_available() else 0)
+    for r in ma:
+        assert abs(r["stats"]["minus_jaxmech_lp"]) <= 1e-7 and r["size"] == 7
+    ratio = [x for x in lines if x.startswith("  ratio jaxmech design")]
+    assert len(ratio) == 1 and ratio[0].count("mechaudit LP (") == len(ma)
+
+
+def test_ratio_lines_name_baselines_by_first_word_unless_two_share_it():
+    rows = [bench.Row("jaxmech x", 1, 10.0, None, {}), bench.Row("numpy (v)", 1, 5.0, None, {}),
+            bench.Row("m (a)", 1, 1.0, None, {}), bench.Row("m (b)", 1, 4.0, None, {})]  # fmt: skip
+    assert bench.ratio_lines(rows) == ["  ratio jaxmech x: 2.00x numpy, 10.00x m (a), 2.50x m (b)"]
 
 
 def test_bench_subcommand_is_wired(capsys):

@@ -26,6 +26,11 @@ Workloads (unit in brackets):
   Lagrangian, Adam) on a fresh batch of 2^20 profiles (quick: 2^16) [steps / s].
 - W5 CE Thm 1 certificates for ``project_choice`` with k = 16 outcomes, 256 own-signal samples per
   ``s_-i`` [certificates / s].
+- W6 mechanism design against a finite-type LP (issue 21): private-values bilateral trade, uniform signals, ex
+  post IC, IR and budget balance; ``jm.design`` (``two_price``, cold starts, compile and the exact audit included)
+  to within 0.5% of the extrapolated optimum, ``jm.lp_reference`` at ``G`` types per agent, and MechAudit (PyPI
+  ``mechaudit``, the ``bench`` extra) at the same ``G`` with its default HiGHS simplex and with HiGHS's interior
+  point [solves / s: one over the seconds of one whole run; G = 61 full, 21 quick; ``--grid G``].
 
 The CLI ``jaxmech bench [--workload W] [--quick] [--float64]`` and the scripts
 ``benchmarks/bench_w*.py`` call :func:`main`.
@@ -77,6 +82,7 @@ class Sizes(NamedTuple):
     generic: bool = True  # also the generic (bisection-pivot) jaxmech path
     block_size: int | None = None  # audit blocks / chunks (None: the workload's CPU defaults)
     chunk_size: int | None = None
+    grid: int | None = None  # W6: types per agent of the timed LPs
 
 
 # --------------------------------------------------------------------------
@@ -351,6 +357,81 @@ def _cert_stats(feasible, max_walk) -> dict[str, float]:
     return {"certified": float(np.mean(np.asarray(feasible))), "max_walk_max": float(np.max(np.asarray(max_walk)))}
 
 
+# --------------------------------------------------------------------------
+# W6: design vs a finite-type LP (also benchmarks/bench_design_vs_lp.py, with its own options)
+
+GOAL_GAP = 0.005  # W6's goal: jm.design within 0.5% of the extrapolated optimum
+
+
+def design_vs_lp(
+    *,
+    a: float = 0.0,
+    family: str = "two_price",
+    G: int = 61,
+    grids: tuple[int, ...] = (17, 33, 65),
+    starts: int = 4,
+    seed: int = 0,
+    mechaudit_grids: tuple[int, ...] = (),
+    mechaudit_methods: tuple[str, ...] = ("simplex",),
+    bl: ModuleType | None = None,
+) -> tuple[list[Row], dict[str, Any]]:
+    """Time ``jm.design`` against finite-type LPs on bilateral trade ``v_i = s_i + a s_-i`` (uniform signals, ex post
+    IC, IR, budget balance): the rows (rate = one over the seconds of the whole run) and the references.
+
+    ``jm.design(family, starts cold starts)`` includes compile and the exact audit; its value is the exact
+    (quadrature) value of the mechanism found, its gap is measured against the 1/G limit of ``jm.lp_reference`` on
+    ``grids`` (untimed). ``jm.lp_reference`` at ``G`` is timed once; MechAudit (``bl.mechaudit_trade``, the
+    checkout's baselines, ``pip install 'jaxmech[bench]'``) at every G of ``mechaudit_grids`` with every HiGHS
+    method of ``mechaudit_methods`` (``simplex``: MechAudit's default; ``ipm``). Both LPs solve the same grid and
+    model, and their values agree to ~1e-8 (``tests/test_bench.py``)."""
+    import jax
+
+    env = jm.bilateral_trade(jm.linear_trade_values(a))
+    prior = jm.independent(env.dims)
+    limit = jm.lp_reference(env, prior, grids=tuple(grids)).limit  # first: scipy's import is not in the timing
+    t0 = time.perf_counter()
+    lp = jm.lp_reference(env, prior, grids=(G,)).solutions[0].value
+    lp_s = time.perf_counter() - t0
+    closed = (1 - a) ** 3 * (1 + a) / 8  # the best deterministic rule (1/8 at a = 0: the optimum)
+    t0 = time.perf_counter()
+    r = jm.design(env, prior, key=jax.random.PRNGKey(seed), family=family, starts=starts)
+    design_s = time.perf_counter() - t0
+    # the exact value, not the Monte Carlo mean: an SE of ~0.4% of the value would swamp a 0.5% goal
+    gap = (limit - r.value) / limit
+    rows = [
+        Row(f"jaxmech design ({family}, {starts} cold start{'s' * (starts != 1)})", starts, 1.0 / design_s, None,
+            {"value": r.value, "mc": r.objective["mean"], "se": r.objective["se"], "gap_pct": 100 * gap,
+             "seconds": design_s}),
+        Row("jaxmech LP (jm.lp_reference, HiGHS)", G, 1.0 / lp_s, None, {"value": lp, "seconds": lp_s}),
+    ]  # fmt: skip
+    missing = bool(mechaudit_grids) and bl is not None and not bl.mechaudit_available()
+    if mechaudit_grids and bl is not None and not missing:
+        for g in mechaudit_grids:
+            for method in mechaudit_methods:
+                stages: dict = {}
+                value, sec = bl.mechaudit_trade(g, a, stages=stages, method=method)
+                stats = {"value": value, "seconds": sec, "solve_s": stages["solve"], "rows": stages["rows"]}
+                if g == G:
+                    stats["minus_jaxmech_lp"] = value - lp
+                rows.append(Row(f"mechaudit LP ({method}, G = {g})", g, 1.0 / sec, None, stats))
+    refs = {"limit": limit, "closed": closed, "gap": gap, "design_s": design_s, "lp_s": lp_s, "lp": lp,
+            "mechaudit_missing": missing}  # fmt: skip
+    return rows, refs
+
+
+def _bench_w6(size: Sizes, dtype, float64, repeats, bl, with_torch):
+    G = size.grid or 61
+    rows, refs = design_vs_lp(G=G, starts=size.jax, mechaudit_grids=(G,), mechaudit_methods=("simplex", "ipm"), bl=bl)
+    verdict = "within" if refs["gap"] <= GOAL_GAP else "NOT within"
+    check = (
+        f"design gap to the extrapolated optimum {refs['limit']:.6f} (jm.lp_reference on G = 17, 33, 65, 1/G limit; "
+        f"closed form 1/8): {100 * refs['gap']:+.2f}% ({verdict} {100 * GOAL_GAP:.1f}%); both LPs solve the same "
+        f"G = {G} grid" + ("; mechaudit not installed (pip install 'jaxmech[bench]'): no MechAudit rows"
+                           if refs["mechaudit_missing"] else "")
+    )  # fmt: skip
+    return rows, "solves / s (one over the seconds of one run, compile included)", check
+
+
 WORKLOADS: dict[str, tuple[str, Callable, Sizes, Sizes]] = {
     # name: (title, runner, quick sizes, full sizes)
     "W1": ("bilateral trade audit, K = 256 + kinks (CE Sec. 4.4)", _bench_w1, Sizes(1 << 17, 1 << 14, 1 << 15),
@@ -363,6 +444,8 @@ WORKLOADS: dict[str, tuple[str, Callable, Sizes, Sizes]] = {
            Sizes(1 << 20, 1 << 20, 1 << 20)),
     "W5": ("CE Thm 1 certificates, k = 16 outcomes, 256 signals", _bench_w5, Sizes(512, 256, 256),
            Sizes(1 << 14, 2048, 4096)),
+    "W6": ("design vs finite-type LP, private-values trade (issue 21)", _bench_w6, Sizes(2, 0, 0, grid=21),
+           Sizes(4, 0, 0, grid=61)),
 }  # fmt: skip
 
 
@@ -427,7 +510,11 @@ def format_rows(rows: list[Row]) -> list[str]:
 
 
 def ratio_lines(rows: list[Row]) -> list[str]:
-    base = {r.path.split()[0]: r for r in rows if not r.path.startswith("jaxmech")}
+    """Each jaxmech row's rate over each baseline's, a baseline named by its first word (its whole label where two
+    share one: W6's MechAudit simplex and interior point)."""
+    others = [r for r in rows if not r.path.startswith("jaxmech")]
+    first = [r.path.split()[0] for r in others]
+    base = {(f if first.count(f) == 1 else r.path): r for f, r in zip(first, others, strict=True)}
     out = []
     for r in rows:
         if r.path.startswith("jaxmech") and base:
@@ -494,7 +581,7 @@ def run_workloads(
 
 # (Sizes field, flag, argparse attribute) of the size overrides
 _SIZE_FLAGS = (("jax", "--profiles", "profiles"), ("block_size", "--block-size", "block_size"),
-               ("chunk_size", "--chunk-size", "chunk_size"))  # fmt: skip
+               ("chunk_size", "--chunk-size", "chunk_size"), ("grid", "--grid", "grid"))  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -504,15 +591,19 @@ def main(argv=None) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="W1 .. W5 (repeatable; default all)")
-    p.add_argument("--quick", action="store_true", help="small sizes (all five in under 3 minutes on 2 CPU cores)")
+    p.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="W1 .. W6 (repeatable; default all)")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes (W1-W5 in under 3 minutes on 2 CPU cores; W6 ~1 minute)"
+    )
     p.add_argument("--float64", action="store_true", help="double precision (jax_enable_x64)")
     # the counts are read as text and checked by run_from_args (one-line usage errors, integral floats like 1e6)
     p.add_argument("--repeats", default=None, help="timed runs per path, best counts (default 1 quick, 3 full)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline even if torch is installed")
     p.add_argument(
-        "--profiles", help="jaxmech size (profiles / batch / s_-i), e.g. 1e6, or 2147483648 (2^31) for W1 on a GPU"
+        "--profiles",
+        help="jaxmech size (profiles / batch / s_-i; W6: cold starts), e.g. 1e6, or 2147483648 (2^31) for W1 on a GPU",
     )
+    p.add_argument("--grid", help="W6: types per agent of the timed LPs (default 61, quick 21)")
     p.add_argument("--block-size", help="audit block size (W1-W3; GPU: 262144 or more)")
     p.add_argument("--chunk-size", help="audit chunk size (W1-W3; GPU: 8388608 or more)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
