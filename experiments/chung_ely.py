@@ -578,7 +578,7 @@ def second_best(m: dict) -> list[Claim]:
     tp, sr, au, name = m["two_price_rules"], m["search"], m["audit"], m["name"]
     a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))  # the run's environment, e.g. "...(a=0.3)"
     src = "jaxmech (not in CE)"
-    b = tp["best"]
+    b, g = tp["best"], tp["grid"]
     best_ref = (1.0 - a) ** 3 * (1.0 + a) / 8.0
     at_found = _two_price_welfare(a, b["buyer_price"], b["seller_price"])
     out = [
@@ -587,14 +587,19 @@ def second_best(m: dict) -> list[Claim]:
               f"both <= tol = {au['tol']:g} (exact audit of the found rule)",
               au["deficit"]["max"] <= au["tol"] and _regret_max(au) <= au["tol"]),
         check(src, f"best balanced two-price rule, a = {a:g}: prices",
-              f"(p_b, p_s) = ({b['buyer_price']:.3f}, {b['seller_price']:.3f}) on a {tp['pairs']}-pair grid",
-              f"((1 + a) / 2, (1 - a) / 2) = ({(1 + a) / 2:.3f}, {(1 - a) / 2:.3f}) (closed form), or a grid pair "
-              f"within 2% of its welfare",
-              at_found >= 0.98 * best_ref and b["buyer_price"] >= b["seller_price"] + a - 1e-6),
-        check(src, f"best balanced two-price rule, a = {a:g}: expected gains", pm(b["welfare"]),
-              f"{at_found:.4f} = (1 - a) p_s (1 - p_b)(1 + p_b - p_s) / 2 at those prices (closed form; 4 SE); "
-              f"optimum (1 - a)^3 (1 + a) / 8 = {best_ref:.4f}" + (" (Hagerty-Rogerson posted price)" if a == 0 else ""),
-              abs(b["welfare"]["mean"] - at_found) <= 4 * b["welfare"]["se"] + 1e-4),
+              f"(p_b, p_s) = ({b['buyer_price']:.4f}, {b['seller_price']:.4f}) (jm.design two_price: continuous, "
+              f"exact repair; coarse {tp['pairs']}-pair grid check: ({g['buyer_price']:.3f}, {g['seller_price']:.3f}))",
+              f"((1 + a) / 2, (1 - a) / 2) = ({(1 + a) / 2:.4f}, {(1 - a) / 2:.4f}) (closed form) to 1e-3, "
+              f"p_b - p_s >= a (balanced)",
+              max(abs(b["buyer_price"] - (1 + a) / 2), abs(b["seller_price"] - (1 - a) / 2)) <= 1e-3
+              and b["buyer_price"] >= b["seller_price"] + a - 1e-6),
+        check(src, f"best balanced two-price rule, a = {a:g}: expected gains",
+              f"{pm(b['welfare'])} (Monte Carlo), {b['exact']['value']:.6f} (quadrature)",
+              f"{at_found:.6f} = (1 - a) p_s (1 - p_b)(1 + p_b - p_s) / 2 at those prices (closed form; 4 SE, "
+              f"quadrature to 1e-5); optimum (1 - a)^3 (1 + a) / 8 = {best_ref:.6f}"
+              + (" (Hagerty-Rogerson posted price)" if a == 0 else ""),
+              abs(b["welfare"]["mean"] - at_found) <= 4 * b["welfare"]["se"] + 1e-4
+              and abs(b["exact"]["value"] - at_found) <= 1e-5),
         check(src, "gradient search over monotone cutoffs reaches within 10% of the best two-price rule's gains",
               f"{pm(sr['welfare'])}; search - best {pm(tp['search_minus_best'])} (paired: "
               f"{tp['search_minus_best']['mean'] / best_ref:+.1%} of the optimum)",

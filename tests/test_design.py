@@ -383,3 +383,18 @@ def test_weighted_objective_auction_against_the_closed_form_and_the_lp():
     assert abs(r.value - 0.84375) <= 1e-5
     assert abs(r.objective["mean"] - 0.84375) <= 4 * r.objective["se"]
     assert abs(r.reference["gap_relative"]) <= 1e-3 and abs(r.reference["limit"] - 0.84375) <= 1e-3
+
+
+def test_decision_spread_measures_how_far_two_rules_are_apart():
+    """Two posted-price trade rules (cutoffs 0.5 and 0.6 for the buyer, 0.5 for the seller) differ exactly where
+    ``0.5 < s_b <= 0.6`` and ``s_s < 0.5``: the spread's max is 1 and its mean that region's share of the grid."""
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    prior = jm.independent(env.dims)
+    spec = design_lib.make_spec(env, prior, "two_price", key=jax.random.PRNGKey(0), knots=5, dtype=jnp.float32)
+    p0, p1 = jnp.asarray([0.5, 0.5], jnp.float32), jnp.asarray([0.6, 0.5], jnp.float32)
+    out = design_lib.decision_spread(spec, [p0, p1], p0, prior, 33, jnp.float32)
+    g = np.asarray(jm.support_grid(prior, 33, jnp.float32), np.float64)
+    share = np.mean((g[:, 0] > 0.5) & (g[:, 0] <= 0.6) & (g[:, 1] < 0.5))
+    assert out["decision_grid"] == 33 * 33 and out["decision_spread_max"] == 1.0
+    assert out["decision_spread_mean"] == pytest.approx(share, abs=1e-12) and share > 0
+    assert design_lib.decision_spread(spec, [p0], p0, prior, 33, jnp.float32)["decision_spread_max"] == 0.0

@@ -28,6 +28,7 @@ PRICE_TIMING = 77  # fresh profiles timing a price table
 CONTRIBUTION_SURPLUS = 79  # profiles of CE Sec. 5.3's expected surplus
 DESIGN = 43  # everything of the design kind (cold starts, batches, repair, evaluation, audit)
 CONDITION5 = 51  # profiles of the B eq. (5) indifference check
+TWO_PRICE_BASELINE = 52  # the search kind's best two-price rule (jm.design: cold starts, repair, polish)
 TWO_OUTCOME_FIT = 100  # + k: the k-th target's search
 
 

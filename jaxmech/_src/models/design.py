@@ -99,8 +99,10 @@ class DesignResult(NamedTuple):
       starts: per start: its cold parameters, the repaired (and polished) ones, the repair's shift, the objective.
         A start whose search diverged (non-finite parameters) has ``feasible`` false and ``diverged`` true.
       spread: the per-start objectives' ``min``, ``max``, ``std``.
-      precision: how precisely the parameters are pinned down (spread across starts, optimizer tolerance).
-      audit: the exact audit's summary (sampled profiles) and the support-grid check.
+      precision: how precisely the design is pinned down: low-dimensional (polished) families, the parameters'
+        spread across the starts at the best value and the optimizer's tolerance; the others, the spread of the
+        decision rules of the starts within 0.1% of the best value on a support grid (:func:`decision_spread`).
+      audit: the exact audit's summary (sampled profiles) and the support-grid check (``None``: not run).
       reference: LP values per grid, the ``1/G`` limit, the gap and ``below_reference`` (more than 1% below), or None.
       seconds: wall time of each stage.
     """
@@ -119,7 +121,7 @@ class DesignResult(NamedTuple):
     starts: tuple[dict, ...]
     spread: dict
     precision: dict
-    audit: dict
+    audit: dict | None
     reference: dict | None
     seconds: dict
 
@@ -838,6 +840,35 @@ def grid_check(env: Environment, mech: Mechanism, prior: priors.Prior, points: i
             "regret_max": float(reg.max())}  # fmt: skip
 
 
+DECISION_GRID = {1: 65, 2: 33, 3: 9}  # decision_spread's grid points per coordinate by the number of agents (else 5)
+
+
+def decision_spread(
+    spec: Spec, finals: Sequence[Params], best: Params, prior: priors.Prior, points: int, dtype
+) -> dict:
+    """How far the decision rules ``finals`` are from ``best`` on a ``points``-per-coordinate support grid: the
+    largest and the mean ``|q_k(s) - q_best(s)|`` (``q``: the allocation, a trade or provision probability).
+
+    The precision of a many-parameter family (a curve's knots, a randomized rule's band) is that of the rule, not of
+    its parameters, which need not be identified: two parameter vectors can give the same rule. Starts whose rules
+    agree where the prior has mass pin the design down; a large spread at an equal value says the optimum is flat
+    in that direction (the objective's standard error and the spread of values say how much it matters)."""
+    g = support_grid(prior, points, dtype)
+
+    @_compiled()
+    def rule(p):
+        mech = spec.family.mechanism(p)
+        return jax.vmap(lambda s: mech.decide(mech.params, s))(g)
+
+    q0 = np.asarray(rule(best), np.float64)
+    diffs = [np.abs(np.asarray(rule(p), np.float64) - q0) for p in finals]
+    return {
+        "decision_spread_max": float(max(float(d.max()) for d in diffs)) if diffs else 0.0,
+        "decision_spread_mean": float(max(float(d.mean()) for d in diffs)) if diffs else 0.0,
+        "decision_grid": int(g.shape[0]),
+    }
+
+
 def audit_summary(report: dict) -> dict:
     """The exact audit's headline numbers (the full report stays available from :func:`jaxmech.audit`)."""
     return {
@@ -898,6 +929,7 @@ def design(
     check_grid: int = 33,
     reference: bool = False,
     grids: Sequence[int] = (17, 33, 65),
+    run_audit: bool = True,
     dtype=jnp.float32,
 ) -> DesignResult:
     """The best ex post IC and IR mechanism of ``family`` for ``env`` under ``prior`` (see the module docstring).
@@ -913,6 +945,8 @@ def design(
       polish: refine low-dimensional deterministic families on the budget boundary (:data:`POLISHED`).
       quadrature_panels: panels per level of the quadrature (default :func:`default_panels`).
       reference, grids: solve the finite-type LP on these grids and compare (needs scipy).
+      run_audit: ``False`` skips step 4's exact audit and grid check (``audit`` is then ``None``): for a rule used as
+        a baseline and audited where it is used (the ``search`` kind's best two-price rule).
 
     Raises:
       ValueError: an environment, prior or family it cannot design for (:func:`check_environment`), or a rule no
@@ -1124,9 +1158,11 @@ def design(
         v_fine = float(quad(params))
         exact = {"value": v_fine, "error": abs(v_fine - float(coarse(params)))}
     mech = spec.family.mechanism(params)
-    rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports, dtype=dtype,
-                       options=audit_options).report  # fmt: skip
-    audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
+    audit = None
+    if run_audit:
+        rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports,
+                           dtype=dtype, options=audit_options).report  # fmt: skip
+        audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
     t_audit = time.perf_counter()
 
     vals = np.asarray(values, np.float64)
@@ -1138,6 +1174,11 @@ def design(
         dev = max(float(np.max(np.abs(p - np.asarray(params, np.float64)))) for p in near)
         precision.update({"params_spread": dev, "starts_at_best": len(near),
                           "optimizer_tol": 1e-6 if quad is not None else None})  # fmt: skip
+    else:  # many parameters: how far apart the RULES of the starts that reach the best value (to 0.1%) are
+        near = [p for p, v in zip(finals, values, strict=True) if v >= vals.max() - 1e-3 * abs(vals.max())]
+        precision.update({"starts_within_0.1%": len(near),
+                          **decision_spread(spec, near, params, prior, DECISION_GRID.get(n, 5), dtype)})  # fmt: skip
+    if family in POLISHED:
         if family == "threshold":
             precision["sum_minus_cost"] = float(np.sum(np.asarray(params, np.float64)) - float(env.cost(jnp.ones(()))))
     result = DesignResult(

@@ -16,6 +16,7 @@ from jaxmech._src.app.build import build, execute, is_public, is_trade
 from jaxmech._src.app.kinds.common import Kind, condition_checks, mean_se_text, trade_figures
 from jaxmech._src.core import environments as envs
 from jaxmech._src.core import search as search_lib
+from jaxmech._src.models import design as design_lib
 from jaxmech._src.models import families, provision
 
 
@@ -57,42 +58,61 @@ def _mc(x: np.ndarray) -> dict:
     return {"mean": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(len(x)))}
 
 
-def _two_price_baseline(env, s, grid_pts, points, dtype) -> dict:
+# the best two-price rule by jm.design: short annealed search from cold starts, exact repair onto the budget boundary,
+# Nelder-Mead polish by quadrature (continuous prices; the grid is only a coarse cross-check)
+_BASELINE_DESIGN = {"family": "two_price", "starts": 2, "search": search_lib.SearchConfig(steps=60, learning_rate=0.02,
+                    temperature_start=0.05), "eval_profiles": 1 << 12, "run_audit": False}  # fmt: skip
+
+
+def _two_price_baseline(env, prior, key, s, grid_pts, points, dtype) -> dict:
     """Two-price trading rules: trade iff ``s_beta > p_b`` and ``s_sigma < p_s`` (``p_s <= p_b``), a monotone cutoff
     rule (``g = p_b`` below ``p_s``, no trade above) whose generalized VCG payments are ``t_beta = v_beta(p_b, s_sigma)``
     and ``-t_sigma = v_sigma(s_beta, p_s)``. ``p_b = p_s`` is a posted price (the budget-balanced rules of private
-    values). Each pair's budget balance is checked on the support grid; the best balanced pair is returned."""
+    values).
+
+    The best budget-balanced pair is a continuous optimization: ``jm.design(family="two_price")`` (cold starts,
+    exact repair onto the ex post budget boundary by bisection, Nelder-Mead polish by quadrature), its welfare
+    measured on the run's common profiles ``s`` (paired with the search). A ``points x points`` grid of pairs, each
+    checked for balance on the support grid, is kept as a coarse cross-check (``grid``)."""
     pairs = np.array(
         [(pb, ps) for pb in np.linspace(0, 1, points) for ps in np.linspace(0, 1, points) if ps <= pb + 1e-12]
     )
 
-    def one(pp):
-        pb, ps = pp[0], pp[1]
-
+    def welfare_at(pb, ps):
         def trade(x):
             return ((x[0] > pb) & (x[1] < ps)).astype(x.dtype)
+
+        return trade, jax.vmap(lambda x: env.welfare(trade(x), x))(s)
+
+    def one(pp):
+        pb, ps = pp[0], pp[1]
+        trade, w = welfare_at(pb, ps)
 
         def deficit(x):
             return trade(x) * (env.values(jnp.stack([x[0], ps]))[1] - env.values(jnp.stack([pb, x[1]]))[0])
 
-        w = jax.vmap(lambda x: env.welfare(trade(x), x))(s)
         return jnp.mean(w), jnp.max(jax.vmap(deficit)(grid_pts))
 
     means, worst = jax.jit(lambda ps: jax.lax.map(one, ps))(jnp.asarray(pairs, dtype))
     means, worst = np.asarray(means, np.float64), np.asarray(worst, np.float64)
     feasible = worst <= 1e-6
     out = {"pairs": int(len(pairs)), "feasible_share": float(feasible.mean())}
-    posted = np.abs(pairs[:, 0] - pairs[:, 1]) < 1e-12
-    if (feasible & posted).any():
-        k = int(np.argmax(np.where(feasible & posted, means, -np.inf)))
-        out["best_posted_price"] = {"price": float(pairs[k, 0]), "welfare": float(means[k])}
     if feasible.any():
         k = int(np.argmax(np.where(feasible, means, -np.inf)))
-        pb, ps = pairs[k]
-        trade = (np.asarray(s[:, 0]) > pb) & (np.asarray(s[:, 1]) < ps)
-        w = np.asarray(jax.vmap(lambda x, t: env.welfare(t, x))(s, jnp.asarray(trade, dtype)), np.float64)
-        out["best"] = {"buyer_price": float(pb), "seller_price": float(ps), "welfare": _mc(w)}
-        out["_best_per_profile"] = w
+        out["grid"] = {"buyer_price": float(pairs[k, 0]), "seller_price": float(pairs[k, 1]), "welfare": float(means[k])}
+    try:
+        r = design_lib.design(env, prior, key=key, dtype=dtype, **_BASELINE_DESIGN)
+    except ValueError as e:  # no two-price rule is budget balanced
+        out["design_error"] = str(e)
+        return out
+    pb, ps = (float(x) for x in np.asarray(r.params, np.float64))
+    w = np.asarray(jax.jit(lambda: welfare_at(jnp.asarray(pb, dtype), jnp.asarray(ps, dtype))[1])(), np.float64)
+    out["best"] = {"buyer_price": pb, "seller_price": ps, "welfare": _mc(w), "exact": r.exact,
+                   "method": "jm.design two_price: 2 cold starts, exact repair onto the budget boundary, polish by "
+                             "quadrature"}  # fmt: skip
+    out["_best_per_profile"] = w
+    if abs(pb - ps) <= 1e-4:  # the best balanced two-price rule is a posted price
+        out["best_posted_price"] = {"price": 0.5 * (pb + ps), "welfare": float(w.mean())}
     return out
 
 
@@ -113,7 +133,8 @@ def _run_boundary_search(settings, built, progress, out_dir):
     s = built.prior.sample(streams.key_for(key, streams.GRID_PROFILES), sc.grid_profiles, built.dtype)
     grid_pts = search_lib.support_grid(built.prior, 129, built.dtype)
     baseline = (
-        _two_price_baseline(env, s, grid_pts, min(sc.grid_points, 51), built.dtype)
+        _two_price_baseline(env, built.prior, streams.key_for(key, streams.TWO_PRICE_BASELINE), s, grid_pts,
+                            min(sc.grid_points, 51), built.dtype)  # fmt: skip
         if sc.family == "monotone_cutoff"
         else None
     )
@@ -296,18 +317,22 @@ def _boundary_search_summary(metrics: dict) -> str:
     ]
     if "two_price_rules" in metrics:
         tp = metrics["two_price_rules"]
-        if "best_posted_price" in tp:
-            bp = tp["best_posted_price"]
-            lines.append(f"posted prices   best budget-balanced p = {bp['price']:.3f}: welfare {bp['welfare']:.4f}")
-        else:
-            lines.append("posted prices   none is budget balanced here")
         if "best" in tp:
             b = tp["best"]
+            kind = "a posted price" if "best_posted_price" in tp else "not a posted price"
+            exact = f", {b['exact']['value']:.6f} by quadrature" if b.get("exact") else ""
             lines.append(
-                f"two prices      best budget-balanced (p_b, p_s) = ({b['buyer_price']:.3f}, {b['seller_price']:.3f}): "
-                f"welfare {mean_se_text(b['welfare'])}; search - best {mean_se_text(tp['search_minus_best'])} (paired)"
+                f"two prices      best budget-balanced (p_b, p_s) = ({b['buyer_price']:.4f}, {b['seller_price']:.4f}) "
+                f"({kind}; continuous, jm.design): welfare {mean_se_text(b['welfare'])}{exact}; search - best "
+                f"{mean_se_text(tp['search_minus_best'])} (paired)"
                 + ("  [search warm-started there]" if s.get("warm_start") else "")
             )
+        else:
+            lines.append(f"two prices      none is budget balanced ({tp.get('design_error', '')})")
+        if "grid" in tp:
+            g = tp["grid"]
+            lines.append(f"                coarse grid check ({tp['pairs']} pairs): best ({g['buyer_price']:.3f}, "
+                         f"{g['seller_price']:.3f}), welfare {g['welfare']:.4f}")  # fmt: skip
     if "threshold_rules" in metrics:
         tr = metrics["threshold_rules"]
         lines.append(
