@@ -329,6 +329,46 @@ def auction_revenue(m: dict) -> list[Claim]:
     ]
 
 
+def auction_weighted(m: dict) -> list[Claim]:
+    """Welfare + w x revenue (w = 0.5), two uniform private-value buyers: per unit of allocation buyer i adds
+    ``s_i + w (2 s_i - 1)``, positive above ``r = w / (1 + 2w) = 1/4``; the optimum over all ex post IC and IR rules
+    is the reserve auction with reserve 1/4, worth ``(1 + 2w) 2/3 (1 - r^3) - w (1 - r^2) = 0.84375``."""
+    d = _d(m)
+    w = 0.5
+    r0 = w / (1 + 2 * w)
+    best = (1 + 2 * w) * 2 / 3 * (1 - r0**3) - w * (1 - r0**2)
+    r = d["description"]["reserves"]
+    err = max(abs(x - r0) for x in r)
+    mc = d["objective"]
+    lp_ok = _has_lp(m)
+    return [
+        check(
+            "jaxmech (not in CE)",
+            "weighted objective (welfare + 0.5 revenue) from cold starts: reserve 1/4 (two uniform private-value "
+            "buyers)",
+            f"reserves ({', '.join(f'{x:.5f}' for x in r)}), |error| {err:.1e}",
+            f"w / (1 + 2w) = {r0:g} (closed form); |error| <= 2e-3",
+            err <= 2e-3,
+        ),
+        check(
+            "jaxmech (not in CE)",
+            "its weighted objective by quadrature and by the mechanism's own Monte Carlo welfare and payments",
+            f"{d['value']:.7f} by quadrature; MC {mc['mean']:.5f} ± {mc['se']:.1g}",
+            f"(1 + 2w) 2/3 (1 - r^3) - w (1 - r^2) = {best:.7f}; quadrature within 1e-5, MC within 4 SE",
+            abs(d["value"] - best) <= 1e-5 and abs(mc["mean"] - best) <= 4 * mc["se"],
+        ),
+        _audit_ok(m),
+        check(
+            "LP",
+            "the single-object LP for the same weighted objective: its 1/G limit is the closed form",
+            f"{_d(m)['reference']['limit']:.6f}" if lp_ok else "no LP reference",
+            f"{best:.6f}; within 1e-3",
+            lp_ok and abs(_d(m)["reference"]["limit"] - best) <= 1e-3,
+        ),
+        *_reference(m, 0.01),
+    ]
+
+
 def _has_lp(m: dict) -> bool:
     r = _d(m)["reference"]
     return r is not None and "error" not in r
@@ -367,6 +407,7 @@ EXPERIMENTS = {
     "design_public_good_falling": Experiment(falling, QUICK, FULL),
     "design_public_good_randomized": Experiment(public_randomized(-0.3, 0.8), PUBLIC_RANDOMIZED, FULL, cost=20),
     "design_auction_revenue": Experiment(auction_revenue, AUCTION, FULL),
+    "design_auction_weighted": Experiment(auction_weighted, AUCTION, FULL),
     "design_trade_correlated": Experiment(trade_correlated, CORRELATED, FULL),
 }
 
