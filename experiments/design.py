@@ -83,7 +83,9 @@ def _reference(m: dict, within: float) -> list[Claim]:
             "LP",
             f"cold-start design reaches the LP reference within {100 * within:g}% ({m['name']})",
             f"design {r['design']:.6f}, gap {100 * r['gap_relative']:+.2f}%",
-            f"finite-type LP {per}; 1/G limit {r['limit']:.6f}",
+            f"finite-type LP {per}; 1/G limit {r['limit']:.6f}"
+            + (f" (with a 1/G^2 term: {r['limit_second_order']:.6f}, gap {100 * r['gap_relative_second_order']:+.2f}%)"
+               if r.get("limit_second_order") is not None else ""),
             r["gap_relative"] <= within,
         )
     ]
@@ -403,7 +405,7 @@ EXPERIMENTS = {
     "design_trade_randomized_a05": Experiment(_randomized(0.5), RANDOMIZED, FULL, cost=30),
     "design_thm9": Experiment(_thm9([0.5, 0.5]), QUICK, FULL),
     "design_thm9_asymmetric": Experiment(_thm9(None), QUICK, FULL, cost=16),
-    "design_thm9_n3": Experiment(_thm9([0.5, 0.5, 0.5]), QUICK + ("design.lp_grids=[9, 13]",), FULL, cost=20),
+    "design_thm9_n3": Experiment(_thm9([0.5, 0.5, 0.5]), QUICK + ("design.lp_grids=[9, 13, 17]",), FULL, cost=25),
     "design_public_good_falling": Experiment(falling, QUICK, FULL),
     "design_public_good_randomized": Experiment(public_randomized(-0.3, 0.8), PUBLIC_RANDOMIZED, FULL, cost=20),
     "design_auction_revenue": Experiment(auction_revenue, AUCTION, FULL),

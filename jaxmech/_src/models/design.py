@@ -1292,9 +1292,17 @@ def compare_reference(result: DesignResult, env, prior, grids, *, objective, rev
     below = bool(value < ref.limit - 0.01 * abs(ref.limit))
     out.update({"design": value, "design_se": result.objective["se"], "gap": gap, "gap_relative": rel,
                 "below_reference": below})  # fmt: skip
+    if ref.limit2 is not None:
+        out["gap_relative_second_order"] = (ref.limit2 - value) / abs(ref.limit2) if ref.limit2 != 0 else float("nan")
     if below:
         out["message"] = (
             f"the design ({value:.6g}) is {100 * rel:.2f}% below the extrapolated LP value {ref.limit:.6g}: a better "
             "mechanism may exist (another family, more starts or steps)"
         )
+        if ref.limit2 is not None:
+            out["message"] += (
+                f"; the second-order fit (limit + b/G + c/G^2) gives {ref.limit2:.6g}, gap "
+                f"{100 * out['gap_relative_second_order']:.2f}%: where the two fits differ, the extrapolation's own "
+                "error is of that size (finer grids settle it)"
+            )
     return out

@@ -99,7 +99,9 @@ def _design_summary(metrics: dict) -> str:
         lines.append(f"LP reference    unavailable: {r['error']}")
     else:
         per = ", ".join(f"G={gr}: {v:.6f}" for gr, v in zip(r["grids"], r["values"], strict=True))
-        lines.append(f"LP reference    {per}   1/G limit {r['limit']:.6f}")
+        second = r.get("limit_second_order")
+        lines.append(f"LP reference    {per}   1/G limit {r['limit']:.6f}"
+                     + (f"   (second order, + c/G^2: {second:.6f})" if second is not None else ""))  # fmt: skip
         lines.append(
             f"gap             limit - design = {r['gap']:+.2e} ({100 * r['gap_relative']:+.2f}%)"
             + (f"   ** {r['message']}" if r.get("below_reference") else "   (within 1% of the reference)")
