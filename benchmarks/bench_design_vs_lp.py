@@ -69,6 +69,9 @@ def main(argv=None) -> int:
         mechaudit_grids=() if args.no_mechaudit else tuple(args.mechaudit_G or [args.G]),
         mechaudit_methods=tuple(args.mechaudit_method), bl=bl,
     )  # fmt: skip
+    if not refs["has_lp"]:
+        print("scipy not installed (pip install 'jaxmech[lp]'): this script compares with LPs; nothing to compare")
+        return 1
     design, baseline = rows[0], rows[2:]
     print(f"extrapolated optimum (LP on G = {args.grids}, 1/G limit): {refs['limit']:.6f}; best deterministic rule "
           f"(1-a)^3(1+a)/8 = {refs['closed']:.6f}")  # fmt: skip

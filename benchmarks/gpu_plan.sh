@@ -39,8 +39,13 @@ W1_BIG=$(n 2147483648)
 # W1 at ~1.1e12 evaluations (2^31 profiles x 2 agents x 258 misreports): the headline rate
 step w1-1e12 120 "$PY" -m jaxmech bench --workload W1 --profiles "$W1_BIG" --block-size 262144 \
     --chunk-size 8388608 --repeats 2 --json "$OUTDIR/w1-1e12.json"
-# all five workloads at full sizes, float32, PyTorch eager on the same device as the baseline
-step bench-f32 180 "$PY" -m jaxmech bench $QUICK --repeats 2 --json "$OUTDIR/bench-f32.json"
+# W1-W5 at full sizes, float32, PyTorch eager on the same device as the baseline
+step bench-f32 180 "$PY" -m jaxmech bench $QUICK --repeats 2 --workload W1 --workload W2 --workload W3 \
+    --workload W4 --workload W5 --json "$OUTDIR/bench-f32.json"
+# design on the device, unchanged (issue 21): W6 (jm.design from cold starts, its gap; the LP rows where scipy and
+# mechaudit are installed) and a randomized design config end to end (search, repair, polish, audit, LP reference)
+step design-w6 240 "$PY" -m jaxmech bench --workload W6 $QUICK --json "$OUTDIR/design-w6.json"
+step design-run 240 "$PY" -m jaxmech run configs/design_trade_randomized_a03.toml --out "$OUTDIR/design-run"
 # flat device memory: the same peak at 1e7, 1e9 and 1e10 profiles
 step memory 120 "$PY" benchmarks/scale.py memory --profiles "$(n 1e7)" "$(n 1e9)" "$(n 1e10)" \
     --block-size 262144 --chunk-size 8388608

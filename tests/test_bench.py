@@ -189,3 +189,12 @@ def test_without_the_baselines_the_cli_runs_the_jax_rows_and_says_so(tmp_path, c
     assert "jaxmech certify" in out and "numpy (vectorized)" not in out and "ratio" not in out
     rec = json.loads(target.read_text())
     assert rec["baselines"] is None and [r["path"] for r in rec["workloads"]["W5"]["rows"]] == ["jaxmech certify"]
+
+
+def test_w6_without_scipy_times_the_design_alone(monkeypatch):
+    """A machine without the `lp` extra (a GPU host, say) still runs W6: the design row, its gap to the closed form
+    1/8, and a line saying why there are no LP rows."""
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # `import scipy.optimize` raises ImportError
+    rows, refs = bench.design_vs_lp(G=5, grids=(5, 7), starts=1, mechaudit_grids=(5,), bl=baselines)
+    assert not refs["has_lp"] and [r.path for r in rows] == ["jaxmech design (two_price, 1 cold start)"]
+    assert abs(rows[0].stats["value"] - 0.125) <= 1e-4 and abs(refs["gap"]) <= 1e-3

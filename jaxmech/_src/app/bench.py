@@ -29,8 +29,8 @@ Workloads (unit in brackets):
 - W6 mechanism design against a finite-type LP (issue 21): private-values bilateral trade, uniform signals, ex
   post IC, IR and budget balance; ``jm.design`` (``two_price``, cold starts, compile and the exact audit included)
   to within 0.5% of the extrapolated optimum, ``jm.lp_reference`` at ``G`` types per agent, and MechAudit (PyPI
-  ``mechaudit``, the ``bench`` extra) at the same ``G`` with its default HiGHS simplex and with HiGHS's interior
-  point [solves / s: one over the seconds of one whole run; G = 61 full, 21 quick; ``--grid G``].
+  ``mechaudit``, the ``bench`` extra) at the same ``G`` with HiGHS's interior point and, up to G = 41, its default
+  simplex [solves / s: one over the seconds of one whole run; G = 61 full, 21 quick; ``--grid G``].
 
 The CLI ``jaxmech bench [--workload W] [--quick] [--float64]`` and the scripts
 ``benchmarks/bench_w*.py`` call :func:`main`.
@@ -388,24 +388,33 @@ def design_vs_lp(
 
     env = jm.bilateral_trade(jm.linear_trade_values(a))
     prior = jm.independent(env.dims)
-    limit = jm.lp_reference(env, prior, grids=tuple(grids)).limit  # first: scipy's import is not in the timing
-    t0 = time.perf_counter()
-    lp = jm.lp_reference(env, prior, grids=(G,)).solutions[0].value
-    lp_s = time.perf_counter() - t0
     closed = (1 - a) ** 3 * (1 + a) / 8  # the best deterministic rule (1/8 at a = 0: the optimum)
+    try:
+        import scipy.optimize  # noqa: F401  (the `lp` extra; a machine without it times the design alone)
+    except ImportError:
+        has_lp = False
+    else:
+        has_lp = True
+    limit = lp = lp_s = None
+    if has_lp:
+        limit = jm.lp_reference(env, prior, grids=tuple(grids)).limit  # first: scipy's import is not in the timing
+        t0 = time.perf_counter()
+        lp = jm.lp_reference(env, prior, grids=(G,)).solutions[0].value
+        lp_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     r = jm.design(env, prior, key=jax.random.PRNGKey(seed), family=family, starts=starts)
     design_s = time.perf_counter() - t0
     # the exact value, not the Monte Carlo mean: an SE of ~0.4% of the value would swamp a 0.5% goal
-    gap = (limit - r.value) / limit
+    gap = (limit - r.value) / limit if has_lp else (closed - r.value) / closed
     rows = [
         Row(f"jaxmech design ({family}, {starts} cold start{'s' * (starts != 1)})", starts, 1.0 / design_s, None,
             {"value": r.value, "mc": r.objective["mean"], "se": r.objective["se"], "gap_pct": 100 * gap,
              "seconds": design_s}),
-        Row("jaxmech LP (jm.lp_reference, HiGHS)", G, 1.0 / lp_s, None, {"value": lp, "seconds": lp_s}),
     ]  # fmt: skip
+    if has_lp:
+        rows.append(Row("jaxmech LP (jm.lp_reference, HiGHS)", G, 1.0 / lp_s, None, {"value": lp, "seconds": lp_s}))
     missing = bool(mechaudit_grids) and bl is not None and not bl.mechaudit_available()
-    if mechaudit_grids and bl is not None and not missing:
+    if mechaudit_grids and bl is not None and not missing and has_lp:
         for g in mechaudit_grids:
             for method in mechaudit_methods:
                 stages: dict = {}
@@ -415,20 +424,30 @@ def design_vs_lp(
                     stats["minus_jaxmech_lp"] = value - lp
                 rows.append(Row(f"mechaudit LP ({method}, G = {g})", g, 1.0 / sec, None, stats))
     refs = {"limit": limit, "closed": closed, "gap": gap, "design_s": design_s, "lp_s": lp_s, "lp": lp,
-            "mechaudit_missing": missing}  # fmt: skip
+            "mechaudit_missing": missing, "has_lp": has_lp}  # fmt: skip
     return rows, refs
+
+
+SIMPLEX_MAX_G = 41  # MechAudit's default simplex grows ~G^5.6: G = 41 73 s, G = 61 > 20 min (BENCHMARKS.md)
 
 
 def _bench_w6(size: Sizes, dtype, float64, repeats, bl, with_torch):
     G = size.grid or 61
-    rows, refs = design_vs_lp(G=G, starts=size.jax, mechaudit_grids=(G,), mechaudit_methods=("simplex", "ipm"), bl=bl)
+    methods = ("simplex", "ipm") if G <= SIMPLEX_MAX_G else ("ipm",)
+    rows, refs = design_vs_lp(G=G, starts=size.jax, mechaudit_grids=(G,), mechaudit_methods=methods, bl=bl)
     verdict = "within" if refs["gap"] <= GOAL_GAP else "NOT within"
-    check = (
-        f"design gap to the extrapolated optimum {refs['limit']:.6f} (jm.lp_reference on G = 17, 33, 65, 1/G limit; "
-        f"closed form 1/8): {100 * refs['gap']:+.2f}% ({verdict} {100 * GOAL_GAP:.1f}%); both LPs solve the same "
-        f"G = {G} grid" + ("; mechaudit not installed (pip install 'jaxmech[bench]'): no MechAudit rows"
-                           if refs["mechaudit_missing"] else "")
-    )  # fmt: skip
+    if refs["has_lp"]:
+        check = (f"design gap to the extrapolated optimum {refs['limit']:.6f} (jm.lp_reference on G = 17, 33, 65, 1/G "
+                 f"limit; closed form 1/8): {100 * refs['gap']:+.2f}% ({verdict} {100 * GOAL_GAP:.1f}%); both LPs "
+                 f"solve the same G = {G} grid")  # fmt: skip
+    else:
+        check = (f"scipy not installed (pip install 'jaxmech[lp]'): no LP rows; design gap to the closed form 1/8 "
+                 f"{100 * refs['gap']:+.2f}% ({verdict} {100 * GOAL_GAP:.1f}%)")  # fmt: skip
+    if refs["mechaudit_missing"]:
+        check += "; mechaudit not installed (pip install 'jaxmech[bench]'): no MechAudit rows"
+    elif G > SIMPLEX_MAX_G:
+        check += (f"; MechAudit's default simplex only up to G = {SIMPLEX_MAX_G} (at 61 it ran > 20 min here: "
+                  "benchmarks/bench_design_vs_lp.py --mechaudit-method simplex)")  # fmt: skip
     return rows, "solves / s (one over the seconds of one run, compile included)", check
 
 
