@@ -17,7 +17,7 @@ from jaxmech._src.models import design as design_lib
 
 
 def _run_design(settings, base_dir, progress, out_dir):
-    del progress, out_dir
+    del out_dir
     d = settings.design
     env = build_environment(settings.environment, base_dir)
     prior = build_prior(settings.prior, env.dims)
@@ -34,7 +34,7 @@ def _run_design(settings, base_dir, progress, out_dir):
             repair_profiles=d.repair_profiles, polish=d.polish, eval_profiles=d.eval_profiles,
             audit_profiles=settings.audit.profiles,
             misreports=audit_lib.Misreports(**cfg.to_dict(settings.audit.misreports)),
-            audit_options=stream_options(settings), check_grid=d.check_grid, reference=d.reference,
+            audit_options=stream_options(settings, progress=progress), check_grid=d.check_grid, reference=d.reference,
             grids=d.lp_grids, dtype=dtype,
         )  # fmt: skip
     except ValueError as e:
