@@ -526,8 +526,9 @@ def mechaudit_trade(
     Timed: building the environment (MechAudit tabulates the values eagerly), compiling the LP and
     ``problem.solve()`` with its default options (HiGHS simplex, one thread; ``method="ipm"``: HiGHS's interior
     point, ``SolveOptions(method="ipm")``, everything else default) -- which includes MechAudit's independent
-    feasibility check and economic audit of the optimum, part of what the tool does on every solve. ``stages`` (a dict), when given, receives the seconds of each stage (``build``, ``compile``,
-    ``solve``) and the LP's ``rows`` / ``cols``.
+    feasibility check and economic audit of the optimum, part of what the tool does on every solve. ``stages``
+    (a dict), when given, receives the seconds of each stage (``build``, ``compile``, ``solve``) and the LP's
+    ``rows`` / ``cols``.
     """
     import mechaudit as ma
 

@@ -20,8 +20,10 @@ boundary and audits the result. This script times them on the same model and mac
     python benchmarks/bench_design_vs_lp.py [--a 0.0] [--G 61] [--grids 17 33 65] [--starts 4] [--seed 0]
         [--family two_price] [--mechaudit-G 61 ...] [--mechaudit-method simplex ipm] [--no-mechaudit]
 
-``jaxmech bench --workload W6`` runs the same comparison (``a = 0``, ``two_price``, MechAudit with both HiGHS
-methods at ``--grid``) beside the other workloads; both call ``jaxmech._src.app.bench.design_vs_lp``.
+``--mechaudit-method`` picks MechAudit's HiGHS method(s): ``simplex`` (its default; > 20 min at G = 61 on 2 cores)
+and/or ``ipm`` (interior point, ~130 s there). ``jaxmech bench --workload W6`` runs the same comparison (``a = 0``,
+``two_price``, MechAudit's interior point at ``--grid`` and its simplex up to G = 41) beside the other workloads;
+both call ``jaxmech._src.app.bench.design_vs_lp``.
 
 Several ``--mechaudit-G`` values time MechAudit on each (where ``--G`` takes too long on the machine at hand)
 and print the fitted scaling ``seconds ~ G^k``; the ratios use the one equal to ``--G`` if timed, else the largest.

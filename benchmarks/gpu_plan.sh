@@ -45,7 +45,8 @@ step bench-f32 180 "$PY" -m jaxmech bench $QUICK --repeats 2 --workload W1 --wor
 # design on the device, unchanged (issue 21): W6 (jm.design from cold starts, its gap; the LP rows where scipy and
 # mechaudit are installed) and a randomized design config end to end (search, repair, polish, audit, LP reference)
 step design-w6 240 "$PY" -m jaxmech bench --workload W6 $QUICK --json "$OUTDIR/design-w6.json"
-step design-run 240 "$PY" -m jaxmech run configs/design_trade_randomized_a03.toml --out "$OUTDIR/design-run"
+step design-run 240 "$PY" -m jaxmech run configs/design_trade_randomized_a03.toml --out "$OUTDIR/design-run" \
+    --overwrite
 # flat device memory: the same peak at 1e7, 1e9 and 1e10 profiles
 step memory 120 "$PY" benchmarks/scale.py memory --profiles "$(n 1e7)" "$(n 1e9)" "$(n 1e10)" \
     --block-size 262144 --chunk-size 8388608

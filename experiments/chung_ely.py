@@ -578,6 +578,9 @@ def second_best(m: dict) -> list[Claim]:
     tp, sr, au, name = m["two_price_rules"], m["search"], m["audit"], m["name"]
     a = float(re.search(r"\ba=([-+0-9.e]+)", m["environment"]).group(1))  # the run's environment, e.g. "...(a=0.3)"
     src = "jaxmech (not in CE)"
+    if "best" not in tp:
+        return [check(src, f"best balanced two-price rule, a = {a:g}", "no two-price design",
+                      tp.get("design_error", "no balanced pair"), False)]  # fmt: skip
     b, g = tp["best"], tp["grid"]
     best_ref = (1.0 - a) ** 3 * (1.0 + a) / 8.0
     at_found = _two_price_welfare(a, b["buyer_price"], b["seller_price"])
@@ -590,9 +593,9 @@ def second_best(m: dict) -> list[Claim]:
               f"(p_b, p_s) = ({b['buyer_price']:.4f}, {b['seller_price']:.4f}) (jm.design two_price: continuous, "
               f"exact repair; coarse {tp['pairs']}-pair grid check: ({g['buyer_price']:.3f}, {g['seller_price']:.3f}))",
               f"((1 + a) / 2, (1 - a) / 2) = ({(1 + a) / 2:.4f}, {(1 - a) / 2:.4f}) (closed form) to 1e-3, "
-              f"p_b - p_s >= a (balanced)",
+              f"p_b - p_s >= a and deficit max {b['deficit_max']:.1g} <= 1e-6 on the support grid (balanced)",
               max(abs(b["buyer_price"] - (1 + a) / 2), abs(b["seller_price"] - (1 - a) / 2)) <= 1e-3
-              and b["buyer_price"] >= b["seller_price"] + a - 1e-6),
+              and b["buyer_price"] >= b["seller_price"] + a - 1e-6 and b["deficit_max"] <= 1e-6),
         check(src, f"best balanced two-price rule, a = {a:g}: expected gains",
               f"{pm(b['welfare'])} (Monte Carlo), {b['exact']['value']:.6f} (quadrature)",
               f"{at_found:.6f} = (1 - a) p_s (1 - p_b)(1 + p_b - p_s) / 2 at those prices (closed form; 4 SE, "

@@ -84,8 +84,11 @@ def _reference(m: dict, within: float) -> list[Claim]:
             f"cold-start design reaches the LP reference within {100 * within:g}% ({m['name']})",
             f"design {r['design']:.6f}, gap {100 * r['gap_relative']:+.2f}%",
             f"finite-type LP {per}; 1/G limit {r['limit']:.6f}"
-            + (f" (with a 1/G^2 term: {r['limit_second_order']:.6f}, gap {100 * r['gap_relative_second_order']:+.2f}%)"
-               if r.get("limit_second_order") is not None else ""),
+            + (
+                f" (with a 1/G^2 term: {r['limit_second_order']:.6f}, gap {100 * r['gap_relative_second_order']:+.2f}%)"
+                if r.get("limit_second_order") is not None
+                else ""
+            ),
             r["gap_relative"] <= within,
         )
     ]

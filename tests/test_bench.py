@@ -141,7 +141,7 @@ def test_w6_design_reaches_the_optimum_and_both_lps_agree(tmp_path):
     both MechAudit rows (they share a first word)."""
     lines = []
     rec = bench.run_workloads(["W6"], quick=True, float64=False, repeats=1, say=lines.append,
-                              overrides={"grid": 7, "jax": 1})  # fmt: skip
+                              overrides={"grid": 7, "starts": 1})  # fmt: skip
     rows = {r["path"]: r for r in rec["workloads"]["W6"]["rows"]}
     design = rows["jaxmech design (two_price, 1 cold start)"]["stats"]
     assert abs(design["value"] - 0.125) <= 0.005 * 0.125 and design["gap_pct"] <= 0.5

@@ -1432,3 +1432,38 @@ def test_prop2_only_if_row_needs_convergence_to_the_ex_post_regret():
     assert chung_ely._prop2_only_if(metrics(0.3, (20, 2000, 200000)))[-1].status == "PASS"
     assert chung_ely._prop2_only_if(metrics(0.3125, (20, 2000, 200000)))[-1].status == "FAIL"
     assert chung_ely._prop2_only_if(metrics(0.3, (20, 2000)))[-1].status == "FAIL"
+
+
+def _second_best_metrics(a, pb, ps, exact, deficit_max=0.0):
+    w = {"mean": exact, "se": 1e-4}
+    return {
+        "name": "sb", "environment": f"bilateral_trade(a={a})",
+        "two_price_rules": {"pairs": 231, "grid": {"buyer_price": 0.5, "seller_price": 0.5, "welfare": exact},
+                            "best": {"buyer_price": pb, "seller_price": ps, "welfare": w, "exact": {"value": exact},
+                                     "deficit_max": deficit_max},
+                            "search_minus_best": {"mean": -0.001, "se": 1e-4}},
+        "search": {"welfare": {"mean": 0.95 * exact, "se": 1e-3}},
+        "audit": {"deficit": {"max": 0.0}, "tol": 1e-5, "regret": [{"max": 0.0}]},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("a", [0.0, 0.3])
+def test_second_best_price_rows_need_the_closed_form_prices_to_1e3_and_balance(a):
+    """The continuous two-price baseline: the closed-form prices ((1 + a)/2, (1 - a)/2) to 1e-3, balanced on the support
+    grid, and its quadrature welfare equal to the closed form at those prices to 1e-5."""
+    pb, ps = (1 + a) / 2, (1 - a) / 2
+    exact = chung_ely._two_price_welfare(a, pb, ps)
+    status = {c.claim: c.status for c in chung_ely.second_best(_second_best_metrics(a, pb, ps, exact))}
+    assert all(s == "PASS" for s in status.values()), status
+
+    def prices_ok(m):
+        return next(c for c in chung_ely.second_best(m) if c.claim.endswith("prices")).status == "PASS"
+
+    assert not prices_ok(_second_best_metrics(a, pb + 2e-3, ps + 2e-3, exact))  # off by 2e-3: fails
+    assert not prices_ok(_second_best_metrics(a, pb, ps, exact, deficit_max=1e-3))  # a deficit on the grid: fails
+    gains = [c for c in chung_ely.second_best(_second_best_metrics(a, pb, ps, exact + 3e-5))
+             if c.claim.endswith("expected gains")]  # fmt: skip
+    assert gains[0].status == "FAIL"  # the quadrature value off by 3e-5
+    m = _second_best_metrics(a, pb, ps, exact)
+    del m["two_price_rules"]["best"]
+    assert [c.status for c in chung_ely.second_best(m)] == ["FAIL"]  # no design: a failed row, not a KeyError

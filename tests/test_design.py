@@ -398,3 +398,16 @@ def test_decision_spread_measures_how_far_two_rules_are_apart():
     assert out["decision_grid"] == 33 * 33 and out["decision_spread_max"] == 1.0
     assert out["decision_spread_mean"] == pytest.approx(share, abs=1e-12) and share > 0
     assert design_lib.decision_spread(spec, [p0], p0, prior, 33, jnp.float32)["decision_spread_max"] == 0.0
+
+
+def test_many_parameter_families_report_the_spread_of_their_rules():
+    """A curve family's precision is that of its decision rule (its knots need not be identified): the starts within
+    0.1% of the best value, and how far their rules are from the best one on a 33^2 support grid."""
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    r = jm.design(env, jm.independent(env.dims), key=jax.random.PRNGKey(1), family="cutoff", starts=2, polish=False,
+                  search=jm.SearchConfig(steps=30, learning_rate=0.02, temperature_start=0.05), knots=5,
+                  repair_profiles=1024, eval_profiles=4096, audit_profiles=512, check_grid=5)  # fmt: skip
+    p = r.precision
+    assert p["starts_feasible"] == 2 and 1 <= p["starts_within_0.1%"] <= 2 and p["decision_grid"] == 33 * 33
+    assert 0.0 <= p["decision_spread_mean"] <= p["decision_spread_max"] <= 1.0
+    assert "params_spread" not in p

@@ -30,7 +30,8 @@ Workloads (unit in brackets):
   post IC, IR and budget balance; ``jm.design`` (``two_price``, cold starts, compile and the exact audit included)
   to within 0.5% of the extrapolated optimum, ``jm.lp_reference`` at ``G`` types per agent, and MechAudit (PyPI
   ``mechaudit``, the ``bench`` extra) at the same ``G`` with HiGHS's interior point and, up to G = 41, its default
-  simplex [solves / s: one over the seconds of one whole run; G = 61 full, 21 quick; ``--grid G``].
+  simplex [solves / s: one over the seconds of one whole run; G = 61 full (MechAudit's interior point ~130 s on 2
+  cores), 21 quick; ``--grid G``].
 
 The CLI ``jaxmech bench [--workload W] [--quick] [--float64]`` and the scripts
 ``benchmarks/bench_w*.py`` call :func:`main`.
@@ -83,6 +84,7 @@ class Sizes(NamedTuple):
     block_size: int | None = None  # audit blocks / chunks (None: the workload's CPU defaults)
     chunk_size: int | None = None
     grid: int | None = None  # W6: types per agent of the timed LPs
+    starts: int = 4  # W6: cold starts of the design (not --profiles)
 
 
 # --------------------------------------------------------------------------
@@ -374,6 +376,7 @@ def design_vs_lp(
     mechaudit_grids: tuple[int, ...] = (),
     mechaudit_methods: tuple[str, ...] = ("simplex",),
     bl: ModuleType | None = None,
+    dtype=None,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Time ``jm.design`` against finite-type LPs on bilateral trade ``v_i = s_i + a s_-i`` (uniform signals, ex post
     IC, IR, budget balance): the rows (rate = one over the seconds of the whole run) and the references.
@@ -402,7 +405,8 @@ def design_vs_lp(
         lp = jm.lp_reference(env, prior, grids=(G,)).solutions[0].value
         lp_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    r = jm.design(env, prior, key=jax.random.PRNGKey(seed), family=family, starts=starts)
+    r = jm.design(env, prior, key=jax.random.PRNGKey(seed), family=family, starts=starts,
+                  **({} if dtype is None else {"dtype": dtype}))  # fmt: skip
     design_s = time.perf_counter() - t0
     # the exact value, not the Monte Carlo mean: an SE of ~0.4% of the value would swamp a 0.5% goal
     gap = (limit - r.value) / limit if has_lp else (closed - r.value) / closed
@@ -434,7 +438,8 @@ SIMPLEX_MAX_G = 41  # MechAudit's default simplex grows ~G^5.6: G = 41 73 s, G =
 def _bench_w6(size: Sizes, dtype, float64, repeats, bl, with_torch):
     G = size.grid or 61
     methods = ("simplex", "ipm") if G <= SIMPLEX_MAX_G else ("ipm",)
-    rows, refs = design_vs_lp(G=G, starts=size.jax, mechaudit_grids=(G,), mechaudit_methods=methods, bl=bl)
+    rows, refs = design_vs_lp(G=G, starts=size.starts, mechaudit_grids=(G,), mechaudit_methods=methods, bl=bl,
+                              dtype=dtype)  # fmt: skip
     verdict = "within" if refs["gap"] <= GOAL_GAP else "NOT within"
     if refs["has_lp"]:
         check = (f"design gap to the extrapolated optimum {refs['limit']:.6f} (jm.lp_reference on G = 17, 33, 65, 1/G "
@@ -443,9 +448,10 @@ def _bench_w6(size: Sizes, dtype, float64, repeats, bl, with_torch):
     else:
         check = (f"scipy not installed (pip install 'jaxmech[lp]'): no LP rows; design gap to the closed form 1/8 "
                  f"{100 * refs['gap']:+.2f}% ({verdict} {100 * GOAL_GAP:.1f}%)")  # fmt: skip
+    check += "; one run each (--repeats does not apply: a design is not repeated)"
     if refs["mechaudit_missing"]:
         check += "; mechaudit not installed (pip install 'jaxmech[bench]'): no MechAudit rows"
-    elif G > SIMPLEX_MAX_G:
+    elif G > SIMPLEX_MAX_G and any(r.path.startswith("mechaudit") for r in rows):
         check += (f"; MechAudit's default simplex only up to G = {SIMPLEX_MAX_G} (at 61 it ran > 20 min here: "
                   "benchmarks/bench_design_vs_lp.py --mechaudit-method simplex)")  # fmt: skip
     return rows, "solves / s (one over the seconds of one run, compile included)", check
@@ -463,8 +469,8 @@ WORKLOADS: dict[str, tuple[str, Callable, Sizes, Sizes]] = {
            Sizes(1 << 20, 1 << 20, 1 << 20)),
     "W5": ("CE Thm 1 certificates, k = 16 outcomes, 256 signals", _bench_w5, Sizes(512, 256, 256),
            Sizes(1 << 14, 2048, 4096)),
-    "W6": ("design vs finite-type LP, private-values trade (issue 21)", _bench_w6, Sizes(2, 0, 0, grid=21),
-           Sizes(4, 0, 0, grid=61)),
+    "W6": ("design vs finite-type LP, private-values trade (issue 21)", _bench_w6, Sizes(0, 0, 0, grid=21, starts=2),
+           Sizes(0, 0, 0, grid=61, starts=4)),
 }  # fmt: skip
 
 
@@ -620,7 +626,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline even if torch is installed")
     p.add_argument(
         "--profiles",
-        help="jaxmech size (profiles / batch / s_-i; W6: cold starts), e.g. 1e6, or 2147483648 (2^31) for W1 on a GPU",
+        help="jaxmech size (profiles / batch / s_-i; W1-W5), e.g. 1e6, or 2147483648 (2^31) for W1 on a GPU",
     )
     p.add_argument("--grid", help="W6: types per agent of the timed LPs (default 61, quick 21)")
     p.add_argument("--block-size", help="audit block size (W1-W3; GPU: 262144 or more)")

@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--list", action="store_true", help="list the registered experiments and exit")
     bench.add_arguments(
-        sub.add_parser("bench", help="workloads W1-W6: jaxmech vs NumPy, PyTorch eager and a finite-type LP tool, one run")
+        sub.add_parser("bench", help="workloads W1-W6: jaxmech vs NumPy, PyTorch eager, a finite-type LP tool")
     )
     return p
 

@@ -846,8 +846,9 @@ DECISION_GRID = {1: 65, 2: 33, 3: 9}  # decision_spread's grid points per coordi
 def decision_spread(
     spec: Spec, finals: Sequence[Params], best: Params, prior: priors.Prior, points: int, dtype
 ) -> dict:
-    """How far the decision rules ``finals`` are from ``best`` on a ``points``-per-coordinate support grid: the
-    largest and the mean ``|q_k(s) - q_best(s)|`` (``q``: the allocation, a trade or provision probability).
+    """How far the decision rules ``finals`` are from ``best`` on a ``points``-per-coordinate support grid: over the
+    rules, the largest ``max_s |q_k(s) - q_best(s)|`` and the largest grid mean of ``|q_k(s) - q_best(s)|`` (``q``:
+    the allocation, a trade or provision probability).
 
     The precision of a many-parameter family (a curve's knots, a randomized rule's band) is that of the rule, not of
     its parameters, which need not be identified: two parameter vectors can give the same rule. Starts whose rules
@@ -946,7 +947,8 @@ def design(
       quadrature_panels: panels per level of the quadrature (default :func:`default_panels`).
       reference, grids: solve the finite-type LP on these grids and compare (needs scipy).
       run_audit: ``False`` skips step 4's exact audit and grid check (``audit`` is then ``None``): for a rule used as
-        a baseline and audited where it is used (the ``search`` kind's best two-price rule).
+        a baseline that is checked where it is used (the ``search`` kind's best two-price rule: its worst deficit on
+        the run's support grid).
 
     Raises:
       ValueError: an environment, prior or family it cannot design for (:func:`check_environment`), or a rule no
@@ -974,7 +976,7 @@ def design(
                               starts=starts, panels=quadrature_panels or default_panels(env.n_agents),
                               eval_profiles=eval_profiles, audit_profiles=audit_profiles, misreports=misreports,
                               audit_options=audit_options, check_grid=check_grid, reference=reference, grids=grids,
-                              dtype=dtype, t0=t0)  # fmt: skip
+                              run_audit=run_audit, dtype=dtype, t0=t0)  # fmt: skip
     k_start, k_search, k_repair, k_fam, k_eval, k_audit, k_pick = jax.random.split(key, 7)
     spec = make_spec(env, prior, family, key=k_fam, knots=knots, dtype=dtype)
     signs = directions(env)
@@ -1060,7 +1062,8 @@ def design(
         _, q = cache[tuple(np.round(z, 9))]
         if q is None:
             return p
-        return repaired({"cut": jnp.asarray(z, dtype), "q": jnp.asarray(q, dtype)})[0]
+        q2, _, ok = repaired({"cut": jnp.asarray(z, dtype), "q": jnp.asarray(q, dtype)})
+        return q2 if ok else p  # a box no shrink makes budget feasible is not taken
 
     def polish_knots(p):
         """Nelder-Mead over a curve's parameters (its level ``y0`` and the softplus steps) on the quadrature objective,
@@ -1192,8 +1195,8 @@ def design(
 
 
 def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts, panels, eval_profiles,
-                   audit_profiles, misreports, audit_options, check_grid, reference, grids, dtype,
-                   t0) -> DesignResult:  # fmt: skip
+                   audit_profiles, misreports, audit_options, check_grid, reference, grids, dtype, t0,
+                   run_audit: bool = True) -> DesignResult:  # fmt: skip
     """Single object, family ``reserve`` (:mod:`jaxmech._src.models.auction`): the object goes to the eligible buyer
     (``s_i > r_i``) with the highest positive value, generalized VCG payments. Ex post IC and IR by construction
     (monotone under single crossing); payments are ``>= 0`` and the seller has no cost, so the budget holds in every
@@ -1241,9 +1244,11 @@ def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts
     fine = np.asarray(quad(params), np.float64)
     exact = {"value": float(fine[0]), "error": abs(float(fine[0]) - float(coarse(params)[0])),
              "welfare": float(fine[1]), "revenue": float(fine[2])}  # fmt: skip
-    rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports, dtype=dtype,
-                       options=audit_options).report  # fmt: skip
-    audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
+    audit = None
+    if run_audit:
+        rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports,
+                           dtype=dtype, options=audit_options).report  # fmt: skip
+        audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
     t_audit = time.perf_counter()
     vals = np.asarray(values, np.float64)
     near = [p for p, v in zip(finals, values, strict=True) if v >= vals.max() - 1e-6]

@@ -102,14 +102,16 @@ def _two_price_baseline(env, prior, key, s, grid_pts, points, dtype) -> dict:
         out["grid"] = {"buyer_price": float(pairs[k, 0]), "seller_price": float(pairs[k, 1]), "welfare": float(means[k])}
     try:
         r = design_lib.design(env, prior, key=key, dtype=dtype, **_BASELINE_DESIGN)
-    except ValueError as e:  # no two-price rule is budget balanced
+    except ValueError as e:  # the environment is refused, or no two-price rule is budget balanced
         out["design_error"] = str(e)
         return out
     pb, ps = (float(x) for x in np.asarray(r.params, np.float64))
     w = np.asarray(jax.jit(lambda: welfare_at(jnp.asarray(pb, dtype), jnp.asarray(ps, dtype))[1])(), np.float64)
+    _, worst_best = jax.jit(one)(jnp.asarray([pb, ps], dtype))  # its balance on the run's support grid
     out["best"] = {"buyer_price": pb, "seller_price": ps, "welfare": _mc(w), "exact": r.exact,
-                   "method": "jm.design two_price: 2 cold starts, exact repair onto the budget boundary, polish by "
-                             "quadrature"}  # fmt: skip
+                   "deficit_max": float(worst_best),
+                   "method": f"jm.design two_price: {_BASELINE_DESIGN['starts']} cold starts, exact repair onto the "
+                             "budget boundary, polish by quadrature"}  # fmt: skip
     out["_best_per_profile"] = w
     if abs(pb - ps) <= 1e-4:  # the best balanced two-price rule is a posted price
         out["best_posted_price"] = {"price": 0.5 * (pb + ps), "welfare": float(w.mean())}
@@ -323,12 +325,13 @@ def _boundary_search_summary(metrics: dict) -> str:
             exact = f", {b['exact']['value']:.6f} by quadrature" if b.get("exact") else ""
             lines.append(
                 f"two prices      best budget-balanced (p_b, p_s) = ({b['buyer_price']:.4f}, {b['seller_price']:.4f}) "
-                f"({kind}; continuous, jm.design): welfare {mean_se_text(b['welfare'])}{exact}; search - best "
+                f"({kind}; continuous, jm.design; deficit max {b['deficit_max']:.2g} on the support grid): welfare "
+                f"{mean_se_text(b['welfare'])}{exact}; search - best "
                 f"{mean_se_text(tp['search_minus_best'])} (paired)"
                 + ("  [search warm-started there]" if s.get("warm_start") else "")
             )
         else:
-            lines.append(f"two prices      none is budget balanced ({tp.get('design_error', '')})")
+            lines.append(f"two prices      no two-price design: {tp.get('design_error', '')}")
         if "grid" in tp:
             g = tp["grid"]
             lines.append(f"                coarse grid check ({tp['pairs']} pairs): best ({g['buyer_price']:.3f}, "
