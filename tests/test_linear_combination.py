@@ -34,7 +34,9 @@ def test_total_utility_has_the_exact_paired_standard_error(report):
     assert abs(tot["mean"] - 1 / 3) <= 4 * tot["se"]
     assert tot["se"] == pytest.approx(math.sqrt(2 / 9 / N), rel=0.02)
     parts = report["utility"][0]["se"] + report["utility"][1]["se"]
-    assert tot["se"] <= parts + 1e-12  # perfectly correlated parts: paired SE equals the sum here
+    # perfectly correlated parts: the paired SE equals the sum here, up to the rounding of two separately reduced
+    # sums (a relative 3e-8 was seen on a fresh 2-core CI install)
+    assert tot["se"] <= parts * (1 + 1e-6)
 
 
 def test_paired_differences_and_identities(report):
