@@ -302,76 +302,58 @@ def public_randomized(a: float, c: float):
     return claims
 
 
-def auction_revenue(m: dict) -> list[Claim]:
+def _reserve_rows(m: dict, *, r0: float, tol: str, best: float, mc: dict, reserve_claim: str, reserve_ref: str,
+                  value_claim: str, value_ref: str, lp_claim: str, lp_ref: str) -> list[Claim]:  # fmt: skip
+    """The rows of a reserve-auction showcase: the reserves against ``r0`` (to ``tol``, as written in the row), the
+    quadrature value against ``best`` (to 1e-5) and the Monte Carlo ``mc`` within 4 SE, the audit, the LP's 1/G limit
+    against ``best`` (to 1e-3) and the design against the LP within 1%."""
     d = _d(m)
     r = d["description"]["reserves"]
-    err = max(abs(x - 0.5) for x in r)
-    mc = d["revenue"]
+    err = max(abs(x - r0) for x in r)
+    lp_ok = _has_lp(m)
     return [
-        check(
-            "jaxmech (not in CE)",
-            "revenue-optimal auction from cold starts: Myerson's reserve 1/2 (two uniform private-value buyers)",
-            f"reserves ({', '.join(f'{x:.5f}' for x in r)}), |error| {err:.1e}",
-            "second price with reserve 1/2 (Myerson 1981); |error| <= 1e-2",
-            err <= 1e-2,
-        ),
-        check(
-            "jaxmech (not in CE)",
-            "its revenue: 5/12 by quadrature and by the mechanism's own Monte Carlo payments",
-            f"{d['value']:.7f} by quadrature; MC {mc['mean']:.5f} ± {mc['se']:.1g}",
-            f"5/12 = {5 / 12:.7f}; quadrature within 1e-5, MC within 4 SE",
-            abs(d["value"] - 5 / 12) <= 1e-5 and abs(mc["mean"] - 5 / 12) <= 4 * mc["se"],
-        ),
+        check("jaxmech (not in CE)", reserve_claim, f"reserves ({', '.join(f'{x:.5f}' for x in r)}), |error| {err:.1e}",
+              f"{reserve_ref}; |error| <= {tol}", err <= float(tol)),
+        check("jaxmech (not in CE)", value_claim, f"{d['value']:.7f} by quadrature; MC {mc['mean']:.5f} ± "
+              f"{mc['se']:.1g}", f"{value_ref}; quadrature within 1e-5, MC within 4 SE",
+              abs(d["value"] - best) <= 1e-5 and abs(mc["mean"] - best) <= 4 * mc["se"]),
         _audit_ok(m),
-        check(
-            "LP",
-            "the single-object LP's 1/G limit is Myerson's revenue (two uniform private-value buyers)",
-            f"{_d(m)['reference']['limit']:.6f}" if _has_lp(m) else "no LP reference",
-            f"5/12 = {5 / 12:.6f}; within 1e-3",
-            _has_lp(m) and abs(_d(m)["reference"]["limit"] - 5 / 12) <= 1e-3,
-        ),
+        check("LP", lp_claim, f"{d['reference']['limit']:.6f}" if lp_ok else "no LP reference",
+              f"{lp_ref}; within 1e-3",
+              lp_ok and abs(d["reference"]["limit"] - best) <= 1e-3),
         *_reference(m, 0.01),
-    ]
+    ]  # fmt: skip
+
+
+def auction_revenue(m: dict) -> list[Claim]:
+    return _reserve_rows(
+        m, r0=0.5, tol="1e-2", best=5 / 12, mc=_d(m)["revenue"],
+        reserve_claim="revenue-optimal auction from cold starts: Myerson's reserve 1/2 (two uniform private-value buyers)",
+        reserve_ref="second price with reserve 1/2 (Myerson 1981)",
+        value_claim="its revenue: 5/12 by quadrature and by the mechanism's own Monte Carlo payments",
+        value_ref=f"5/12 = {5 / 12:.7f}",
+        lp_claim="the single-object LP's 1/G limit is Myerson's revenue (two uniform private-value buyers)",
+        lp_ref=f"5/12 = {5 / 12:.6f}",
+    )  # fmt: skip
 
 
 def auction_weighted(m: dict) -> list[Claim]:
     """Welfare + w x revenue (w = 0.5), two uniform private-value buyers: per unit of allocation buyer i adds
     ``s_i + w (2 s_i - 1)``, positive above ``r = w / (1 + 2w) = 1/4``; the optimum over all ex post IC and IR rules
     is the reserve auction with reserve 1/4, worth ``(1 + 2w) 2/3 (1 - r^3) - w (1 - r^2) = 0.84375``."""
-    d = _d(m)
     w = 0.5
     r0 = w / (1 + 2 * w)
     best = (1 + 2 * w) * 2 / 3 * (1 - r0**3) - w * (1 - r0**2)
-    r = d["description"]["reserves"]
-    err = max(abs(x - r0) for x in r)
-    mc = d["objective"]
-    lp_ok = _has_lp(m)
-    return [
-        check(
-            "jaxmech (not in CE)",
-            "weighted objective (welfare + 0.5 revenue) from cold starts: reserve 1/4 (two uniform private-value "
-            "buyers)",
-            f"reserves ({', '.join(f'{x:.5f}' for x in r)}), |error| {err:.1e}",
-            f"w / (1 + 2w) = {r0:g} (closed form); |error| <= 2e-3",
-            err <= 2e-3,
-        ),
-        check(
-            "jaxmech (not in CE)",
-            "its weighted objective by quadrature and by the mechanism's own Monte Carlo welfare and payments",
-            f"{d['value']:.7f} by quadrature; MC {mc['mean']:.5f} ± {mc['se']:.1g}",
-            f"(1 + 2w) 2/3 (1 - r^3) - w (1 - r^2) = {best:.7f}; quadrature within 1e-5, MC within 4 SE",
-            abs(d["value"] - best) <= 1e-5 and abs(mc["mean"] - best) <= 4 * mc["se"],
-        ),
-        _audit_ok(m),
-        check(
-            "LP",
-            "the single-object LP for the same weighted objective: its 1/G limit is the closed form",
-            f"{_d(m)['reference']['limit']:.6f}" if lp_ok else "no LP reference",
-            f"{best:.6f}; within 1e-3",
-            lp_ok and abs(_d(m)["reference"]["limit"] - best) <= 1e-3,
-        ),
-        *_reference(m, 0.01),
-    ]
+    return _reserve_rows(
+        m, r0=r0, tol="2e-3", best=best, mc=_d(m)["objective"],
+        reserve_claim="weighted objective (welfare + 0.5 revenue) from cold starts: reserve 1/4 (two uniform "
+                      "private-value buyers)",
+        reserve_ref=f"w / (1 + 2w) = {r0:g} (closed form)",
+        value_claim="its weighted objective by quadrature and by the mechanism's own Monte Carlo welfare and payments",
+        value_ref=f"(1 + 2w) 2/3 (1 - r^3) - w (1 - r^2) = {best:.7f}",
+        lp_claim="the single-object LP for the same weighted objective: its 1/G limit is the closed form",
+        lp_ref=f"{best:.6f}",
+    )  # fmt: skip
 
 
 def _has_lp(m: dict) -> bool:

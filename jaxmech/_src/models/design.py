@@ -870,6 +870,17 @@ def decision_spread(
     }
 
 
+def final_audit(env, mech: Mechanism, prior, key, profiles: int, misreports, options, check_grid: int, dtype,
+                run: bool = True) -> dict | None:  # fmt: skip
+    """Step 4: the exact audit of the chosen mechanism on fresh profiles (:func:`audit_summary`) and the support-grid
+    check (:func:`grid_check`); ``None`` where ``run`` is false."""
+    if not run:
+        return None
+    rep = engine.audit(env, mech, prior, key=key, n_profiles=profiles, misreports=misreports, dtype=dtype,
+                       options=options).report  # fmt: skip
+    return {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
+
+
 def audit_summary(report: dict) -> dict:
     """The exact audit's headline numbers (the full report stays available from :func:`jaxmech.audit`)."""
     return {
@@ -1025,6 +1036,10 @@ def design(
         delta, ok = repair(p)
         return spec.shift(p, delta), float(delta), bool(ok)
 
+    def repaired_ok(p):  # the repaired rule and whether any shift made it budget feasible (the polish's candidates)
+        q, _, ok = repaired(p)
+        return q, ok
+
     # 3. polish (low-dimensional deterministic families), by quadrature (a copula's density weighting it)
     quad = None
     if (family in POLISHED or prior.cholesky is None) and family in QUADRATURE and (polish or family not in POLISHED):
@@ -1062,7 +1077,7 @@ def design(
         _, q = cache[tuple(np.round(z, 9))]
         if q is None:
             return p
-        q2, _, ok = repaired({"cut": jnp.asarray(z, dtype), "q": jnp.asarray(q, dtype)})
+        q2, ok = repaired_ok({"cut": jnp.asarray(z, dtype), "q": jnp.asarray(q, dtype)})
         return q2 if ok else p  # a box no shrink makes budget feasible is not taken
 
     def polish_knots(p):
@@ -1071,8 +1086,7 @@ def design(
         family's own limit short of 1/8 being the ramp one knot interval wide that replaces a posted price's jump)."""
 
         def lift(z):
-            q, _, ok = repaired({"y0": jnp.asarray(z[0], dtype), "steps": jnp.asarray(z[1:], dtype)})
-            return q, ok
+            return repaired_ok({"y0": jnp.asarray(z[0], dtype), "steps": jnp.asarray(z[1:], dtype)})
 
         def loss(z):  # a curve that no shift makes budget feasible is not a candidate
             q, ok = lift(z)
@@ -1106,13 +1120,11 @@ def design(
 
             def lift(z):
                 if slack:  # every parameter free; an infeasible point is moved onto the boundary
-                    q, _, ok = repaired(jnp.asarray(z, dtype))
-                    return q, ok
+                    return repaired_ok(jnp.asarray(z, dtype))
                 p = jnp.asarray(spec.from_free(z), dtype)
                 if spec.closed_repair is not None and budget == "ex_post":
                     return p, True
-                q, _, ok = repaired(p)
-                return q, ok
+                return repaired_ok(p)
 
             def loss(z):  # a point that no shift makes budget feasible is not a candidate
                 q, ok = lift(z)
@@ -1161,11 +1173,8 @@ def design(
         v_fine = float(quad(params))
         exact = {"value": v_fine, "error": abs(v_fine - float(coarse(params)))}
     mech = spec.family.mechanism(params)
-    audit = None
-    if run_audit:
-        rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports,
-                           dtype=dtype, options=audit_options).report  # fmt: skip
-        audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
+    audit = final_audit(env, mech, prior, k_audit, audit_profiles, misreports, audit_options, check_grid, dtype,
+                        run_audit)  # fmt: skip
     t_audit = time.perf_counter()
 
     vals = np.asarray(values, np.float64)
@@ -1177,13 +1186,12 @@ def design(
         dev = max(float(np.max(np.abs(p - np.asarray(params, np.float64)))) for p in near)
         precision.update({"params_spread": dev, "starts_at_best": len(near),
                           "optimizer_tol": 1e-6 if quad is not None else None})  # fmt: skip
+        if family == "threshold":
+            precision["sum_minus_cost"] = float(np.sum(np.asarray(params, np.float64)) - float(env.cost(jnp.ones(()))))
     else:  # many parameters: how far apart the RULES of the starts that reach the best value (to 0.1%) are
         near = [p for p, v in zip(finals, values, strict=True) if v >= vals.max() - 1e-3 * abs(vals.max())]
         precision.update({"starts_within_0.1%": len(near),
                           **decision_spread(spec, near, params, prior, DECISION_GRID.get(n, 5), dtype)})  # fmt: skip
-    if family in POLISHED:
-        if family == "threshold":
-            precision["sum_minus_cost"] = float(np.sum(np.asarray(params, np.float64)) - float(env.cost(jnp.ones(()))))
     result = DesignResult(
         environment=env.name, family=family, objective_name=objective, budget=budget, params=params,
         description=_describe(spec, params), mechanism=mech, objective=_mc(per[:, 0]), welfare=_mc(per[:, 1]),
@@ -1244,11 +1252,8 @@ def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts
     fine = np.asarray(quad(params), np.float64)
     exact = {"value": float(fine[0]), "error": abs(float(fine[0]) - float(coarse(params)[0])),
              "welfare": float(fine[1]), "revenue": float(fine[2])}  # fmt: skip
-    audit = None
-    if run_audit:
-        rep = engine.audit(env, mech, prior, key=k_audit, n_profiles=audit_profiles, misreports=misreports,
-                           dtype=dtype, options=audit_options).report  # fmt: skip
-        audit = {"sampled": audit_summary(rep), "grid": grid_check(env, mech, prior, check_grid, dtype)}
+    audit = final_audit(env, mech, prior, k_audit, audit_profiles, misreports, audit_options, check_grid, dtype,
+                        run_audit)  # fmt: skip
     t_audit = time.perf_counter()
     vals = np.asarray(values, np.float64)
     near = [p for p, v in zip(finals, values, strict=True) if v >= vals.max() - 1e-6]

@@ -78,20 +78,20 @@ def _two_price_baseline(env, prior, key, s, grid_pts, points, dtype) -> dict:
         [(pb, ps) for pb in np.linspace(0, 1, points) for ps in np.linspace(0, 1, points) if ps <= pb + 1e-12]
     )
 
-    def welfare_at(pb, ps):
+    def at(pp):  # welfare per common profile and the worst deficit on the support grid of the pair pp = (p_b, p_s)
+        pb, ps = pp[0], pp[1]
+
         def trade(x):
             return ((x[0] > pb) & (x[1] < ps)).astype(x.dtype)
-
-        return trade, jax.vmap(lambda x: env.welfare(trade(x), x))(s)
-
-    def one(pp):
-        pb, ps = pp[0], pp[1]
-        trade, w = welfare_at(pb, ps)
 
         def deficit(x):
             return trade(x) * (env.values(jnp.stack([x[0], ps]))[1] - env.values(jnp.stack([pb, x[1]]))[0])
 
-        return jnp.mean(w), jnp.max(jax.vmap(deficit)(grid_pts))
+        return jax.vmap(lambda x: env.welfare(trade(x), x))(s), jnp.max(jax.vmap(deficit)(grid_pts))
+
+    def one(pp):
+        w, worst = at(pp)
+        return jnp.mean(w), worst
 
     means, worst = jax.jit(lambda ps: jax.lax.map(one, ps))(jnp.asarray(pairs, dtype))
     means, worst = np.asarray(means, np.float64), np.asarray(worst, np.float64)
@@ -106,8 +106,8 @@ def _two_price_baseline(env, prior, key, s, grid_pts, points, dtype) -> dict:
         out["design_error"] = str(e)
         return out
     pb, ps = (float(x) for x in np.asarray(r.params, np.float64))
-    w = np.asarray(jax.jit(lambda: welfare_at(jnp.asarray(pb, dtype), jnp.asarray(ps, dtype))[1])(), np.float64)
-    _, worst_best = jax.jit(one)(jnp.asarray([pb, ps], dtype))  # its balance on the run's support grid
+    w, worst_best = jax.jit(at)(jnp.asarray([pb, ps], dtype))  # and its balance on the run's support grid
+    w = np.asarray(w, np.float64)
     out["best"] = {"buyer_price": pb, "seller_price": ps, "welfare": _mc(w), "exact": r.exact,
                    "deficit_max": float(worst_best),
                    "method": f"jm.design two_price: {_BASELINE_DESIGN['starts']} cold starts, exact repair onto the "
