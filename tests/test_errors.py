@@ -189,12 +189,19 @@ def test_sigint_says_how_to_resume(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     ck = out / "checkpoint" / "process-0.npz"
-    deadline = time.time() + 120
-    while not ck.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert ck.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in 120 s"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    # The loop ends as soon as the first checkpoint lands (seconds on an idle machine); the generous
+    # limits only matter on a heavily loaded CI host, where import + compile once took over 120 s.
+    try:
+        deadline = time.time() + 600
+        while not ck.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert ck.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in 600 s"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130
     assert err.strip() == f"jaxmech: interrupted: resume with: jaxmech run --resume {out}"
     assert ck.exists() and not (out / "metrics.json").exists()
