@@ -148,3 +148,23 @@ def test_band_program_beats_the_best_posted_rule():
     worst = float(rp.box_deficit(env, p, 65))
     assert worst <= 1e-3  # the LP holds the budget on its own 33 x 33 grid; close on a finer one
     assert 0.0351 + 3e-4 < value < 0.0358
+
+
+def test_a_randomized_design_below_the_lp_where_values_rise_points_to_thm9():
+    """Where every value rises in every signal (CE Sec. 5) the best deterministic rules are CE Thm 9's thresholds,
+    which the randomized family's signal-space box cannot express (measured: 0.303 against the threshold design's
+    0.354 for v_i = s_i + 0.3 s_-i, c = 1): a randomized design more than 1% below the LP names family 'threshold'.
+    Where values fall in the others' signals threshold rules are not ex post IC, so the message does not."""
+    from types import SimpleNamespace
+
+    rising = jm.public_good(jm.linear_public_values(0.3, 2), 1.0, 2)
+    falling = jm.public_good(jm.linear_public_values(-0.3, 2), 0.8, 2)
+    assert design_lib.falling_value(rising) is None
+    assert design_lib.falling_value(falling) == "V_1 falls in s_0: V_1([0.0, 0.0]) = 0 > V_1([0.0625, 0.0]) = -0.01875"
+    kw = {"objective": "welfare", "revenue_weight": 0.0, "budget": "ex_post"}
+    for env, family, value, hint in ((rising, "randomized", 0.303, True), (rising, "threshold", 0.303, False),
+                                     (falling, "randomized", 0.02, False)):  # fmt: skip
+        result = SimpleNamespace(value=value, objective={"se": 0.001}, family=family)
+        ref = design_lib.compare_reference(result, env, jm.independent(env.dims), (5, 9), **kw)
+        assert ref["below_reference"], ref
+        assert ("family 'threshold' designs them" in ref["message"]) is hint, ref["message"]

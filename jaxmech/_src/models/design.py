@@ -228,24 +228,33 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
         raise ValueError(f"family: {family!r} is not a family of {env.name!r}; choose one of {', '.join(names)}")
     check_own_monotone(env.values, env.dims, env.lo, env.hi)
     if family == "threshold":
-        n = env.n_agents
-        t = np.linspace(0.0, 1.0, 17)
-        base = np.array(np.meshgrid(*[t] * n, indexing="ij")).reshape(n, -1).T
-        vals = jax.jit(jax.vmap(env.values))
-        v0 = np.asarray(vals(jnp.asarray(base, jnp.float32)), np.float64)
-        for j in range(n):
-            up = base.copy()
-            up[:, j] = np.minimum(up[:, j] + 1.0 / 16, 1.0)
-            dv = np.asarray(vals(jnp.asarray(up, jnp.float32)), np.float64) - v0
-            bad = dv < -1e-6
-            if bad.any():
-                r, i = np.argwhere(bad)[0]
-                raise ValueError(
-                    f"family threshold: CE Def 12 rules are monotone (ex post IC) only when every value weakly "
-                    f"increases in every signal (CE Sec. 5), but V_{i} falls in s_{j}: V_{i}({base[r].tolist()}) = "
-                    f"{v0[r, i]:.6g} > V_{i}({up[r].tolist()}) = {v0[r, i] + dv[r, i]:.6g}; use family 'posted' or "
-                    "'boundary'"
-                )
+        witness = falling_value(env)
+        if witness is not None:
+            raise ValueError(
+                f"family threshold: CE Def 12 rules are monotone (ex post IC) only when every value weakly "
+                f"increases in every signal (CE Sec. 5), but {witness}; use family 'posted' or 'boundary'"
+            )
+
+
+def falling_value(env: Environment) -> str | None:
+    """Where some value falls in some signal on a ``17^n`` grid of the unit cube: the witness ``"V_i falls in
+    s_j: V_i(s) = .. > V_i(s') = .."`` (steps of 1/16), else ``None`` (every value weakly increases in every signal,
+    CE Sec. 5: threshold rules, CE Def 12, are monotone)."""
+    n = env.n_agents
+    t = np.linspace(0.0, 1.0, 17)
+    base = np.array(np.meshgrid(*[t] * n, indexing="ij")).reshape(n, -1).T
+    vals = jax.jit(jax.vmap(env.values))
+    v0 = np.asarray(vals(jnp.asarray(base, jnp.float32)), np.float64)
+    for j in range(n):
+        up = base.copy()
+        up[:, j] = np.minimum(up[:, j] + 1.0 / 16, 1.0)
+        dv = np.asarray(vals(jnp.asarray(up, jnp.float32)), np.float64) - v0
+        bad = dv < -1e-6
+        if bad.any():
+            r, i = np.argwhere(bad)[0]
+            return (f"V_{i} falls in s_{j}: V_{i}({base[r].tolist()}) = {v0[r, i]:.6g} > V_{i}({up[r].tolist()}) = "
+                    f"{v0[r, i] + dv[r, i]:.6g}")  # fmt: skip
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -1314,5 +1323,15 @@ def compare_reference(result: DesignResult, env, prior, grids, *, objective, rev
                 f"; the second-order fit (limit + b/G + c/G^2) gives {ref.limit2:.6g}, gap "
                 f"{100 * out['gap_relative_second_order']:.2f}%: where the two fits differ, the extrapolation's own "
                 "error is of that size (finer grids settle it)"
+            )
+        if (
+            result.family == "randomized"
+            and env.outcome_names == ("not_provided", "provided")
+            and (falling_value(env) is None)
+        ):
+            out["message"] += (
+                "; every value here rises in every signal (CE Sec. 5), where CE Thm 9's threshold rules are the best "
+                "deterministic ones, and they are not members of the randomized family (its box is in signal space, "
+                "their provision region is bounded in value space): family 'threshold' designs them"
             )
     return out
