@@ -160,7 +160,9 @@ class Spec(NamedTuple):
     happens; ``box``: ``box(params) -> (lo, hi)`` of posted cutoffs (the region whose own grid the repair checks),
     or None; ``closed_repair``: an exact repair in closed form, or None; ``polish_dim``: free coordinates of the
     polish (0: none); ``to_free`` / ``from_free``: those coordinates; ``points(params) -> (m, n)``: states where the
-    ex post budget may bind along whole edges (randomized rules), each with its own multiplier in the search.
+    ex post budget may bind along whole edges (randomized rules), each with its own multiplier in the search;
+    ``check_points(params, states) -> states'``: the states where the repair checks an ex post budget, given the
+    sampled and support-grid states (a value box adds its edges), or None (those states as they are).
     """
 
     family: Family
@@ -175,6 +177,7 @@ class Spec(NamedTuple):
     to_free: Callable[[np.ndarray], np.ndarray] | None = None
     from_free: Callable[[np.ndarray], np.ndarray] | None = None
     points: Callable[[Params], Array] | None = None
+    check_points: Callable[[Params, Array], Array] | None = None
 
 
 # --------------------------------------------------------------------------
@@ -426,19 +429,26 @@ def make_spec(env: Environment, prior: priors.Prior, family: str, *, key: Array,
 
 
 def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
-    """The :class:`Spec` of randomized provision rules (:mod:`jaxmech._src.models.randomized_public`): a box of
-    cutoffs times a monotone multilinear band, envelope payments (CE Thm 2). Cold starts: random cutoffs in the upper
-    part of the support and a random band (never a known optimum); the repair's shift enlarges the box (more
-    provision) or shrinks it. The search places the box (one soft-maximum multiplier for the ex post budget: per-state
-    multipliers as for trade cost a third more compile time and did not change the polished design); the band LP of
-    the polish (:func:`jaxmech._src.models.randomized_public.band_program`) shapes the band."""
+    """The :class:`Spec` of randomized provision rules (:mod:`jaxmech._src.models.randomized_public`): a box times a
+    monotone multilinear band, envelope payments (CE Thm 2). The box is in value space, ``1{V_i(s) >= x_i}``, where
+    every value rises in every signal (CE Sec. 5: the family then contains CE Thm 9's threshold rules, the band
+    ``r = 1``), else in signal space, ``1{s_i >= x_i}`` (values falling in the others' signals). Cold starts: random
+    cutoffs in the upper part of the support (value box: the values there) and a random band (never a known
+    optimum); the repair's shift enlarges the box (more provision) or shrinks it. The search places the box (one
+    soft-maximum multiplier for the ex post budget: per-state multipliers as for trade cost a third more compile time
+    and did not change the polished design); for a signal box the band LP of the polish
+    (:func:`jaxmech._src.models.randomized_public.band_program`) shapes the band."""
     n = env.n_agents
     lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
-    f = randomized_public.randomized_public_family(env, knots=knots, dtype=dtype)
+    value_box = falling_value(env) is None
+    f = randomized_public.randomized_public_family(env, knots=knots, value_box=value_box, dtype=dtype)
+    values = env.values if value_box else None
 
     def cold(k):
         k1, k2, k3 = jax.random.split(k, 3)
         cut = _uniform(k1, (n,), 0.4, 0.9, dtype) * jnp.asarray(hi - lo, dtype) + jnp.asarray(lo, dtype)
+        if value_box:
+            cut = env.values(cut)  # the values at a random profile of the upper support
         level = _uniform(k2, (), 0.3, 1.0, dtype)
         return {"cut": cut, "q": level + _uniform(k3, (knots,) * n, -0.1, 0.1, dtype)}
 
@@ -450,8 +460,12 @@ def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
         return jnp.clip(p["cut"], jnp.asarray(lo, dt), jnp.asarray(hi, dt)), jnp.asarray(hi, dt)
 
     def hard_q(p, s):
-        return randomized_public.provision_probability(p, s, jnp.asarray(lo, s.dtype), jnp.asarray(hi, s.dtype))
+        return randomized_public.provision_probability(p, s, jnp.asarray(lo, s.dtype), jnp.asarray(hi, s.dtype), values)
 
+    if value_box:
+        v = np.asarray(jax.vmap(env.values)(jnp.asarray(np.stack([lo, hi]), jnp.float32)), np.float64)
+        return Spec(f, cold, shift, float(np.max(v[1] - v[0])), hard_q, expected_payments=True,
+                    check_points=lambda p, states: randomized_public.value_box_points(env, p, states))  # fmt: skip
     return Spec(f, cold, shift, float(np.max(hi - lo)), hard_q, expected_payments=True, box=box)
 
 
@@ -558,7 +572,8 @@ def budget_statistic(spec: Spec, prior, key, *, budget: str, profiles: int, grid
             axes = [a[i] + (b[i] - a[i]) * t for i in range(n)]
             g = jnp.stack([x.ravel() for x in jnp.meshgrid(*axes, indexing="ij")], -1)
             return jnp.max(jax.vmap(lambda s: f.violation(params, s))(g))
-        d = jax.vmap(lambda s: deficit(params, s))(pts)
+        at = spec.check_points(params, pts) if budget == "ex_post" and spec.check_points is not None else pts
+        d = jax.vmap(lambda s: deficit(params, s))(at)
         return jnp.mean(d) if budget == "ex_ante" else jnp.max(d)
 
     return stat
@@ -1059,7 +1074,7 @@ def design(
                     dtype=dtype)  # fmt: skip
 
     band_lp = None
-    if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
+    if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None and spec.box is not None:
         if env.outcome_names == PUBLIC:
             band_lp = randomized_public.band_program(
                 env, prior, knots, ppfs=[quantile_function(m, dtype) for m in prior.marginals],
@@ -1152,7 +1167,13 @@ def design(
             p3 = p3 if ok3 else p2
         if family in CURVES and polish and quad is not None:
             p3 = polish_knots(p2)
-        if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
+        if (
+            family == "randomized"
+            and polish
+            and budget == "ex_post"
+            and prior.cholesky is None
+            and spec.box is not None
+        ):
             p3 = polish_band(p2)
             p3 = p3 if float(quad(p3)) >= float(quad(p2)) else p2  # never worse than the repaired search
         val = float(quad(p3)) if quad is not None else float(np.mean(np.asarray(pick(p3), np.float64)[:, 0]))
@@ -1323,15 +1344,5 @@ def compare_reference(result: DesignResult, env, prior, grids, *, objective, rev
                 f"; the second-order fit (limit + b/G + c/G^2) gives {ref.limit2:.6g}, gap "
                 f"{100 * out['gap_relative_second_order']:.2f}%: where the two fits differ, the extrapolation's own "
                 "error is of that size (finer grids settle it)"
-            )
-        if (
-            result.family == "randomized"
-            and env.outcome_names == ("not_provided", "provided")
-            and (falling_value(env) is None)
-        ):
-            out["message"] += (
-                "; every value here rises in every signal (CE Sec. 5), where CE Thm 9's threshold rules are the best "
-                "deterministic ones, and they are not members of the randomized family (its box is in signal space, "
-                "their provision region is bounded in value space): family 'threshold' designs them"
             )
     return out

@@ -28,6 +28,16 @@ and leaves the others' paths (along which ``s_i`` stays fixed) untouched, so eve
 removed states pay and cost nothing, and the worst deficit is non-increasing in the shrink.
 
 For a fixed box every term is linear in ``Q``, so the best band is a linear program (:func:`band_program`).
+
+**The value box.** Where every value rises in every signal (CE Sec. 5) the box can be taken in value space,
+``q(s) = 1{V_i(s) >= x_i for every i} r(s)`` (``value_box=True``; the thresholds ``x`` in value units): each
+indicator is non-decreasing in every signal there, so ``q`` is monotone and the envelope payments make it ex post
+IC. With ``r = 1`` its members are CE Thm 9's threshold rules (CE Def 12; payments ``t_i = V_i(z*_i, s_-i)``), which a
+box in signal space cannot express: their provision region is bounded by the level sets of the values, slanted in the
+signal square. The envelope integral of agent ``i`` starts where ``i`` enters the box along its own signal,
+``z*_i(s_-i)`` (:func:`value_entry`, by bisection: ``min_j V_j(z, s_-i) - x_j`` is non-decreasing in ``z``), and is
+empty where it never does. Raising every threshold shrinks the region and raises every ``z*_i``, so each remaining
+state's rents ``int r dV_i`` shrink and its surplus rises: the worst deficit is again monotone in the repair's shift.
 """
 
 from __future__ import annotations
@@ -89,33 +99,72 @@ def band(params: dict, s: Array, lo: Array, hi: Array) -> Array:
     return jnp.sum(qk * _outer([hats(s[d], lo[d], hi[d], qk.shape[0]) for d in range(qk.ndim)]))
 
 
-def in_box(params: dict, s: Array) -> Array:
-    """``1{s_i >= x_i for every i}`` for the cutoffs ``x = params["cut"]`` (the closed box)."""
-    return jnp.all(s >= params["cut"]).astype(s.dtype)
+def in_box(params: dict, s: Array, values: Callable[[Array], Array] | None = None) -> Array:
+    """``1{s_i >= x_i for every i}`` for the cutoffs ``x = params["cut"]`` (the closed box); with ``values`` (a value
+    box) ``1{V_i(s) >= x_i for every i}``, the thresholds ``x`` in value units."""
+    return jnp.all((s if values is None else values(s)) >= params["cut"]).astype(s.dtype)
 
 
-def provision_probability(params: dict, s: Array, lo: Array, hi: Array) -> Array:
-    """``q(s) = 1{s >= x} r(s)``: non-negative, non-decreasing in every signal (both factors are)."""
-    return in_box(params, s) * band(params, s, lo, hi)
+def provision_probability(
+    params: dict, s: Array, lo: Array, hi: Array, values: Callable[[Array], Array] | None = None
+) -> Array:
+    """``q(s) = 1{s >= x} r(s)`` (``values``: ``1{V(s) >= x} r(s)``): non-negative, non-decreasing in every signal
+    (both factors are; a value box only where every value rises in every signal)."""
+    return in_box(params, s, values) * band(params, s, lo, hi)
 
 
-def payment_basis(env: Environment, cut: Array, s: Array, knots: int) -> tuple[Array, Array]:
+def value_entry(env: Environment, cut: Array, s: Array, i: int, iters: int = 32) -> Array:
+    """Where agent ``i`` enters the value box along its own signal at ``s_-i``: the least ``z`` in ``[lo_i, hi_i]``
+    with ``V_j(z, s_-i) >= x_j`` for every ``j``, ``hi_i`` where no ``z`` is inside (then nothing is provided along
+    the path and the envelope integral from here is empty). Every ``V_j`` rises in ``s_i``, so
+    ``g(z) = min_j V_j(z, s_-i) - x_j`` is non-decreasing and bisection finds it; one Newton step of the binding
+    ``j`` (its value kept, only its derivative used) carries the implicit derivative
+    ``dz / dx_j = 1 / dV_j/dz`` and ``dz / ds_k = -(dV_j/ds_k) / (dV_j/dz)`` into gradients."""
+    lo, hi = jnp.asarray(env.lo, s.dtype)[i], jnp.asarray(env.hi, s.dtype)[i]
+
+    def g(z):
+        return jnp.min(env.values(s.at[i].set(z)) - cut)
+
+    # unrolled, not a fori_loop: inside the repair's bisection (a loop whose float comparison steers it) the nested
+    # loop was miscompiled by XLA's CPU backend without YNNPACK fusions (jaxlib 0.10.2: the repair of CE Thm 9's
+    # rule shifted -0.799 instead of -0.00066; the same program with XLA's defaults, or this unrolled form, is right)
+    a, z = jax.lax.stop_gradient(lo), jax.lax.stop_gradient(hi)
+    for _ in range(iters):
+        mid = 0.5 * (a + z)
+        inside = jax.lax.stop_gradient(g(mid)) >= 0
+        a, z = jnp.where(inside, a, mid), jnp.where(inside, mid, z)
+    z = jax.lax.stop_gradient(z)
+    g_lo, g_hi = g(lo), g(hi)
+    z = jnp.where(g_lo >= 0, lo, jnp.where(g_hi < 0, hi, z))
+    # the implicit derivative through the binding value (a zero correction in value, not in gradient)
+    excess = env.values(s.at[i].set(z)) - cut
+    j = jnp.argmin(jax.lax.stop_gradient(excess))
+    slope = jax.grad(lambda y: env.values(s.at[i].set(y))[j])(z)
+    interior = (g_lo < 0) & (g_hi >= 0) & (jax.lax.stop_gradient(slope) > 0)
+    step = -excess[j] / jnp.where(interior, slope, 1.0)
+    return z + jnp.where(interior, step - jax.lax.stop_gradient(step), 0.0)
+
+
+def payment_basis(env: Environment, cut: Array, s: Array, knots: int, value_box: bool = False) -> tuple[Array, Array]:
     """``(B, T)`` with ``q(s) = <Q, B>`` and ``t_i(s) = <Q, T[i]>`` for knot values ``Q`` (shapes ``(K,) * n`` and
     ``(n,) + (K,) * n``): everything is linear in ``Q`` for a fixed box. ``B = 1{s >= x} prod_d hat(s_d)``;
     ``T[i] = B V_i(s) - 1{s_-i >= x_-i} (int_{x_i}^{max(s_i, x_i)} hat(z) dV_i/dz(z, s_-i) dz) prod_{d != i} hat(s_d)``
-    (the envelope formula, CE Thm 2), the integral over the knot cells by 2-point Gauss-Legendre per cell."""
+    (the envelope formula, CE Thm 2), the integral over the knot cells by 2-point Gauss-Legendre per cell. With
+    ``value_box`` the box is ``1{V(s) >= x}`` and the integral starts where agent ``i`` enters it along its own
+    signal (:func:`value_entry`; empty where it never does)."""
     n = env.n_agents
     lo, hi = jnp.asarray(env.lo, s.dtype), jnp.asarray(env.hi, s.dtype)
     c = jnp.clip(cut, lo, hi)
     h = [hats(s[d], lo[d], hi[d], knots) for d in range(n)]
-    b = in_box({"cut": cut}, s) * _outer(h)
+    b = in_box({"cut": cut}, s, env.values if value_box else None) * _outer(h)
     v = env.values(s)
     gl_x, gl_w = jnp.asarray(_GL_NODES, s.dtype), jnp.asarray(_GL_WEIGHTS, s.dtype)
     rows = []
     for i in range(n):
         edges = jnp.linspace(lo[i], hi[i], knots)
-        top = jnp.maximum(s[i], c[i])
-        left, right = jnp.clip(edges[:-1], c[i], top), jnp.clip(edges[1:], c[i], top)
+        ci = value_entry(env, cut, s, i) if value_box else c[i]
+        top = jnp.maximum(s[i], ci)
+        left, right = jnp.clip(edges[:-1], ci, top), jnp.clip(edges[1:], ci, top)
         mid, half = 0.5 * (left + right), 0.5 * (right - left)
         z = (mid[:, None] + half[:, None] * gl_x[None, :]).ravel()
         w = (half[:, None] * gl_w[None, :]).ravel()
@@ -125,32 +174,37 @@ def payment_basis(env: Environment, cut: Array, s: Array, knots: int) -> tuple[A
 
         dv = jax.vmap(slope)(jax.lax.stop_gradient(z))
         rent = jnp.sum((w * dv)[:, None] * jax.vmap(lambda y, i=i: hats(y, lo[i], hi[i], knots))(z), axis=0)
-        others = jnp.all(jnp.delete(s >= cut, i))  # the others inside the box (as in q)
+        # the others inside the box (as in q); a value box's entry point already says whether the path enters it
+        others = True if value_box else jnp.all(jnp.delete(s >= cut, i))
         rows.append(b * v[i] - jnp.where(others, 1.0, 0.0) * _outer([rent if d == i else h[d] for d in range(n)]))
     return b, jnp.stack(rows)
 
 
-def envelope_payments(env: Environment, params: dict, s: Array) -> Array:
+def envelope_payments(env: Environment, params: dict, s: Array, value_box: bool = False) -> Array:
     """``t(s)``, shape ``(n,)``: the envelope payments of the module docstring at reports ``s`` (CE Thm 2)."""
     qk = knot_values(params["q"])
-    _, t = payment_basis(env, params["cut"], s, qk.shape[0])
+    _, t = payment_basis(env, params["cut"], s, qk.shape[0], value_box)
     return jnp.sum(t * qk[None], axis=tuple(range(1, qk.ndim + 1)))
 
 
-def deficit(env: Environment, params: dict, s: Array) -> Array:
+def deficit(env: Environment, params: dict, s: Array, value_box: bool = False) -> Array:
     """``c q(s) - sum_i t_i(s)``: what the designer pays out net at reports ``s`` (``<= 0``: the budget holds)."""
     lo, hi = jnp.asarray(env.lo, s.dtype), jnp.asarray(env.hi, s.dtype)
-    return env.cost(provision_probability(params, s, lo, hi)) - jnp.sum(envelope_payments(env, params, s))
+    q = provision_probability(params, s, lo, hi, env.values if value_box else None)
+    return env.cost(q) - jnp.sum(envelope_payments(env, params, s, value_box))
 
 
-def randomized_public_mechanism(env: Environment, params: dict, name: str = "randomized_provision") -> Mechanism:
+def randomized_public_mechanism(
+    env: Environment, params: dict, name: str = "randomized_provision", value_box: bool = False
+) -> Mechanism:
     """The rule with its envelope payments as a :class:`Mechanism` (outcome: the provision probability ``q``)."""
 
     def decide(p, m):
-        return provision_probability(p, m, jnp.asarray(env.lo, m.dtype), jnp.asarray(env.hi, m.dtype))
+        lo, hi = jnp.asarray(env.lo, m.dtype), jnp.asarray(env.hi, m.dtype)
+        return provision_probability(p, m, lo, hi, env.values if value_box else None)
 
     def pay(p, m):
-        return envelope_payments(env, p, m)
+        return envelope_payments(env, p, m, value_box)
 
     return Mechanism(name, decide, pay, params)
 
@@ -177,24 +231,47 @@ def box_deficit(env: Environment, params: dict, points: int) -> Array:
     return jnp.max(jax.vmap(lambda s: deficit(env, params, s))(g))
 
 
+def value_box_points(env: Environment, params: dict, grid: Array) -> Array:
+    """The states where a value box's ex post budget is checked: the profiles ``grid`` (shape ``(m, n)``) and, for
+    each agent ``i``, each profile moved along ``s_i`` to where ``i`` enters the box (:func:`value_entry`): the
+    box's edge, where the payments are lowest along the path, which a grid of the support alone never meets;
+    ``(n + 1) m`` states. Outside the box nothing is provided or paid (deficit 0)."""
+    cut = jax.lax.stop_gradient(params["cut"])
+    edges = [grid.at[:, i].set(jax.vmap(lambda s, i=i: value_entry(env, cut, s, i))(grid)) for i in range(env.n_agents)]
+    return jnp.concatenate([grid, *edges])
+
+
 def randomized_public_family(
-    env: Environment, *, knots: int = 9, init: dict | None = None, box_grid: int = 65, dtype=jnp.float32
+    env: Environment,
+    *,
+    knots: int = 9,
+    init: dict | None = None,
+    box_grid: int = 65,
+    value_box: bool = False,
+    dtype=jnp.float32,
 ) -> Family:
     """Search family of randomized provision rules ``q = 1{s >= x} r(s)`` with envelope payments (module docstring)
-    under ex post budget balance.
+    under ex post budget balance; ``value_box``: ``q = 1{V(s) >= x} r(s)``, thresholds in value units (monotone,
+    hence ex post IC, only where every value rises in every signal, CE Sec. 5; its members with ``r = 1`` are CE
+    Thm 9's threshold rules, CE Def 12).
 
-    Relaxation: the box's indicator becomes ``prod_i sigmoid((s_i - x_i) / T)``; the band is already a probability.
-    Constraint: the deficit ``c q - sum_i t_i`` in every state (weight 1: payments are owed whatever the lottery's
-    draw). Restoration: the least shrink of the box whose worst deficit on the box's own ``box_grid^n`` grid is
-    ``<= 0``, by bisection (:func:`jaxmech._src.models.randomized.repair_box`), larger boxes where there is slack.
+    Relaxation: the box's indicator becomes ``prod_i sigmoid((s_i - x_i) / T)`` (value box:
+    ``sigmoid((V_i(s) - x_i) / T)``); the band is already a probability. Constraint: the deficit ``c q - sum_i t_i`` in
+    every state (weight 1: payments are owed whatever the lottery's draw). Restoration: the least shrink of the box
+    whose worst deficit on the box's own ``box_grid^n`` grid (value box: a support grid of about 65^2 profiles and
+    their entry points, :func:`value_box_points`) is ``<= 0``, by bisection
+    (:func:`jaxmech._src.models.randomized.repair_box`), larger boxes where there is slack.
     """
     check_public(env, "randomized_public_family")
     if knots < 2:
         raise ValueError(f"knots: need >= 2, got {knots}")
     n = env.n_agents
+    lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
     if init is None:
-        lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
-        init = {"cut": lo + 0.6 * (hi - lo), "q": np.full((knots,) * n, 0.9)}
+        cut = lo + 0.6 * (hi - lo)
+        if value_box:
+            cut = np.asarray(env.values(jnp.asarray(cut, jnp.float32)), np.float64)
+        init = {"cut": cut, "q": np.full((knots,) * n, 0.9)}
     params0 = jax.tree.map(lambda x: jnp.asarray(x, dtype), init)
     if set(params0) != {"cut", "q"} or params0["cut"].shape != (n,) or params0["q"].shape != (knots,) * n:
         raise ValueError(f"init: needs 'cut' (shape ({n},)) and 'q' (shape {(knots,) * n}), got "
@@ -202,31 +279,49 @@ def randomized_public_family(
 
     def soft_decide(params, s, temperature):
         lo, hi = jnp.asarray(env.lo, s.dtype), jnp.asarray(env.hi, s.dtype)
-        box = jnp.prod(jax.nn.sigmoid((s - params["cut"]) / temperature))
+        box = jnp.prod(jax.nn.sigmoid(((env.values(s) if value_box else s) - params["cut"]) / temperature))
         return box * band(params, s, lo, hi)
 
     def violation(params, s):
-        return deficit(env, params, s)
+        return deficit(env, params, s, value_box)
 
     def weight(params, s):
         return jnp.ones((), s.dtype)
 
-    worst = jax.jit(lambda params, delta: box_deficit(env, shrink(params, delta), box_grid))
+    if value_box:
+        k = max(3, int(round(4225 ** (1.0 / n))))
+        t = np.linspace(0.0, 1.0, k)
+        grid = jnp.asarray(np.stack([x.ravel() for x in np.meshgrid(*[lo[i] + (hi[i] - lo[i]) * t for i in range(n)],
+                                                                      indexing="ij")], -1), dtype)  # fmt: skip
+
+        def worst_at(params):
+            return jnp.max(jax.vmap(lambda s: deficit(env, params, s, True))(value_box_points(env, params, grid)))
+
+        v = np.asarray(jax.vmap(env.values)(jnp.asarray(np.stack([lo, hi]), jnp.float32)), np.float64)
+        span = float(np.max(v[1] - v[0]))
+    else:
+
+        def worst_at(params):
+            return box_deficit(env, params, box_grid)
+
+        span = 1.0
+    worst = jax.jit(lambda params, delta: worst_at(shrink(params, delta)))
 
     def restore(params):
-        delta = randomized.repair_box(lambda d: float(worst(params, jnp.asarray(d, dtype))))
+        delta = randomized.repair_box(lambda d: float(worst(params, jnp.asarray(d, dtype))), span)
         return shrink(params, delta)
 
     def describe(params):
         r = np.asarray(knot_values(jnp.asarray(params["q"])))
-        return {"cut": [float(c) for c in np.asarray(params["cut"])], "band": np.round(r, 6).tolist()}
+        out = {"cut": [float(c) for c in np.asarray(params["cut"])], "band": np.round(r, 6).tolist()}
+        return {**out, "box": "value"} if value_box else out
 
     def revenue(params, s):
-        return jnp.sum(envelope_payments(env, params, s))
+        return jnp.sum(envelope_payments(env, params, s, value_box))
 
     return Family(
         "randomized_provision", params0, soft_decide, violation, weight,
-        lambda p: randomized_public_mechanism(env, p), restore, describe, revenue,
+        lambda p: randomized_public_mechanism(env, p, value_box=value_box), restore, describe, revenue,
     )  # fmt: skip
 
 
