@@ -63,15 +63,21 @@ def _least_rise(p, s):
     return jnp.min(jnp.stack(out))
 
 
-def _reference_payments(p: dict, s: np.ndarray, knots: int) -> np.ndarray:
-    """t_i = q V_i - int_{x_i}^{s_i} r(z, s_-i) dV_i/dz dz (0 outside the box), with r from scipy's multilinear
-    interpolation of the monotone knot values and the integral by adaptive quadrature (scipy.integrate.quad)."""
-    n = len(s)
+def _band(p: dict, knots: int, n: int):
+    """The band r by scipy's multilinear interpolation of the monotone knot values (numpy's running maxima), and the
+    knot grid of one axis per agent."""
     qk = np.clip(np.asarray(p["q"], np.float64), 0.0, 1.0)
     for axis in range(n):
         qk = np.maximum.accumulate(qk, axis=axis)
     grid = [np.linspace(0.0, 1.0, knots)] * n
-    r = RegularGridInterpolator(grid, qk, method="linear")
+    return RegularGridInterpolator(grid, qk, method="linear"), grid
+
+
+def _reference_payments(p: dict, s: np.ndarray, knots: int) -> np.ndarray:
+    """t_i = q V_i - int_{x_i}^{s_i} r(z, s_-i) dV_i/dz dz (0 outside the box), with r from scipy's multilinear
+    interpolation of the monotone knot values and the integral by adaptive quadrature (scipy.integrate.quad)."""
+    n = len(s)
+    r, grid = _band(p, knots, n)
     cut = np.asarray(p["cut"], np.float64)
     inside = bool(np.all(s >= cut))
     t = np.zeros(n)
@@ -195,11 +201,7 @@ def _reference_value_box_payments(p: dict, s: np.ndarray, knots: int) -> np.ndar
     from scipy.optimize import brentq
 
     n = len(s)
-    qk = np.clip(np.asarray(p["q"], np.float64), 0.0, 1.0)
-    for axis in range(n):
-        qk = np.maximum.accumulate(qk, axis=axis)
-    grid = [np.linspace(0.0, 1.0, knots)] * n
-    r = RegularGridInterpolator(grid, qk, method="linear")
+    r, grid = _band(p, knots, n)
     cut = np.asarray(p["cut"], np.float64)
 
     def values(x):
