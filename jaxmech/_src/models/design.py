@@ -661,7 +661,7 @@ def monotone_expectation(
             vals = jax.vmap(lambda z: weighted(jnp.concatenate([prefix, z[None]])))(xs)
         else:
             vals = jax.vmap(lambda z: level(jnp.concatenate([prefix, z[None]]), k + 1))(xs)
-        return jnp.sum(ws * vals)
+        return jnp.sum(ws * vals) if vals.ndim == 1 else jnp.tensordot(ws, vals, axes=1)  # a vector integrand too
 
     return level(jnp.zeros((0,), dtype), 0)
 
@@ -1074,15 +1074,28 @@ def design(
                     dtype=dtype)  # fmt: skip
 
     band_lp = None
-    if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None and spec.box is not None:
+    if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
         if env.outcome_names == PUBLIC:
+            ppfs = [quantile_function(m, dtype) for m in prior.marginals]
+            region = None
+            if spec.box is None:  # a value box: the band's objective over the box by the nested quadrature
+
+                def region(inside, integrand):
+                    return monotone_expectation(prior, signs, inside, integrand,
+                                                (quadrature_panels or default_panels(n),) * n, dtype, ppfs)  # fmt: skip
+
             band_lp = randomized_public.band_program(
-                env, prior, knots, ppfs=[quantile_function(m, dtype) for m in prior.marginals],
-                cdfs=[functools.partial(priors_cdf, prior, i) for i in range(n)], objective=objective,
-                revenue_weight=revenue_weight, dtype=dtype,
+                env, prior, knots, ppfs=ppfs, cdfs=[functools.partial(priors_cdf, prior, i) for i in range(n)],
+                objective=objective, revenue_weight=revenue_weight, region_expectation=region, dtype=dtype,
             )  # fmt: skip
         else:
             band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, dtype=dtype)
+
+    lo_s, hi_s = np.asarray(prior.lo, np.float64), np.asarray(prior.hi, np.float64)
+    polish_range = (lo_s + 0.05, hi_s - 0.05)  # cutoffs in the support
+    if family == "randomized" and env.outcome_names == PUBLIC and spec.box is None:  # thresholds: values there
+        ends = jnp.asarray(np.stack([lo_s + 0.05 * (hi_s - lo_s), hi_s - 0.05 * (hi_s - lo_s)]), dtype)
+        polish_range = tuple(np.asarray(jax.vmap(env.values)(ends), np.float64))
 
     def polish_band(p):
         """Along the budget boundary: for each box the best band (an exact LP, :func:`band_program`), the box moved by
@@ -1096,7 +1109,7 @@ def design(
             return -cache[key_][0]
 
         # from the repaired box, kept inside the support (a search that collapsed to no trade still gets a box)
-        z0 = np.clip(np.asarray(p["cut"], np.float64), np.asarray(prior.lo) + 0.05, np.asarray(prior.hi) - 0.05)
+        z0 = np.clip(np.asarray(p["cut"], np.float64), *polish_range)
         z = nelder_mead(loss, z0, 0.1, xtol=1e-4, max_iter=80)
         _, q = cache[tuple(np.round(z, 9))]
         if q is None:
@@ -1167,13 +1180,7 @@ def design(
             p3 = p3 if ok3 else p2
         if family in CURVES and polish and quad is not None:
             p3 = polish_knots(p2)
-        if (
-            family == "randomized"
-            and polish
-            and budget == "ex_post"
-            and prior.cholesky is None
-            and spec.box is not None
-        ):
+        if band_lp is not None:
             p3 = polish_band(p2)
             p3 = p3 if float(quad(p3)) >= float(quad(p2)) else p2  # never worse than the repaired search
         val = float(quad(p3)) if quad is not None else float(np.mean(np.asarray(pick(p3), np.float64)[:, 0]))

@@ -336,6 +336,7 @@ def band_program(
     nodes: int | None = None,
     objective: str = "welfare",
     revenue_weight: float = 0.0,
+    region_expectation: Callable | None = None,
     dtype=jnp.float32,
 ):
     """``cut -> (value, q)``: the best band for a fixed box, exactly (an LP in the ``K^n`` knot values).
@@ -346,6 +347,12 @@ def band_program(
     ``sum t >= c q`` at the box's own ``points^n`` grid, and ``Q`` non-decreasing between adjacent knots along every
     axis. The coefficients are :func:`payment_basis` (no autodiff); scipy HiGHS solves it. Returns ``(-inf, None)``
     where the LP fails.
+
+    ``region_expectation``: the band of a VALUE box (thresholds ``cut`` in value units):
+    ``region_expectation(inside, integrand) -> E[1{inside} integrand]`` over the box, an upward-closed region
+    (the design's nested quadrature, ``jaxmech._src.models.design.monotone_expectation``), and the budget at a
+    ``points^n`` support grid with each profile moved onto the box's edge along every agent's signal
+    (:func:`value_box_points`).
     """
     from scipy.optimize import linprog  # optional dependency (the `lp` extra)
 
@@ -357,18 +364,29 @@ def band_program(
     gx, gw = jnp.asarray((gx + 1) / 2, dtype), jnp.asarray(gw / 2, dtype)
     c1 = env.cost(jnp.ones((), dtype)) - env.cost(jnp.zeros((), dtype))  # cost and welfare are linear in q
 
+    value_box = region_expectation is not None
+    lo_, hi_ = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
+    t_ = np.linspace(0.0, 1.0, points)
+    support = np.stack([x.ravel() for x in np.meshgrid(*[lo_[i] + (hi_[i] - lo_[i]) * t_ for i in range(n)],
+                                                        indexing="ij")], -1)  # fmt: skip
+
     def deficit_row(cut, s):
-        b, t = payment_basis(env, cut, s, k)
+        b, t = payment_basis(env, cut, s, k, value_box)
         return (c1 * b - jnp.sum(t, axis=0)).ravel()
 
     def value_row(cut, s):
         w1 = env.welfare(jnp.ones((), s.dtype), s) - env.welfare(jnp.zeros((), s.dtype), s)
-        b, t = payment_basis(env, cut, s, k)
+        b, t = payment_basis(env, cut, s, k, value_box)
         rev = jnp.sum(t, axis=0) - c1 * b
         return (rev if objective == "revenue" else w1 * b + revenue_weight * rev).ravel()
 
     @functools.partial(jax.jit, compiler_options=supported(FULL_OPTIMIZATION))  # run once per Nelder-Mead step
     def coefficients(cut):
+        if value_box:
+            states = value_box_points(env, {"cut": cut}, jnp.asarray(support, dtype))
+            budget = jax.vmap(lambda s: deficit_row(cut, s))(states)
+            obj = region_expectation(lambda s: in_box({"cut": cut}, s, env.values), lambda s: value_row(cut, s))
+            return budget, obj
         lo, hi = jnp.asarray(env.lo, dtype), jnp.asarray(env.hi, dtype)
         cut = jnp.clip(cut, lo, hi)
         budget = jax.vmap(lambda s: deficit_row(cut, s))(box_grid_points(env, {"cut": cut}, points))
