@@ -307,3 +307,52 @@ def test_randomized_revenue_design_where_values_rise_beats_the_threshold_rules()
     assert max(au["sampled"]["regret_max"], au["grid"]["regret_max"], au["sampled"]["ir_violation_max"],
                au["grid"]["ir_violation_max"]) <= 1e-5  # fmt: skip
     assert au["sampled"]["deficit_max"] <= 1e-6 and au["grid"]["deficit_max"] <= 1e-6
+
+
+def test_value_entry_and_its_implicit_derivatives():
+    """v_i = s_i + 0.3 s_-i: agent 0 enters the box at z* = max(x_0 - 0.3 s_1, (x_1 - s_1) / 0.3). Where its own
+    threshold binds dz*/dx_0 = 1, dz*/ds_1 = -0.3; where the other's binds dz*/dx_1 = 1/0.3, dz*/ds_1 = -1/0.3; where
+    it is inside from its lowest signal (or never enters), z* is lo (hi) with no derivative."""
+    env = jm.public_good(jm.linear_public_values(0.3, 2), 1.0, 2)
+
+    def entry(cut, s1):
+        return rp.value_entry(env, cut, jnp.asarray([0.7, 0.0]).at[1].set(s1), 0)
+
+    grad = jax.jit(jax.grad(entry, argnums=(0, 1)))
+    cases = (  # cut, s_1, z*, dz/dx, dz/ds_1
+        ([0.5, 0.5], 0.8, 0.26, [1.0, 0.0], -0.3),  # own: 0.5 - 0.24; the other's (0.5 - 0.8) / 0.3 < 0
+        ([0.3, 0.6], 0.5, 1 / 3, [0.0, 1 / 0.3], -1 / 0.3),  # the other's: 0.1 / 0.3 > own 0.3 - 0.15
+        ([0.1, 0.2], 0.5, 0.0, [0.0, 0.0], 0.0),  # inside from z = 0
+        ([1.5, 0.5], 0.5, 1.0, [0.0, 0.0], 0.0),  # never inside: V_0(1, 0.5) = 1.15 < 1.5
+    )
+    for cut, s1, z, dz, ds in cases:
+        cut = jnp.asarray(cut, jnp.float32)
+        assert abs(float(entry(cut, jnp.float32(s1))) - z) < 1e-6, (cut, s1)
+        g_cut, g_s = grad(cut, jnp.float32(s1))
+        np.testing.assert_allclose(np.asarray(g_cut), dz, atol=1e-4)
+        assert abs(float(g_s) - ds) < 1e-4
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_nested_quadrature_of_a_vector_integrand_stacks_the_scalar_ones(n):
+    """monotone_expectation with a vector integrand (the band LP's objective row) equals the scalar quadratures of
+    its components, over a value box of CE Thm 9's public good."""
+    env = jm.public_good(jm.linear_public_values(0.3, n), 0.5 * n, n)
+    prior = jm.independent(env.dims)
+    signs, cut = np.ones(n), jnp.full((n,), 0.5, jnp.float32)
+
+    def inside(s):
+        return rp.in_box({"cut": cut}, s, env.values)
+
+    def vec(s):
+        return jnp.stack([jnp.sum(env.values(s)), s[0] ** 2, jnp.prod(s)])
+
+    panels = (6,) * n
+    got = jax.jit(lambda: design_lib.monotone_expectation(prior, signs, inside, vec, panels, jnp.float32))()
+    for k in range(3):
+        one = design_lib.monotone_expectation(prior, signs, inside, lambda s, k=k: vec(s)[k], panels, jnp.float32)
+        assert abs(float(got[k]) - float(one)) <= 1e-6 * max(1.0, abs(float(one)))
+    # and the region's mass against a Monte Carlo estimate (the sum of values: sanity of the integral itself)
+    s = prior.sample(jax.random.PRNGKey(0), 1 << 18, jnp.float32)
+    mc = jax.vmap(lambda x: inside(x) * vec(x))(s)
+    assert np.all(np.abs(np.asarray(got) - np.asarray(mc.mean(0))) <= 5 * np.asarray(mc.std(0)) / np.sqrt(1 << 18))

@@ -240,17 +240,18 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
 
 
 def falling_value(env: Environment) -> str | None:
-    """Where some value falls in some signal on a ``17^n`` grid of the unit cube: the witness ``"V_i falls in
-    s_j: V_i(s) = .. > V_i(s') = .."`` (steps of 1/16), else ``None`` (every value weakly increases in every signal,
-    CE Sec. 5: threshold rules, CE Def 12, are monotone)."""
+    """Where some value falls in some signal on a ``17^n`` grid of the support: the witness ``"V_i falls in
+    s_j: V_i(s) = .. > V_i(s') = .."`` (steps of 1/16 of the support), else ``None`` (every value weakly increases in
+    every signal, CE Sec. 5: threshold rules, CE Def 12, are monotone, and so is the randomized family's value box)."""
     n = env.n_agents
+    lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
     t = np.linspace(0.0, 1.0, 17)
-    base = np.array(np.meshgrid(*[t] * n, indexing="ij")).reshape(n, -1).T
+    base = np.array(np.meshgrid(*[lo[i] + (hi[i] - lo[i]) * t for i in range(n)], indexing="ij")).reshape(n, -1).T
     vals = jax.jit(jax.vmap(env.values))
     v0 = np.asarray(vals(jnp.asarray(base, jnp.float32)), np.float64)
     for j in range(n):
         up = base.copy()
-        up[:, j] = np.minimum(up[:, j] + 1.0 / 16, 1.0)
+        up[:, j] = np.minimum(up[:, j] + (hi[j] - lo[j]) / 16, hi[j])
         dv = np.asarray(vals(jnp.asarray(up, jnp.float32)), np.float64) - v0
         bad = dv < -1e-6
         if bad.any():
@@ -436,8 +437,9 @@ def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
     cutoffs in the upper part of the support (value box: the values there) and a random band (never a known
     optimum); the repair's shift enlarges the box (more provision) or shrinks it. The search places the box (one
     soft-maximum multiplier for the ex post budget: per-state multipliers as for trade cost a third more compile time
-    and did not change the polished design); for a signal box the band LP of the polish
-    (:func:`jaxmech._src.models.randomized_public.band_program`) shapes the band."""
+    and did not change the polished design); the band LP of the polish
+    (:func:`jaxmech._src.models.randomized_public.band_program`) shapes the band (ex post budgets, independent
+    priors)."""
     n = env.n_agents
     lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
     value_box = falling_value(env) is None
@@ -1108,7 +1110,8 @@ def design(
                 cache[key_] = band_lp(z)
             return -cache[key_][0]
 
-        # from the repaired box, kept inside the support (a search that collapsed to no trade still gets a box)
+        # from the repaired box, kept inside the support (value box: thresholds between the values at 5% and 95% of
+        # it), so that a search that collapsed to no trade or no provision still gets a box
         z0 = np.clip(np.asarray(p["cut"], np.float64), *polish_range)
         z = nelder_mead(loss, z0, 0.1, xtol=1e-4, max_iter=80)
         _, q = cache[tuple(np.round(z, 9))]

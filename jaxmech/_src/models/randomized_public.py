@@ -137,10 +137,13 @@ def value_entry(env: Environment, cut: Array, s: Array, i: int, iters: int = 32)
     g_lo, g_hi = g(lo), g(hi)
     z = jnp.where(g_lo >= 0, lo, jnp.where(g_hi < 0, hi, z))
     # the implicit derivative through the binding value (a zero correction in value, not in gradient)
+    # (among the values that move with z: a flat one never binds at an interior entry point)
     excess = env.values(s.at[i].set(z)) - cut
-    j = jnp.argmin(jax.lax.stop_gradient(excess))
-    slope = jax.grad(lambda y: env.values(s.at[i].set(y))[j])(z)
-    interior = (g_lo < 0) & (g_hi >= 0) & (jax.lax.stop_gradient(slope) > 0)
+    slopes = jax.jacfwd(lambda y: env.values(s.at[i].set(y)))(z)
+    moving = jax.lax.stop_gradient(slopes) > 0
+    j = jnp.argmin(jnp.where(moving, jax.lax.stop_gradient(excess), jnp.inf))
+    slope = slopes[j]
+    interior = (g_lo < 0) & (g_hi >= 0) & jnp.any(moving)
     step = -excess[j] / jnp.where(interior, slope, 1.0)
     return z + jnp.where(interior, step - jax.lax.stop_gradient(step), 0.0)
 
