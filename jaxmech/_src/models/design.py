@@ -245,8 +245,7 @@ def falling_value(env: Environment) -> str | None:
     every signal, CE Sec. 5: threshold rules, CE Def 12, are monotone, and so is the randomized family's value box)."""
     n = env.n_agents
     lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
-    t = np.linspace(0.0, 1.0, 17)
-    base = np.array(np.meshgrid(*[lo[i] + (hi[i] - lo[i]) * t for i in range(n)], indexing="ij")).reshape(n, -1).T
+    base = audit_lib.grid_points(lo, hi, 17, 17**n)
     vals = jax.jit(jax.vmap(env.values))
     v0 = np.asarray(vals(jnp.asarray(base, jnp.float32)), np.float64)
     for j in range(n):
@@ -465,8 +464,8 @@ def randomized_public_spec(env: Environment, *, knots: int, dtype) -> Spec:
         return randomized_public.provision_probability(p, s, jnp.asarray(lo, s.dtype), jnp.asarray(hi, s.dtype), values)
 
     if value_box:
-        v = np.asarray(jax.vmap(env.values)(jnp.asarray(np.stack([lo, hi]), jnp.float32)), np.float64)
-        return Spec(f, cold, shift, float(np.max(v[1] - v[0])), hard_q, expected_payments=True,
+        span = float(np.max(randomized_public.diagonal_values(env, 1.0) - randomized_public.diagonal_values(env, 0.0)))
+        return Spec(f, cold, shift, span, hard_q, expected_payments=True,
                     check_points=lambda p, states: randomized_public.value_box_points(env, p, states))  # fmt: skip
     return Spec(f, cold, shift, float(np.max(hi - lo)), hard_q, expected_payments=True, box=box)
 
@@ -1075,12 +1074,13 @@ def design(
     pick = evaluate(env, spec, prior, k_pick, 1 << 15, objective=objective, revenue_weight=revenue_weight,
                     dtype=dtype)  # fmt: skip
 
+    value_box = family == "randomized" and env.outcome_names == PUBLIC and spec.box is None
     band_lp = None
     if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
         if env.outcome_names == PUBLIC:
             ppfs = [quantile_function(m, dtype) for m in prior.marginals]
             region = None
-            if spec.box is None:  # a value box: the band's objective over the box by the nested quadrature
+            if value_box:  # the band's objective over the box by the nested quadrature
 
                 def region(inside, integrand):
                     return monotone_expectation(prior, signs, inside, integrand,
@@ -1093,11 +1093,9 @@ def design(
         else:
             band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, dtype=dtype)
 
-    lo_s, hi_s = np.asarray(prior.lo, np.float64), np.asarray(prior.hi, np.float64)
-    polish_range = (lo_s + 0.05, hi_s - 0.05)  # cutoffs in the support
-    if family == "randomized" and env.outcome_names == PUBLIC and spec.box is None:  # thresholds: values there
-        ends = jnp.asarray(np.stack([lo_s + 0.05 * (hi_s - lo_s), hi_s - 0.05 * (hi_s - lo_s)]), dtype)
-        polish_range = tuple(np.asarray(jax.vmap(env.values)(ends), np.float64))
+    polish_range = (np.asarray(prior.lo) + 0.05, np.asarray(prior.hi) - 0.05)  # cutoffs in the support
+    if value_box:  # thresholds: the values between 5% and 95% of the support
+        polish_range = (randomized_public.diagonal_values(env, 0.05), randomized_public.diagonal_values(env, 0.95))
 
     def polish_band(p):
         """Along the budget boundary: for each box the best band (an exact LP, :func:`band_program`), the box moved by

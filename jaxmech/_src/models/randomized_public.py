@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmech._src.core import priors
+from jaxmech._src.core.audit import grid_points
 from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment
 from jaxmech._src.core.mechanisms import Mechanism
@@ -244,6 +245,12 @@ def value_box_points(env: Environment, params: dict, grid: Array) -> Array:
     return jnp.concatenate([grid, *edges])
 
 
+def diagonal_values(env: Environment, fraction: float) -> np.ndarray:
+    """``V(lo + fraction (hi - lo))``: the values at a profile on the support's diagonal (value-box thresholds)."""
+    lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
+    return np.asarray(env.values(jnp.asarray(lo + fraction * (hi - lo), jnp.float32)), np.float64)
+
+
 def randomized_public_family(
     env: Environment,
     *,
@@ -271,9 +278,7 @@ def randomized_public_family(
     n = env.n_agents
     lo, hi = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
     if init is None:
-        cut = lo + 0.6 * (hi - lo)
-        if value_box:
-            cut = np.asarray(env.values(jnp.asarray(cut, jnp.float32)), np.float64)
+        cut = diagonal_values(env, 0.6) if value_box else lo + 0.6 * (hi - lo)
         init = {"cut": cut, "q": np.full((knots,) * n, 0.9)}
     params0 = jax.tree.map(lambda x: jnp.asarray(x, dtype), init)
     if set(params0) != {"cut", "q"} or params0["cut"].shape != (n,) or params0["q"].shape != (knots,) * n:
@@ -292,16 +297,12 @@ def randomized_public_family(
         return jnp.ones((), s.dtype)
 
     if value_box:
-        k = max(3, int(round(4225 ** (1.0 / n))))
-        t = np.linspace(0.0, 1.0, k)
-        grid = jnp.asarray(np.stack([x.ravel() for x in np.meshgrid(*[lo[i] + (hi[i] - lo[i]) * t for i in range(n)],
-                                                                      indexing="ij")], -1), dtype)  # fmt: skip
+        grid = jnp.asarray(grid_points(lo, hi, 65, 65**2), dtype)  # 65^2 for two agents, 16^3 for three
 
         def worst_at(params):
             return jnp.max(jax.vmap(lambda s: deficit(env, params, s, True))(value_box_points(env, params, grid)))
 
-        v = np.asarray(jax.vmap(env.values)(jnp.asarray(np.stack([lo, hi]), jnp.float32)), np.float64)
-        span = float(np.max(v[1] - v[0]))
+        span = float(np.max(diagonal_values(env, 1.0) - diagonal_values(env, 0.0)))
     else:
 
         def worst_at(params):
@@ -368,10 +369,7 @@ def band_program(
     c1 = env.cost(jnp.ones((), dtype)) - env.cost(jnp.zeros((), dtype))  # cost and welfare are linear in q
 
     value_box = region_expectation is not None
-    lo_, hi_ = np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64)
-    t_ = np.linspace(0.0, 1.0, points)
-    support = np.stack([x.ravel() for x in np.meshgrid(*[lo_[i] + (hi_[i] - lo_[i]) * t_ for i in range(n)],
-                                                        indexing="ij")], -1)  # fmt: skip
+    support = grid_points(np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64), points, points**n)
 
     def deficit_row(cut, s):
         b, t = payment_basis(env, cut, s, k, value_box)
