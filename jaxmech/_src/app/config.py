@@ -241,8 +241,8 @@ class SearchSettings:
 class DesignSettings:
     family: str = _meta(
         "auto",
-        doc="auto | two_price | randomized | cutoff (bilateral trade) | threshold | posted | boundary | randomized (public good) | reserve (single object)",
-        choices=("auto", "two_price", "randomized", "cutoff", "threshold", "posted", "boundary", "reserve"),
+        doc="auto | two_price | randomized | cutoff (bilateral trade) | threshold | posted | boundary | randomized (public good) | virtual (either, budget ex_ante: the virtual-surplus rule, the default there) | reserve (single object)",
+        choices=("auto", "two_price", "randomized", "cutoff", "threshold", "posted", "boundary", "virtual", "reserve"),
     )
     objective: str = _meta(
         "welfare", doc="welfare (+ revenue_weight x revenue) | revenue", choices=("welfare", "revenue")

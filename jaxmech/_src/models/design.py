@@ -39,6 +39,12 @@ value among buyers with ``s_i > r_i`` wins, pivot payments; needs single crossin
 the seller has no cost, so the budget holds in every state and steps 2-3 become Nelder-Mead from each cold start on
 the exact quadrature objective (:func:`design_reserve`).
 
+Ex ante budgets (``E[deficit] <= 0``), independent priors: ``virtual`` (:mod:`jaxmech._src.models.virtual`), the
+virtual-surplus rule ``1{(1 - alpha) w + alpha J >= 0}`` with pivot payments, ``alpha`` set by bisection so that the
+expected deficit ``-E[q J]`` is 0 (or ``rho / (1 + rho)`` where a revenue weight ``rho`` leaves budget slack; 1 for
+revenue): where it is monotone (checked on a grid) it is the best ex post IC and IR mechanism of all, randomized ones
+included (Myerson & Satterthwaite 1983; :func:`design_virtual`). It is the default family under an ex ante budget.
+
 Correlated priors (a Gaussian copula): the search, the repair, the Monte Carlo evaluation and the audit only sample
 the prior; the quadrature (the polish of posted cutoffs and thresholds, the reserve family's objective) integrates
 in quantile space weighted by the copula's density (:func:`jaxmech._src.core.priors.copula_density`); the families
@@ -67,7 +73,7 @@ from jaxmech._src.core.compile_options import FULL_OPTIMIZATION, supported
 from jaxmech._src.core.environments import Environment, check_own_monotone
 from jaxmech._src.core.mechanisms import Mechanism, bisect, decide_and_pay, pivot_payments
 from jaxmech._src.core.search import Family, SearchConfig, make_optimizer, soft_max, support_grid
-from jaxmech._src.models import auction, randomized, randomized_public
+from jaxmech._src.models import auction, randomized, randomized_public, virtual
 from jaxmech._src.models import families as fam
 from jaxmech._src.models import lp_reference as lp
 
@@ -76,7 +82,11 @@ Params = Any
 
 TRADE = ("no_trade", "trade")
 PUBLIC = ("not_provided", "provided")
-FAMILIES = {TRADE: ("two_price", "randomized", "cutoff"), PUBLIC: ("threshold", "posted", "boundary", "randomized")}
+FAMILIES = {
+    TRADE: ("two_price", "randomized", "cutoff", "virtual"),
+    PUBLIC: ("threshold", "posted", "boundary", "randomized", "virtual"),
+}
+EX_ANTE_ONLY = ("virtual",)  # families whose rule is set by the expected deficit (independent priors)
 SINGLE_OBJECT = ("reserve",)  # single-object environments (outcomes a0, a1, ..., an), any number of buyers
 OBJECTIVES = ("welfare", "revenue")
 BUDGETS = ("ex_post", "ex_ante")
@@ -190,11 +200,7 @@ def _compiled():
     return functools.partial(jax.jit, compiler_options=supported(FULL_OPTIMIZATION))
 
 
-def directions(env: Environment) -> np.ndarray:
-    """``+1`` where agent ``i``'s worth of the outcome ``h_i(1) V_i`` rises with its own signal (a buyer, a
-    contributor), ``-1`` where it falls (a seller): the direction a monotone rule must respect (CE Def 8, 10)."""
-    h = np.asarray(env.weights(jnp.ones((), jnp.float32)), np.float64)
-    return np.where(h >= 0, 1.0, -1.0)
+directions = virtual.directions  # +1 / -1: the direction a monotone rule must respect in each own signal
 
 
 def check_environment(env: Environment, prior: priors.Prior, family: str) -> None:
@@ -237,6 +243,12 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
                 f"family threshold: CE Def 12 rules are monotone (ex post IC) only when every value weakly "
                 f"increases in every signal (CE Sec. 5), but {witness}; use family 'posted' or 'boundary'"
             )
+    if family in EX_ANTE_ONLY and prior.cholesky is not None:
+        raise ValueError(
+            f"family {family}: needs independent signals (the expected payment E[t_i] = E[q J_i] integrates each "
+            "own signal against its own marginal, independent of the others'); under a correlated prior use "
+            "family 'randomized' or a deterministic family"
+        )
 
 
 def falling_value(env: Environment) -> str | None:
@@ -724,19 +736,23 @@ def nelder_mead(fn, x0: np.ndarray, step: float, *, xtol: float = 1e-6, max_iter
 
 
 def band_program(env: Environment, prior: priors.Prior, knots: int, *, points: int = 33, nodes: int = 48,
-                 revenue_weight: float = 0.0, objective: str = "welfare", dtype=jnp.float32):  # fmt: skip
+                 revenue_weight: float = 0.0, objective: str = "welfare", budget: str = "ex_post",
+                 dtype=jnp.float32):  # fmt: skip
     """``cut -> (value, q)``: the best band of a banded randomized rule for a fixed trade box, exactly.
 
     Every term is linear in the band's knot values ``Q`` (``q(s)`` is bilinear in them inside the box, and so are the
     envelope payments): the objective ``E[1{box} (q w + revenue_weight (t_beta + t_sigma))]`` (Gauss-Legendre in
-    quantile space over the box, ``nodes`` per axis), the budget ``t_beta + t_sigma >= 0`` at the box's own
-    ``points x points`` grid, and monotonicity between adjacent knots. A linear program in the ``K^2`` knot values
-    (scipy HiGHS); the coefficients are gradients at a strictly monotone interior ``Q``, where the monotone
-    projection is the identity. Returns ``(-inf, None)`` where the LP fails.
+    quantile space over the box, ``nodes`` per axis), the budget (ex post: ``t_beta + t_sigma >= 0`` at the box's
+    own ``points x points`` grid; ex ante: ``E[1{box} (t_beta + t_sigma)] >= 0`` by the same quadrature as the
+    objective: outside the box nobody trades at any own report, so nobody pays), and monotonicity between adjacent
+    knots. A linear program in the ``K^2`` knot values (scipy HiGHS); the coefficients are gradients at a strictly
+    monotone interior ``Q``, where the monotone projection is the identity. Returns ``(-inf, None)`` where the LP
+    fails.
     """
     from scipy.optimize import linprog  # optional dependency (the `lp` extra)
 
     k = knots
+    ex_ante = budget == "ex_ante"
     base = 0.5 + 0.1 * (np.arange(k)[:, None] - np.arange(k)[None, :]) / k  # strictly monotone, inside (0, 1)
     base = jnp.asarray(base, dtype)
     ppfs = [quantile_function(m, dtype) for m in prior.marginals]
@@ -754,8 +770,6 @@ def band_program(env: Environment, prior: priors.Prior, knots: int, *, points: i
     @_compiled()
     def coefficients(cut):
         cut = jnp.clip(cut, 0.0, 1.0)
-        pts = randomized.box_grid_points({"cut": cut}, points)
-        budget = jax.vmap(jax.grad(surplus), in_axes=(None, None, 0))(base, cut, pts)
         ub = priors_cdf(prior, 0, cut[0])
         vs = priors_cdf(prior, 1, cut[1])
         u = ub + (1.0 - ub) * gx  # quantiles of the buyer inside the box, then of the seller
@@ -763,7 +777,12 @@ def band_program(env: Environment, prior: priors.Prior, knots: int, *, points: i
         s = jnp.stack(jnp.meshgrid(ppfs[0](u), ppfs[1](v), indexing="ij"), -1).reshape(-1, 2)
         w = (jnp.outer(gw, gw) * (1.0 - ub) * vs).reshape(-1)
         obj = jnp.einsum("m,mjk->jk", w, jax.vmap(jax.grad(value), in_axes=(None, None, 0))(base, cut, s))
-        return budget.reshape(budget.shape[0], -1), obj.reshape(-1)
+        if ex_ante:  # one row: the expected surplus
+            balance = jnp.einsum("m,mjk->jk", w, jax.vmap(jax.grad(surplus), in_axes=(None, None, 0))(base, cut, s))
+        else:  # one row per profile of the box's grid
+            pts = randomized.box_grid_points({"cut": cut}, points)
+            balance = jax.vmap(jax.grad(surplus), in_axes=(None, None, 0))(base, cut, pts)
+        return balance.reshape(-1, k * k), obj.reshape(-1)
 
     rows = []
     for j in range(k):
@@ -780,8 +799,8 @@ def band_program(env: Environment, prior: priors.Prior, knots: int, *, points: i
     mono = np.asarray(rows)
 
     def solve(cut):
-        budget, obj = (np.asarray(x, np.float64) for x in coefficients(jnp.asarray(cut, dtype)))
-        a_ub = np.vstack([-budget, mono])
+        balance, obj = (np.asarray(x, np.float64) for x in coefficients(jnp.asarray(cut, dtype)))
+        a_ub = np.vstack([-balance, mono])  # surplus >= 0 (at every grid profile, or in expectation); monotone knots
         res = linprog(-obj, A_ub=a_ub, b_ub=np.zeros(len(a_ub)), bounds=[(0.0, 1.0)] * (k * k), method="highs")
         if res.status != 0:
             return -np.inf, None
@@ -997,16 +1016,31 @@ def design(
         raise ValueError(f"budget: one of {', '.join(BUDGETS)}, got {budget!r}")
     if starts < 1:
         raise ValueError(f"starts: need >= 1, got {starts}")
+    if family in EX_ANTE_ONLY and budget != "ex_ante":
+        raise ValueError(
+            f"family {family}: its rule is set by the EXPECTED deficit, so it needs budget 'ex_ante', got "
+            f"{budget!r} (under an ex post budget use {', '.join(FAMILIES.get(env.outcome_names, ('reserve',))[:-1])})"
+        )
+    default = family is None
     if family is None and auction.is_single_object(env):
         family = "reserve"
+    if family is None and budget == "ex_ante" and prior.cholesky is None and env.outcome_names in FAMILIES:
+        family = "virtual"
     if family is None:
-        family = "two_price" if env.outcome_names == TRADE else "threshold"
-        if env.outcome_names == PUBLIC:
-            try:
-                check_environment(env, prior, "threshold")
-            except ValueError:
-                family = "posted"
+        family = fallback_family(env, prior)
     check_environment(env, prior, family)
+    if family == "virtual":
+        try:
+            return design_virtual(env, prior, key=key, objective=objective, revenue_weight=revenue_weight,
+                                  panels=quadrature_panels or default_panels(env.n_agents),
+                                  eval_profiles=eval_profiles, audit_profiles=audit_profiles, misreports=misreports,
+                                  audit_options=audit_options, check_grid=check_grid, reference=reference,
+                                  grids=grids, run_audit=run_audit, dtype=dtype, t0=t0)  # fmt: skip
+        except NotMonotone:
+            if not default:
+                raise
+            family = fallback_family(env, prior)  # an irregular prior: the searched default instead
+            check_environment(env, prior, family)
     if family == "reserve":
         return design_reserve(env, prior, key=key, objective=objective, revenue_weight=revenue_weight, budget=budget,
                               starts=starts, panels=quadrature_panels or default_panels(env.n_agents),
@@ -1027,10 +1061,10 @@ def design(
     # 2. exact repair onto the budget boundary, from either side
     stat = budget_statistic(spec, prior, k_repair, budget=budget, profiles=repair_profiles, grid_points=repair_grid,
                             dtype=dtype)  # fmt: skip
-    if budget == "ex_ante" and family in POLISHED and family in QUADRATURE:
-        # the mean deficit of a deterministic family exactly, by the same quadrature as its objective (a sample mean
-        # would leave the repaired rule off the budget line by its Monte Carlo error: trade a = 0.3, 4,096 profiles,
-        # E[deficit] +5.8e-5 and cutoffs 0.014 from the optimum (0.5882, 0.4118))
+    if budget == "ex_ante" and family in QUADRATURE and (family in POLISHED or prior.cholesky is None):
+        # the mean deficit exactly, by the same quadrature as the objective (a sample mean would leave the repaired
+        # rule off the budget line by its Monte Carlo error: trade a = 0.3, 4,096 profiles, E[deficit] +5.8e-5 and
+        # cutoffs 0.014 from the optimum (0.5882, 0.4118))
         mean_revenue = exact_objective(env, spec, prior, signs, objective="revenue", revenue_weight=0.0,
                                        panels=(quadrature_panels or default_panels(n),) * n, dtype=dtype,
                                        compiled=False)  # fmt: skip
@@ -1076,7 +1110,7 @@ def design(
 
     value_box = family == "randomized" and env.outcome_names == PUBLIC and spec.box is None
     band_lp = None
-    if family == "randomized" and polish and budget == "ex_post" and prior.cholesky is None:
+    if family == "randomized" and polish and prior.cholesky is None:
         if env.outcome_names == PUBLIC:
             ppfs = [quantile_function(m, dtype) for m in prior.marginals]
             region = None
@@ -1088,10 +1122,12 @@ def design(
 
             band_lp = randomized_public.band_program(
                 env, prior, knots, ppfs=ppfs, cdfs=[functools.partial(priors_cdf, prior, i) for i in range(n)],
-                objective=objective, revenue_weight=revenue_weight, region_expectation=region, dtype=dtype,
+                objective=objective, revenue_weight=revenue_weight, region_expectation=region, budget=budget,
+                dtype=dtype,
             )  # fmt: skip
         else:
-            band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, dtype=dtype)
+            band_lp = band_program(env, prior, knots, objective=objective, revenue_weight=revenue_weight, budget=budget,
+                                   dtype=dtype)  # fmt: skip
 
     polish_range = (np.asarray(prior.lo) + 0.05, np.asarray(prior.hi) - 0.05)  # cutoffs in the support
     if value_box:  # thresholds: the values between 5% and 95% of the support
@@ -1238,6 +1274,109 @@ def design(
                                  "evaluate_audit": t_audit - t_polish},
     )  # fmt: skip
     return with_reference(result, reference, env, prior, grids, objective, revenue_weight, budget)
+
+
+class NotMonotone(ValueError):
+    """The virtual-surplus rule is not monotone in an own signal (an irregular prior): not ex post IC as it is."""
+
+
+def fallback_family(env: Environment, prior: priors.Prior) -> str:
+    """The searched default: ``two_price`` for trade; ``threshold`` for a public good whose values increase in
+    every signal, else ``posted``."""
+    if env.outcome_names == TRADE:
+        return "two_price"
+    try:
+        check_environment(env, prior, "threshold")
+    except ValueError:
+        return "posted"
+    return "threshold"
+
+
+def design_virtual(env, prior, *, key, objective, revenue_weight, panels, eval_profiles, audit_profiles, misreports,
+                   audit_options, check_grid, reference, grids, run_audit, dtype, t0) -> DesignResult:  # fmt: skip
+    """The best mechanism under an ex ante budget (:mod:`jaxmech._src.models.virtual`): the virtual-surplus rule
+    ``1{(1 - alpha) w + alpha J >= 0}`` with pivot payments.
+
+    ``alpha`` is ``rho / (1 + rho)`` for the objective ``welfare + rho revenue`` (1 for revenue) where its expected
+    deficit ``-E[q J]`` is ``<= 0``, else the least ``alpha`` above it with ``E[q J] >= 0``: the budget binds (it is
+    non-decreasing in ``alpha``: the rule at ``alpha`` maximizes ``E[q ((1 - alpha) w + alpha J)]``). Every
+    expectation is the nested quadrature of :func:`monotone_expectation` over the rule's (monotone) region; the
+    bisection runs in float64 on ``alpha`` until its bracket is below 1e-12. The rule found is checked monotone on a
+    support grid (:func:`jaxmech._src.models.virtual.monotone_witness`; else :class:`NotMonotone` with the witness:
+    an irregular prior would need ironing), then evaluated on fresh profiles by its own pivot payments (the Monte
+    Carlo mean deficit checks the quadrature's ``-E[q J]``) and audited like every design.
+
+    Raises:
+      NotMonotone: the rule at the ``alpha`` found is not monotone.
+    """
+    n = env.n_agents
+    k_eval, k_audit = jax.random.split(key)
+    signs = directions(env)
+    rule = virtual.virtual_rule(env, prior)
+    ppfs = [quantile_function(m, dtype) for m in prior.marginals]
+
+    def integrand(s):  # (w, J): welfare and revenue densities of the outcome
+        return jnp.stack([virtual.welfare_gain(env, s), virtual.virtual_surplus(env, prior, s)])
+
+    def expectations(p):
+        @_compiled()
+        def run(alpha):
+            return monotone_expectation(prior, signs, lambda s: rule(alpha, s), integrand, (p,) * n, dtype, ppfs)
+
+        return lambda alpha: np.asarray(run(jnp.asarray(alpha, dtype)), np.float64)
+
+    fine, coarse = expectations(panels), expectations(max(2, panels // 2))
+    a0 = 1.0 if objective == "revenue" else revenue_weight / (1.0 + revenue_weight)
+    lo, hi = a0, 1.0
+    slack = fine(a0)[1] >= 0.0
+    if not slack:  # the least alpha with E[q J] >= 0 (alpha = 1 always qualifies: q = 1{J >= 0})
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if fine(mid)[1] >= 0.0 else (mid, hi)
+            if hi - lo < 1e-12:
+                break
+    alpha = a0 if slack else hi
+    witness = virtual.monotone_witness(env, prior, alpha)
+    if witness is not None:
+        raise NotMonotone(
+            f"family virtual: the virtual-surplus rule is not monotone in an own signal ({witness}): the prior is "
+            "not regular here and would need ironing (Myerson 1981), which jaxmech does not do; use family "
+            "'randomized' or a deterministic family"
+        )
+    w_j, w_j_coarse = fine(alpha), coarse(alpha)
+
+    def value(x):
+        return x[1] if objective == "revenue" else x[0] + revenue_weight * x[1]
+
+    v = float(value(w_j))
+    exact = {"value": v, "error": abs(v - float(value(w_j_coarse))), "welfare": float(w_j[0]),
+             "revenue": float(w_j[1])}  # fmt: skip
+    t_solve = time.perf_counter()
+    mech = virtual.virtual_mechanism(env, prior, jnp.asarray(alpha, dtype))
+    per = np.asarray(_mechanism_outcomes(env, mech, prior, k_eval, eval_profiles, dtype), np.float64)
+    obj = per[:, 1] if objective == "revenue" else per[:, 0] + revenue_weight * per[:, 1]
+    audit = final_audit(env, mech, prior, k_audit, audit_profiles, misreports, audit_options, check_grid, dtype,
+                        run_audit)  # fmt: skip
+    t_audit = time.perf_counter()
+    multiplier = alpha / (1.0 - alpha) if alpha < 1.0 else math.inf
+    description = {
+        "alpha": alpha,
+        "multiplier": multiplier,  # rho + mu: the weight of the virtual surplus against welfare
+        "budget_binds": not slack,
+        "mean_deficit": -float(w_j[1]),  # by quadrature: -E[q J]
+        "rule": "the outcome iff (1 - alpha) w(s) + alpha J(s) >= 0 (J: the virtual surplus)",
+    }
+    row = {"cold": None, "final": description, "objective": v, "feasible": True}
+    result = DesignResult(
+        environment=env.name, family="virtual", objective_name=objective, budget="ex_ante",
+        params=jnp.asarray(alpha, dtype), description=description, mechanism=mech, objective=_mc(obj),
+        welfare=_mc(per[:, 0]), revenue=_mc(per[:, 1]), exact=exact, starts=(row,),
+        spread={"values": [v], "min": v, "max": v, "std": 0.0},
+        precision={"starts_feasible": 1, "starts_at_best": 1, "optimizer_tol": 1e-12, "params_spread": 0.0},
+        audit=audit, reference=None,
+        seconds={"search": t_solve - t0, "repair_polish": 0.0, "evaluate_audit": t_audit - t_solve},
+    )  # fmt: skip
+    return with_reference(result, reference, env, prior, grids, objective, revenue_weight, "ex_ante")
 
 
 def design_reserve(env, prior, *, key, objective, revenue_weight, budget, starts, panels, eval_profiles,

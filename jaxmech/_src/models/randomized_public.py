@@ -341,22 +341,24 @@ def band_program(
     objective: str = "welfare",
     revenue_weight: float = 0.0,
     region_expectation: Callable | None = None,
+    budget: str = "ex_post",
     dtype=jnp.float32,
 ):
     """``cut -> (value, q)``: the best band for a fixed box, exactly (an LP in the ``K^n`` knot values).
 
     Inside the box ``q`` is linear in the knot values ``Q`` and so are the envelope payments, hence the objective
     ``E[1{box} (q (sum V - c) + revenue_weight (sum t - c q))]`` (tensor Gauss-Legendre in quantile space over the
-    box, ``nodes`` per axis; ``ppfs`` / ``cdfs``: the marginals' quantile functions and CDFs), the ex post budget
-    ``sum t >= c q`` at the box's own ``points^n`` grid, and ``Q`` non-decreasing between adjacent knots along every
-    axis. The coefficients are :func:`payment_basis` (no autodiff); scipy HiGHS solves it. Returns ``(-inf, None)``
+    box, ``nodes`` per axis; ``ppfs`` / ``cdfs``: the marginals' quantile functions and CDFs), the budget (ex post:
+    ``sum t >= c q`` at the box's own ``points^n`` grid; ex ante: ``E[1{box} (sum t - c q)] >= 0`` by the same
+    quadrature as the objective, since outside the box nobody is charged: no own report provides), and ``Q``
+    non-decreasing between adjacent knots along every axis. The coefficients are :func:`payment_basis` (no autodiff); scipy HiGHS solves it. Returns ``(-inf, None)``
     where the LP fails.
 
     ``region_expectation``: the band of a VALUE box (thresholds ``cut`` in value units):
     ``region_expectation(inside, integrand) -> E[1{inside} integrand]`` over the box, an upward-closed region
     (the design's nested quadrature, ``jaxmech._src.models.design.monotone_expectation``), and the budget at a
     ``points^n`` support grid with each profile moved onto the box's edge along every agent's signal
-    (:func:`value_box_points`).
+    (:func:`value_box_points`; ex ante: by ``region_expectation`` too).
     """
     from scipy.optimize import linprog  # optional dependency (the `lp` extra)
 
@@ -369,6 +371,7 @@ def band_program(
     c1 = env.cost(jnp.ones((), dtype)) - env.cost(jnp.zeros((), dtype))  # cost and welfare are linear in q
 
     value_box = region_expectation is not None
+    ex_ante = budget == "ex_ante"
     support = grid_points(np.asarray(env.lo, np.float64), np.asarray(env.hi, np.float64), points, points**n)
 
     def deficit_row(cut, s):
@@ -381,26 +384,33 @@ def band_program(
         rev = jnp.sum(t, axis=0) - c1 * b
         return (rev if objective == "revenue" else w1 * b + revenue_weight * rev).ravel()
 
+    def rows(cut, s):  # the objective's row (ex ante: and the deficit's, stacked: one integrand, one quadrature)
+        return jnp.concatenate([value_row(cut, s), deficit_row(cut, s)]) if ex_ante else value_row(cut, s)
+
     @functools.partial(jax.jit, compiler_options=supported(FULL_OPTIMIZATION))  # run once per Nelder-Mead step
     def coefficients(cut):
         if value_box:
+            both = region_expectation(lambda s: in_box({"cut": cut}, s, env.values), lambda s: rows(cut, s))
+            obj = both[: k**n]
+            if ex_ante:
+                return both[None, k**n :], obj
             states = value_box_points(env, {"cut": cut}, jnp.asarray(support, dtype))
-            budget = jax.vmap(lambda s: deficit_row(cut, s))(states)
-            obj = region_expectation(lambda s: in_box({"cut": cut}, s, env.values), lambda s: value_row(cut, s))
-            return budget, obj
+            return jax.vmap(lambda s: deficit_row(cut, s))(states), obj
         lo, hi = jnp.asarray(env.lo, dtype), jnp.asarray(env.hi, dtype)
         cut = jnp.clip(cut, lo, hi)
-        budget = jax.vmap(lambda s: deficit_row(cut, s))(box_grid_points(env, {"cut": cut}, points))
         u0 = jnp.stack([cdfs[i](cut[i]) for i in range(n)])  # the box in quantile space: [u0_i, 1]
         axes = [ppfs[i](u0[i] + (1.0 - u0[i]) * gx) for i in range(n)]
         s = jnp.stack([x.ravel() for x in jnp.meshgrid(*axes, indexing="ij")], -1)
         w = gw
         for _ in range(n - 1):
             w = jnp.outer(w, gw).ravel()
-        obj = jnp.tensordot(w * jnp.prod(1.0 - u0), jax.vmap(lambda x: value_row(cut, x))(s), axes=1)
-        return budget, obj
+        both = jnp.tensordot(w * jnp.prod(1.0 - u0), jax.vmap(lambda x: rows(cut, x))(s), axes=1)
+        obj = both[: k**n]
+        if ex_ante:
+            return both[None, k**n :], obj
+        return jax.vmap(lambda s: deficit_row(cut, s))(box_grid_points(env, {"cut": cut}, points)), obj
 
-    rows = []
+    order = []
     flat = np.arange(k**n).reshape((k,) * n)
     for axis in range(n):  # Q[j] <= Q[j + e_axis]
         a = np.take(flat, np.arange(k - 1), axis=axis).ravel()
@@ -408,12 +418,12 @@ def band_program(
         r = np.zeros((a.size, k**n))
         r[np.arange(a.size), a] = 1.0
         r[np.arange(a.size), b] = -1.0
-        rows.append(r)
-    mono = np.concatenate(rows)
+        order.append(r)
+    mono = np.concatenate(order)
 
     def solve(cut):
-        budget, obj = (np.asarray(x, np.float64) for x in coefficients(jnp.asarray(cut, dtype)))
-        a_ub = np.vstack([budget, mono])  # deficit <= 0 at the grid; monotone knots
+        balance, obj = (np.asarray(x, np.float64) for x in coefficients(jnp.asarray(cut, dtype)))
+        a_ub = np.vstack([balance, mono])  # deficit <= 0 (at the grid, or in expectation); monotone knots
         res = linprog(-obj, A_ub=a_ub, b_ub=np.zeros(len(a_ub)), bounds=[(0.0, 1.0)] * (k**n), method="highs")
         if res.status != 0:
             return -np.inf, None
