@@ -402,3 +402,39 @@ def test_decision_spread_measures_how_far_two_rules_are_apart():
     assert out["decision_grid"] == 33 * 33 and out["decision_spread_max"] == 1.0
     assert out["decision_spread_mean"] == pytest.approx(share, abs=1e-12) and share > 0
     assert design_lib.decision_spread(spec, [p0], p0, prior, 33, jnp.float32)["decision_spread_max"] == 0.0
+
+
+def test_a_prior_beyond_the_environments_support_is_refused():
+    """Signals Uniform[0, 2] in a [0, 1] environment: the families' pivots and boxes live on [0, 1], and a private
+    trade design reported 0.28125 (above the true 0.25) with a deficit of 1; refused instead. A support inside the
+    environment's is fine."""
+    env = jm.bilateral_trade(jm.linear_trade_values(0.0))
+    wide = jm.independent(env.dims, jm.uniform(0.0, 2.0))
+    with pytest.raises(ValueError, match=r"support of signal 0, \[0, 2\], leaves the environment's \[0, 1\]"):
+        jm.design(env, wide, key=jax.random.PRNGKey(0), family="two_price")
+    design_lib.check_environment(env, jm.independent(env.dims, jm.uniform(0.2, 0.8)), "two_price")
+
+
+def test_the_reference_needs_two_grids_and_flags_a_design_above_its_limit():
+    """One grid has no 1/G limit (it was reported as the grid's own value); a design more than 1% ABOVE the limit
+    (trade a = 0.3 on grids 4, 5: limit 0.0488 against the closed form 0.0557) says the extrapolation is off."""
+    from types import SimpleNamespace
+
+    env = jm.bilateral_trade(jm.linear_trade_values(0.3))
+    prior = jm.independent(env.dims)
+    with pytest.raises(ValueError, match="two or more distinct grids"):
+        jm.design(env, prior, key=jax.random.PRNGKey(0), reference=True, grids=(17, 17))
+    best = 0.7**3 * 1.3 / 8
+    out = design_lib.compare_reference(SimpleNamespace(value=best, objective={"se": 0.0}), env, prior, (4, 5),
+                                       objective="welfare", revenue_weight=0.0, budget="ex_post")  # fmt: skip
+    assert out["above_reference"] and not out["below_reference"] and "ABOVE" in out["message"]
+    assert out["limit"] < 0.05 < best
+
+
+def test_the_summary_marks_a_failed_audit():
+    from jaxmech._src.app.kinds import design as kind
+
+    clean = {"regret_max": 0.0, "ir_violation_max": 0.0, "deficit_max": 0.3}
+    assert kind._failed(clean, "ex_ante", 1e-5) == ""  # an ex ante budget's worst state may run a deficit
+    assert kind._failed(clean, "ex_post", 1e-5) == "   ** FAILS: deficit above tol"
+    assert kind._failed({**clean, "regret_max": 1.0}, "ex_ante", 1e-5) == "   ** FAILS: regret above tol"

@@ -169,7 +169,11 @@ def test_which_box_follows_the_sign_of_the_interdependence():
     rising = jm.public_good(jm.linear_public_values(0.3, 2), 1.0, 2)
     falling = jm.public_good(jm.linear_public_values(-0.3, 2), 0.8, 2)
     assert design_lib.falling_value(rising) is None
-    assert design_lib.falling_value(falling) == "V_1 falls in s_0: V_1([0.0, 0.0]) = 0 > V_1([0.0625, 0.0]) = -0.01875"
+    assert design_lib.falling_value(falling) == (
+        "V_1 falls in s_0: V_1([0.0, 0.0]) = 0 > V_1([0.015625, 0.0]) = -0.0046875"
+    )
+    wiggle = jm.public_good(lambda s: s + 0.3 * s[::-1] + 0.03 * jnp.sin(32 * jnp.pi * s[::-1]), 1.0, 2)
+    assert design_lib.falling_value(wiggle).startswith("V_1 falls in s_0")  # period 1/16: a 17-point grid missed it
     for env, value_box in ((rising, True), (falling, False)):
         spec = design_lib.make_spec(env, jm.independent(env.dims), "randomized", key=jax.random.PRNGKey(0), knots=3,
                                     dtype=jnp.float32)  # fmt: skip

@@ -38,7 +38,8 @@ def _run_design(settings, base_dir, progress, out_dir):
             grids=d.lp_grids, dtype=dtype,
         )  # fmt: skip
     except ValueError as e:
-        raise cfg.ConfigError(f"design: {e}") from None
+        msg = str(e)
+        raise cfg.ConfigError(msg if msg.startswith("design:") else f"design: {msg}") from None
     body = {"environment": env.name, "design": res.to_json()}
     return body, None, []
 
@@ -69,6 +70,13 @@ def _lost_starts(starts) -> str:
     return f"   ** {', '.join(parts)}" if parts else ""
 
 
+def _failed(audit: dict, budget: str, tol: float) -> str:
+    """A marker naming what the audit found above ``tol`` (an ex ante budget's worst state may run a deficit)."""
+    keys = ["regret_max", "ir_violation_max"] + (["deficit_max"] if budget == "ex_post" else [])
+    bad = [k.removesuffix("_max").replace("_", " ") for k in keys if audit[k] > tol]
+    return f"   ** FAILS: {', '.join(bad)} above tol" if bad else ""
+
+
 def _design_summary(metrics: dict) -> str:
     d = metrics["design"]
     a, g = d["audit"]["sampled"], d["audit"]["grid"]
@@ -88,9 +96,10 @@ def _design_summary(metrics: dict) -> str:
         + _lost_starts(d["starts"]),
         "precision       " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in d["precision"].items()),
         f"exact audit     {a['profiles']:,} profiles: regret max {a['regret_max']:.3g}   IR violation max "
-        f"{a['ir_violation_max']:.3g}   deficit max {a['deficit_max']:.3g} (tol {a['tol']:.1g})",
+        f"{a['ir_violation_max']:.3g}   deficit max {a['deficit_max']:.3g} (tol {a['tol']:.1g})"
+        + _failed(a, d["budget"], a["tol"]),
         f"support grid    {g['points']:,} profiles: regret max {g['regret_max']:.3g}   IR violation max "
-        f"{g['ir_violation_max']:.3g}   deficit max {g['deficit_max']:.3g}",
+        f"{g['ir_violation_max']:.3g}   deficit max {g['deficit_max']:.3g}" + _failed(g, d["budget"], a["tol"]),
     ]
     r = d["reference"]
     if r is None:
@@ -104,7 +113,11 @@ def _design_summary(metrics: dict) -> str:
                      + (f"   (second order, + c/G^2: {second:.6f})" if second is not None else ""))  # fmt: skip
         lines.append(
             f"gap             limit - design = {r['gap']:+.2e} ({100 * r['gap_relative']:+.2f}%)"
-            + (f"   ** {r['message']}" if r.get("below_reference") else "   (within 1% of the reference)")
+            + (
+                f"   ** {r['message']}"
+                if r.get("below_reference") or r.get("above_reference")
+                else "   (within 1% of the reference)"
+            )  # fmt: skip
         )
     return "\n".join(lines)
 
