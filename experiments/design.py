@@ -5,7 +5,9 @@ buyer and a uniform seller by a fine 1-D NumPy search on exact polynomial integr
 (1-a)^3 (1+a) / 8 for v_i = s_i + a s_-i; CE Thm 9's optimal vbar (symmetry, or an independent NumPy search along
 the budget line for the asymmetric case); the finite-type LP's 1/G limit (scipy HiGHS); Myerson's reserve 1/2 and
 revenue 5/12 (a single object, two uniform private-value buyers); under a Gaussian copula the best posted price by
-Gauss-Legendre in the copula's conditional coordinates (``_reference.copula_posted_price``). Run only these with
+Gauss-Legendre in the copula's conditional coordinates (``_reference.copula_posted_price``); under an ex ante budget
+the virtual-surplus rule's 9/64 at alpha = 1/3 (Myerson & Satterthwaite 1983; Chatterjee & Samuelson's linear
+equilibrium trades iff s_beta - s_sigma >= 1/4). Run only these with
 
     python experiments/design.py [--quick] [--only PATTERN] [--out DIR]
 """
@@ -26,6 +28,7 @@ AUCTION = ("audit.profiles=8192", "design.starts=2", "design.eval_profiles=32768
 CORRELATED = (*QUICK, "design.starts=1", "design.steps=100")  # one cold start: the posted price is unimodal
 PUBLIC_RANDOMIZED = ("audit.profiles=8192", "design.starts=1", "design.steps=60", "design.eval_profiles=524288",
                      "design.repair_profiles=4096", "design.check_grid=17", "design.lp_grids=[17, 33]")  # fmt: skip
+EX_ANTE = ("audit.profiles=8192", "design.check_grid=17", "design.lp_grids=[17, 33]")  # 262,144 fresh profiles
 FULL = ("audit.profiles=1000000", "design.starts=8", "design.eval_profiles=4194304")
 
 
@@ -381,6 +384,31 @@ def trade_correlated(m: dict) -> list[Claim]:
     ]
 
 
+def trade_ex_ante(m: dict) -> list[Claim]:
+    """Private trade, uniform signals, ex ante budget: J = 2 (s_beta - s_sigma) - 1, so the virtual-surplus rule
+    ``(1 - alpha) w + alpha J > 0`` is ``s_beta - s_sigma > alpha / (1 + alpha)``; the budget binds at alpha = 1/3
+    (the cutoff 1/4), welfare ``int_{1/4}^1 d (1 - d) dd = 9/64``."""
+    d = _d(m)
+    desc, mc, rev = d["description"], d["objective"], d["revenue"]
+    return [
+        check(
+            "Myerson & Satterthwaite (1983)",
+            "ex ante budget, private-values trade: the virtual-surplus rule trades iff s_beta - s_sigma > 1/4 "
+            "(alpha = 1/3) and reaches 9/64, above an ex post budget's 1/8",
+            f"alpha {desc['alpha']:.7f}, welfare {d['value']:.7f} by quadrature (MC {mc['mean']:.5f} ± "
+            f"{mc['se']:.1g}); E[deficit] {desc['mean_deficit']:.1g} (its own payments by MC: "
+            f"{-rev['mean']:.1g} ± {rev['se']:.1g})",
+            "alpha = 1/3, 9/64 = 0.140625 (Chatterjee-Samuelson's linear equilibrium); to 1e-6, MC within 4 SE",
+            abs(desc["alpha"] - 1 / 3) <= 1e-6
+            and abs(d["value"] - 9 / 64) <= 1e-6
+            and abs(mc["mean"] - 9 / 64) <= 4 * mc["se"]
+            and abs(rev["mean"]) <= 4 * rev["se"],
+        ),
+        _audit_ok(m),
+        *_reference(m, 0.01),
+    ]
+
+
 EXPERIMENTS = {
     "design_trade_private": Experiment(private, QUICK, FULL),
     "design_trade_beta": Experiment(beta_trade, QUICK, FULL, cost=15),
@@ -396,6 +424,7 @@ EXPERIMENTS = {
     "design_auction_revenue": Experiment(auction_revenue, AUCTION, FULL),
     "design_auction_weighted": Experiment(auction_weighted, AUCTION, FULL),
     "design_trade_correlated": Experiment(trade_correlated, CORRELATED, FULL),
+    "design_trade_ex_ante": Experiment(trade_ex_ante, EX_ANTE, FULL),
 }
 
 if __name__ == "__main__":
