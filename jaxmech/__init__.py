@@ -235,6 +235,7 @@ from jaxmech._src.models.two_outcome import (
     two_outcome_gap,
     two_outcome_searcher,
 )
+from jaxmech._src.models.virtual import virtual_mechanism, virtual_rule, virtual_surplus
 
 __all__ = [
     "design",
@@ -437,4 +438,7 @@ __all__ = [
     "two_objects",
     "consumption_externality",
     "own_signal_mean",
+    "virtual_mechanism",
+    "virtual_rule",
+    "virtual_surplus",
 ]

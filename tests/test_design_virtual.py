@@ -58,7 +58,7 @@ def test_interdependent_trade_against_scipy():
     w = (1 - a) * quad(lambda d: d * (1 - d), k, 1)[0]
     assert abs(k - 13 / 34) < 1e-9
     assert abs(r.value - w) < 1e-6, (r.value, w)
-    decide = virtual.virtual_rule(env, prior)
+    decide = jm.virtual_rule(env, prior)
     rng = np.random.default_rng(0)
     s = rng.uniform(size=(4000, 2)).astype(np.float32)
     d = s[:, 0] - s[:, 1]
