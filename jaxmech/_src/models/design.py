@@ -1390,7 +1390,7 @@ def design_virtual(env, prior, *, key, objective, revenue_weight, panels, eval_p
         "multiplier": multiplier,  # rho + mu: the weight of the virtual surplus against welfare
         "budget_binds": not slack,
         "mean_deficit": -float(w_j[1]),  # by quadrature: -E[q J]
-        "rule": "the outcome iff (1 - alpha) w(s) + alpha J(s) >= 0 (J: the virtual surplus)",
+        "rule": "the outcome iff (1 - alpha) w(s) + alpha J(s) > 0 (J: the virtual surplus)",
     }
     row = {"cold": None, "final": description, "objective": v, "feasible": True}
     result = DesignResult(
