@@ -120,6 +120,10 @@ def test_an_irregular_model_is_refused_with_a_witness():
     with pytest.raises(design_lib.NotMonotone, match="own signal up"):
         jm.design(env, prior, key=jax.random.PRNGKey(0), family="virtual", objective="revenue", budget="ex_ante",
                   **SMALL)  # fmt: skip
+    # asked for no family, the design falls back to the searched default instead of refusing
+    r = jm.design(env, prior, key=jax.random.PRNGKey(0), objective="revenue", budget="ex_ante", starts=1,
+                  search=jm.SearchConfig(steps=20), repair_profiles=1024, **SMALL)  # fmt: skip
+    assert r.family == "two_price" and r.value > 0
 
 
 def test_randomized_trade_under_an_ex_ante_budget_uses_the_band_lp_and_the_exact_mean():
