@@ -98,6 +98,17 @@ def test_ex_ante_budget_is_a_relaxation_that_helps():
     assert ante.value > post.value + 1e-4
 
 
+def test_ex_ante_limit_is_myerson_satterthwaite():
+    """a = 0, uniform, ex ante budget: the best ex post IC and IR mechanism trades iff s_beta - s_sigma >= 1/4,
+    welfare 9/64 (Myerson & Satterthwaite 1983's bound, reached by Chatterjee-Samuelson's linear equilibrium; ex post
+    IC too, since the rule is monotone and pivot payments have the same expectation). G = 9, 17, 33: the
+    second-order limit 0.1406095 (the 1/G one 0.14151)."""
+    env, prior = _trade(0.0)
+    ref = jm.lp_reference(env, prior, grids=(9, 17, 33), budget="ex_ante")
+    assert ref.limit2 == pytest.approx(9 / 64, abs=1e-4)
+    assert ref.limit == pytest.approx(9 / 64, abs=2e-3)
+
+
 def test_public_good_solution_is_feasible_and_at_least_the_best_threshold_rule():
     """Public good, n = 2, v_i = s_i + a s_j, c = 1: the LP's optimum satisfies every constraint by brute force and
     is at least the welfare of CE Thm 9's threshold rules restricted to the grid (each feasible there)."""
