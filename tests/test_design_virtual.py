@@ -92,7 +92,8 @@ def test_revenue_and_weighted_objectives_leave_the_budget_slack():
     # the weighted design below is audited; this one only sets alpha and the value
     rev = jm.design(env, prior, key=jax.random.PRNGKey(0), family="virtual", objective="revenue", budget="ex_ante",
                     run_audit=False, **SMALL)  # fmt: skip
-    assert rev.description["alpha"] == 1.0 and not rev.description["budget_binds"]
+    assert rev.description["alpha"] == 1.0 and rev.description["multiplier"] is None
+    assert not rev.description["budget_binds"]
     assert abs(rev.value - 1 / 24) < 1e-6
     wtd = jm.design(env, prior, key=jax.random.PRNGKey(0), family="virtual", revenue_weight=1.0, budget="ex_ante",
                     **SMALL)  # fmt: skip
@@ -109,6 +110,15 @@ def test_refusals_name_the_reason():
     corr = jm.gaussian_copula(env.dims, jm.uniform(), jm.equicorrelation(2, 0.5))
     with pytest.raises(ValueError, match="needs independent signals"):
         jm.design(env, corr, key=jax.random.PRNGKey(0), family="virtual", budget="ex_ante")
+    # a prior inside the support: the pivots would make the environment's lowest type's IR bind, not the prior's (a
+    # public good with c = 0.05 and signals on [0.5, 1] charged nobody and ran the whole cost as a deficit)
+    pg = jm.public_good(jm.linear_public_values(0.0, 2), 0.05, 2)
+    inside = jm.independent(pg.dims, jm.uniform(0.5, 1.0))
+    with pytest.raises(ValueError, match="support to be the environment's"):
+        jm.design(pg, inside, key=jax.random.PRNGKey(0), family="virtual", budget="ex_ante")
+    auction = jm.single_object([1, 1], lambda s: s)
+    with pytest.raises(ValueError, match="is not a family of"):
+        jm.design(auction, jm.independent(auction.dims), key=jax.random.PRNGKey(0), family="virtual")
 
 
 def test_an_irregular_model_is_refused_with_a_witness():

@@ -40,7 +40,7 @@ the seller has no cost, so the budget holds in every state and steps 2-3 become 
 the exact quadrature objective (:func:`design_reserve`).
 
 Ex ante budgets (``E[deficit] <= 0``), independent priors: ``virtual`` (:mod:`jaxmech._src.models.virtual`), the
-virtual-surplus rule ``1{(1 - alpha) w + alpha J >= 0}`` with pivot payments, ``alpha`` set by bisection so that the
+virtual-surplus rule ``1{(1 - alpha) w + alpha J > 0}`` with pivot payments, ``alpha`` set by bisection so that the
 expected deficit ``-E[q J]`` is 0 (or ``rho / (1 + rho)`` where a revenue weight ``rho`` leaves budget slack; 1 for
 revenue): where it is monotone (checked on a grid) it is the best ex post IC and IR mechanism of all, randomized ones
 included (Myerson & Satterthwaite 1983; :func:`design_virtual`). It is the default family under an ex ante budget.
@@ -250,6 +250,21 @@ def check_environment(env: Environment, prior: priors.Prior, family: str) -> Non
             "own signal against its own marginal, independent of the others'); under a correlated prior use "
             "family 'randomized' or a deterministic family"
         )
+    if family in EX_ANTE_ONLY:
+        lo, hi = np.asarray(prior.lo, np.float64), np.asarray(prior.hi, np.float64)
+        if not (np.allclose(lo, np.asarray(env.lo, np.float64)) and np.allclose(hi, np.asarray(env.hi, np.float64))):
+            raise ValueError(
+                f"family {family}: needs the prior's support to be the environment's (the pivot payments make the "
+                f"environment's lowest type's IR bind, the virtual surplus the prior's), got the prior on "
+                f"{list(zip(lo.tolist(), hi.tolist(), strict=True))} and the environment on "
+                f"{list(zip(np.asarray(env.lo).tolist(), np.asarray(env.hi).tolist(), strict=True))}"
+            )
+        zero = jnp.zeros((), jnp.float32)
+        if np.any(np.asarray(env.weights(zero)) != 0) or float(env.cost(zero)) != 0.0:
+            raise ValueError(
+                f"family {family}: needs the status quo to be worth nothing to everyone and to cost nothing "
+                "(h_i(0) = 0, c(0) = 0: the virtual surplus is that of the outcome against it)"
+            )
 
 
 def check_support(env: Environment, prior: priors.Prior) -> None:
@@ -1042,10 +1057,11 @@ def design(
     if reference and len({int(g) for g in grids}) < 2:
         raise ValueError(f"grids: the LP reference extrapolates in 1/G, which needs two or more distinct grids, got "
                          f"{list(grids)}")  # fmt: skip
-    if family in EX_ANTE_ONLY and budget != "ex_ante":
+    if family in EX_ANTE_ONLY and budget != "ex_ante" and env.outcome_names in FAMILIES:
+        others = [f for f in FAMILIES[env.outcome_names] if f not in EX_ANTE_ONLY]
         raise ValueError(
             f"family {family}: its rule is set by the EXPECTED deficit, so it needs budget 'ex_ante', got "
-            f"{budget!r} (under an ex post budget use {', '.join(FAMILIES.get(env.outcome_names, ('reserve',))[:-1])})"
+            f"{budget!r} (under an ex post budget use {', '.join(others)})"
         )
     default = family is None
     if family is None and auction.is_single_object(env):
@@ -1321,19 +1337,22 @@ def fallback_family(env: Environment, prior: priors.Prior) -> str:
 def design_virtual(env, prior, *, key, objective, revenue_weight, panels, eval_profiles, audit_profiles, misreports,
                    audit_options, check_grid, reference, grids, run_audit, dtype, t0) -> DesignResult:  # fmt: skip
     """The best mechanism under an ex ante budget (:mod:`jaxmech._src.models.virtual`): the virtual-surplus rule
-    ``1{(1 - alpha) w + alpha J >= 0}`` with pivot payments.
+    ``1{(1 - alpha) w + alpha J > 0}`` with pivot payments.
 
     ``alpha`` is ``rho / (1 + rho)`` for the objective ``welfare + rho revenue`` (1 for revenue) where its expected
     deficit ``-E[q J]`` is ``<= 0``, else the least ``alpha`` above it with ``E[q J] >= 0``: the budget binds (it is
     non-decreasing in ``alpha``: the rule at ``alpha`` maximizes ``E[q ((1 - alpha) w + alpha J)]``). Every
     expectation is the nested quadrature of :func:`monotone_expectation` over the rule's (monotone) region; the
-    bisection runs in float64 on ``alpha`` until its bracket is below 1e-12. The rule found is checked monotone on a
-    support grid (:func:`jaxmech._src.models.virtual.monotone_witness`; else :class:`NotMonotone` with the witness:
-    an irregular prior would need ironing), then evaluated on fresh profiles by its own pivot payments (the Monte
-    Carlo mean deficit checks the quadrature's ``-E[q J]``) and audited like every design.
+    bisection on ``alpha`` runs until its bracket is one unit in the working dtype (``dtype``'s epsilon: the
+    precision reported). The rule found is checked monotone on a support grid
+    (:func:`jaxmech._src.models.virtual.monotone_witness`; else :class:`NotMonotone` with the witness: an irregular
+    prior would need ironing), then evaluated on fresh profiles by its own pivot payments, whose Monte Carlo mean
+    revenue must agree with the quadrature's ``E[q J]`` (within 5 SE + 1e-4, else ``ValueError``: the identity
+    behind the rule does not hold for this model), and audited like every design.
 
     Raises:
       NotMonotone: the rule at the ``alpha`` found is not monotone.
+      ValueError: the mechanism's own payments contradict ``E[deficit] = -E[q J]``.
     """
     n = env.n_agents
     k_eval, k_audit = jax.random.split(key)
@@ -1355,11 +1374,11 @@ def design_virtual(env, prior, *, key, objective, revenue_weight, panels, eval_p
     a0 = 1.0 if objective == "revenue" else revenue_weight / (1.0 + revenue_weight)
     lo, hi = a0, 1.0
     slack = fine(a0)[1] >= 0.0
-    if not slack:  # the least alpha with E[q J] >= 0 (alpha = 1 always qualifies: q = 1{J >= 0})
-        for _ in range(60):
+    if not slack:  # the least alpha with E[q J] >= 0 (alpha = 1 always qualifies: q = 1{J > 0})
+        for _ in range(60):  # to the resolution of alpha in the working dtype
             mid = 0.5 * (lo + hi)
             lo, hi = (lo, mid) if fine(mid)[1] >= 0.0 else (mid, hi)
-            if hi - lo < 1e-12:
+            if np.asarray(lo, dtype) == np.asarray(hi, dtype) or hi - lo < 1e-12:
                 break
     alpha = a0 if slack else hi
     witness = virtual.monotone_witness(env, prior, alpha)
@@ -1381,10 +1400,17 @@ def design_virtual(env, prior, *, key, objective, revenue_weight, panels, eval_p
     mech = virtual.virtual_mechanism(env, prior, jnp.asarray(alpha, dtype))
     per = np.asarray(_mechanism_outcomes(env, mech, prior, k_eval, eval_profiles, dtype), np.float64)
     obj = per[:, 1] if objective == "revenue" else per[:, 0] + revenue_weight * per[:, 1]
+    mc = _mc(per[:, 1])
+    if abs(mc["mean"] - exact["revenue"]) > 5 * mc["se"] + 1e-4:
+        raise ValueError(
+            f"family virtual: the mechanism's own payments give a mean revenue of {mc['mean']:.6g} ± {mc['se']:.2g} "
+            f"({mc['profiles']:,} profiles), not E[q J] = {exact['revenue']:.6g}: the expected-payment identity "
+            "does not hold for this model (the lowest types' IR does not bind where the prior puts its mass)"
+        )
     audit = final_audit(env, mech, prior, k_audit, audit_profiles, misreports, audit_options, check_grid, dtype,
                         run_audit)  # fmt: skip
     t_audit = time.perf_counter()
-    multiplier = alpha / (1.0 - alpha) if alpha < 1.0 else math.inf
+    multiplier = alpha / (1.0 - alpha) if alpha < 1.0 else None  # None: revenue alone (an infinite weight)
     description = {
         "alpha": alpha,
         "multiplier": multiplier,  # rho + mu: the weight of the virtual surplus against welfare
@@ -1398,7 +1424,8 @@ def design_virtual(env, prior, *, key, objective, revenue_weight, panels, eval_p
         params=jnp.asarray(alpha, dtype), description=description, mechanism=mech, objective=_mc(obj),
         welfare=_mc(per[:, 0]), revenue=_mc(per[:, 1]), exact=exact, starts=(row,),
         spread={"values": [v], "min": v, "max": v, "std": 0.0},
-        precision={"starts_feasible": 1, "starts_at_best": 1, "optimizer_tol": 1e-12, "params_spread": 0.0},
+        precision={"starts_feasible": 1, "starts_at_best": 1, "optimizer_tol": float(jnp.finfo(dtype).eps),
+                   "params_spread": 0.0},
         audit=audit, reference=None,
         seconds={"search": t_solve - t0, "repair_polish": 0.0, "evaluate_audit": t_audit - t_solve},
     )  # fmt: skip

@@ -13,14 +13,18 @@ taking the expectation over ``s_i`` first gives the expected payments (the inter
 with ``H_i = (1 - F_i) / f_i`` where ``sigma_i = +1`` and ``F_i / f_i`` where ``sigma_i = -1``. Generalized VCG
 (pivot) payments set every lowest type's utility to 0 (ex post IR binding, CE Sec. 3.4), so
 ``E[deficit] = -E[q J]`` with the *virtual surplus* ``J = sum_i J_i - (c(1) - c(0))``. Maximizing
-``E[q (w + rho J)]`` (welfare ``w``, ``rho`` the revenue weight) subject to ``E[q J] >= 0`` pointwise gives::
+``E[q (w + rho J)]`` (welfare ``w``, ``rho`` the revenue weight) subject to ``E[q J] >= 0`` (in expectation) by
+maximizing its Lagrangian state by state gives::
 
-    q(s) = 1{(1 - alpha) w(s) + alpha J(s) >= 0},   alpha = (rho + mu) / (1 + rho + mu),
+    q(s) = 1{(1 - alpha) w(s) + alpha J(s) > 0},   alpha = (rho + mu) / (1 + rho + mu),
 
-``mu >= 0`` the budget's multiplier (``alpha = 1``: the revenue objective, ``q = 1{J >= 0}``). Where that rule is
+``mu >= 0`` the budget's multiplier (``alpha = 1``: the revenue objective, ``q = 1{J > 0}``). Where that rule is
 monotone (a regular prior; checked on a grid) it is optimal among ALL ex post IC and IR mechanisms, randomized
 ones included, whose expected deficit is ``<= 0``: every such mechanism's objective is at most the Lagrangian,
-which the rule maximizes state by state. Private trade with uniform signals: trade iff ``s_beta - s_sigma >= 1/4``,
+which the rule maximizes state by state. Assumed: independent signals, the prior's support equal to the
+environment's (the pivots make the environment's lowest type's IR bind), a status quo worth nothing and costing
+nothing (``h_i(0) = 0``, ``c(0) = 0``), and a tie set ``{(1 - alpha) w + alpha J = 0}`` of probability 0 (else
+the best rule randomizes on it and ``E[q_alpha J]`` jumps over 0 at ``alpha``); the design checks the first three. Private trade with uniform signals: trade iff ``s_beta - s_sigma >= 1/4``,
 welfare 9/64 (Chatterjee & Samuelson's linear equilibrium, Myerson & Satterthwaite's bound), above the 1/8 of the
 best posted price, which an ex post budget forces.
 """
