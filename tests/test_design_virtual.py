@@ -153,3 +153,14 @@ def test_randomized_trade_under_an_ex_ante_budget_uses_the_band_lp_and_the_exact
         prior, design_lib.directions(env), objective="revenue", revenue_weight=0.0, panels=(48, 48), dtype=jnp.float32,
     )(r.params)  # fmt: skip
     assert abs(float(exact_revenue)) < 1e-6
+
+
+def test_a_searched_family_under_an_ex_ante_budget_is_pointed_to_virtual():
+    """Private trade's best posted price (1/8, the ex post optimum) against the ex ante LP: 12% below, and the
+    message names the family that reaches it."""
+    from types import SimpleNamespace
+
+    env, prior = _trade(0.0)
+    out = design_lib.compare_reference(SimpleNamespace(value=0.125, objective={"se": 0.0}, family="two_price"), env,
+                                       prior, (9, 17), objective="welfare", revenue_weight=0.0, budget="ex_ante")  # fmt: skip
+    assert out["below_reference"] and "family 'virtual'" in out["message"]

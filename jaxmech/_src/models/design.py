@@ -87,6 +87,7 @@ FAMILIES = {
     PUBLIC: ("threshold", "posted", "boundary", "randomized", "virtual"),
 }
 EX_ANTE_ONLY = ("virtual",)  # families whose rule is set by the expected deficit (independent priors)
+SEARCHED_UNDER_EX_ANTE = tuple(f for fs in FAMILIES.values() for f in fs if f not in EX_ANTE_ONLY)
 SINGLE_OBJECT = ("reserve",)  # single-object environments (outcomes a0, a1, ..., an), any number of buyers
 OBJECTIVES = ("welfare", "revenue")
 BUDGETS = ("ex_post", "ex_ante")
@@ -1545,6 +1546,11 @@ def compare_reference(result: DesignResult, env, prior, grids, *, objective, rev
                 f"; the second-order fit (limit + b/G + c/G^2) gives {ref.limit2:.6g}, gap "
                 f"{100 * out['gap_relative_second_order']:.2f}%: where the two fits differ, the extrapolation's own "
                 "error is of that size (finer grids settle it)"
+            )
+        if budget == "ex_ante" and getattr(result, "family", None) in SEARCHED_UNDER_EX_ANTE:
+            out["message"] += (
+                "; under an ex ante budget family 'virtual' gives the best mechanism where its rule is monotone "
+                "(the default when no family is named)"
             )
     if above:  # no mechanism beats the continuum's optimum: the extrapolation (or a constraint) is off
         out["message"] = (
